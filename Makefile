@@ -1,0 +1,40 @@
+# proofmesh — build, test and run targets. `make help` lists them.
+GO        ?= go
+BIN       ?= bin/proofmesh
+PKGS      ?= ./...
+FUZZTIME  ?= 60s
+STATICCHECK_VERSION ?= v0.7.0
+
+.PHONY: help build test test-short lint fuzz bench demo wasm testnet-up testnet-down testnet-logs e2e clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+build: ## build bin/proofmesh (static, CGO_ENABLED=0)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/proofmesh
+
+test: ## run every test with the race detector
+	$(GO) test -race -timeout 20m $(PKGS)
+
+test-short: ## quick tests without -race
+	$(GO) test -short $(PKGS)
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+bench: ## run the benchmarks and print their figures
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+demo: build ## a local testnet, tasks of every built-in type, verified results
+	$(BIN) demo
+
+wasm: ## rebuild the built-in WASM task modules in tasks/
+	bash tasks/build.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,123 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// MaxHeartbeatBytes bounds an encoded heartbeat; larger ones are REJECTED.
+const MaxHeartbeatBytes = 4 << 10
+
+// DefaultClockSkew is how far a message's time may be from ours.
+const DefaultClockSkew = 30 * time.Second
+
+// Heartbeat is what a node gossips about itself at every interval. The
+// gossipsub message carrying it is signed by the node (strict signing), so
+// NodeID must equal the message's origin.
+type Heartbeat struct {
+	NodeID        string       `json:"node_id"`
+	Seq           uint64       `json:"seq"`
+	Time          int64        `json:"time"` // unix milliseconds
+	Capabilities  Capabilities `json:"capabilities"`
+	PolicyVersion int          `json:"policy_version"`
+	NodeType      string       `json:"node_type"`
+	Region        string       `json:"region,omitempty"`
+	Load          float64      `json:"load"`   // 0 idle .. 1 saturated
+	Health        float64      `json:"health"` // 0 failing .. 1 healthy
+	Version       string       `json:"version"`
+	TaskTypes     []string     `json:"task_types,omitempty"`
+	ListenAddrs   []string     `json:"listen_addrs,omitempty"`
+	// IntervalMS is the sender's current heartbeat interval; receivers derive
+	// the sender's stale and offline thresholds from it.
+	IntervalMS int64 `json:"interval_ms"`
+}
+
+// Encode marshals the heartbeat for the wire.
+func (h *Heartbeat) Encode() ([]byte, error) {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("encode heartbeat: %w", err)
+	}
+	if len(b) > MaxHeartbeatBytes {
+		return nil, fmt.Errorf("encode heartbeat: %w: %d bytes, limit %d", ErrOversized, len(b), MaxHeartbeatBytes)
+	}
+	return b, nil
+}
+
+// DecodeHeartbeat parses a heartbeat from outside bytes. It checks the form
+// only; ValidateHeartbeat applies the rules.
+func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
+	var h Heartbeat
+	if err := decodeStrict(data, MaxHeartbeatBytes, &h); err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	if err := h.checkForm(); err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	return &h, nil
+}
+
+func (h *Heartbeat) checkForm() error {
+	if _, err := peer.Decode(h.NodeID); err != nil {
+		return fmt.Errorf("%w: node_id %q is not a peer id", ErrMalformed, h.NodeID)
+	}
+	if h.Seq == 0 {
+		return fmt.Errorf("%w: seq must start at 1", ErrMalformed)
+	}
+	if h.Load < 0 || h.Load > 1 || h.Health < 0 || h.Health > 1 {
+		return fmt.Errorf("%w: load and health must be within 0..1", ErrMalformed)
+	}
+	if h.IntervalMS < 100 || h.IntervalMS > int64(time.Hour/time.Millisecond) {
+		return fmt.Errorf("%w: interval_ms %d not within 100..3600000", ErrMalformed, h.IntervalMS)
+	}
+	if len(h.TaskTypes) > 32 || len(h.ListenAddrs) > 16 || len(h.Version) > 64 {
+		return fmt.Errorf("%w: too many task types or addresses", ErrMalformed)
+	}
+	return nil
+}
+
+// HeartbeatCheck carries what a validator knows when it judges a heartbeat.
+type HeartbeatCheck struct {
+	From    peer.ID       // the gossip message's signed origin
+	Now     time.Time     // the local clock
+	Skew    time.Duration // allowed clock skew
+	LastSeq uint64        // highest seq accepted from this node so far (0: none)
+	Policy  Policy        // our capability policy
+}
+
+// ValidateHeartbeat applies the heartbeat rules of DESIGN.md and returns the
+// heartbeat's capabilities normalised (unknown keys of a newer policy
+// dropped). Errors wrap the sentinels: ErrForged, ErrMalformed and the
+// capability errors REJECT; ErrStale (seq not increasing) and ErrClockSkew
+// IGNORE.
+func ValidateHeartbeat(h *Heartbeat, c HeartbeatCheck) (Capabilities, error) {
+	if err := h.checkForm(); err != nil {
+		return nil, err
+	}
+	if h.NodeID != c.From.String() {
+		return nil, fmt.Errorf("%w: node_id %s sent by %s", ErrForged, h.NodeID, c.From)
+	}
+	caps, err := c.Policy.CheckClaimed(h.PolicyVersion, h.Capabilities)
+	if err != nil {
+		return nil, err
+	}
+	if nt, ok := caps[CapNodeType]; ok && nt != h.NodeType {
+		return nil, fmt.Errorf("%w: node_type %q differs from capability %q", ErrMalformed, h.NodeType, nt)
+	}
+	if h.Seq <= c.LastSeq {
+		return nil, fmt.Errorf("%w: seq %d not above %d", ErrStale, h.Seq, c.LastSeq)
+	}
+	if d := c.Now.Sub(time.UnixMilli(h.Time)); d > c.Skew || d < -c.Skew {
+		return nil, fmt.Errorf("%w: heartbeat time is %s from ours (allowed %s)", ErrClockSkew, d.Round(time.Millisecond), c.Skew)
+	}
+	return caps, nil
+}
+
+// Serves reports whether the heartbeat lists taskType among the types served.
+func (h *Heartbeat) Serves(taskType string) bool {
+	return slices.Contains(h.TaskTypes, taskType)
+}

@@ -1,0 +1,404 @@
+package protocol
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, id
+}
+
+func TestPolicyCheck(t *testing.T) {
+	p := DefaultPolicy()
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		caps    Capabilities
+		wantErr error
+		wantMsg string
+	}{
+		{"valid", Capabilities{CapCPUCores: 4, CapMemoryGB: json.Number("16"), CapGPUAvailable: true, CapNodeType: "compute", CapRegion: "eu-west-1"}, nil, ""},
+		{"unknown key", Capabilities{"tpu_count": 1}, ErrUnknownCapability, `"tpu_count"`},
+		{"cores too high", Capabilities{CapCPUCores: 257}, ErrCapabilityRange, "1..256"},
+		{"cores zero", Capabilities{CapCPUCores: 0}, ErrCapabilityRange, `"cpu_cores"`},
+		{"cores fractional", Capabilities{CapCPUCores: 1.5}, ErrCapabilityType, "integer"},
+		{"cores string", Capabilities{CapCPUCores: "4"}, ErrCapabilityType, "integer"},
+		{"bandwidth low", Capabilities{CapBandwidthMbps: 9}, ErrCapabilityRange, "10..100000"},
+		{"gpu not bool", Capabilities{CapGPUAvailable: "yes"}, ErrCapabilityType, "true or false"},
+		{"bad node type", Capabilities{CapNodeType: "miner"}, ErrCapabilityRange, "compute"},
+		{"region upper", Capabilities{CapRegion: "EU"}, ErrCapabilityRange, "a-z0-9-"},
+		{"region empty", Capabilities{CapRegion: ""}, ErrCapabilityRange, "length"},
+		{"region long", Capabilities{CapRegion: strings.Repeat("a", 33)}, ErrCapabilityRange, "length"},
+		{"region path", Capabilities{CapRegion: "../etc"}, ErrCapabilityRange, "character"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := p.Check(tc.caps)
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if got[CapMemoryGB] != int64(16) {
+					t.Fatalf("memory not normalised: %#v", got[CapMemoryGB])
+				}
+				return
+			}
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("error %q does not name %q", err, tc.wantMsg)
+			}
+		})
+	}
+}
+
+func TestPolicyCheckClaimedNewerVersionDropsUnknownKeys(t *testing.T) {
+	p := DefaultPolicy()
+	caps := Capabilities{CapCPUCores: 4, "tpu_count": 2}
+	got, err := p.CheckClaimed(p.Version+1, caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["tpu_count"]; ok {
+		t.Fatal("unknown key of a newer policy was kept")
+	}
+	if _, err := p.CheckClaimed(p.Version, caps); !errors.Is(err, ErrUnknownCapability) {
+		t.Fatalf("same version with unknown key: %v", err)
+	}
+	if _, err := p.CheckClaimed(p.Version+1, Capabilities{CapCPUCores: 999}); !errors.Is(err, ErrCapabilityRange) {
+		t.Fatalf("newer version must still check known keys: %v", err)
+	}
+}
+
+func validHeartbeat(id peer.ID, seq uint64, now time.Time) *Heartbeat {
+	return &Heartbeat{
+		NodeID: id.String(), Seq: seq, Time: now.UnixMilli(),
+		Capabilities:  Capabilities{CapCPUCores: 2, CapNodeType: "compute"},
+		PolicyVersion: 1, NodeType: "compute", Load: 0.1, Health: 1, Version: "test",
+		IntervalMS: 1000,
+	}
+}
+
+func TestValidateHeartbeat(t *testing.T) {
+	_, me := newKey(t)
+	_, other := newKey(t)
+	now := time.Now()
+	check := HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, LastSeq: 5, Policy: DefaultPolicy()}
+	tests := []struct {
+		name   string
+		mutate func(h *Heartbeat)
+		want   error
+		ignore bool
+	}{
+		{"valid", func(h *Heartbeat) {}, nil, false},
+		{"forged node id", func(h *Heartbeat) { h.NodeID = other.String() }, ErrForged, false},
+		{"unknown capability", func(h *Heartbeat) { h.Capabilities["x"] = 1 }, ErrUnknownCapability, false},
+		{"out of range", func(h *Heartbeat) { h.Capabilities[CapCPUCores] = 1000 }, ErrCapabilityRange, false},
+		{"replayed seq", func(h *Heartbeat) { h.Seq = 5 }, ErrStale, true},
+		{"old seq", func(h *Heartbeat) { h.Seq = 2 }, ErrStale, true},
+		{"clock ahead", func(h *Heartbeat) { h.Time = now.Add(time.Minute).UnixMilli() }, ErrClockSkew, true},
+		{"clock behind", func(h *Heartbeat) { h.Time = now.Add(-time.Minute).UnixMilli() }, ErrClockSkew, true},
+		{"node type mismatch", func(h *Heartbeat) { h.NodeType = "verifier" }, ErrMalformed, false},
+		{"load out of range", func(h *Heartbeat) { h.Load = 2 }, ErrMalformed, false},
+		{"zero interval", func(h *Heartbeat) { h.IntervalMS = 0 }, ErrMalformed, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := validHeartbeat(me, 6, now)
+			tc.mutate(h)
+			_, err := ValidateHeartbeat(h, check)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if err != nil && Ignorable(err) != tc.ignore {
+				t.Fatalf("Ignorable(%v) = %v, want %v", err, !tc.ignore, tc.ignore)
+			}
+		})
+	}
+}
+
+func TestHeartbeatRoundTripAndLimits(t *testing.T) {
+	_, me := newKey(t)
+	h := validHeartbeat(me, 1, time.Now())
+	b, err := h.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeHeartbeat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NodeID != h.NodeID || got.Seq != 1 {
+		t.Fatalf("round trip: %+v", got)
+	}
+	big := append([]byte(`{"node_id":"`), make([]byte, MaxHeartbeatBytes)...)
+	if _, err := DecodeHeartbeat(big); !errors.Is(err, ErrOversized) {
+		t.Fatalf("oversized: %v", err)
+	}
+	if _, err := DecodeHeartbeat([]byte(`{"node_id":"x","extra":1}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("unknown field: %v", err)
+	}
+}
+
+func TestStatusAt(t *testing.T) {
+	now := time.Now()
+	iv := time.Second
+	tests := []struct {
+		ago  time.Duration
+		del  bool
+		want PeerStatus
+	}{
+		{0, false, StatusOnline},
+		{2900 * time.Millisecond, false, StatusOnline},
+		{3 * time.Second, false, StatusStale},
+		{9 * time.Second, false, StatusStale},
+		{10 * time.Second, false, StatusOffline},
+		{0, true, StatusDeleted},
+	}
+	for _, tc := range tests {
+		if got := StatusAt(now.Add(-tc.ago), iv, tc.del, now); got != tc.want {
+			t.Errorf("StatusAt(%s ago, deleted=%v) = %s, want %s", tc.ago, tc.del, got, tc.want)
+		}
+	}
+}
+
+func TestAdaptiveInterval(t *testing.T) {
+	if got := AdaptiveInterval(time.Second, 5, 20); got != time.Second {
+		t.Errorf("small network stretched to %s", got)
+	}
+	// 200 peers at a budget of 20 msg/s: each node beats about every 10 s.
+	if got := AdaptiveInterval(time.Second, 199, 20); got != 10*time.Second {
+		t.Errorf("200 nodes: %s, want 10s", got)
+	}
+}
+
+func TestLeaveOnlyOwnKey(t *testing.T) {
+	priv, id := newKey(t)
+	otherPriv, _ := newKey(t)
+	env, err := Seal(&Leave{NodeID: id.String(), Time: time.Now().UnixMilli(), Reason: "shutdown"}, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, signer, err := OpenLeave(env)
+	if err != nil || signer != id || l.Reason != "shutdown" {
+		t.Fatalf("open own leave: %v %v", err, signer)
+	}
+	forged, err := Seal(&Leave{NodeID: id.String(), Time: time.Now().UnixMilli()}, otherPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenLeave(forged); !errors.Is(err, ErrForged) {
+		t.Fatalf("leave signed by another key: %v", err)
+	}
+	// A result envelope is not a leave, even with a valid signature.
+	res, _ := Seal(&Result{TaskID: strings.Repeat("a", 64), Executor: id.String(), Output: []byte("x"), OutputHash: HashHex([]byte("x"))}, priv)
+	if _, _, err := OpenLeave(res); err == nil {
+		t.Fatal("a result envelope opened as a leave")
+	}
+	tampered := append([]byte(nil), env...)
+	tampered[len(tampered)-10] ^= 1
+	if _, _, err := OpenLeave(tampered); err == nil {
+		t.Fatal("tampered leave accepted")
+	}
+}
+
+func TestOpenResult(t *testing.T) {
+	priv, id := newKey(t)
+	_, other := newKey(t)
+	out := []byte(`{"y":"1"}`)
+	r := &Result{TaskID: strings.Repeat("b", 64), Type: "mimc.chain.v1", Executor: id.String(), Output: out, OutputHash: HashHex(out)}
+	env, err := Seal(r, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenResult(env); err != nil {
+		t.Fatal(err)
+	}
+	r.Executor = other.String()
+	env, _ = Seal(r, priv)
+	if _, err := OpenResult(env); !errors.Is(err, ErrForged) {
+		t.Fatalf("result claimed for another executor: %v", err)
+	}
+	r.Executor = id.String()
+	r.OutputHash = HashHex([]byte("other"))
+	env, _ = Seal(r, priv)
+	if _, err := OpenResult(env); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("output hash mismatch: %v", err)
+	}
+}
+
+func TestTransition(t *testing.T) {
+	ok := [][2]TaskState{
+		{StatePending, StateAssigned}, {StateAssigned, StateRunning}, {StateRunning, StateProving},
+		{StateProving, StateVerifying}, {StateVerifying, StateAccepted}, {StateAssigned, StateAccepted},
+		{StatePending, StateFailed}, {StateRunning, StateAssigned}, {StateProving, StateFailed},
+	}
+	bad := [][2]TaskState{
+		{StateAccepted, StateFailed}, {StateFailed, StateAccepted}, {StateRunning, StatePending},
+		{StateProving, StateRunning}, {StateAccepted, StateAccepted}, {"bogus", StateRunning},
+	}
+	for _, c := range ok {
+		if err := Transition(c[0], c[1]); err != nil {
+			t.Errorf("%s -> %s: %v", c[0], c[1], err)
+		}
+	}
+	for _, c := range bad {
+		if err := Transition(c[0], c[1]); !errors.Is(err, ErrBadTransition) {
+			t.Errorf("%s -> %s allowed", c[0], c[1])
+		}
+	}
+}
+
+func gpuType() TaskType {
+	one := int64(1)
+	return TaskType{
+		ID: "gpu.v1", ModuleHash: strings.Repeat("a", 64),
+		Requires:        map[string]Requirement{CapGPUAvailable: {Equals: true}, CapCPUCores: {Min: &one}, CapNodeType: {OneOf: []string{NodeTypeCompute}}},
+		Profile:         Profile{MaxRuntimeMS: 1000, MaxMemoryPages: 16, Fuel: 1e6, MaxInputBytes: 100, MaxOutputBytes: 100, Egress: "none"},
+		Verification:    Verification{Kind: VerifyGroth16, Circuit: "c", VKHash: strings.Repeat("b", 64)},
+		DefaultReplicas: 1, MaxReplicas: 3, SLO: SLO{LeaseMS: 1000},
+	}
+}
+
+func TestRankByCapabilities(t *testing.T) {
+	tt := gpuType()
+	if err := tt.Validate(DefaultPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	gpu := Capabilities{CapGPUAvailable: true, CapCPUCores: int64(4), CapNodeType: "compute"}
+	cpu := Capabilities{CapGPUAvailable: false, CapCPUCores: int64(4), CapNodeType: "compute"}
+	peers := []PeerView{
+		{ID: "busy-gpu", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0.9, Health: 1},
+		{ID: "idle-gpu", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0, Health: 1},
+		{ID: "cpu", Status: StatusOnline, Capabilities: cpu, TaskTypes: []string{"gpu.v1"}},
+		{ID: "stale-gpu", Status: StatusStale, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}},
+		{ID: "no-serve", Status: StatusOnline, Capabilities: gpu},
+		{ID: "verifier", Status: StatusOnline, Capabilities: Capabilities{CapGPUAvailable: true, CapCPUCores: int64(8), CapNodeType: "verifier"}, TaskTypes: []string{"gpu.v1"}},
+		{ID: "cheater", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0, Health: 1, Rejected: 3},
+	}
+	got, err := Rank(tt, "task", peers, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"idle-gpu", "busy-gpu", "cheater"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("rank = %v, want %v", got, want)
+	}
+	_, err = Rank(tt, "task", peers[2:3], 0)
+	if !errors.Is(err, ErrNoCapablePeer) || !strings.Contains(err.Error(), "gpu_available") {
+		t.Fatalf("no GPU peer: %v", err)
+	}
+}
+
+func TestTaskChecks(t *testing.T) {
+	_, sub := newKey(t)
+	_, c1 := newKey(t)
+	_, c2 := newKey(t)
+	reg := Registry{"gpu.v1": gpuType()}
+	now := time.Now()
+	in := []byte("hello")
+	mk := func() *Task {
+		tk := &Task{Type: "gpu.v1", Input: in, InputHash: HashHex(in), InputSize: len(in), Submitter: sub.String(),
+			Created: now.UnixMilli(), Deadline: now.Add(time.Minute).UnixMilli(), Replicas: 1,
+			Candidates: []string{c1.String(), c2.String()}, LeaseMS: 1000}
+		tk.ID = tk.ContentID()
+		return tk
+	}
+	if _, err := CheckTask(mk(), reg, sub, now, DefaultClockSkew); err != nil {
+		t.Fatal(err)
+	}
+	tk := mk()
+	tk.Replicas = 2
+	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrTaskIDMismatch) {
+		t.Fatalf("edited task kept its id: %v", err)
+	}
+	if _, err := CheckTask(mk(), reg, c1, now, DefaultClockSkew); !errors.Is(err, ErrForged) {
+		t.Fatalf("task published by a non-submitter: %v", err)
+	}
+	tk = mk()
+	tk.Type = "nope"
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrUnknownTaskType) {
+		t.Fatalf("unknown type: %v", err)
+	}
+	tk = mk()
+	tk.Deadline = now.Add(-time.Second).UnixMilli()
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrDeadlinePassed) {
+		t.Fatalf("past deadline: %v", err)
+	}
+	tk = mk()
+	tk.Input = make([]byte, 101)
+	tk.InputHash, tk.InputSize = HashHex(tk.Input), 101
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrInputTooLarge) {
+		t.Fatalf("input over limit: %v", err)
+	}
+	tk = mk()
+	tk.Replicas = 4
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrBadReplicas) {
+		t.Fatalf("replicas over max: %v", err)
+	}
+
+	// Takeover schedule: candidate 0 at once, candidate 1 one lease later.
+	tk = mk()
+	created := time.UnixMilli(tk.Created)
+	if !tk.ShouldStart(0, created, 0, 1) || tk.ShouldStart(1, created.Add(500*time.Millisecond), 0, 1) {
+		t.Fatal("candidate 1 started before its lease")
+	}
+	if !tk.ShouldStart(1, created.Add(1001*time.Millisecond), 0, 1) {
+		t.Fatal("candidate 1 did not take over after the lease")
+	}
+	if tk.ShouldStart(1, created.Add(2*time.Second), 1, 1) {
+		t.Fatal("candidate 1 started although a valid result exists")
+	}
+}
+
+func TestCheckInput(t *testing.T) {
+	good := map[string]string{
+		"mimc.chain.v1": `{"x":"12345"}`,
+		"mlp.infer.v1":  `{"x":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,-128]}`,
+		"wasm.exec.v1":  "anything",
+	}
+	for typ, in := range good {
+		if err := CheckInput(typ, []byte(in)); err != nil {
+			t.Errorf("%s %s: %v", typ, in, err)
+		}
+	}
+	bad := []struct{ typ, in string }{
+		{"mimc.chain.v1", `{"x":12}`},
+		{"mimc.chain.v1", `{"x":"012"}`},
+		{"mimc.chain.v1", `{"x":"-1"}`},
+		{"mimc.chain.v1", `{"x":"21888242871839275222246405745257275088548364400416034343698204186575808495617"}`},
+		{"mimc.chain.v1", `{"x":"1","y":"2"}`},
+		{"mlp.infer.v1", `{"x":[1,2]}`},
+		{"mlp.infer.v1", `{"x":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,128]}`},
+		{"mlp.infer.v1", `{"x":[1.5,2,3,4,5,6,7,8,9,10,11,12,13,14,15,1]}`},
+	}
+	for _, c := range bad {
+		if err := CheckInput(c.typ, []byte(c.in)); !errors.Is(err, ErrBadInput) {
+			t.Errorf("%s %s accepted: %v", c.typ, c.in, err)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/record"
+)
+
+// Envelope domains: a signature made for one kind of record never verifies
+// as another.
+const (
+	DomainLeave  = "proofmesh-leave"
+	DomainResult = "proofmesh-result"
+)
+
+// Size limits of sealed envelopes read from outside.
+const (
+	MaxLeaveBytes  = 2 << 10
+	MaxResultBytes = 512 << 10
+)
+
+// Leave is a node's signed notice that it leaves the network.
+type Leave struct {
+	NodeID string `json:"node_id"`
+	Time   int64  `json:"time"` // unix ms
+	Reason string `json:"reason,omitempty"`
+}
+
+// Domain implements record.Record.
+func (*Leave) Domain() string { return DomainLeave }
+
+// Codec implements record.Record.
+func (*Leave) Codec() []byte { return []byte("/proofmesh/leave/1") }
+
+// MarshalRecord implements record.Record.
+func (l *Leave) MarshalRecord() ([]byte, error) { return json.Marshal(l) }
+
+// UnmarshalRecord implements record.Record.
+func (l *Leave) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxLeaveBytes, l) }
+
+// ExecStats are an executor's measurements of one task.
+type ExecStats struct {
+	WallMS      int64  `json:"wall_ms"`
+	FuelUsed    uint64 `json:"fuel_used"`
+	MemoryPages uint32 `json:"memory_pages"`
+	OutputBytes int    `json:"output_bytes"`
+	ProveMS     int64  `json:"prove_ms,omitempty"`
+}
+
+// Result is an executor's signed answer to a task. Sealed in an envelope it
+// is also the bundle that auditors verify offline.
+type Result struct {
+	TaskID       string    `json:"task_id"`
+	Type         string    `json:"type"`
+	Executor     string    `json:"executor"`
+	Input        []byte    `json:"input,omitempty"` // groth16 types: the input the proof is over
+	InputHash    string    `json:"input_hash"`
+	Output       []byte    `json:"output"`
+	OutputHash   string    `json:"output_hash"`
+	Proof        []byte    `json:"proof,omitempty"`
+	PublicInputs []string  `json:"public_inputs,omitempty"`
+	Stats        ExecStats `json:"stats"`
+	Time         int64     `json:"time"` // unix ms
+}
+
+// Domain implements record.Record.
+func (*Result) Domain() string { return DomainResult }
+
+// Codec implements record.Record.
+func (*Result) Codec() []byte { return []byte("/proofmesh/result/1") }
+
+// MarshalRecord implements record.Record.
+func (r *Result) MarshalRecord() ([]byte, error) { return json.Marshal(r) }
+
+// UnmarshalRecord implements record.Record.
+func (r *Result) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxResultBytes, r) }
+
+// Seal signs rec with key into a marshalled envelope.
+func Seal(rec record.Record, key crypto.PrivKey) ([]byte, error) {
+	env, err := record.Seal(rec, key)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", rec.Domain(), err)
+	}
+	return env.Marshal()
+}
+
+// OpenLeave verifies a leave envelope and returns the notice and its signer.
+// Only the node's own key can make a valid one.
+func OpenLeave(data []byte) (*Leave, peer.ID, error) {
+	var l Leave
+	signer, err := open(data, MaxLeaveBytes, &l)
+	if err != nil {
+		return nil, "", err
+	}
+	if l.NodeID != signer.String() {
+		return nil, "", fmt.Errorf("%w: leave for %s signed by %s", ErrForged, l.NodeID, signer)
+	}
+	return &l, signer, nil
+}
+
+// CheckLeaveTime applies the clock-skew rule to a leave notice.
+func CheckLeaveTime(l *Leave, now time.Time, skew time.Duration) error {
+	if d := now.Sub(time.UnixMilli(l.Time)); d > skew || d < -skew {
+		return fmt.Errorf("%w: leave time is %s from ours", ErrClockSkew, d.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// OpenResult verifies a result envelope's signature and form: the signer
+// must be the executor it names, and the hashes must match the bytes. It
+// does not verify the proof (that is zk's job).
+func OpenResult(data []byte) (*Result, error) {
+	var r Result
+	signer, err := open(data, MaxResultBytes, &r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Executor != signer.String() {
+		return nil, fmt.Errorf("%w: result for executor %s signed by %s", ErrForged, r.Executor, signer)
+	}
+	if !isHexHash(r.TaskID) {
+		return nil, fmt.Errorf("result: %w: task_id", ErrMalformed)
+	}
+	if hashHex(r.Output) != r.OutputHash {
+		return nil, fmt.Errorf("result: %w: output_hash does not match the output", ErrMalformed)
+	}
+	if r.Input != nil && hashHex(r.Input) != r.InputHash {
+		return nil, fmt.Errorf("result: %w: input_hash does not match the input", ErrMalformed)
+	}
+	return &r, nil
+}
+
+func open(data []byte, limit int, rec record.Record) (peer.ID, error) {
+	if len(data) > limit+1024 {
+		return "", fmt.Errorf("%s: %w: %d bytes", rec.Domain(), ErrOversized, len(data))
+	}
+	env, err := record.ConsumeTypedEnvelope(data, rec)
+	if err != nil {
+		if errors.Is(err, record.ErrInvalidSignature) {
+			return "", fmt.Errorf("%s: %w: %v", rec.Domain(), ErrForged, err)
+		}
+		return "", fmt.Errorf("%s: %w: %v", rec.Domain(), ErrMalformed, err)
+	}
+	id, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w: signer key: %v", rec.Domain(), ErrMalformed, err)
+	}
+	return id, nil
+}
