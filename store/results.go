@@ -1,0 +1,79 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+func resultKey(taskID, executor string) ([]byte, error) {
+	if err := checkID("task", taskID); err != nil {
+		return nil, err
+	}
+	if err := checkID("executor", executor); err != nil {
+		return nil, err
+	}
+	if strings.IndexByte(taskID, 0) >= 0 || strings.IndexByte(executor, 0) >= 0 {
+		return nil, fmt.Errorf("store: result key: task %q or executor %q contains NUL", taskID, executor)
+	}
+	return []byte(taskID + "\x00" + executor), nil
+}
+
+// PutResult stores the sealed result envelope of executor for taskID.
+// Storing the same bytes again is a no-op; different bytes for the same
+// task and executor are refused with ErrExists (the first one stays: an
+// executor that signs two answers is equivocating, which the caller may
+// want to record).
+func (tx *Tx) PutResult(taskID, executor string, envelope []byte) error {
+	b, err := tx.bucket(bucketResults)
+	if err != nil {
+		return err
+	}
+	k, err := resultKey(taskID, executor)
+	if err != nil {
+		return err
+	}
+	if old := b.Get(k); old != nil {
+		if bytes.Equal(old, envelope) {
+			return nil
+		}
+		return fmt.Errorf("result of task %s by %s: %w with different bytes", taskID, executor, ErrExists)
+	}
+	return b.Put(k, bytes.Clone(envelope))
+}
+
+// Results returns the stored envelopes of taskID by executor (empty, not
+// nil, if none).
+func (tx *Tx) Results(taskID string) (map[string][]byte, error) {
+	b, err := tx.bucket(bucketResults)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte)
+	prefix := []byte(taskID + "\x00")
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		exec := string(k[len(prefix):])
+		if exec == "" {
+			return nil, corrupt(bucketResults, k, fmt.Errorf("no executor in key"))
+		}
+		out[exec] = bytes.Clone(v)
+	}
+	return out, nil
+}
+
+// PutResult stores a sealed result envelope and commits. See Tx.PutResult.
+func (db *DB) PutResult(taskID, executor string, envelope []byte) error {
+	return db.Update(func(tx *Tx) error { return tx.PutResult(taskID, executor, envelope) })
+}
+
+// Results returns the stored envelopes of taskID by executor.
+func (db *DB) Results(taskID string) (map[string][]byte, error) {
+	var m map[string][]byte
+	err := db.View(func(tx *Tx) error {
+		var err error
+		m, err = tx.Results(taskID)
+		return err
+	})
+	return m, err
+}

@@ -1,0 +1,329 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// TaskRecord is a task as this node knows it: the published task, where it
+// is in its lifecycle, and how it got there.
+type TaskRecord struct {
+	Task   protocol.Task      `json:"task"`
+	State  protocol.TaskState `json:"state"`
+	Reason string             `json:"reason,omitempty"` // why it failed
+	// Origin is true when the task was submitted through this node (it
+	// ranks, accepts and reports it).
+	Origin    bool     `json:"origin,omitempty"`
+	Timeline  []Event  `json:"timeline"`
+	Output    []byte   `json:"output,omitempty"`    // accepted output
+	Result    []byte   `json:"result,omitempty"`    // accepted sealed result envelope
+	Executors []string `json:"executors,omitempty"` // executors seen claiming or answering
+	// Updated is when the record last changed; the store sets it on every
+	// write.
+	Updated time.Time `json:"updated"`
+}
+
+// Event is one step of a task's timeline.
+type Event struct {
+	State  protocol.TaskState `json:"state"`
+	Time   time.Time          `json:"time"`
+	Detail string             `json:"detail,omitempty"`
+	Peer   string             `json:"peer,omitempty"` // who caused it (executor, submitter)
+}
+
+// TaskFilter selects tasks for ListTasks. Zero fields select everything.
+type TaskFilter struct {
+	State  protocol.TaskState // only this state
+	Limit  int                // at most this many; <= 0 means no limit
+	Origin *bool              // only tasks submitted here (true) or elsewhere (false)
+}
+
+func (f *TaskFilter) match(r *TaskRecord) bool {
+	return (f.State == "" || r.State == f.State) && (f.Origin == nil || *f.Origin == r.Origin)
+}
+
+// createdKey is the index key of a record: newest-first listing walks the
+// index backwards and decodes only what it returns.
+func createdKey(r *TaskRecord) []byte {
+	ms := max(r.Task.Created, 0)
+	k := make([]byte, 8, 8+len(r.Task.ID))
+	binary.BigEndian.PutUint64(k, uint64(ms))
+	return append(k, r.Task.ID...)
+}
+
+func encodeTask(r *TaskRecord) ([]byte, error) {
+	if err := checkID("task", r.Task.ID); err != nil {
+		return nil, err
+	}
+	if !r.State.Valid() {
+		return nil, fmt.Errorf("store: task %s: unknown state %q", r.Task.ID, r.State)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode task %s: %w", r.Task.ID, err)
+	}
+	return b, nil
+}
+
+// decodeTask parses the stored value of key in the tasks bucket.
+func decodeTask(key, val []byte) (TaskRecord, error) {
+	var r TaskRecord
+	if err := json.Unmarshal(val, &r); err != nil {
+		return TaskRecord{}, corrupt(bucketTasks, key, err)
+	}
+	if r.Task.ID != string(key) {
+		return TaskRecord{}, corrupt(bucketTasks, key, fmt.Errorf("holds task %q", r.Task.ID))
+	}
+	if !r.State.Valid() {
+		return TaskRecord{}, corrupt(bucketTasks, key, fmt.Errorf("unknown state %q", r.State))
+	}
+	return r, nil
+}
+
+func (tx *Tx) putTask(r *TaskRecord) error {
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return err
+	}
+	v, err := encodeTask(r)
+	if err != nil {
+		return err
+	}
+	return tasks.Put([]byte(r.Task.ID), v)
+}
+
+// CreateTask stores a new record; ErrExists if its task id is stored. An
+// empty State means pending; a zero Updated means now; an empty Timeline
+// gets one event for the initial state.
+func (tx *Tx) CreateTask(rec TaskRecord) (TaskRecord, error) {
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	idx, err := tx.bucket(bucketTasksCreated)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	if err := checkID("task", rec.Task.ID); err != nil {
+		return TaskRecord{}, err
+	}
+	if tasks.Get([]byte(rec.Task.ID)) != nil {
+		return TaskRecord{}, fmt.Errorf("task %s: %w", rec.Task.ID, ErrExists)
+	}
+	if rec.State == "" {
+		rec.State = protocol.StatePending
+	}
+	if rec.Updated.IsZero() {
+		rec.Updated = tx.now()
+	}
+	if len(rec.Timeline) == 0 {
+		rec.Timeline = []Event{{State: rec.State, Time: rec.Updated}}
+	}
+	if err := tx.putTask(&rec); err != nil {
+		return TaskRecord{}, err
+	}
+	if err := idx.Put(createdKey(&rec), nil); err != nil {
+		return TaskRecord{}, fmt.Errorf("index task %s: %w", rec.Task.ID, err)
+	}
+	return rec, nil
+}
+
+// GetTask returns the record of id; ErrNotFound if none.
+func (tx *Tx) GetTask(id string) (TaskRecord, error) {
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	v := tasks.Get([]byte(id))
+	if v == nil {
+		return TaskRecord{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	return decodeTask([]byte(id), v)
+}
+
+// UpdateTask reads the record of id, lets fn change it and writes it back,
+// in this transaction. If fn returns an error nothing is written and that
+// error is returned. fn may not change the task id. If fn changed State, the
+// change must pass protocol.Transition or it is refused with an error
+// wrapping protocol.ErrBadTransition and nothing is written; UpdateTask adds
+// no timeline event (Advance does). Updated is set to now.
+func (tx *Tx) UpdateTask(id string, fn func(*TaskRecord) error) (TaskRecord, error) {
+	rec, err := tx.GetTask(id)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	oldState, oldKey := rec.State, createdKey(&rec)
+	if err := fn(&rec); err != nil {
+		return TaskRecord{}, err
+	}
+	if rec.Task.ID != id {
+		return TaskRecord{}, fmt.Errorf("task %s: update may not change the task id (to %q)", id, rec.Task.ID)
+	}
+	if rec.State != oldState {
+		if err := protocol.Transition(oldState, rec.State); err != nil {
+			return TaskRecord{}, fmt.Errorf("task %s: %w", id, err)
+		}
+	}
+	rec.Updated = tx.now()
+	if err := tx.putTask(&rec); err != nil {
+		return TaskRecord{}, err
+	}
+	if newKey := createdKey(&rec); !bytes.Equal(oldKey, newKey) {
+		idx, err := tx.bucket(bucketTasksCreated)
+		if err != nil {
+			return TaskRecord{}, err
+		}
+		if err := idx.Delete(oldKey); err != nil {
+			return TaskRecord{}, err
+		}
+		if err := idx.Put(newKey, nil); err != nil {
+			return TaskRecord{}, err
+		}
+	}
+	return rec, nil
+}
+
+// Advance moves the task id to state to: it checks protocol.Transition,
+// appends ev to the timeline (ev.State is set to to; a zero ev.Time means
+// now) and sets State. Moving to failed with no Reason yet sets Reason to
+// ev.Detail. An illegal transition returns an error wrapping
+// protocol.ErrBadTransition and writes nothing.
+func (tx *Tx) Advance(id string, to protocol.TaskState, ev Event) (TaskRecord, error) {
+	if ev.State != "" && ev.State != to {
+		return TaskRecord{}, fmt.Errorf("task %s: event state %s differs from target state %s", id, ev.State, to)
+	}
+	ev.State = to
+	if ev.Time.IsZero() {
+		ev.Time = tx.now()
+	}
+	return tx.UpdateTask(id, func(r *TaskRecord) error {
+		if err := protocol.Transition(r.State, to); err != nil {
+			return fmt.Errorf("task %s: %w", id, err)
+		}
+		r.State = to
+		r.Timeline = append(r.Timeline, ev)
+		if to == protocol.StateFailed && r.Reason == "" {
+			r.Reason = ev.Detail
+		}
+		return nil
+	})
+}
+
+// ListTasks returns the records that match f, newest (by Task.Created)
+// first.
+func (tx *Tx) ListTasks(f TaskFilter) ([]TaskRecord, error) {
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := tx.bucket(bucketTasksCreated)
+	if err != nil {
+		return nil, err
+	}
+	var out []TaskRecord
+	c := idx.Cursor()
+	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+		if f.Limit > 0 && len(out) >= f.Limit {
+			break
+		}
+		if len(k) <= 8 {
+			return nil, corrupt(bucketTasksCreated, k, fmt.Errorf("key of %d bytes", len(k)))
+		}
+		id := k[8:]
+		v := tasks.Get(id)
+		if v == nil {
+			return nil, corrupt(bucketTasksCreated, k, fmt.Errorf("indexes missing task %q", id))
+		}
+		r, err := decodeTask(id, v)
+		if err != nil {
+			return nil, err
+		}
+		if f.match(&r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// CreateTask stores a new record and commits; ErrExists if its task id is
+// stored. See Tx.CreateTask for the defaults it fills in.
+func (db *DB) CreateTask(rec TaskRecord) error {
+	return db.Update(func(tx *Tx) error {
+		_, err := tx.CreateTask(rec)
+		return err
+	})
+}
+
+// GetTask returns the record of id; ErrNotFound if none.
+func (db *DB) GetTask(id string) (TaskRecord, error) {
+	var r TaskRecord
+	err := db.View(func(tx *Tx) error {
+		var err error
+		r, err = tx.GetTask(id)
+		return err
+	})
+	return r, err
+}
+
+// UpdateTask is an atomic read-modify-write of the record of id, committed
+// before it returns. See Tx.UpdateTask.
+func (db *DB) UpdateTask(id string, fn func(*TaskRecord) error) (TaskRecord, error) {
+	var r TaskRecord
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		r, err = tx.UpdateTask(id, fn)
+		return err
+	})
+	return r, err
+}
+
+// Advance moves the task id to state to, appending ev to its timeline, and
+// commits. See Tx.Advance. To commit an audit entry with the state change,
+// call tx.Advance and tx.Append inside one DB.Update, or use AdvanceAudited.
+func (db *DB) Advance(id string, to protocol.TaskState, ev Event) (TaskRecord, error) {
+	var r TaskRecord
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		r, err = tx.Advance(id, to, ev)
+		return err
+	})
+	return r, err
+}
+
+// AdvanceAudited is Advance and Append in one transaction: the state change
+// and its audit entry are both committed or neither is.
+func (db *DB) AdvanceAudited(id string, to protocol.TaskState, ev Event, a AuditEntry) (TaskRecord, AuditEntry, error) {
+	var (
+		r   TaskRecord
+		out AuditEntry
+	)
+	err := db.Update(func(tx *Tx) error {
+		var err error
+		if r, err = tx.Advance(id, to, ev); err != nil {
+			return err
+		}
+		out, err = tx.Append(a)
+		return err
+	})
+	if err != nil {
+		return TaskRecord{}, AuditEntry{}, err
+	}
+	return r, out, nil
+}
+
+// ListTasks returns the records that match f, newest (by Task.Created)
+// first.
+func (db *DB) ListTasks(f TaskFilter) ([]TaskRecord, error) {
+	var rs []TaskRecord
+	err := db.View(func(tx *Tx) error {
+		var err error
+		rs, err = tx.ListTasks(f)
+		return err
+	})
+	return rs, err
+}
