@@ -99,12 +99,13 @@ func openError(path string, opt Options, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("open store %s: %w (waited %s; is another proofmesh node running on this data dir?)", path, ErrLocked, opt.Timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return fmt.Errorf("open store %s: %w: not a bbolt database (%v); the file was left untouched: move it aside to start a new store", path, ErrCorrupt, err)
 	case errors.As(err, &pe):
 		return fmt.Errorf("open store: %w", err) // names the file and the OS reason
 	}
-	return fmt.Errorf("open store %s: %w", path, err)
+	// Everything else bbolt finds after taking the lock is about the
+	// content: bad magic or version (ErrInvalid, ErrVersionMismatch),
+	// checksums, a file too small for its page size.
+	return fmt.Errorf("open store %s: %w: not a readable bbolt database (%v); the file was left untouched: move it aside to start a new store", path, ErrCorrupt, err)
 }
 
 // Close releases the file. Further calls on db fail.

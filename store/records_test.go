@@ -1,0 +1,368 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+func TestPeers(t *testing.T) {
+	db, path := openT(t)
+	if _, err := db.GetPeer("nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetPeer(unknown) = %v; want ErrNotFound", err)
+	}
+	if err := db.PutPeer(Peer{ID: "p", Status: "sleepy"}); err == nil {
+		t.Fatal("unknown status accepted")
+	}
+	if err := db.PutPeer(Peer{ID: "", Status: protocol.StatusOnline}); err == nil {
+		t.Fatal("empty id accepted")
+	}
+	if err := db.PutPeers([]Peer{{ID: "ok", Status: protocol.StatusOnline}, {ID: "bad", Status: protocol.StatusOnline, Heartbeat: []byte("{not json")}}); err == nil {
+		t.Fatal("bad heartbeat accepted")
+	}
+	if ps, _ := db.ListPeers(); len(ps) != 0 {
+		t.Fatalf("a failed PutPeers stored %d peers", len(ps))
+	}
+
+	now := time.Now()
+	ps := []Peer{
+		{ID: "a", Status: protocol.StatusOnline, LastSeen: now},
+		{ID: "b", Status: protocol.StatusDeleted, DeletedAt: now.Add(-48 * time.Hour)},
+		{ID: "c", Status: protocol.StatusDeleted, DeletedAt: now.Add(-time.Hour)},
+		{ID: "d", Status: protocol.StatusOffline},
+	}
+	if err := db.PutPeers(ps); err != nil {
+		t.Fatal(err)
+	}
+	ps[0].Seq = 9
+	if err := db.PutPeer(ps[0]); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := db.GetPeer("a"); err != nil || p.Seq != 9 || !p.LastSeen.Equal(now) {
+		t.Fatalf("GetPeer(a) = %+v, %v", p, err)
+	}
+	if p, err := db.GetPeer("b"); err != nil || !p.Deleted() {
+		t.Fatalf("tombstone: %+v, %v", p, err)
+	}
+	n, err := db.PurgeDeleted(now.Add(-24 * time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("PurgeDeleted = %d, %v; want 1", n, err)
+	}
+	list, _ := db.ListPeers()
+	var ids []string
+	for _, p := range list {
+		ids = append(ids, p.ID)
+	}
+	if strings.Join(ids, ",") != "a,c,d" {
+		t.Fatalf("after purge: %v", ids)
+	}
+
+	// A corrupt row is an error that names the bucket and key, not a panic.
+	db.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketPeers).Put([]byte("c"), []byte(`{"id":"c","status":`)) })
+	db = reopenT(t, path)
+	for _, err := range []error{
+		func() error { _, err := db.GetPeer("c"); return err }(),
+		func() error { _, err := db.ListPeers(); return err }(),
+	} {
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `bucket peers key "c"`) {
+			t.Fatalf("corrupt peer: %v", err)
+		}
+	}
+}
+
+func newTask(id string, created int64) TaskRecord {
+	return TaskRecord{Task: protocol.Task{ID: id, Type: "mimc.chain.v1", Created: created, Replicas: 1}}
+}
+
+func TestCreateTask(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateTask(newTask("t", 2)); !errors.Is(err, ErrExists) {
+		t.Fatalf("second CreateTask = %v; want ErrExists", err)
+	}
+	r, err := db.GetTask("t")
+	if err != nil || r.State != protocol.StatePending || len(r.Timeline) != 1 || r.Timeline[0].State != protocol.StatePending || r.Updated.IsZero() {
+		t.Fatalf("created record: %+v, %v", r, err)
+	}
+	if _, err := db.GetTask("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetTask(unknown) = %v", err)
+	}
+	if err := db.CreateTask(TaskRecord{Task: protocol.Task{ID: "x"}, State: "lost"}); err == nil {
+		t.Fatal("unknown state accepted")
+	}
+}
+
+func TestIllegalTransitionRefused(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []protocol.TaskState{protocol.StateAssigned, protocol.StateRunning, protocol.StateAccepted} {
+		if _, err := db.Advance("t", to, Event{Detail: "step"}); err != nil {
+			t.Fatalf("Advance to %s: %v", to, err)
+		}
+	}
+	before, _ := db.GetTask("t")
+
+	if _, err := db.Advance("t", protocol.StateRunning, Event{}); !errors.Is(err, protocol.ErrBadTransition) {
+		t.Fatalf("accepted -> running = %v; want ErrBadTransition", err)
+	}
+	if _, err := db.UpdateTask("t", func(r *TaskRecord) error {
+		r.State = protocol.StateFailed
+		r.Reason = "late"
+		return nil
+	}); !errors.Is(err, protocol.ErrBadTransition) {
+		t.Fatalf("UpdateTask accepted -> failed = %v; want ErrBadTransition", err)
+	}
+	if _, err := db.UpdateTask("t", func(r *TaskRecord) error { r.Task.ID = "other"; return nil }); err == nil {
+		t.Fatal("UpdateTask changed the id")
+	}
+	boom := errors.New("boom")
+	if _, err := db.UpdateTask("t", func(r *TaskRecord) error { r.Reason = "x"; return boom }); !errors.Is(err, boom) {
+		t.Fatalf("fn error = %v", err)
+	}
+	if _, _, err := db.AdvanceAudited("t", protocol.StatePending, Event{}, AuditEntry{Kind: "task.pending"}); !errors.Is(err, protocol.ErrBadTransition) {
+		t.Fatalf("AdvanceAudited illegal = %v", err)
+	}
+	after, _ := db.GetTask("t")
+	if mustJSON(t, after) != mustJSON(t, before) {
+		t.Fatalf("a refused change was written:\nbefore %s\nafter  %s", mustJSON(t, before), mustJSON(t, after))
+	}
+	if seq, _, _ := db.AuditHead(); seq != 0 {
+		t.Fatalf("a refused AdvanceAudited left audit entry %d", seq)
+	}
+}
+
+func TestAdvance(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if _, err := db.Advance("t", protocol.StateRunning, Event{State: protocol.StateProving}); err == nil {
+		t.Fatal("event state differing from target accepted")
+	}
+	r, err := db.Advance("t", protocol.StateRunning, Event{Time: at, Peer: "exec1"}) // gossip may skip a step
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.Timeline[len(r.Timeline)-1]; ev.State != protocol.StateRunning || !ev.Time.Equal(at) || ev.Peer != "exec1" {
+		t.Fatalf("event = %+v", ev)
+	}
+	r, a, err := db.AdvanceAudited("t", protocol.StateFailed, Event{Detail: "deadline passed"}, AuditEntry{Kind: "task.failed", Subject: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != protocol.StateFailed || r.Reason != "deadline passed" || a.Seq != 1 || a.Subject != "t" {
+		t.Fatalf("AdvanceAudited = %+v, %+v", r, a)
+	}
+	if _, err := db.Advance("nope", protocol.StateRunning, Event{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Advance(unknown) = %v", err)
+	}
+}
+
+// A state change and its audit entry commit together or not at all.
+func TestUpdateIsAtomic(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Update(func(tx *Tx) error {
+		if _, err := tx.Advance("t", protocol.StateAssigned, Event{}); err != nil {
+			return err
+		}
+		_, err := tx.Append(AuditEntry{}) // no kind: refused
+		return err
+	})
+	if err == nil {
+		t.Fatal("Append without kind accepted")
+	}
+	if r, _ := db.GetTask("t"); r.State != protocol.StatePending {
+		t.Fatalf("state %s committed without its audit entry", r.State)
+	}
+	err = db.Update(func(tx *Tx) error {
+		if _, err := tx.Advance("t", protocol.StateAssigned, Event{}); err != nil {
+			return err
+		}
+		_, err := tx.Append(AuditEntry{Kind: "task.assigned", Subject: "t"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := db.GetTask("t")
+	es, _ := db.AuditEntries(1, 10)
+	if r.State != protocol.StateAssigned || len(es) != 1 || es[0].Kind != "task.assigned" {
+		t.Fatalf("state %s, audit %+v", r.State, es)
+	}
+}
+
+func TestConcurrentUpdateTask(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*2)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := db.UpdateTask("t", func(r *TaskRecord) error {
+					r.Executors = append(r.Executors, fmt.Sprintf("w%d-%d", w, i))
+					return nil
+				}); err != nil {
+					errs <- err
+				}
+				if _, err := db.Append(AuditEntry{Kind: "test", Actor: fmt.Sprint(w)}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	// Readers run alongside.
+	wg.Go(func() {
+		for range 50 {
+			if _, err := db.ListTasks(TaskFilter{}); err != nil {
+				errs <- err
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	r, _ := db.GetTask("t")
+	if len(r.Executors) != workers*each {
+		t.Fatalf("%d executors recorded, want %d: lost updates", len(r.Executors), workers*each)
+	}
+	if n, err := db.VerifyAudit(); n != workers*each || err != nil {
+		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	}
+}
+
+func TestListTasks(t *testing.T) {
+	db, _ := openT(t)
+	yes, no := true, false
+	for i := range 10 {
+		r := newTask(fmt.Sprintf("t%d", i), int64(1000+i))
+		r.Origin = i%2 == 0
+		if err := db.CreateTask(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"t3", "t6", "t8"} {
+		if _, err := db.Advance(id, protocol.StateFailed, Event{Detail: "no capable peer"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(rs []TaskRecord, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, r := range rs {
+			s = append(s, r.Task.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, c := range []struct {
+		f    TaskFilter
+		want string
+	}{
+		{TaskFilter{}, "t9,t8,t7,t6,t5,t4,t3,t2,t1,t0"},
+		{TaskFilter{Limit: 3}, "t9,t8,t7"},
+		{TaskFilter{State: protocol.StateFailed}, "t8,t6,t3"},
+		{TaskFilter{State: protocol.StateFailed, Origin: &yes}, "t8,t6"},
+		{TaskFilter{Origin: &no, Limit: 2}, "t9,t7"},
+		{TaskFilter{State: protocol.StateAccepted}, ""},
+	} {
+		if got := ids(db.ListTasks(c.f)); got != c.want {
+			t.Errorf("ListTasks(%+v) = %s; want %s", c.f, got, c.want)
+		}
+	}
+	// Changing Created moves the task in the index.
+	if _, err := db.UpdateTask("t0", func(r *TaskRecord) error { r.Task.Created = 5000; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(db.ListTasks(TaskFilter{Limit: 2})); got != "t0,t9" {
+		t.Fatalf("after moving t0: %s", got)
+	}
+	if got := ids(db.ListTasks(TaskFilter{})); strings.Count(got, "t0") != 1 {
+		t.Fatalf("stale index entry: %s", got)
+	}
+}
+
+func TestResults(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.PutResult("ab", "e1", []byte("r1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutResult("ab", "e1", []byte("r1")); err != nil {
+		t.Fatalf("idempotent PutResult: %v", err)
+	}
+	if err := db.PutResult("ab", "e1", []byte("other")); !errors.Is(err, ErrExists) {
+		t.Fatalf("different result from the same executor = %v; want ErrExists", err)
+	}
+	if err := db.PutResult("ab", "e2", []byte("r2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutResult("a", "b\x00c", []byte("x")); err == nil {
+		t.Fatal("NUL in executor accepted")
+	}
+	if err := db.PutResult("abc", "e3", []byte("r3")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := db.Results("ab")
+	if err != nil || len(m) != 2 || string(m["e1"]) != "r1" || string(m["e2"]) != "r2" {
+		t.Fatalf("Results(ab) = %q, %v", m, err)
+	}
+	if m, err := db.Results("none"); err != nil || m == nil || len(m) != 0 {
+		t.Fatalf("Results(none) = %v, %v", m, err)
+	}
+}
+
+func TestBlobs(t *testing.T) {
+	db, path := openT(t)
+	data := []byte("\x00asm\x01\x00\x00\x00")
+	h, err := db.PutBlob(data)
+	if err != nil || h != protocol.HashHex(data) {
+		t.Fatalf("PutBlob = %s, %v", h, err)
+	}
+	if h2, err := db.PutBlob(data); err != nil || h2 != h {
+		t.Fatalf("second PutBlob = %s, %v", h2, err)
+	}
+	if !db.HasBlob(h) || db.HasBlob(protocol.HashHex([]byte("x"))) || db.HasBlob("../etc/passwd") {
+		t.Fatal("HasBlob wrong")
+	}
+	for _, bad := range []string{protocol.HashHex([]byte("x")), strings.ToUpper(h), "../" + h[3:], ""} {
+		if _, err := db.GetBlob(bad); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("GetBlob(%q) = %v; want ErrNotFound", bad, err)
+		}
+	}
+	db.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketBlobs).Put([]byte(h), []byte("\x00asm\x01\x00\x00\x01")) })
+	db = reopenT(t, path)
+	if _, err := db.GetBlob(h); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), h) {
+		t.Fatalf("GetBlob of damaged blob = %v; want ErrCorrupt naming it", err)
+	}
+	// Storing the blob again repairs it.
+	if _, err := db.PutBlob(data); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := db.GetBlob(h); err != nil || string(b) != string(data) {
+		t.Fatalf("after repair: %q, %v", b, err)
+	}
+}
