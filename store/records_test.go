@@ -353,7 +353,9 @@ func TestBlobs(t *testing.T) {
 		}
 	}
 	db.Close()
-	rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketBlobs).Put([]byte(h), []byte("\x00asm\x01\x00\x00\x01")) })
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBlobs).Put([]byte(h), []byte("\x00asm\x01\x00\x00\x01"))
+	})
 	db = reopenT(t, path)
 	if _, err := db.GetBlob(h); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), h) {
 		t.Fatalf("GetBlob of damaged blob = %v; want ErrCorrupt naming it", err)
