@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 
@@ -113,17 +114,21 @@ func decodeAudit(key, val []byte) (AuditEntry, error) {
 	if len(key) != 8 {
 		return AuditEntry{}, corrupt(bucketAudit, key, fmt.Errorf("key of %d bytes, want 8", len(key)))
 	}
+	k := binary.BigEndian.Uint64(key)
+	bad := func(err error) error {
+		return fmt.Errorf("%w: bucket %s key %d: %v", ErrCorrupt, bucketAudit, k, err)
+	}
 	var e AuditEntry
 	dec := json.NewDecoder(bytes.NewReader(val))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		return AuditEntry{}, corrupt(bucketAudit, key, err)
+		return AuditEntry{}, bad(err)
 	}
-	if dec.More() {
-		return AuditEntry{}, corrupt(bucketAudit, key, fmt.Errorf("trailing data"))
+	if _, err := dec.Token(); err != io.EOF {
+		return AuditEntry{}, bad(fmt.Errorf("trailing data"))
 	}
-	if k := binary.BigEndian.Uint64(key); e.Seq != k {
-		return AuditEntry{}, corrupt(bucketAudit, key, fmt.Errorf("key is seq %d but entry says %d", k, e.Seq))
+	if e.Seq != k {
+		return AuditEntry{}, bad(fmt.Errorf("entry says seq %d", e.Seq))
 	}
 	return e, nil
 }
@@ -152,14 +157,9 @@ func (tx *Tx) Append(e AuditEntry) (AuditEntry, error) {
 	if e.Time.IsZero() {
 		e.Time = tx.now()
 	}
-	e.Time = e.Time.UTC().Round(0)
-	e.Kind, e.Actor = clipField(e.Kind), clipField(e.Actor)
-	e.Subject, e.Detail = clipField(e.Subject), clipField(e.Detail)
-	e.Seq, e.Prev = head.seq+1, head.hash
-	e.Hash = AuditHash(&e)
-	v, err := json.Marshal(&e)
+	e, v, err := sealAudit(e, head.seq+1, head.hash)
 	if err != nil {
-		return AuditEntry{}, fmt.Errorf("store: encode audit entry %d: %w", e.Seq, err)
+		return AuditEntry{}, err
 	}
 	if err := log.Put(be64(e.Seq), v); err != nil {
 		return AuditEntry{}, fmt.Errorf("store: append audit entry %d: %w", e.Seq, err)
@@ -168,6 +168,21 @@ func (tx *Tx) Append(e AuditEntry) (AuditEntry, error) {
 		return AuditEntry{}, fmt.Errorf("store: audit head: %w", err)
 	}
 	return e, nil
+}
+
+// sealAudit fills in seq, prev and the hash of e, normalised so that what
+// is hashed is exactly what decodes from the returned encoding.
+func sealAudit(e AuditEntry, seq uint64, prev string) (AuditEntry, []byte, error) {
+	e.Time = e.Time.UTC().Round(0)
+	e.Kind, e.Actor = clipField(e.Kind), clipField(e.Actor)
+	e.Subject, e.Detail = clipField(e.Subject), clipField(e.Detail)
+	e.Seq, e.Prev = seq, prev
+	e.Hash = AuditHash(&e)
+	v, err := json.Marshal(&e)
+	if err != nil {
+		return AuditEntry{}, nil, fmt.Errorf("store: encode audit entry %d: %w", seq, err)
+	}
+	return e, v, nil
 }
 
 // AuditHead returns the Seq and Hash of the last entry (0 and "" for an
