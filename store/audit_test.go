@@ -182,7 +182,9 @@ func TestAuditTamperDetected(t *testing.T) {
 
 func TestAuditEntriesCorrupt(t *testing.T) {
 	path, _ := chainT(t, 3)
-	rawUpdate(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketAudit).Put(be64(2), []byte(`{"seq":2,"kind":"x","evil":1}`)) })
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).Put(be64(2), []byte(`{"seq":2,"kind":"x","evil":1}`))
+	})
 	db := reopenT(t, path)
 	if _, err := db.AuditEntries(0, 0); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "bucket audit key") {
 		t.Fatalf("AuditEntries over a corrupt entry = %v", err)
