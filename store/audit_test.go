@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,5 +189,33 @@ func TestAuditEntriesCorrupt(t *testing.T) {
 	db := reopenT(t, path)
 	if _, err := db.AuditEntries(0, 0); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "bucket audit key") {
 		t.Fatalf("AuditEntries over a corrupt entry = %v", err)
+	}
+}
+
+func TestAppendBatchedConcurrent(t *testing.T) {
+	db, _ := openT(t)
+	const writers = 40
+	seqs := make(chan uint64, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			e, err := db.AppendBatched(AuditEntry{Kind: "auth.failure", Actor: fmt.Sprint(i)})
+			if err != nil {
+				t.Error(err)
+			}
+			seqs <- e.Seq
+		})
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[uint64]bool{}
+	for s := range seqs {
+		if s == 0 || seen[s] {
+			t.Fatalf("seq %d returned twice or zero", s)
+		}
+		seen[s] = true
+	}
+	if n, err := db.VerifyAudit(); n != writers || err != nil {
+		t.Fatalf("VerifyAudit = %d, %v", n, err)
 	}
 }
