@@ -109,7 +109,7 @@ func (tx *Tx) ListPeers() ([]Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Peer, 0, b.Stats().KeyN)
+	out := []Peer{} // not nil: an empty table encodes as []
 	err = b.ForEach(func(k, v []byte) error {
 		p, err := decodePeer(k, v)
 		if err != nil {

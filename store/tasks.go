@@ -225,7 +225,7 @@ func (tx *Tx) ListTasks(f TaskFilter) ([]TaskRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []TaskRecord
+	out := []TaskRecord{} // not nil: an empty list encodes as []
 	c := idx.Cursor()
 	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
 		if f.Limit > 0 && len(out) >= f.Limit {
