@@ -72,6 +72,12 @@ func TestOpenCreatesSchema(t *testing.T) {
 	}
 }
 
+func TestSchemaTable(t *testing.T) {
+	if len(migrations) != CurrentSchema {
+		t.Fatalf("%d migrations but CurrentSchema is %d: bump it with the table", len(migrations), CurrentSchema)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), Options{Timeout: -time.Second}); err == nil {
 		t.Fatal("negative timeout accepted")
