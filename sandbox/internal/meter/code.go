@@ -1,0 +1,399 @@
+package meter
+
+import "fmt"
+
+// Opcodes the meter needs by name.
+const (
+	opUnreachable  = 0x00
+	opBlock        = 0x02
+	opLoop         = 0x03
+	opIf           = 0x04
+	opElse         = 0x05
+	opEnd          = 0x0b
+	opBr           = 0x0c
+	opBrIf         = 0x0d
+	opBrTable      = 0x0e
+	opCall         = 0x10
+	opCallIndirect = 0x11
+	opSelectT      = 0x1c
+	opLocalGet     = 0x20
+	opLocalSet     = 0x21
+	opLocalTee     = 0x22
+	opGlobalGet    = 0x23
+	opGlobalSet    = 0x24
+	opTableGet     = 0x25
+	opTableSet     = 0x26
+	opMemorySize   = 0x3f
+	opMemoryGrow   = 0x40
+	opI32Const     = 0x41
+	opI64Const     = 0x42
+	opF32Const     = 0x43
+	opF64Const     = 0x44
+	opI64LtS       = 0x53
+	opI64Sub       = 0x7d
+	opRefNull      = 0xd0
+	opRefIsNull    = 0xd1
+	opRefFunc      = 0xd2
+	opPrefixMisc   = 0xfc
+	opPrefixSIMD   = 0xfd
+
+	valI64        = 0x7e
+	blockEmpty    = 0x40
+	simdV128Const = 12
+)
+
+// MaxLocals bounds the locals of one function (as wasmtime and V8 do).
+const MaxLocals = 50000
+
+// maxRegionCost caps the cost charged at one check (the size of a region
+// in instructions), so that the constant always fits the encoding.
+const maxRegionCost = 1 << 40
+
+// frame is an open block of the function being decoded.
+type frame struct {
+	region int  // index into the function's region costs
+	isLoop bool // closing it returns to the enclosing region
+}
+
+// injection is a loop header: after byte pos, charge region's cost.
+type injection struct {
+	pos    int
+	region int
+}
+
+// rewriteCode meters every function body of the code section.
+func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
+	n, err := r.count(2)
+	if err != nil {
+		return nil, err
+	}
+	if n != m.declaredFuncs {
+		return nil, r.errorf("code section has %d bodies for %d declared functions", n, m.declaredFuncs)
+	}
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), uint32(n))
+	var fn funcState
+	for i := range n {
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		start := r.off
+		body, err := r.bytes(int(size))
+		if err != nil {
+			return nil, err
+		}
+		fn.reset(m, &reader{b: body, base: r.base + start})
+		if err := fn.decode(); err != nil {
+			return nil, fmt.Errorf("function %d: %w", m.importFuncs+i, err)
+		}
+		nb := fn.emit(fuel)
+		out = appendU32(out, uint32(len(nb)))
+		out = append(out, nb...)
+		m.res.Loops += len(fn.loops)
+	}
+	m.res.Functions = n
+	return out, trailing(r, "code")
+}
+
+// funcState decodes one function body; it is reused between bodies.
+type funcState struct {
+	m        *module
+	r        *reader
+	codeFrom int   // offset of the first instruction (after the locals)
+	costs    []int // per region: instructions executed per entry
+	stack    []frame
+	loops    []injection
+	nb       []byte
+}
+
+func (f *funcState) reset(m *module, r *reader) {
+	f.m, f.r = m, r
+	f.costs = f.costs[:0]
+	f.stack = f.stack[:0]
+	f.loops = f.loops[:0]
+}
+
+func (f *funcState) decode() error {
+	r := f.r
+	groups, err := r.count(2)
+	if err != nil {
+		return err
+	}
+	locals := 0
+	for range groups {
+		k, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if locals += int(k); locals > MaxLocals {
+			// The runtime allocates the declared locals before it
+			// validates them: a few bytes could ask for gigabytes.
+			return fmt.Errorf("%w: more than %d locals", ErrUnsupported, MaxLocals)
+		}
+		if err := readValType(r); err != nil {
+			return err
+		}
+	}
+	f.codeFrom = r.off
+	f.costs = append(f.costs, 0)
+	f.stack = append(f.stack, frame{region: 0})
+	for len(f.stack) > 0 {
+		if r.done() {
+			return r.errorf("function body ends inside a block")
+		}
+		top := &f.stack[len(f.stack)-1]
+		f.costs[top.region]++
+		if f.costs[top.region] > maxRegionCost {
+			return fmt.Errorf("%w: function too large", ErrUnsupported)
+		}
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case opBlock, opIf:
+			if err := f.blockType(); err != nil {
+				return err
+			}
+			f.stack = append(f.stack, frame{region: top.region})
+		case opLoop:
+			if err := f.blockType(); err != nil {
+				return err
+			}
+			f.costs = append(f.costs, 0)
+			region := len(f.costs) - 1
+			f.loops = append(f.loops, injection{pos: r.off, region: region})
+			f.stack = append(f.stack, frame{region: region, isLoop: true})
+		case opEnd:
+			f.stack = f.stack[:len(f.stack)-1]
+		default:
+			if err := f.immediates(op); err != nil {
+				return err
+			}
+		}
+	}
+	if !r.done() {
+		return r.errorf("%d bytes after the end of the function body", len(r.b)-r.off)
+	}
+	return nil
+}
+
+func (f *funcState) blockType() error {
+	start := f.r.off
+	t, err := f.r.sleb(33)
+	if err != nil {
+		return err
+	}
+	// Negative: the empty type or a value type, one byte; otherwise a type
+	// index, checked by the runtime. Typed references (0x63, 0x64) carry
+	// a heap type after them: refused, or the decoding would drift.
+	if t < 0 && (f.r.off-start != 1 || (byte(t&0x7f) != blockEmpty && !validValType(byte(t&0x7f)))) {
+		return fmt.Errorf("%w: offset %d: block type %#x", ErrUnsupported, f.r.base+start, byte(t&0x7f))
+	}
+	return nil
+}
+
+// validValType reports the value types of WebAssembly 2.0, each one byte.
+func validValType(b byte) bool {
+	switch b {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f: // i32 i64 f32 f64 v128 funcref externref
+		return true
+	}
+	return false
+}
+
+// readValType reads one value type of WebAssembly 2.0.
+func readValType(r *reader) error {
+	b, err := r.byte()
+	if err == nil && !validValType(b) {
+		return fmt.Errorf("%w: offset %d: value type %#x", ErrUnsupported, r.base+r.off-1, b)
+	}
+	return err
+}
+
+// readRefType reads funcref or externref.
+func readRefType(r *reader) error {
+	b, err := r.byte()
+	if err == nil && b != 0x70 && b != 0x6f {
+		return fmt.Errorf("%w: offset %d: reference type %#x", ErrUnsupported, r.base+r.off-1, b)
+	}
+	return err
+}
+
+// immediates skips the immediates of every other opcode, and refuses the
+// opcodes the meter does not know.
+func (f *funcState) immediates(op byte) error {
+	r := f.r
+	var err error
+	switch {
+	case op == opUnreachable || op == 0x01 || op == opElse || op == 0x0f || // nop, else, return
+		op == 0x1a || op == 0x1b || // drop, select
+		op >= 0x45 && op <= 0xc4 || // numeric, sign extension
+		op == opRefIsNull:
+	case op == opBr || op == opBrIf || op == opCall ||
+		op == opLocalGet || op == opLocalSet || op == opLocalTee ||
+		op == opTableGet || op == opTableSet || op == opRefFunc:
+		_, err = r.u32()
+	case op == opGlobalGet || op == opGlobalSet:
+		var idx uint32
+		if idx, err = r.u32(); err == nil && int(idx) >= f.m.importGlobals+f.m.definedGlobals {
+			// Also the index of the fuel global: a module must not
+			// reach it.
+			return r.errorf("global %d does not exist", idx)
+		}
+	case op == opBrTable:
+		var n int
+		if n, err = r.count(1); err == nil {
+			for i := 0; i <= n && err == nil; i++ { // n labels and the default
+				_, err = r.u32()
+			}
+		}
+	case op == opCallIndirect:
+		if _, err = r.u32(); err == nil {
+			_, err = r.u32()
+		}
+	case op == opSelectT:
+		var n int
+		if n, err = r.count(1); err == nil {
+			for i := 0; i < n && err == nil; i++ {
+				err = readValType(r)
+			}
+		}
+	case op >= 0x28 && op <= 0x3e: // loads and stores
+		err = f.memarg()
+	case op == opMemorySize || op == opMemoryGrow:
+		err = f.memIndex()
+	case op == opI32Const:
+		_, err = r.sleb(32)
+	case op == opI64Const:
+		_, err = r.sleb(64)
+	case op == opF32Const:
+		_, err = r.bytes(4)
+	case op == opF64Const:
+		_, err = r.bytes(8)
+	case op == opRefNull:
+		err = readRefType(r)
+	case op == opPrefixMisc:
+		err = f.misc()
+	case op == opPrefixSIMD:
+		err = f.simd()
+	default:
+		return fmt.Errorf("%w: offset %d: opcode %#x", ErrUnsupported, r.base+r.off-1, op)
+	}
+	return err
+}
+
+func (f *funcState) memarg() error {
+	align, err := f.r.u32()
+	if err != nil {
+		return err
+	}
+	if align >= 0x40 { // bit 6 announces a memory index (multi-memory)
+		return fmt.Errorf("%w: offset %d: memory index in memarg", ErrUnsupported, f.r.base+f.r.off)
+	}
+	_, err = f.r.u32()
+	return err
+}
+
+// memIndex reads the memory index of memory instructions: 0, the only one.
+func (f *funcState) memIndex() error {
+	idx, err := f.r.u32()
+	if err == nil && idx != 0 {
+		return fmt.Errorf("%w: offset %d: memory index %d", ErrUnsupported, f.r.base+f.r.off, idx)
+	}
+	return err
+}
+
+func (f *funcState) misc() error {
+	r := f.r
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub <= 7: // saturating truncations
+	case sub == 8: // memory.init data mem
+		if _, err = r.u32(); err == nil {
+			err = f.memIndex()
+		}
+	case sub == 9, sub == 13, sub == 15, sub == 16, sub == 17: // data.drop, elem.drop, table.grow/size/fill
+		_, err = r.u32()
+	case sub == 10: // memory.copy dst src
+		if err = f.memIndex(); err == nil {
+			err = f.memIndex()
+		}
+	case sub == 11: // memory.fill
+		err = f.memIndex()
+	case sub == 12, sub == 14: // table.init elem table, table.copy dst src
+		if _, err = r.u32(); err == nil {
+			_, err = r.u32()
+		}
+	default:
+		return fmt.Errorf("%w: offset %d: opcode 0xfc %d", ErrUnsupported, r.base+r.off, sub)
+	}
+	return err
+}
+
+// simdReserved are the opcodes that fixed-width SIMD leaves unassigned.
+var simdReserved = map[uint32]bool{
+	0x9a: true, 0xa2: true, 0xa5: true, 0xa6: true, 0xaf: true, 0xb0: true,
+	0xb2: true, 0xb3: true, 0xb4: true, 0xbb: true, 0xc2: true, 0xc5: true,
+	0xc6: true, 0xcf: true, 0xd0: true, 0xd2: true, 0xd3: true, 0xd4: true,
+	0xe2: true, 0xee: true,
+}
+
+func (f *funcState) simd() error {
+	r := f.r
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub <= 11 || sub == 92 || sub == 93: // loads, splat loads, store, zero loads
+		err = f.memarg()
+	case sub == simdV128Const, sub == 13: // v128.const, i8x16.shuffle
+		_, err = r.bytes(16)
+	case sub >= 21 && sub <= 34: // extract and replace lane
+		_, err = r.byte()
+	case sub >= 84 && sub <= 91: // load and store lane
+		if err = f.memarg(); err == nil {
+			_, err = r.byte()
+		}
+	case sub <= 0xff && !simdReserved[sub]:
+	default:
+		return fmt.Errorf("%w: offset %d: opcode 0xfd %d", ErrUnsupported, r.base+r.off, sub)
+	}
+	return err
+}
+
+// emit returns the metered body: the locals, the entry check, and the
+// instructions with a check after every loop header.
+func (f *funcState) emit(fuel uint32) []byte {
+	b := f.r.b
+	nb := f.nb[:0]
+	nb = append(nb, b[:f.codeFrom]...)
+	nb = appendCheck(nb, fuel, f.costs[0])
+	from := f.codeFrom
+	for _, in := range f.loops {
+		nb = append(nb, b[from:in.pos]...)
+		nb = appendCheck(nb, fuel, f.costs[in.region])
+		from = in.pos
+	}
+	nb = append(nb, b[from:]...)
+	f.nb = nb
+	return nb
+}
+
+// appendCheck appends the fuel check of a region of cost instructions.
+func appendCheck(b []byte, fuel uint32, cost int) []byte {
+	b = append(b, opGlobalGet)
+	b = appendU32(b, fuel)
+	b = append(b, opI64Const)
+	b = appendS64(b, int64(cost))
+	b = append(b, opI64Sub, opGlobalSet)
+	b = appendU32(b, fuel)
+	b = append(b, opGlobalGet)
+	b = appendU32(b, fuel)
+	b = append(b, opI64Const, 0x00, opI64LtS, opIf, blockEmpty, opUnreachable, opEnd)
+	return b
+}

@@ -1,0 +1,693 @@
+// Package meter adds a deterministic execution budget (fuel) to a
+// WebAssembly module by rewriting its binary, because wazero has none.
+//
+// Instrument parses the module's sections, appends one mutable i64 global
+// (the fuel counter, exported as FuelExport) and, at every function entry
+// and every loop header, injects
+//
+//	global.get $fuel; i64.const cost; i64.sub; global.set $fuel
+//	global.get $fuel; i64.const 0; i64.lt_s; if; unreachable; end
+//
+// where cost is the number of instructions of the region that the check
+// governs (the function body outside its loops, or a loop body outside its
+// inner loops). Every back edge of WebAssembly goes to a loop header, so a
+// module cannot run more than a bounded number of instructions between two
+// checks: a budget of N fuel stops any module, on every node after exactly
+// the same work. The host sets the global before the run and reads it after;
+// a negative value after a trap means the budget was spent.
+//
+// The decoder understands every instruction of WebAssembly 2.0 (the MVP,
+// sign extension, non-trapping float-to-int, bulk memory, reference types,
+// multi-value, fixed-width SIMD): what wazero runs with its default
+// features. Anything else (threads, tail calls, exceptions, GC, multiple
+// memories) is refused with ErrUnsupported, and any byte it cannot account
+// for with ErrMalformed: a module is rewritten exactly or not at all.
+//
+// A start function would run while the module is instantiated, before the
+// host can set the budget; Instrument removes the start section and exports
+// the function as StartExport instead, for the host to call first.
+package meter
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of Instrument. Both mean the module cannot run metered.
+var (
+	// ErrMalformed: the bytes are not a well-formed WebAssembly binary.
+	ErrMalformed = errors.New("malformed wasm module")
+	// ErrUnsupported: a well-formed module that uses something the meter
+	// does not handle (a proposal beyond WebAssembly 2.0, a reserved name).
+	ErrUnsupported = errors.New("unsupported wasm module")
+)
+
+// Names the instrumented module exports for the host.
+const (
+	// FuelExport is the mutable i64 global holding the remaining fuel.
+	FuelExport = "proofmesh.fuel"
+	// StartExport is the module's former start function, if it had one.
+	StartExport = "proofmesh.start"
+)
+
+// External kinds of imports and exports.
+const (
+	KindFunc   byte = 0x00
+	KindTable  byte = 0x01
+	KindMemory byte = 0x02
+	KindGlobal byte = 0x03
+)
+
+// Import is one import of the module.
+type Import struct {
+	Module, Name string
+	Kind         byte
+}
+
+// Result is an instrumented module and what the host needs to know of it.
+type Result struct {
+	// Module is the instrumented binary.
+	Module []byte
+	// Imports lists the module's imports, in order.
+	Imports []Import
+	// HasStart reports that the module had a start function, now exported
+	// as StartExport.
+	HasStart bool
+	// HasMemory reports a memory defined by the module; MemoryMin is its
+	// initial size in 64 KiB pages.
+	HasMemory bool
+	MemoryMin uint32
+	// Functions is the number of functions defined by the module, and
+	// Loops the number of loop headers metered.
+	Functions, Loops int
+}
+
+// Section ids.
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
+)
+
+// rank gives the position each known section must respect.
+var rank = map[byte]int{
+	secType: 1, secImport: 2, secFunction: 3, secTable: 4, secMemory: 5,
+	secTag: 6, secGlobal: 7, secExport: 8, secStart: 9, secElement: 10,
+	secDataCount: 11, secCode: 12, secData: 13,
+}
+
+var header = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+
+type section struct {
+	id      byte
+	content []byte
+	offset  int // of content in the module
+}
+
+// module holds what Instrument learns while it reads the sections.
+type module struct {
+	res            Result
+	importFuncs    int
+	importGlobals  int
+	definedGlobals int
+	declaredFuncs  int
+	exportNames    map[string]bool
+	start          uint32
+	types          []bool   // per type: takes and returns nothing
+	funcTypes      []uint32 // per function, imported ones first
+}
+
+// Instrument returns the metered version of a module; see the package
+// comment for what it does. It never modifies wasm.
+func Instrument(wasm []byte) (*Result, error) {
+	if len(wasm) < len(header) || string(wasm[:len(header)]) != string(header) {
+		return nil, fmt.Errorf("%w: no WebAssembly version 1 header", ErrMalformed)
+	}
+	var sections []section
+	r := &reader{b: wasm, off: len(header)}
+	last := 0
+	for !r.done() {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		off := r.off
+		content, err := r.bytes(int(size))
+		if err != nil {
+			return nil, err
+		}
+		if id != secCustom {
+			k, ok := rank[id]
+			if !ok {
+				return nil, fmt.Errorf("%w: offset %d: unknown section id %d", ErrMalformed, off, id)
+			}
+			if k <= last {
+				return nil, fmt.Errorf("%w: offset %d: section %d out of order or repeated", ErrMalformed, off, id)
+			}
+			last = k
+			if id == secTag {
+				return nil, fmt.Errorf("%w: tag section (exception handling)", ErrUnsupported)
+			}
+		}
+		sections = append(sections, section{id: id, content: content, offset: off})
+	}
+
+	m := &module{exportNames: make(map[string]bool)}
+	// First pass: everything the code section depends on.
+	for _, s := range sections {
+		sr := &reader{b: s.content, base: s.offset}
+		var err error
+		switch s.id {
+		case secCustom:
+			_, err = sr.name()
+		case secTable:
+			err = readTables(sr)
+		case secElement:
+			err = readElements(sr)
+		case secData:
+			err = readData(sr)
+		case secDataCount:
+			_, err = sr.u32()
+			if err == nil {
+				err = trailing(sr, "data count")
+			}
+		case secType:
+			err = m.readTypes(sr)
+		case secImport:
+			err = m.readImports(sr)
+		case secFunction:
+			err = m.readFunctions(sr)
+		case secMemory:
+			err = m.readMemory(sr)
+		case secGlobal:
+			err = m.readGlobals(sr)
+		case secExport:
+			err = m.readExports(sr)
+		case secStart:
+			m.start, err = sr.u32()
+			if err == nil && !sr.done() {
+				err = sr.errorf("start section has trailing bytes")
+			}
+			m.res.HasStart = true
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if m.res.HasStart {
+		// The runtime would check the start function's type; as an export
+		// it no longer does, so check it here.
+		if int(m.start) >= len(m.funcTypes) {
+			return nil, fmt.Errorf("%w: start function %d does not exist", ErrMalformed, m.start)
+		}
+		if t := m.funcTypes[m.start]; int(t) >= len(m.types) || !m.types[t] {
+			return nil, fmt.Errorf("%w: start function %d must take and return nothing", ErrMalformed, m.start)
+		}
+	}
+	if m.exportNames[FuelExport] || m.exportNames[StartExport] {
+		return nil, fmt.Errorf("%w: exports a name reserved for the meter (%s, %s)", ErrUnsupported, FuelExport, StartExport)
+	}
+	fuel := uint32(m.importGlobals + m.definedGlobals)
+
+	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
+	out = append(out, header...)
+	wroteGlobal, wroteExport, sawCode := false, false, false
+	emitUpTo := func(k int) {
+		if !wroteGlobal && k > rank[secGlobal] {
+			out = appendSection(out, secGlobal, m.globalSection(nil))
+			wroteGlobal = true
+		}
+		if !wroteExport && k > rank[secExport] {
+			out = appendSection(out, secExport, m.exportSection(nil, fuel))
+			wroteExport = true
+		}
+	}
+	for _, s := range sections {
+		if s.id != secCustom {
+			emitUpTo(rank[s.id])
+		}
+		switch s.id {
+		case secCustom:
+			// Dropped: debugging sections hold code offsets that no
+			// longer hold, and the runtime would trust the counts of a
+			// name section to size its tables.
+		case secGlobal:
+			out = appendSection(out, secGlobal, m.globalSection(s.content))
+			wroteGlobal = true
+		case secExport:
+			out = appendSection(out, secExport, m.exportSection(s.content, fuel))
+			wroteExport = true
+		case secStart:
+			// Dropped: exported as StartExport instead.
+		case secCode:
+			sawCode = true
+			code, err := m.rewriteCode(&reader{b: s.content, base: s.offset}, fuel)
+			if err != nil {
+				return nil, err
+			}
+			out = appendSection(out, secCode, code)
+		default:
+			out = appendSection(out, s.id, s.content)
+		}
+	}
+	emitUpTo(len(rank) + 1)
+	if !sawCode && m.declaredFuncs > 0 {
+		return nil, fmt.Errorf("%w: %d functions declared, no code section", ErrMalformed, m.declaredFuncs)
+	}
+	m.res.Module = out
+	return &m.res, nil
+}
+
+func (m *module) readImports(r *reader) error {
+	n, err := r.count(4)
+	if err != nil {
+		return err
+	}
+	for range n {
+		var imp Import
+		if imp.Module, err = r.name(); err != nil {
+			return err
+		}
+		if imp.Name, err = r.name(); err != nil {
+			return err
+		}
+		if imp.Kind, err = r.byte(); err != nil {
+			return err
+		}
+		switch imp.Kind {
+		case KindFunc:
+			var t uint32
+			t, err = r.u32()
+			m.funcTypes = append(m.funcTypes, t)
+			m.importFuncs++
+		case KindTable:
+			if err = readRefType(r); err == nil {
+				_, err = readLimits(r)
+			}
+		case KindMemory:
+			_, err = readLimits(r)
+		case KindGlobal:
+			err = readGlobalType(r)
+			m.importGlobals++
+		default:
+			return fmt.Errorf("%w: import %s.%s of kind %#x", ErrUnsupported, imp.Module, imp.Name, imp.Kind)
+		}
+		if err != nil {
+			return err
+		}
+		m.res.Imports = append(m.res.Imports, imp)
+	}
+	return trailing(r, "import")
+}
+
+func (m *module) readTypes(r *reader) error {
+	n, err := r.count(3)
+	if err != nil {
+		return err
+	}
+	for range n {
+		form, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if form != 0x60 {
+			return fmt.Errorf("%w: offset %d: type form %#x", ErrUnsupported, r.base+r.off-1, form)
+		}
+		empty := true
+		for range 2 { // parameters, results
+			k, err := r.count(1)
+			if err != nil {
+				return err
+			}
+			empty = empty && k == 0
+			for range k {
+				if err := readValType(r); err != nil {
+					return err
+				}
+			}
+		}
+		m.types = append(m.types, empty)
+	}
+	return trailing(r, "type")
+}
+
+func (m *module) readFunctions(r *reader) error {
+	n, err := r.count(1)
+	if err != nil {
+		return err
+	}
+	for range n {
+		t, err := r.u32()
+		if err != nil {
+			return err
+		}
+		m.funcTypes = append(m.funcTypes, t)
+	}
+	m.declaredFuncs = n
+	return trailing(r, "function")
+}
+
+func readTables(r *reader) error {
+	n, err := r.count(3)
+	if err != nil {
+		return err
+	}
+	for range n {
+		if err := readRefType(r); err != nil {
+			return err
+		}
+		if _, err := readLimits(r); err != nil {
+			return err
+		}
+	}
+	return trailing(r, "table")
+}
+
+// readElements checks the element section's structure, so that no count
+// in it is larger than the bytes that follow: the runtime sizes its
+// tables by these counts before it reads the elements.
+func readElements(r *reader) error {
+	n, err := r.count(2)
+	if err != nil {
+		return err
+	}
+	for range n {
+		flag, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if flag > 7 {
+			return r.errorf("element segment flag %d", flag)
+		}
+		if flag&0b011 == 0b010 { // explicit table index
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+		}
+		if flag&0b001 == 0 { // active: offset expression
+			if err := readConstExpr(r); err != nil {
+				return err
+			}
+		}
+		if flag&0b011 != 0 { // element kind or reference type
+			if flag&0b100 == 0 {
+				if k, err := r.byte(); err != nil {
+					return err
+				} else if k != 0x00 {
+					return r.errorf("element kind %#x", k)
+				}
+			} else if err := readRefType(r); err != nil {
+				return err
+			}
+		}
+		k, err := r.count(1)
+		if err != nil {
+			return err
+		}
+		for range k {
+			if flag&0b100 == 0 {
+				_, err = r.u32() // function index
+			} else {
+				err = readConstExpr(r)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return trailing(r, "element")
+}
+
+func readData(r *reader) error {
+	n, err := r.count(2)
+	if err != nil {
+		return err
+	}
+	for range n {
+		flag, err := r.u32()
+		if err != nil {
+			return err
+		}
+		switch flag {
+		case 0: // active, memory 0
+			err = readConstExpr(r)
+		case 1: // passive
+		case 2: // active, explicit memory
+			var mem uint32
+			if mem, err = r.u32(); err == nil && mem != 0 {
+				return fmt.Errorf("%w: data segment for memory %d", ErrUnsupported, mem)
+			}
+			if err == nil {
+				err = readConstExpr(r)
+			}
+		default:
+			return r.errorf("data segment flag %d", flag)
+		}
+		if err != nil {
+			return err
+		}
+		k, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if _, err := r.bytes(int(k)); err != nil {
+			return err
+		}
+	}
+	return trailing(r, "data")
+}
+
+// readLimits reads the limits of a table or memory and returns the minimum.
+func readLimits(r *reader) (uint32, error) {
+	flag, err := r.byte()
+	if err != nil {
+		return 0, err
+	}
+	if flag > 1 {
+		return 0, fmt.Errorf("%w: limits flag %#x (shared or 64-bit memory)", ErrUnsupported, flag)
+	}
+	min, err := r.u32()
+	if err != nil {
+		return 0, err
+	}
+	if flag == 1 {
+		_, err = r.u32()
+	}
+	return min, err
+}
+
+func readGlobalType(r *reader) error {
+	if err := readValType(r); err != nil {
+		return err
+	}
+	mut, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if mut > 1 {
+		return r.errorf("global mutability %#x", mut)
+	}
+	return nil
+}
+
+func (m *module) readMemory(r *reader) error {
+	n, err := r.count(2)
+	if err != nil {
+		return err
+	}
+	if n > 1 {
+		return fmt.Errorf("%w: %d memories", ErrUnsupported, n)
+	}
+	if n == 1 {
+		if m.res.MemoryMin, err = readLimits(r); err != nil {
+			return err
+		}
+		m.res.HasMemory = true
+	}
+	return trailing(r, "memory")
+}
+
+func (m *module) readGlobals(r *reader) error {
+	n, err := r.count(3)
+	if err != nil {
+		return err
+	}
+	for range n {
+		if err := readGlobalType(r); err != nil {
+			return err
+		}
+		if err := readConstExpr(r); err != nil {
+			return err
+		}
+	}
+	m.definedGlobals = n
+	return trailing(r, "global")
+}
+
+// readConstExpr reads an initializer expression up to its end.
+func readConstExpr(r *reader) error {
+	for {
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case opEnd:
+			return nil
+		case opI32Const:
+			_, err = r.sleb(32)
+		case opI64Const:
+			_, err = r.sleb(64)
+		case opF32Const:
+			_, err = r.bytes(4)
+		case opF64Const:
+			_, err = r.bytes(8)
+		case opGlobalGet, opRefFunc:
+			_, err = r.u32()
+		case opRefNull:
+			err = readRefType(r)
+		case opPrefixSIMD:
+			var sub uint32
+			if sub, err = r.u32(); err == nil {
+				if sub != simdV128Const {
+					return fmt.Errorf("%w: offset %d: SIMD opcode %d in a constant expression", ErrUnsupported, r.base+r.off, sub)
+				}
+				_, err = r.bytes(16)
+			}
+		default:
+			return fmt.Errorf("%w: offset %d: opcode %#x in a constant expression", ErrUnsupported, r.base+r.off-1, op)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (m *module) readExports(r *reader) error {
+	n, err := r.count(3)
+	if err != nil {
+		return err
+	}
+	for range n {
+		name, err := r.name()
+		if err != nil {
+			return err
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return err
+		}
+		idx, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if kind > KindGlobal {
+			return fmt.Errorf("%w: export %q of kind %#x", ErrUnsupported, name, kind)
+		}
+		if kind == KindGlobal && int(idx) >= m.importGlobals+m.definedGlobals {
+			// The index the meter's global will take: refuse, or the
+			// module would export it under its own name.
+			return fmt.Errorf("%w: export %q of global %d, which does not exist", ErrMalformed, name, idx)
+		}
+		if m.exportNames[name] {
+			return fmt.Errorf("%w: export name %q repeated", ErrMalformed, name)
+		}
+		m.exportNames[name] = true
+	}
+	return trailing(r, "export")
+}
+
+func trailing(r *reader, what string) error {
+	if !r.done() {
+		return r.errorf("%s section has %d trailing bytes", what, len(r.b)-r.off)
+	}
+	return nil
+}
+
+// globalSection returns the global section with the fuel global appended:
+// (mut i64) initialised to 0, so that nothing runs before the host sets it.
+func (m *module) globalSection(old []byte) []byte {
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32() // read before: cannot fail
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(m.definedGlobals+1))
+	out = append(out, body...)
+	return append(out, valI64, 0x01, opI64Const, 0x00, opEnd)
+}
+
+// exportSection returns the export section with the fuel global (and the
+// former start function) added.
+func (m *module) exportSection(old []byte, fuel uint32) []byte {
+	n := len(m.exportNames) + 1
+	if m.res.HasStart {
+		n++
+	}
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32()
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(n))
+	out = append(out, body...)
+	out = appendName(out, FuelExport)
+	out = append(out, KindGlobal)
+	out = appendU32(out, fuel)
+	if m.res.HasStart {
+		out = appendName(out, StartExport)
+		out = append(out, KindFunc)
+		out = appendU32(out, m.start)
+	}
+	return out
+}
+
+func appendSection(out []byte, id byte, content []byte) []byte {
+	out = append(out, id)
+	out = appendU32(out, uint32(len(content)))
+	return append(out, content...)
+}
+
+func appendName(out []byte, s string) []byte {
+	out = appendU32(out, uint32(len(s)))
+	return append(out, s...)
+}
+
+func appendU32(out []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
+	}
+}
+
+func appendS64(out []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
+	}
+}
