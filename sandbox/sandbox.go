@@ -1,0 +1,411 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/proofmesh/proofmesh/sandbox/internal/meter"
+)
+
+// wasiModule is the only module a guest may import from.
+const wasiModule = wasi_snapshot_preview1.ModuleName
+
+// stopFuel is what the watchdog writes into the fuel global to stop a run:
+// negative, and far enough from math.MinInt64 that the guest's next
+// subtraction cannot wrap around.
+const stopFuel = math.MinInt64 / 2
+
+// restopInterval is how often the watchdog repeats its store, in case the
+// guest's own update of the global overwrote it.
+const restopInterval = time.Millisecond
+
+// Sandbox runs WebAssembly modules under limits. It is safe for
+// concurrent use.
+type Sandbox struct {
+	cfg     Config
+	runtime wazero.Runtime
+	ccache  wazero.CompilationCache
+	wasi    map[string]api.FunctionDefinition
+	modules *moduleCache
+	slots   chan struct{} // one token per worker
+
+	closing   chan struct{} // closed by Close: watchdogs stop their runs
+	closeOnce sync.Once
+	mu        sync.Mutex // guards closed and the start of runs
+	closed    bool
+	runs      sync.WaitGroup
+
+	running     atomic.Int32 // runs holding a worker slot
+	waiting     atomic.Int32 // runs waiting for one
+	peakRunning atomic.Int32 // high-water mark of running, for tests
+}
+
+// New creates a sandbox. Close releases it.
+func New(ctx context.Context, cfg Config) (*Sandbox, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var ccache wazero.CompilationCache
+	if cfg.CacheDir != "" {
+		var err error
+		if ccache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
+			return nil, fmt.Errorf("sandbox: compilation cache in %s: %w", cfg.CacheDir, err)
+		}
+	} else {
+		ccache = wazero.NewCompilationCache()
+	}
+	rcfg := wazero.NewRuntimeConfig(). // the compiler where the platform has one
+						WithCoreFeatures(api.CoreFeaturesV2). // what package meter understands
+						WithCloseOnContextDone(false).        // see the package comment: the watchdog stops runs
+						WithMemoryLimitPages(65536).          // the per-run allocator enforces Limits
+						WithCustomSections(false).
+						WithCompilationCache(ccache)
+	r := wazero.NewRuntimeWithConfig(ctx, rcfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		_ = r.Close(ctx)
+		_ = ccache.Close(ctx)
+		return nil, fmt.Errorf("sandbox: instantiate WASI: %w", err)
+	}
+	s := &Sandbox{
+		cfg:     cfg,
+		runtime: r,
+		ccache:  ccache,
+		wasi:    r.Module(wasiModule).ExportedFunctionDefinitions(),
+		modules: newModuleCache(cfg.CachedModules),
+		slots:   make(chan struct{}, cfg.Workers),
+		closing: make(chan struct{}),
+	}
+	return s, nil
+}
+
+// Close stops the runs in progress (they end with ErrClosed), waits for
+// them, and frees the compiled modules and the runtime. The on-disk
+// compilation cache stays.
+func (s *Sandbox) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.closeOnce.Do(func() { close(s.closing) })
+	done := make(chan struct{})
+	go func() {
+		s.runs.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("sandbox: close: runs still ending: %w", ctx.Err())
+	}
+	s.modules.close()
+	err := s.runtime.Close(ctx)
+	if cerr := s.ccache.Close(ctx); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: close: %w", err)
+	}
+	return nil
+}
+
+// Load reports the runs executing and the runs waiting for a worker.
+func (s *Sandbox) Load() (running, waiting int) {
+	return int(s.running.Load()), int(s.waiting.Load())
+}
+
+// begin registers a run, unless the sandbox is closed.
+func (s *Sandbox) begin() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.runs.Add(1)
+	return nil
+}
+
+// acquireSlot waits for a worker.
+func (s *Sandbox) acquireSlot(ctx context.Context) error {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("sandbox: waiting for a worker: %w", ctx.Err())
+	case <-s.closing:
+		return ErrClosed
+	}
+	n := s.running.Add(1)
+	for {
+		p := s.peakRunning.Load()
+		if n <= p || s.peakRunning.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *Sandbox) releaseSlot() {
+	s.running.Add(-1)
+	<-s.slots
+}
+
+// Compile checks and compiles a module into the cache without running
+// it, so that a later Run starts warm. Its errors are Run's: the module
+// errors, ErrClosed, or the context's.
+func (s *Sandbox) Compile(ctx context.Context, module []byte) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.runs.Done()
+	if err := s.acquireSlot(ctx); err != nil {
+		return err
+	}
+	defer s.releaseSlot()
+	e, err := s.load(ctx, module)
+	if err != nil {
+		return err
+	}
+	s.modules.release(e)
+	return nil
+}
+
+// load returns the cached compiled module, compiling it on a miss.
+func (s *Sandbox) load(ctx context.Context, module []byte) (*cacheEntry, error) {
+	key := sha256.Sum256(module)
+	return s.modules.acquire(ctx, key, func() (*compiled, error) {
+		return s.compile(ctx, module)
+	})
+}
+
+// compile instruments, checks and compiles a module.
+func (s *Sandbox) compile(ctx context.Context, module []byte) (*compiled, error) {
+	res, err := meter.Instrument(module)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
+	}
+	for _, im := range res.Imports {
+		if im.Module != wasiModule || im.Kind != meter.KindFunc {
+			return nil, fmt.Errorf("%w: imports %s.%s (kind %d): only %s functions are provided",
+				ErrInvalidModule, im.Module, im.Name, im.Kind, wasiModule)
+		}
+		if _, ok := s.wasi[im.Name]; !ok {
+			return nil, fmt.Errorf("%w: imports %s.%s, which WASI preview 1 does not have", ErrInvalidModule, im.Module, im.Name)
+		}
+	}
+	cm, err := s.runtime.CompileModule(ctx, res.Module)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("sandbox: compile: %w", err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
+	}
+	fail := func(format string, args ...any) (*compiled, error) {
+		_ = cm.Close(context.Background())
+		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, fmt.Sprintf(format, args...))
+	}
+	for _, f := range cm.ImportedFunctions() {
+		_, name, _ := f.Import()
+		want := s.wasi[name]
+		if !sameTypes(f.ParamTypes(), want.ParamTypes()) || !sameTypes(f.ResultTypes(), want.ResultTypes()) {
+			return fail("import %s.%s has type %v -> %v, WASI's is %v -> %v", wasiModule, name,
+				f.ParamTypes(), f.ResultTypes(), want.ParamTypes(), want.ResultTypes())
+		}
+	}
+	start, ok := cm.ExportedFunctions()["_start"]
+	if !ok {
+		return fail("no _start export: the sandbox runs WASI commands")
+	}
+	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
+		return fail("_start must take and return nothing")
+	}
+	return &compiled{cm: cm, hasStart: res.HasStart, memoryMin: res.MemoryMin}, nil
+}
+
+func sameTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
+
+// Run runs module with input on stdin under lim and returns what it wrote
+// on stdout. It waits for a worker first, and compiles the module unless
+// it is cached. Errors: the sentinels of this package (errors.Is), or the
+// context's when ctx ends first. Stats are filled as far as the run got.
+func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]byte, Stats, error) {
+	var st Stats
+	if err := lim.Validate(); err != nil {
+		return nil, st, err
+	}
+	if lim.MaxModuleBytes > 0 && len(module) > lim.MaxModuleBytes {
+		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes)
+	}
+	if len(input) > lim.MaxInputBytes {
+		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrInputTooLarge, len(input), lim.MaxInputBytes)
+	}
+	if err := s.begin(); err != nil {
+		return nil, st, err
+	}
+	defer s.runs.Done()
+	if err := s.acquireSlot(ctx); err != nil {
+		return nil, st, err
+	}
+	defer s.releaseSlot()
+	e, err := s.load(ctx, module)
+	if err != nil {
+		return nil, st, err
+	}
+	defer s.modules.release(e)
+	return s.execute(ctx, e.mod, input, lim)
+}
+
+// stop reasons of the watchdog.
+const (
+	stopNone int32 = iota
+	stopTimeout
+	stopContext
+	stopClosing
+)
+
+// execute instantiates the module afresh and runs it to its end.
+func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits) ([]byte, Stats, error) {
+	var st Stats
+	if mod.memoryMin > lim.MaxMemoryPages {
+		return nil, st, fmt.Errorf("%w: the module starts with %d pages, limit %d (%d MiB)",
+			ErrMemoryLimit, mod.memoryMin, lim.MaxMemoryPages, lim.MaxMemoryPages/16)
+	}
+	stdout := &boundedBuffer{max: lim.MaxOutputBytes}
+	stderr := &tailBuffer{max: s.cfg.StderrTail}
+	clock := &virtualClock{}
+	mem := &memoryLimiter{limit: uint64(lim.MaxMemoryPages) << 16}
+	mcfg := wazero.NewModuleConfig().
+		WithName("").         // anonymous: one instance per run
+		WithStartFunctions(). // the host sets the fuel first
+		WithArgs("task").     // argv; no environment, no filesystem
+		WithStdin(bytes.NewReader(input)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithWalltime(clock.walltime, 1000).
+		WithNanotime(clock.nanotime, 1000).
+		WithNanosleep(clock.nanosleep).
+		WithOsyield(func() {}).
+		WithRandSource(newRandSource())
+
+	started := time.Now()
+	ictx := experimental.WithMemoryAllocator(ctx, mem)
+	inst, err := s.runtime.InstantiateModule(ictx, mod.cm, mcfg)
+	if err != nil {
+		st.Wall = time.Since(started)
+		if mem.refused {
+			return nil, st, fmt.Errorf("%w: %d pages (%d MiB)", ErrMemoryLimit, lim.MaxMemoryPages, lim.MaxMemoryPages/16)
+		}
+		return nil, st, fmt.Errorf("%w: instantiate: %w", ErrTrap, err)
+	}
+	defer inst.Close(context.Background())
+	fuel, ok := inst.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
+	if !ok {
+		return nil, st, fmt.Errorf("%w: the metered module lacks its fuel global", ErrInvalidModule)
+	}
+	budget := int64(min(lim.Fuel, math.MaxInt64))
+	fuel.Set(uint64(budget))
+
+	// The watchdog stops the run when the time is up, ctx ends or the
+	// sandbox closes, by exhausting the fuel.
+	var (
+		reason    = stopNone
+		fuelAtEnd int64
+		wd        sync.WaitGroup
+	)
+	done := make(chan struct{})
+	wd.Go(func() {
+		timer := time.NewTimer(lim.Timeout - time.Since(started))
+		defer timer.Stop()
+		select {
+		case <-done:
+			return
+		case <-timer.C:
+			reason = stopTimeout
+		case <-ctx.Done():
+			reason = stopContext
+		case <-s.closing:
+			reason = stopClosing
+		}
+		fuelAtEnd = int64(fuel.Get())
+		tick := time.NewTicker(restopInterval)
+		defer tick.Stop()
+		stop := int64(stopFuel)
+		for {
+			fuel.Set(uint64(stop))
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+
+	if mod.hasStart {
+		_, err = inst.ExportedFunction(meter.StartExport).Call(ctx)
+	}
+	if err == nil {
+		_, err = inst.ExportedFunction("_start").Call(ctx)
+	}
+	close(done)
+	wd.Wait()
+	st.Wall = time.Since(started)
+	st.PeakMemoryPages = uint32(mem.peak >> 16)
+	left := int64(fuel.Get())
+	if reason == stopNone {
+		fuelAtEnd = left
+	}
+	st.FuelUsed = uint64(min(max(budget-fuelAtEnd, 0), budget))
+
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 0 {
+		err = nil
+	}
+	switch {
+	case stdout.overflow:
+		return nil, st, fmt.Errorf("%w: more than %d bytes", ErrOutputTooLarge, lim.MaxOutputBytes)
+	case err == nil:
+		st.OutputBytes = len(stdout.buf)
+		return stdout.buf, st, nil
+	case reason == stopTimeout:
+		return nil, st, fmt.Errorf("%w: %s", ErrTimeout, lim.Timeout)
+	case reason == stopContext:
+		return nil, st, fmt.Errorf("sandbox: run stopped: %w", context.Cause(ctx))
+	case reason == stopClosing:
+		return nil, st, fmt.Errorf("%w: run stopped", ErrClosed)
+	case left < 0:
+		st.FuelUsed = uint64(budget)
+		return nil, st, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel)
+	case mem.refused:
+		return nil, st, fmt.Errorf("%w: %d pages (%d MiB): %w", ErrMemoryLimit, lim.MaxMemoryPages, lim.MaxMemoryPages/16, describe(err, stderr))
+	case exit != nil:
+		return nil, st, fmt.Errorf("%w: code %d: stderr: %q", ErrExit, exit.ExitCode(), stderr.String())
+	default:
+		return nil, st, fmt.Errorf("%w: %w", ErrTrap, describe(err, stderr))
+	}
+}
+
+// describe shortens a runtime error to its first line (wazero appends a
+// stack trace) and adds the tail of stderr.
+func describe(err error, stderr *tailBuffer) error {
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	if t := stderr.String(); t != "" {
+		return fmt.Errorf("%s (stderr: %q)", msg, t)
+	}
+	return errors.New(msg)
+}
