@@ -1,0 +1,188 @@
+package mesh
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// The blob protocol fetches content-addressed bytes (WASM modules, large
+// task inputs, proving keys) from a peer. The request is the lower-case hex
+// SHA-256 of the blob and a newline; the answer is one status byte and, for
+// blobStatusOK, an 8-byte big-endian length and the bytes. The fetcher
+// checks the hash: a peer can refuse a blob but never substitute one.
+const (
+	blobStatusOK       = 0
+	blobStatusNotFound = 1
+	blobStatusTooLarge = 2
+	blobStatusBadReq   = 3
+	blobStatusBusy     = 4
+
+	blobTimeout = time.Minute
+)
+
+// Blob errors callers branch on.
+var (
+	ErrBlobNotFound     = errors.New("blob not found on peer")
+	ErrBlobTooLarge     = errors.New("blob too large")
+	ErrBlobHashMismatch = errors.New("blob does not match its hash")
+	ErrBlobBusy         = errors.New("peer too busy to serve blobs")
+)
+
+func (m *Mesh) blobProtocol() libp2pproto.ID {
+	return libp2pproto.ID("/proofmesh/" + m.cfg.NetworkID + "/blob/1")
+}
+
+func validHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// serveBlob answers one blob request. Nothing a peer sends can make it read
+// more than the request's 65 bytes or hold the stream past blobTimeout.
+func (m *Mesh) serveBlob(s network.Stream) {
+	defer s.Close()
+	select {
+	case m.blobSem <- struct{}{}:
+		defer func() { <-m.blobSem }()
+	default:
+		_, _ = s.Write([]byte{blobStatusBusy})
+		m.met.blobs.WithLabelValues("served", "busy").Inc()
+		return
+	}
+	_ = s.SetDeadline(time.Now().Add(blobTimeout))
+	req := make([]byte, 65)
+	if _, err := io.ReadFull(s, req); err != nil {
+		_ = s.Reset()
+		m.met.blobs.WithLabelValues("served", "bad_request").Inc()
+		return
+	}
+	hash := string(req[:64])
+	if req[64] != '\n' || !validHash(hash) {
+		_, _ = s.Write([]byte{blobStatusBadReq})
+		m.met.blobs.WithLabelValues("served", "bad_request").Inc()
+		return
+	}
+	var data []byte
+	ok := false
+	if m.cfg.Blob != nil {
+		data, ok = m.cfg.Blob(hash)
+	}
+	switch {
+	case !ok:
+		_, _ = s.Write([]byte{blobStatusNotFound})
+		m.met.blobs.WithLabelValues("served", "not_found").Inc()
+		return
+	case int64(len(data)) > m.cfg.MaxBlobBytes:
+		_, _ = s.Write([]byte{blobStatusTooLarge})
+		m.met.blobs.WithLabelValues("served", "too_large").Inc()
+		return
+	}
+	hdr := make([]byte, 9)
+	hdr[0] = blobStatusOK
+	binary.BigEndian.PutUint64(hdr[1:], uint64(len(data)))
+	if _, err := s.Write(hdr); err != nil {
+		_ = s.Reset()
+		return
+	}
+	if _, err := s.Write(data); err != nil {
+		_ = s.Reset()
+		m.met.blobs.WithLabelValues("served", "error").Inc()
+		return
+	}
+	m.met.blobs.WithLabelValues("served", "ok").Inc()
+}
+
+// FetchBlob fetches the blob with the given hash from peer p, refusing one
+// larger than maxBytes (0: the mesh's MaxBlobBytes), and checks its hash.
+func (m *Mesh) FetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes int64) ([]byte, error) {
+	data, err := m.fetchBlob(ctx, p, hash, maxBytes)
+	outcome := "ok"
+	switch {
+	case errors.Is(err, ErrBlobNotFound):
+		outcome = "not_found"
+	case errors.Is(err, ErrBlobHashMismatch):
+		outcome = "hash_mismatch"
+	case errors.Is(err, ErrBlobTooLarge):
+		outcome = "too_large"
+	case err != nil:
+		outcome = "error"
+	}
+	m.met.blobs.WithLabelValues("fetched", outcome).Inc()
+	return data, err
+}
+
+func (m *Mesh) fetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes int64) ([]byte, error) {
+	if !validHash(hash) {
+		return nil, fmt.Errorf("fetch blob: hash %q is not a lower-case hex SHA-256", hash)
+	}
+	if maxBytes <= 0 || maxBytes > m.cfg.MaxBlobBytes {
+		maxBytes = m.cfg.MaxBlobBytes
+	}
+	s, err := m.h.NewStream(ctx, p, m.blobProtocol())
+	if err != nil {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(blobTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = s.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+
+	if _, err := s.Write([]byte(hash + "\n")); err != nil {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
+	}
+	_ = s.CloseWrite()
+	var status [1]byte
+	if _, err := io.ReadFull(s, status[:]); err != nil {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
+	}
+	switch status[0] {
+	case blobStatusOK:
+	case blobStatusNotFound:
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, ErrBlobNotFound)
+	case blobStatusTooLarge:
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w (peer's limit)", hash, p, ErrBlobTooLarge)
+	case blobStatusBusy:
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, ErrBlobBusy)
+	default:
+		return nil, fmt.Errorf("fetch blob %.12s from %s: peer answered status %d", hash, p, status[0])
+	}
+	var lenb [8]byte
+	if _, err := io.ReadFull(s, lenb[:]); err != nil {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
+	}
+	n := binary.BigEndian.Uint64(lenb[:])
+	if n > uint64(maxBytes) {
+		_ = s.Reset()
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w: %d bytes, limit %d", hash, p, ErrBlobTooLarge, n, maxBytes)
+	}
+	data := make([]byte, n)
+	if _, err := io.ReadFull(s, data); err != nil {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
+	}
+	sum := sha256.Sum256(data)
+	if hex.EncodeToString(sum[:]) != hash {
+		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, ErrBlobHashMismatch)
+	}
+	return data, nil
+}

@@ -1,0 +1,164 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// Config configures a Mesh. Start from DefaultConfig.
+type Config struct {
+	// NetworkID names the network. It is part of every topic name and of
+	// the DHT protocol prefix, so nodes of different networks never talk.
+	NetworkID string
+	// Key is the node's identity. Required unless Host is set.
+	Key crypto.PrivKey
+	// ListenAddrs are the multiaddrs to listen on.
+	ListenAddrs []string
+	// Host, when set, is used instead of building one (mocknet
+	// simulations); Key, ListenAddrs and the connection limits are unused.
+	Host host.Host
+
+	// Policy judges the capabilities that peers announce.
+	Policy protocol.Policy
+	// Self describes this node for its heartbeats; mesh fills in node_id,
+	// seq, time and interval. Nil: the node sends no heartbeats (a
+	// bootstrap-only node).
+	Self func() protocol.Heartbeat
+	// HeartbeatInterval is the base interval between own heartbeats.
+	HeartbeatInterval time.Duration
+	// HeartbeatBudget is the network-wide heartbeat rate (messages per
+	// second) a node aims to stay within by stretching its interval as the
+	// number of live peers grows. 0 disables stretching.
+	HeartbeatBudget float64
+	// ClockSkew is how far a peer's timestamps may be from ours.
+	ClockSkew time.Duration
+	// TombstoneRetention is how long a peer that left is kept as deleted.
+	TombstoneRetention time.Duration
+
+	// ConnLow and ConnHigh are the connection manager's water marks.
+	ConnLow, ConnHigh int
+	// DHT enables Kademlia and rendezvous discovery.
+	DHT bool
+	// DiscoveryInterval is the period of rendezvous lookups once the node
+	// has peers (it looks more often until it has).
+	DiscoveryInterval time.Duration
+	// Colocation allows many peers behind one IP address in peer scoring
+	// (local testnets). Off in production: a Sybil on one machine is
+	// penalised.
+	Colocation bool
+	// AppScore adds the application's opinion of a peer (verified and
+	// rejected results) to its gossip score. Optional.
+	AppScore func(peer.ID) float64
+	// Blob serves content-addressed blobs to peers. Optional.
+	Blob func(hash string) ([]byte, bool)
+	// MaxBlobBytes bounds a blob served or fetched.
+	MaxBlobBytes int64
+	// LeaveFlush is how long Close waits after publishing the Leave so that
+	// it reaches the mesh before the host goes down.
+	LeaveFlush time.Duration
+	// OnPeer is called (from mesh goroutines, never under a lock) when a
+	// peer joins, leaves or returns: the moments worth persisting at once.
+	OnPeer func(PeerInfo)
+
+	// Registerer receives the mesh's Prometheus metrics. Nil: a private
+	// registry.
+	Registerer prometheus.Registerer
+	// Logger is the mesh's logger. Nil: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a complete configuration; callers set NetworkID,
+// Key and Self.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddrs: []string{
+			"/ip4/0.0.0.0/tcp/4001",
+			"/ip4/0.0.0.0/udp/4001/quic-v1",
+		},
+		Policy:             protocol.DefaultPolicy(),
+		HeartbeatInterval:  10 * time.Second, // DESIGN.md's default
+		HeartbeatBudget:    20,               // network-wide heartbeats per second
+		ClockSkew:          protocol.DefaultClockSkew,
+		TombstoneRetention: 24 * time.Hour, // deleted peers kept a day
+		ConnLow:            64,             // trim down to 64 connections
+		ConnHigh:           192,            // when above 192
+		DHT:                true,
+		DiscoveryInterval:  30 * time.Second,
+		MaxBlobBytes:       64 << 20, // proving keys are the largest blobs
+		LeaveFlush:         500 * time.Millisecond,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every Config.Validate error.
+var ErrInvalidConfig = errors.New("invalid mesh config")
+
+// Validate refuses a configuration that cannot work.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case !ValidNetworkID(c.NetworkID):
+		return bad("network id %q must be 1-32 of [a-z0-9-]", c.NetworkID)
+	case c.Host == nil && c.Key == nil:
+		return bad("an identity key or a host is required")
+	case c.Host == nil && len(c.ListenAddrs) == 0:
+		return bad("at least one listen address is required")
+	case c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > time.Hour:
+		return bad("heartbeat interval %s not within 100ms..1h", c.HeartbeatInterval)
+	case c.HeartbeatBudget < 0:
+		return bad("heartbeat budget %g must not be negative", c.HeartbeatBudget)
+	case c.ClockSkew <= 0:
+		return bad("clock skew must be positive")
+	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):
+		return bad("connection water marks low=%d high=%d: need 0 < low < high", c.ConnLow, c.ConnHigh)
+	case c.DiscoveryInterval <= 0:
+		return bad("discovery interval must be positive")
+	case c.MaxBlobBytes <= 0:
+		return bad("max blob bytes must be positive")
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// ValidNetworkID reports whether id can name a network: 1–32 characters of
+// [a-z0-9-], so that it is safe inside topic names and protocol ids.
+func ValidNetworkID(id string) bool {
+	if len(id) == 0 || len(id) > 32 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Topic names of a network.
+const (
+	KindHeartbeat = "heartbeat"
+	KindLeave     = "leave"
+	KindTasks     = "tasks"
+	KindResults   = "results"
+)
+
+// TopicName returns the gossipsub topic of a message kind in a network:
+// /proofmesh/<net>/<kind>/1.
+func TopicName(networkID, kind string) string {
+	return "/proofmesh/" + networkID + "/" + kind + "/1"
+}
+
+// Rendezvous returns the discovery namespace of a network.
+func Rendezvous(networkID string) string { return "proofmesh/" + networkID + "/nodes" }

@@ -1,0 +1,519 @@
+package mesh
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// ErrClosed is returned by operations on a closed Mesh.
+var ErrClosed = errors.New("mesh closed")
+
+// Validator judges a gossip message before it is delivered or forwarded.
+// from is the message's signed origin. Errors map to verdicts in one place
+// (verdict): protocol.Ignorable errors IGNORE, every other error REJECTs.
+type Validator func(ctx context.Context, from peer.ID, data []byte) error
+
+// Message is a validated gossip message handed to a topic's handler.
+type Message struct {
+	From  peer.ID // signed origin
+	Data  []byte
+	Local bool // published by this node
+}
+
+// JoinOptions tune a topic's validation.
+type JoinOptions struct {
+	// Concurrency bounds the validators running at once for the topic
+	// (expensive checks such as proof verification). 0: pubsub's default.
+	Concurrency int
+	// Timeout bounds one validation. 0: no timeout.
+	Timeout time.Duration
+}
+
+// Mesh is a running libp2p node of one proofmesh network.
+type Mesh struct {
+	cfg     Config
+	log     *slog.Logger
+	h       host.Host
+	ownHost bool
+	ps      *pubsub.PubSub
+	kad     *dht.IpfsDHT
+	table   *table
+	met     *metrics
+
+	mu     sync.Mutex
+	topics map[string]*pubsub.Topic
+	seq    uint64
+
+	interval atomic.Int64 // current own heartbeat interval, ns
+	events   chan PeerInfo
+	blobSem  chan struct{}
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+	leaving atomic.Bool // no heartbeats after our own Leave
+}
+
+// New starts a mesh node: the host, gossipsub, the heartbeat and leave
+// topics with their validators, the DHT and discovery, and the node's own
+// heartbeats. ctx bounds the setup only; Close stops what New started.
+func New(ctx context.Context, cfg Config) (*Mesh, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Mesh{
+		cfg:     cfg,
+		log:     log.With("subsys", "mesh"),
+		table:   newTable(),
+		topics:  make(map[string]*pubsub.Topic),
+		events:  make(chan PeerInfo, 256),
+		blobSem: make(chan struct{}, 16),
+	}
+	m.met = newMetrics(reg, m.table)
+	m.interval.Store(int64(cfg.HeartbeatInterval))
+	m.met.interval.Set(cfg.HeartbeatInterval.Seconds())
+
+	if cfg.Host != nil {
+		m.h = cfg.Host
+	} else {
+		h, err := newHost(&cfg)
+		if err != nil {
+			return nil, err
+		}
+		m.h, m.ownHost = h, true
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Mesh, error) {
+		m.cancel()
+		if m.kad != nil {
+			_ = m.kad.Close()
+		}
+		if m.ownHost {
+			_ = m.h.Close()
+		}
+		return nil, err
+	}
+
+	if cfg.DHT {
+		kad, err := dht.New(m.ctx, m.h,
+			dht.Mode(dht.ModeServer),
+			dht.ProtocolPrefix(libp2pproto.ID("/proofmesh/"+cfg.NetworkID)),
+		)
+		if err != nil {
+			return fail(fmt.Errorf("dht: %w", err))
+		}
+		m.kad = kad
+	}
+
+	ps, err := pubsub.NewGossipSub(m.ctx, m.h,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// A node sends its own messages to every topic peer above the
+		// publish threshold, not only its mesh: nothing is lost while
+		// the mesh forms, and first hops are direct.
+		pubsub.WithFloodPublish(true),
+		pubsub.WithMessageIdFn(messageID),
+		pubsub.WithPeerScore(m.scoreParams(), scoreThresholds()),
+		pubsub.WithValidateQueueSize(512),
+		pubsub.WithPeerOutboundQueueSize(512),
+		pubsub.WithMaxMessageSize(1<<20),
+	)
+	if err != nil {
+		return fail(fmt.Errorf("gossipsub: %w", err))
+	}
+	m.ps = ps
+
+	if err := m.Join(KindHeartbeat, m.validateHeartbeat, nil, JoinOptions{}); err != nil {
+		return fail(err)
+	}
+	if err := m.Join(KindLeave, m.validateLeave, nil, JoinOptions{}); err != nil {
+		return fail(err)
+	}
+	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
+
+	m.wg.Add(2)
+	go m.eventLoop()
+	go m.maintenanceLoop()
+	if cfg.Self != nil {
+		m.wg.Add(1)
+		go m.heartbeatLoop()
+	}
+	if m.kad != nil {
+		m.wg.Add(1)
+		go m.discoveryLoop()
+	}
+	_ = ctx // setup is synchronous; kept for the contract
+	return m, nil
+}
+
+// messageID is a content hash of origin and payload: duplicates are
+// recognised whatever path they took, and a peer that copies another's
+// payload under its own signature cannot shadow the original.
+func messageID(msg *pb.Message) string {
+	h := sha256.New()
+	h.Write(msg.GetFrom())
+	h.Write([]byte{0})
+	h.Write(msg.GetData())
+	return string(h.Sum(nil))
+}
+
+// Host returns the libp2p host.
+func (m *Mesh) Host() host.Host { return m.h }
+
+// ID returns this node's peer id.
+func (m *Mesh) ID() peer.ID { return m.h.ID() }
+
+// NetworkID returns the network this mesh belongs to.
+func (m *Mesh) NetworkID() string { return m.cfg.NetworkID }
+
+// Addrs returns the node's listen addresses, each ending in /p2p/<id> so
+// that another node can use it as a bootstrap address.
+func (m *Mesh) Addrs() []ma.Multiaddr {
+	p2p, err := ma.NewComponent("p2p", m.h.ID().String())
+	if err != nil {
+		return nil
+	}
+	var out []ma.Multiaddr
+	for _, a := range m.h.Addrs() {
+		out = append(out, a.Encapsulate(p2p.Multiaddr()))
+	}
+	return out
+}
+
+// Interval returns the node's current heartbeat interval.
+func (m *Mesh) Interval() time.Duration { return time.Duration(m.interval.Load()) }
+
+// Connect dials a peer.
+func (m *Mesh) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if err := m.h.Connect(ctx, ai); err != nil {
+		return fmt.Errorf("connect %s: %w", ai.ID, err)
+	}
+	return nil
+}
+
+// Connected reports whether the node has a live connection to p.
+func (m *Mesh) Connected(p peer.ID) bool {
+	return m.h.Network().Connectedness(p) == network.Connected
+}
+
+// Peers returns the peer table, sorted by id, statuses computed now.
+func (m *Mesh) Peers() []PeerInfo { return m.table.list(time.Now()) }
+
+// Peer returns one row of the peer table.
+func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) { return m.table.get(id, time.Now()) }
+
+// Restore loads a peer table saved by an earlier run (last heartbeats and
+// sequence numbers, tombstones). Statuses follow from the saved times.
+func (m *Mesh) Restore(rows []PeerInfo) { m.table.restore(rows) }
+
+// Join subscribes to a topic of the network with a validator and a
+// handler for the messages that pass it (nil: validate only). Handlers run
+// on one goroutine per topic, in arrival order.
+func (m *Mesh) Join(kind string, v Validator, handle func(Message), opt JoinOptions) error {
+	name := TopicName(m.cfg.NetworkID, kind)
+	vopts := []pubsub.ValidatorOpt{}
+	if opt.Concurrency > 0 {
+		vopts = append(vopts, pubsub.WithValidatorConcurrency(opt.Concurrency))
+	}
+	if opt.Timeout > 0 {
+		vopts = append(vopts, pubsub.WithValidatorTimeout(opt.Timeout))
+	}
+	if err := m.ps.RegisterTopicValidator(name, m.validator(kind, v), vopts...); err != nil {
+		return fmt.Errorf("validator for %s: %w", name, err)
+	}
+	t, err := m.ps.Join(name)
+	if err != nil {
+		return fmt.Errorf("join %s: %w", name, err)
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", name, err)
+	}
+	m.mu.Lock()
+	m.topics[kind] = t
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(m.ctx)
+			if err != nil {
+				return
+			}
+			if handle != nil {
+				handle(Message{From: msg.GetFrom(), Data: msg.Data, Local: msg.GetFrom() == m.h.ID()})
+			}
+		}
+	}()
+	return nil
+}
+
+// Publish sends a message on a joined topic.
+func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	m.mu.Lock()
+	t := m.topics[kind]
+	m.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("publish on %s: topic not joined", kind)
+	}
+	if err := t.Publish(ctx, data); err != nil {
+		return fmt.Errorf("publish on %s: %w", kind, err)
+	}
+	return nil
+}
+
+// validator turns a Validator's error into a gossip verdict, counts it,
+// and logs it at debug level (a remote peer can trigger it).
+func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
+	return func(ctx context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		err := v(ctx, msg.GetFrom(), msg.Data)
+		res, word := verdict(err)
+		m.met.gossip.WithLabelValues(kind, word).Inc()
+		if err != nil {
+			m.log.Debug("gossip message refused", "topic", kind, "peer", msg.GetFrom(), "verdict", word, "reason", protocol.Reason(err), "err", err)
+		}
+		return res
+	}
+}
+
+// verdict is the one place where errors become gossip verdicts.
+func verdict(err error) (pubsub.ValidationResult, string) {
+	switch {
+	case err == nil:
+		return pubsub.ValidationAccept, "accept"
+	case protocol.Ignorable(err):
+		return pubsub.ValidationIgnore, "ignore"
+	default:
+		return pubsub.ValidationReject, "reject"
+	}
+}
+
+func (m *Mesh) validateHeartbeat(_ context.Context, from peer.ID, data []byte) error {
+	if from == m.h.ID() {
+		return nil
+	}
+	err := m.acceptHeartbeat(from, data)
+	if err != nil {
+		_, word := verdict(err)
+		m.met.hbRefused.WithLabelValues(protocol.Reason(err), word).Inc()
+		return err
+	}
+	m.met.hbAccepted.Inc()
+	return nil
+}
+
+func (m *Mesh) acceptHeartbeat(from peer.ID, data []byte) error {
+	hb, err := protocol.DecodeHeartbeat(data)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caps, err := protocol.ValidateHeartbeat(hb, protocol.HeartbeatCheck{
+		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: m.table.lastSeq(from), Policy: m.cfg.Policy,
+	})
+	if err != nil {
+		return err
+	}
+	info, notable, err := m.table.observe(hb, caps, now)
+	if err != nil {
+		return err
+	}
+	if notable {
+		m.log.Debug("peer online", "peer", from)
+		m.notify(info)
+	}
+	return nil
+}
+
+func (m *Mesh) validateLeave(_ context.Context, from peer.ID, data []byte) error {
+	l, signer, err := protocol.OpenLeave(data)
+	if err != nil {
+		return err
+	}
+	if signer == m.h.ID() {
+		return nil
+	}
+	now := time.Now()
+	if err := protocol.CheckLeaveTime(l, now, m.cfg.ClockSkew); err != nil {
+		return err
+	}
+	info, err := m.table.leave(signer, l, now)
+	if err != nil {
+		return err
+	}
+	m.log.Info("peer left", "peer", signer, "reason", l.Reason, "via", from)
+	m.notify(info)
+	return nil
+}
+
+func (m *Mesh) notify(info PeerInfo) {
+	if m.cfg.OnPeer == nil {
+		return
+	}
+	select {
+	case m.events <- info:
+	default:
+		m.log.Debug("peer event dropped: queue full", "peer", info.ID)
+	}
+}
+
+func (m *Mesh) eventLoop() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case info := <-m.events:
+			m.cfg.OnPeer(info)
+		}
+	}
+}
+
+// nextSeq returns a sequence number above every earlier one, also across
+// restarts: it never falls below the wall clock in microseconds.
+func (m *Mesh) nextSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq = max(m.seq+1, uint64(time.Now().UnixMicro()))
+	return m.seq
+}
+
+func (m *Mesh) heartbeatLoop() {
+	defer m.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		live := m.table.counts(time.Now())[protocol.StatusOnline]
+		iv := protocol.AdaptiveInterval(m.cfg.HeartbeatInterval, live, m.cfg.HeartbeatBudget)
+		m.interval.Store(int64(iv))
+		m.met.interval.Set(iv.Seconds())
+		if m.leaving.Load() {
+			return
+		}
+		if err := m.sendHeartbeat(iv); err != nil && m.ctx.Err() == nil {
+			m.log.Warn("heartbeat not sent", "err", err)
+		}
+		t.Reset(iv)
+	}
+}
+
+func (m *Mesh) sendHeartbeat(iv time.Duration) error {
+	hb := m.cfg.Self()
+	hb.NodeID = m.h.ID().String()
+	hb.Seq = m.nextSeq()
+	hb.Time = time.Now().UnixMilli()
+	hb.IntervalMS = iv.Milliseconds()
+	if hb.PolicyVersion == 0 {
+		hb.PolicyVersion = m.cfg.Policy.Version
+	}
+	data, err := hb.Encode()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, iv)
+	defer cancel()
+	return m.Publish(ctx, KindHeartbeat, data)
+}
+
+// Leave publishes this node's signed Leave so that every peer marks it
+// deleted, and waits LeaveFlush for it to spread. The node sends no more
+// heartbeats.
+func (m *Mesh) Leave(ctx context.Context, reason string) error {
+	// Stop heartbeats first: one sent after the Leave would bring the
+	// node back to life on its peers.
+	m.leaving.Store(true)
+	data, err := protocol.Seal(&protocol.Leave{
+		NodeID: m.h.ID().String(), Time: time.Now().UnixMilli(), Reason: reason,
+	}, m.h.Peerstore().PrivKey(m.h.ID()))
+	if err != nil {
+		return fmt.Errorf("seal leave: %w", err)
+	}
+	if err := m.Publish(ctx, KindLeave, data); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(m.cfg.LeaveFlush):
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (m *Mesh) maintenanceLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, id := range m.table.purge(now.Add(-m.cfg.TombstoneRetention)) {
+				m.log.Debug("tombstone purged", "peer", id)
+			}
+		}
+	}
+}
+
+// Close stops the mesh: its goroutines, the DHT and (if it built it) the
+// host. It does not publish a Leave; call Leave first for a graceful exit.
+func (m *Mesh) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.cancel()
+	m.h.RemoveStreamHandler(m.blobProtocol())
+	var errs []error
+	if m.kad != nil {
+		errs = append(errs, m.kad.Close())
+	}
+	m.wg.Wait()
+	if m.ownHost {
+		errs = append(errs, m.h.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// routingDiscovery returns the rendezvous discovery over the DHT.
+func (m *Mesh) routingDiscovery() *drouting.RoutingDiscovery {
+	return drouting.NewRoutingDiscovery(m.kad)
+}

@@ -1,0 +1,51 @@
+package mesh
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+type metrics struct {
+	hbAccepted prometheus.Counter
+	hbRefused  *prometheus.CounterVec // reason, verdict
+	gossip     *prometheus.CounterVec // topic, verdict
+	interval   prometheus.Gauge
+	blobs      *prometheus.CounterVec // direction, outcome
+}
+
+func newMetrics(reg prometheus.Registerer, t *table) *metrics {
+	m := &metrics{
+		hbAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "proofmesh_heartbeats_received_total",
+			Help: "Heartbeats from peers that passed validation.",
+		}),
+		hbRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_heartbeats_rejected_total",
+			Help: "Heartbeats refused, by reason and gossip verdict (reject penalises the sender, ignore does not).",
+		}, []string{"reason", "verdict"}),
+		gossip: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_gossip_messages_total",
+			Help: "Gossip messages validated, by topic kind and verdict.",
+		}, []string{"topic", "verdict"}),
+		interval: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "proofmesh_heartbeat_interval_seconds",
+			Help: "This node's current heartbeat interval (stretched as the network grows).",
+		}),
+		blobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_blob_transfers_total",
+			Help: "Blob stream transfers, by direction (served, fetched) and outcome.",
+		}, []string{"direction", "outcome"}),
+	}
+	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs)
+	for _, st := range []protocol.PeerStatus{protocol.StatusOnline, protocol.StatusStale, protocol.StatusOffline, protocol.StatusDeleted} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "proofmesh_peers",
+			Help:        "Peers in the live peer table, by status.",
+			ConstLabels: prometheus.Labels{"status": string(st)},
+		}, func() float64 { return float64(t.counts(time.Now())[st]) }))
+	}
+	return m
+}

@@ -1,0 +1,67 @@
+package mesh
+
+import (
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// scoreParams are the gossipsub v1.1 peer-scoring parameters. The weight
+// that matters most is P4, invalid message deliveries: a peer that forwards
+// forged, malformed, policy-breaking messages or results whose proof does
+// not verify loses score quadratically and is soon graylisted. The
+// application adds its own opinion (verified and rejected results).
+func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
+	app := m.cfg.AppScore
+	if app == nil {
+		app = func(peer.ID) float64 { return 0 }
+	}
+	topics := map[string]*pubsub.TopicScoreParams{}
+	for _, kind := range []string{KindHeartbeat, KindLeave, KindTasks, KindResults} {
+		topics[TopicName(m.cfg.NetworkID, kind)] = &pubsub.TopicScoreParams{
+			SkipAtomicValidation: true,
+			TopicWeight:          1,
+			// P1: a little credit for time in the mesh, capped.
+			TimeInMeshWeight:  0.01,
+			TimeInMeshQuantum: time.Second,
+			TimeInMeshCap:     300,
+			// P4: each invalid message costs weight × count²; decays
+			// to a tenth in about 20 minutes.
+			InvalidMessageDeliveriesWeight: -100,
+			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
+		}
+	}
+	p := &pubsub.PeerScoreParams{
+		Topics:            topics,
+		AppSpecificScore:  app,
+		AppSpecificWeight: 1,
+		// P6: many peers behind one IP is a Sybil signal, except on a
+		// local testnet where every node is 127.0.0.1.
+		IPColocationFactorWeight:    -20,
+		IPColocationFactorThreshold: 8,
+		// P7: protocol misbehaviour (GRAFT spam and broken promises).
+		BehaviourPenaltyWeight:    -10,
+		BehaviourPenaltyThreshold: 6,
+		BehaviourPenaltyDecay:     pubsub.ScoreParameterDecay(10 * time.Minute),
+		DecayInterval:             time.Second,
+		DecayToZero:               0.01,
+		RetainScore:               10 * time.Minute,
+	}
+	if m.cfg.Colocation {
+		p.IPColocationFactorWeight = 0
+	}
+	return p
+}
+
+// scoreThresholds satisfy Graylist ≤ Publish ≤ Gossip ≤ 0: one invalid
+// message puts a peer at the gossip threshold, two past graylisting.
+func scoreThresholds() *pubsub.PeerScoreThresholds {
+	return &pubsub.PeerScoreThresholds{
+		GossipThreshold:             -100,
+		PublishThreshold:            -200,
+		GraylistThreshold:           -300,
+		AcceptPXThreshold:           10,
+		OpportunisticGraftThreshold: 5,
+	}
+}
