@@ -1,0 +1,233 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/tasks"
+	"github.com/proofmesh/proofmesh/zk"
+)
+
+// The default network pins the hashes of the modules in tasks/ and of the
+// verifying keys shipped in zk/keys: rebuilding either without updating
+// default-network.json fails here.
+func TestDefaultNetworkPinsShippedArtifacts(t *testing.T) {
+	n := DefaultNetwork()
+	if n.NetworkID != DefaultNetworkID {
+		t.Fatalf("network id %q", n.NetworkID)
+	}
+	keys, err := zk.DefaultKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := n.Registry()
+	for _, id := range []string{"mimc.chain.v1", "mlp.infer.v1"} {
+		tt, err := reg.Lookup(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tasks.ModuleHash(id); tt.ModuleHash != want {
+			t.Errorf("%s: module_hash %s, tasks/ has %s", id, tt.ModuleHash, want)
+		}
+		vk, err := keys.VerifyingKeyHash(tt.Verification.Circuit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.Verification.VKHash != vk {
+			t.Errorf("%s: vk_hash %s, zk/keys has %s", id, tt.Verification.VKHash, vk)
+		}
+	}
+	if _, err := reg.Lookup("wasm.exec.v1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeNetworkRefusals(t *testing.T) {
+	base := string(defaultNetwork)
+	for _, tc := range []struct {
+		name, json, want string
+	}{
+		{"unknown field", strings.Replace(base, `"network_id"`, `"colour": 1, "network_id"`, 1), "unknown field"},
+		{"bad id", strings.Replace(base, `"devnet"`, `"Dev Net"`, 1), "network_id"},
+		{"bootstrap without p2p", strings.Replace(base, `"bootstrap": []`, `"bootstrap": ["/ip4/1.2.3.4/tcp/4001"]`, 1), "/p2p/"},
+		{"bootstrap garbage", strings.Replace(base, `"bootstrap": []`, `"bootstrap": ["nonsense"]`, 1), "nonsense"},
+		{"trailing data", base + "{}", "trailing"},
+		{"bad rule", strings.Replace(base, `"min": 1, "max": 256`, `"min": 300, "max": 256`, 1), "policy"},
+		{"duplicate type", strings.Replace(base, `"id": "mlp.infer.v1"`, `"id": "mimc.chain.v1"`, 1), "twice"},
+		{"egress", strings.Replace(base, `"egress": "none"`, `"egress": "internet"`, 1), "egress"},
+		{"requirement on unknown key", strings.Replace(base, `"gpu_available": {"equals": true}`, `"tpu": {"equals": true}`, 1), "tpu"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeNetwork([]byte(tc.json))
+			if !errors.Is(err, ErrInvalidNetwork) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseAddrsMergesAndSplits(t *testing.T) {
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	id, _ := peer.IDFromPrivateKey(key)
+	a := "/ip4/127.0.0.1/tcp/4001/p2p/" + id.String()
+	b := "/ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + id.String()
+	infos, err := ParseAddrs([]string{a + "," + b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || len(infos[0].Addrs) != 2 {
+		t.Fatalf("infos = %v", infos)
+	}
+}
+
+func TestBackoffGrowsWithJitterAndCaps(t *testing.T) {
+	b := DefaultBackoff()
+	lo, hi := func() float64 { return 0 }, func() float64 { return 1 }
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 10: time.Minute, 100: time.Minute} {
+		if got := b.delay(n, hi); got != want {
+			t.Errorf("attempt %d: max delay %s, want %s", n, got, want)
+		}
+		if got := b.delay(n, lo); got != want/2 {
+			t.Errorf("attempt %d: min delay %s, want %s", n, got, want/2)
+		}
+	}
+}
+
+type flakyDialer struct {
+	mu        sync.Mutex
+	failUntil int
+	calls     []time.Time
+	connected bool
+}
+
+func (d *flakyDialer) Connect(context.Context, peer.AddrInfo) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, time.Now())
+	if len(d.calls) <= d.failUntil {
+		return errors.New("connection refused")
+	}
+	d.connected = true
+	return nil
+}
+
+func (d *flakyDialer) Connected(peer.ID) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.connected
+}
+
+// The keeper backs off between failed dials instead of hammering a dead
+// bootstrap peer, and stops once connected.
+func TestKeeperBacksOff(t *testing.T) {
+	d := &flakyDialer{failUntil: 3}
+	b := Backoff{Base: 40 * time.Millisecond, Max: time.Second, Factor: 2, Check: 5 * time.Millisecond}
+	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
+	defer k.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for !d.Connected("p") {
+		if time.Now().After(deadline) {
+			t.Fatal("never connected")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.mu.Lock()
+	calls := append([]time.Time(nil), d.calls...)
+	d.mu.Unlock()
+	if len(calls) != 4 {
+		t.Fatalf("%d dials, want 4", len(calls))
+	}
+	// Gaps are at least half of 40, 80, 160 ms.
+	for i, min := range []time.Duration{20, 40, 80} {
+		if gap := calls[i+1].Sub(calls[i]); gap < min*time.Millisecond {
+			t.Errorf("gap %d = %s, want >= %dms", i, gap, min)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startMesh(t *testing.T, key crypto.PrivKey, port int) *mesh.Mesh {
+	cfg := mesh.DefaultConfig()
+	cfg.NetworkID = "testnet"
+	cfg.Key = key
+	cfg.ListenAddrs = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Colocation = true
+	cfg.DHT = false
+	m, err := mesh.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A bootstrap node that restarts on the same address is reconnected to.
+func TestKeeperReconnectsAfterBootstrapRestart(t *testing.T) {
+	bkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	port := freePort(t)
+	boot := startMesh(t, bkey, port)
+	nkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	node := startMesh(t, nkey, 0)
+	defer node.Close()
+	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Start(node, infos, Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 20 * time.Millisecond}, nil)
+	defer k.Stop()
+	waitFor(t, "first connection", func() bool { return node.Connected(boot.ID()) })
+	_ = boot.Close()
+	waitFor(t, "disconnect seen", func() bool { return !node.Connected(boot.ID()) })
+	waitFor(t, "failed redials", func() bool { return k.Attempts(boot.ID()) >= 1 })
+	boot = startMesh(t, bkey, port)
+	defer boot.Close()
+	waitFor(t, "reconnection", func() bool { return node.Connected(boot.ID()) })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func FuzzDecodeNetwork(f *testing.F) {
+	f.Add(defaultNetwork)
+	f.Add([]byte(`{"network_id":"x","bootstrap":["/ip4/1.2.3.4/tcp/1"],"policy":{"version":1,"rules":{}},"task_types":[]}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := DecodeNetwork(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidNetwork) {
+				t.Fatalf("error does not wrap ErrInvalidNetwork: %v", err)
+			}
+			return
+		}
+		if err := n.Validate(); err != nil {
+			t.Fatalf("decoded network fails Validate: %v", err)
+		}
+	})
+}
