@@ -46,7 +46,7 @@ var cubicDef = &circuitDef{
 		var x fr.Element
 		x.SetUint64(3)
 		y := cubic(x)
-		return []byte(`{"x":"3"}`), []byte(`{"y":"` + y.String() + `"}`)
+		return []byte(`{"x":"3"}`), []byte(`{"y":"` + decimal(y) + `"}`)
 	},
 	public: func(input, output []byte) ([]fr.Element, error) {
 		in, err := parseMiMCInput(input)

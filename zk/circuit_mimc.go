@@ -82,7 +82,7 @@ var mimcDef = &circuitDef{
 		var x fr.Element
 		x.SetUint64(42)
 		y := mimcChain(x)
-		return []byte(`{"x":"42"}`), []byte(`{"y":"` + y.String() + `"}`)
+		return []byte(`{"x":"42"}`), []byte(`{"y":"` + decimal(y) + `"}`)
 	},
 	public: func(input, output []byte) ([]fr.Element, error) {
 		in, err := parseMiMCInput(input)
@@ -105,7 +105,7 @@ var mimcDef = &circuitDef{
 			return nil, err
 		}
 		if want := mimcChain(in.X); !want.Equal(&out.Y) {
-			return nil, fmt.Errorf("%s: %w: y is not the MiMC chain of x (want %s)", spec.TypeMiMCChain, ErrBadOutput, want.String())
+			return nil, fmt.Errorf("%s: %w: y is not the MiMC chain of x (want %s)", spec.TypeMiMCChain, ErrBadOutput, decimal(want))
 		}
 		return &mimcChainCircuit{X: in.X, Y: out.Y, Binding: binding}, nil
 	},

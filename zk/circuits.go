@@ -147,7 +147,7 @@ func PublicInputs(circuit string, input, output []byte, binding *big.Int) ([]str
 	}
 	out := make([]string, len(pub))
 	for i := range pub {
-		out[i] = pub[i].String()
+		out[i] = decimal(pub[i])
 	}
 	return out, nil
 }

@@ -217,6 +217,14 @@ func parseMLPOutput(data []byte) (mlpOutput, error) {
 	return out, nil
 }
 
+// decimal writes a field element as its canonical decimal representative
+// in [0, r). (fr.Element.String writes elements close to r as negative
+// numbers, which the strict parsers of this package refuse.)
+func decimal(e fr.Element) string {
+	var b big.Int
+	return e.BigInt(&b).String()
+}
+
 // int64Element maps a signed integer to the field (negative values to r-|v|).
 func int64Element(v int64) fr.Element {
 	var e fr.Element

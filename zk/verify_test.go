@@ -26,8 +26,8 @@ func cubicItems(t testing.TB, ks *KeySet, n int) []BatchItem {
 		var x fr.Element
 		x.SetUint64(uint64(1000 + i))
 		y := cubic(x)
-		in := []byte(`{"x":"` + x.String() + `"}`)
-		out := []byte(`{"y":"` + y.String() + `"}`)
+		in := []byte(`{"x":"` + decimal(x) + `"}`)
+		out := []byte(`{"y":"` + decimal(y) + `"}`)
 		b := Binding([]byte(fmt.Sprintf("task %d", i)), []byte("executor"))
 		proof, err := p.Prove(context.Background(), cubicDef.id, in, out, b)
 		if err != nil {
