@@ -83,15 +83,24 @@ func (ks *KeySet) BatchVerify(circuit string, items []BatchItem) (bad []int, err
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]batchEntry, 0, len(items))
-	for i, it := range items {
-		e, err := ck.decodeItem(it)
-		if err != nil {
-			bad = append(bad, i)
-			continue
+	// Decoding (point decompression and subgroup checks) is a large part
+	// of the cost: spread it over the CPUs.
+	decoded := make([]batchEntry, len(items))
+	ok := make([]bool, len(items))
+	parallel(len(items), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			e, err := ck.decodeItem(items[i])
+			e.index, ok[i] = i, err == nil
+			decoded[i] = e
 		}
-		e.index = i
-		entries = append(entries, e)
+	})
+	entries := make([]batchEntry, 0, len(items))
+	for i := range items {
+		if ok[i] {
+			entries = append(entries, decoded[i])
+		} else {
+			bad = append(bad, i)
+		}
 	}
 	found, err := ck.findBad(entries, false)
 	if err != nil {
@@ -230,6 +239,22 @@ func millerLoopScaled(entries []batchEntry, r []fr.Element) (curve.GT, error) {
 		acc.Mul(&acc, &results[w])
 	}
 	return acc, nil
+}
+
+// parallel runs f over [0, n) split into one contiguous chunk per CPU
+// (chunks of at least 4), and waits for all of them.
+func parallel(n int, f func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), (n+3)/4)
+	if workers <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*n/workers, (w+1)*n/workers
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
 }
 
 // randomScalars returns n independent uniformly random non-zero 128-bit
