@@ -24,14 +24,13 @@ import (
 // wasiModule is the only module a guest may import from.
 const wasiModule = wasi_snapshot_preview1.ModuleName
 
-// stopFuel is what the watchdog writes into the fuel global to stop a run:
-// negative, and far enough from math.MinInt64 that the guest's next
-// subtraction cannot wrap around.
-const stopFuel = math.MinInt64 / 2
+// maxBudget caps the fuel budget so that the fuel spent (budget plus the
+// cost of one region at most) cannot overflow the guest's int64 counter.
+const maxBudget = math.MaxInt64 / 2
 
-// restopInterval is how often the watchdog repeats its store, in case the
-// guest's own update of the global overwrote it.
-const restopInterval = time.Millisecond
+// stopBudget is the budget the watchdog sets to stop a run: below any fuel
+// spent, so the guest's next check traps.
+const stopBudget = -1
 
 // Sandbox runs WebAssembly modules under limits. It is safe for
 // concurrent use.
@@ -289,7 +288,7 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 	mem := &memoryLimiter{limit: uint64(lim.MaxMemoryPages) << 16}
 	mcfg := wazero.NewModuleConfig().
 		WithName("").         // anonymous: one instance per run
-		WithStartFunctions(). // the host sets the fuel first
+		WithStartFunctions(). // the host sets the budget first
 		WithArgs("task").     // argv; no environment, no filesystem
 		WithStdin(bytes.NewReader(input)).
 		WithStdout(stdout).
@@ -311,19 +310,22 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		return nil, st, fmt.Errorf("%w: instantiate: %w", ErrTrap, err)
 	}
 	defer inst.Close(context.Background())
-	fuel, ok := inst.ExportedGlobal(meter.FuelExport).(api.MutableGlobal)
-	if !ok {
-		return nil, st, fmt.Errorf("%w: the metered module lacks its fuel global", ErrInvalidModule)
+	used, ok1 := inst.ExportedGlobal(meter.FuelUsedExport).(api.MutableGlobal)
+	limit, ok2 := inst.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal)
+	if !ok1 || !ok2 {
+		return nil, st, fmt.Errorf("%w: the metered module lacks its fuel globals", ErrInvalidModule)
 	}
-	budget := int64(min(lim.Fuel, math.MaxInt64))
-	fuel.Set(uint64(budget))
+	budget := int64(min(lim.Fuel, maxBudget))
+	limit.Set(uint64(budget))
 
 	// The watchdog stops the run when the time is up, ctx ends or the
-	// sandbox closes, by exhausting the fuel.
+	// sandbox closes, by lowering the budget below the fuel spent. Only
+	// the host writes the budget, so the store cannot be lost; the guest
+	// sees it at its next fuel check.
 	var (
-		reason    = stopNone
-		fuelAtEnd int64
-		wd        sync.WaitGroup
+		reason      = stopNone
+		spentAtStop int64
+		wd          sync.WaitGroup
 	)
 	done := make(chan struct{})
 	wd.Go(func() {
@@ -339,18 +341,9 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		case <-s.closing:
 			reason = stopClosing
 		}
-		fuelAtEnd = int64(fuel.Get())
-		tick := time.NewTicker(restopInterval)
-		defer tick.Stop()
-		stop := int64(stopFuel)
-		for {
-			fuel.Set(uint64(stop))
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
+		spentAtStop = int64(used.Get())
+		stop := int64(stopBudget)
+		limit.Set(uint64(stop))
 	})
 
 	if mod.hasStart {
@@ -363,11 +356,11 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 	wd.Wait()
 	st.Wall = time.Since(started)
 	st.PeakMemoryPages = uint32(mem.peak >> 16)
-	left := int64(fuel.Get())
-	if reason == stopNone {
-		fuelAtEnd = left
+	spent := int64(used.Get())
+	if reason != stopNone {
+		spent = spentAtStop
 	}
-	st.FuelUsed = uint64(min(max(budget-fuelAtEnd, 0), budget))
+	st.FuelUsed = uint64(min(max(spent, 0), budget))
 
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 {
@@ -385,8 +378,7 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		return nil, st, fmt.Errorf("sandbox: run stopped: %w", context.Cause(ctx))
 	case reason == stopClosing:
 		return nil, st, fmt.Errorf("%w: run stopped", ErrClosed)
-	case left < 0:
-		st.FuelUsed = uint64(budget)
+	case spent > budget:
 		return nil, st, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel)
 	case mem.refused:
 		return nil, st, fmt.Errorf("%w: %d pages (%d MiB): %w", ErrMemoryLimit, lim.MaxMemoryPages, lim.MaxMemoryPages/16, describe(err, stderr))

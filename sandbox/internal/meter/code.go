@@ -29,8 +29,8 @@ const (
 	opI64Const     = 0x42
 	opF32Const     = 0x43
 	opF64Const     = 0x44
-	opI64LtS       = 0x53
-	opI64Sub       = 0x7d
+	opI64GtS       = 0x55
+	opI64Add       = 0x7c
 	opRefNull      = 0xd0
 	opRefIsNull    = 0xd1
 	opRefFunc      = 0xd2
@@ -237,8 +237,8 @@ func (f *funcState) immediates(op byte) error {
 	case op == opGlobalGet || op == opGlobalSet:
 		var idx uint32
 		if idx, err = r.u32(); err == nil && int(idx) >= f.m.importGlobals+f.m.definedGlobals {
-			// Also the index of the fuel global: a module must not
-			// reach it.
+			// Also the indices of the meter's globals: a module must
+			// not reach them.
 			return r.errorf("global %d does not exist", idx)
 		}
 	case op == opBrTable:
@@ -384,16 +384,19 @@ func (f *funcState) emit(fuel uint32) []byte {
 	return nb
 }
 
-// appendCheck appends the fuel check of a region of cost instructions.
+// appendCheck appends the fuel check of a region of cost instructions;
+// fuel is the index of the fuel-used global, fuel+1 that of the budget.
 func appendCheck(b []byte, fuel uint32, cost int) []byte {
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel)
 	b = append(b, opI64Const)
 	b = appendS64(b, int64(cost))
-	b = append(b, opI64Sub, opGlobalSet)
+	b = append(b, opI64Add, opGlobalSet)
 	b = appendU32(b, fuel)
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel)
-	b = append(b, opI64Const, 0x00, opI64LtS, opIf, blockEmpty, opUnreachable, opEnd)
+	b = append(b, opGlobalGet)
+	b = appendU32(b, fuel+1)
+	b = append(b, opI64GtS, opIf, blockEmpty, opUnreachable, opEnd)
 	return b
 }

@@ -100,7 +100,7 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 			if err != nil || got[0] != 50 {
 				t.Fatalf("instrumented run = %v, %v; want 50", got, err)
 			}
-			if used := 1000 - int64(g.Get()); used <= 0 || used > 200 {
+			if used := g.spent(); used <= 0 || used > 200 {
 				t.Errorf("used %d fuel", used)
 			}
 		})

@@ -1,20 +1,28 @@
 // Package meter adds a deterministic execution budget (fuel) to a
 // WebAssembly module by rewriting its binary, because wazero has none.
 //
-// Instrument parses the module's sections, appends one mutable i64 global
-// (the fuel counter, exported as FuelExport) and, at every function entry
-// and every loop header, injects
+// Instrument parses the module's sections, appends two mutable i64
+// globals, the fuel spent (exported as FuelUsedExport) and the budget
+// (FuelLimitExport), and, at every function entry and every loop header,
+// injects
 //
-//	global.get $fuel; i64.const cost; i64.sub; global.set $fuel
-//	global.get $fuel; i64.const 0; i64.lt_s; if; unreachable; end
+//	global.get $used; i64.const cost; i64.add; global.set $used
+//	global.get $used; global.get $limit; i64.gt_s; if; unreachable; end
 //
 // where cost is the number of instructions of the region that the check
 // governs (the function body outside its loops, or a loop body outside its
 // inner loops). Every back edge of WebAssembly goes to a loop header, so a
 // module cannot run more than a bounded number of instructions between two
 // checks: a budget of N fuel stops any module, on every node after exactly
-// the same work. The host sets the global before the run and reads it after;
-// a negative value after a trap means the budget was spent.
+// the same work. The host sets the budget before the run and reads the
+// fuel spent after it; spent above budget after a trap means the budget
+// ran out.
+//
+// The budget lives apart from the counter so that the host can stop a run
+// from another goroutine by lowering the budget (to -1): the guest only
+// reads that global, so the store cannot be lost. (A single counter that
+// the host overwrites loses the race against the guest's own
+// read-modify-write of it: measured, a stop then took 3-30 ms to land.)
 //
 // The decoder understands every instruction of WebAssembly 2.0 (the MVP,
 // sign extension, non-trapping float-to-int, bulk memory, reference types,
@@ -44,8 +52,11 @@ var (
 
 // Names the instrumented module exports for the host.
 const (
-	// FuelExport is the mutable i64 global holding the remaining fuel.
-	FuelExport = "proofmesh.fuel"
+	// FuelUsedExport is the mutable i64 global counting the fuel spent.
+	FuelUsedExport = "proofmesh.fuel_used"
+	// FuelLimitExport is the mutable i64 global holding the budget: the
+	// module traps at a check that takes the fuel spent above it.
+	FuelLimitExport = "proofmesh.fuel_limit"
 	// StartExport is the module's former start function, if it had one.
 	StartExport = "proofmesh.start"
 )
@@ -219,10 +230,11 @@ func Instrument(wasm []byte) (*Result, error) {
 			return nil, fmt.Errorf("%w: start function %d must take and return nothing", ErrMalformed, m.start)
 		}
 	}
-	if m.exportNames[FuelExport] || m.exportNames[StartExport] {
-		return nil, fmt.Errorf("%w: exports a name reserved for the meter (%s, %s)", ErrUnsupported, FuelExport, StartExport)
+	if m.exportNames[FuelUsedExport] || m.exportNames[FuelLimitExport] || m.exportNames[StartExport] {
+		return nil, fmt.Errorf("%w: exports a name reserved for the meter (%s, %s, %s)",
+			ErrUnsupported, FuelUsedExport, FuelLimitExport, StartExport)
 	}
-	fuel := uint32(m.importGlobals + m.definedGlobals)
+	fuel := uint32(m.importGlobals + m.definedGlobals) // fuel used; fuel+1 is the budget
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, header...)
@@ -619,8 +631,9 @@ func trailing(r *reader, what string) error {
 	return nil
 }
 
-// globalSection returns the global section with the fuel global appended:
-// (mut i64) initialised to 0, so that nothing runs before the host sets it.
+// globalSection returns the global section with the meter's globals
+// appended: fuel used and budget, (mut i64) both 0, so that nothing runs
+// before the host sets the budget.
 func (m *module) globalSection(old []byte) []byte {
 	var body []byte
 	if old != nil {
@@ -628,15 +641,18 @@ func (m *module) globalSection(old []byte) []byte {
 		_, _ = r.u32() // read before: cannot fail
 		body = old[r.off:]
 	}
-	out := appendU32(nil, uint32(m.definedGlobals+1))
+	out := appendU32(nil, uint32(m.definedGlobals+2))
 	out = append(out, body...)
-	return append(out, valI64, 0x01, opI64Const, 0x00, opEnd)
+	for range 2 {
+		out = append(out, valI64, 0x01, opI64Const, 0x00, opEnd)
+	}
+	return out
 }
 
-// exportSection returns the export section with the fuel global (and the
-// former start function) added.
+// exportSection returns the export section with the meter's globals (and
+// the former start function) added.
 func (m *module) exportSection(old []byte, fuel uint32) []byte {
-	n := len(m.exportNames) + 1
+	n := len(m.exportNames) + 2
 	if m.res.HasStart {
 		n++
 	}
@@ -648,9 +664,12 @@ func (m *module) exportSection(old []byte, fuel uint32) []byte {
 	}
 	out := appendU32(nil, uint32(n))
 	out = append(out, body...)
-	out = appendName(out, FuelExport)
+	out = appendName(out, FuelUsedExport)
 	out = append(out, KindGlobal)
 	out = appendU32(out, fuel)
+	out = appendName(out, FuelLimitExport)
+	out = append(out, KindGlobal)
+	out = appendU32(out, fuel+1)
 	if m.res.HasStart {
 		out = appendName(out, StartExport)
 		out = append(out, KindFunc)

@@ -32,9 +32,14 @@ func countdown() wt.Module {
 	}
 }
 
+// meterGlobals are an instance's fuel globals.
+type meterGlobals struct{ used, limit api.MutableGlobal }
+
+func (g meterGlobals) spent() int64 { return int64(g.used.Get()) }
+
 // instantiate compiles and instantiates an instrumented module without
-// running a start function, with fuel in its budget.
-func instantiate(t testing.TB, r wazero.Runtime, wasm []byte, fuel int64) (api.Module, api.MutableGlobal) {
+// running a start function, with a budget of fuel.
+func instantiate(t testing.TB, r wazero.Runtime, wasm []byte, fuel int64) (api.Module, meterGlobals) {
 	t.Helper()
 	ctx := context.Background()
 	res, err := Instrument(wasm)
@@ -49,11 +54,17 @@ func instantiate(t testing.TB, r wazero.Runtime, wasm []byte, fuel int64) (api.M
 	if err != nil {
 		t.Fatalf("instantiate: %v", err)
 	}
-	g, ok := mod.ExportedGlobal(FuelExport).(api.MutableGlobal)
-	if !ok {
-		t.Fatalf("no mutable global %s", FuelExport)
+	var g meterGlobals
+	var ok1, ok2 bool
+	g.used, ok1 = mod.ExportedGlobal(FuelUsedExport).(api.MutableGlobal)
+	g.limit, ok2 = mod.ExportedGlobal(FuelLimitExport).(api.MutableGlobal)
+	if !ok1 || !ok2 {
+		t.Fatalf("no mutable globals %s, %s", FuelUsedExport, FuelLimitExport)
 	}
-	g.Set(uint64(fuel))
+	if g.used.Get() != 0 || g.limit.Get() != 0 {
+		t.Fatalf("fuel globals start at %d, %d; want 0, 0", g.used.Get(), g.limit.Get())
+	}
+	g.limit.Set(uint64(fuel))
 	return mod, g
 }
 
@@ -71,7 +82,7 @@ func TestFuelIsExactAndDeterministic(t *testing.T) {
 		if out[0] != 0 {
 			t.Fatalf("n=%d: returned %d", n, out[0])
 		}
-		if used, want := budget-int64(g.Get()), 3+8*n; used != want {
+		if used, want := g.spent(), 3+8*n; used != want {
 			t.Errorf("n=%d: used %d fuel, want %d", n, used, want)
 		}
 	}
@@ -86,16 +97,16 @@ func TestFuelExhaustionTraps(t *testing.T) {
 	if _, err := mod.ExportedFunction("run").Call(ctx, 10); err != nil {
 		t.Fatalf("exact budget: %v", err)
 	}
-	if g.Get() != 0 {
-		t.Fatalf("exact budget: %d left", int64(g.Get()))
+	if g.spent() != 3+8*10 {
+		t.Fatalf("exact budget: %d spent", g.spent())
 	}
 	mod, g = instantiate(t, r, countdown().Bytes(), 3+8*10-1)
 	_, err := mod.ExportedFunction("run").Call(ctx, 10)
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("budget one short: err = %v, want an unreachable trap", err)
 	}
-	if int64(g.Get()) >= 0 {
-		t.Fatalf("budget one short: fuel %d, want negative", int64(g.Get()))
+	if g.spent() <= 3+8*10-1 {
+		t.Fatalf("budget one short: %d spent, want more than the budget", g.spent())
 	}
 
 	// A runaway loop ends too.
@@ -108,8 +119,8 @@ func TestFuelExhaustionTraps(t *testing.T) {
 	if _, err := mod.ExportedFunction("run").Call(ctx); err == nil {
 		t.Fatal("runaway loop returned")
 	}
-	if int64(g.Get()) >= 0 {
-		t.Fatalf("runaway loop: fuel %d, want negative", int64(g.Get()))
+	if g.spent() <= 1_000_000 {
+		t.Fatalf("runaway loop: %d spent, want more than the budget", g.spent())
 	}
 
 	// So does unbounded recursion, metered at function entry.
@@ -122,8 +133,15 @@ func TestFuelExhaustionTraps(t *testing.T) {
 	if _, err := mod.ExportedFunction("run").Call(ctx); err == nil {
 		t.Fatal("recursion returned")
 	}
-	if int64(g.Get()) >= 0 {
-		t.Fatalf("recursion: fuel %d, want negative", int64(g.Get()))
+	if g.spent() <= 10_000 {
+		t.Fatalf("recursion: %d spent, want more than the budget", g.spent())
+	}
+	// Lowering the budget below what is spent stops a module at its next
+	// check: how the host stops a run from outside.
+	mod, g = instantiate(t, r, countdown().Bytes(), 1<<40)
+	g.limit.Set(^uint64(0)) // -1
+	if _, err := mod.ExportedFunction("run").Call(ctx, 10); err == nil {
+		t.Fatal("ran with a budget of -1")
 	}
 }
 
@@ -182,7 +200,8 @@ func TestRefused(t *testing.T) {
 		{"body ends inside a block", withCode(wt.Block, wt.End), ErrMalformed},
 		{"bytes after the body", withCode(wt.End, wt.Nop), ErrMalformed},
 		{"global beyond the module's", withCode(wt.GlobalGet(0), wt.Drop, wt.I64Const(0), wt.End), ErrMalformed},
-		{"global.set of the fuel index", withCode(wt.I64Const(1<<60), wt.GlobalSet(0), wt.I64Const(0), wt.End), ErrMalformed},
+		{"global.set of the fuel index", withCode(wt.I64Const(0), wt.GlobalSet(0), wt.I64Const(0), wt.End), ErrMalformed},
+		{"global.set of the budget index", withCode(wt.I64Const(1<<60), wt.GlobalSet(1), wt.I64Const(0), wt.End), ErrMalformed},
 		{"atomics", withCode([]byte{0xfe, 0x03, 0x00}, wt.I64Const(0), wt.End), ErrUnsupported},
 		{"tail call", withCode(wt.I64Const(0), []byte{0x12, 0x00}, wt.End), ErrUnsupported},
 		{"exceptions", withCode([]byte{0x06, 0x40}, wt.End, wt.I64Const(0), wt.End), ErrUnsupported},
@@ -194,7 +213,7 @@ func TestRefused(t *testing.T) {
 		{"memory index 1", withCode(wt.MemorySize[:1], []byte{0x01}, wt.Drop, wt.I64Const(0), wt.End), ErrUnsupported},
 		{"reserved export name", func() []byte {
 			m := base
-			m.Exports = append(m.Exports, wt.Export{Name: FuelExport, Kind: wt.KindFunc})
+			m.Exports = append(m.Exports, wt.Export{Name: FuelLimitExport, Kind: wt.KindFunc})
 			return m.Bytes()
 		}(), ErrUnsupported},
 		{"export of the fuel global index", func() []byte {
