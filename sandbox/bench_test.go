@@ -1,0 +1,313 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr"
+	"github.com/consensys/gnark-crypto/ecc/bn254/fr/mimc"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/proofmesh/proofmesh/protocol/spec"
+	"github.com/proofmesh/proofmesh/sandbox/internal/meter"
+	wt "github.com/proofmesh/proofmesh/sandbox/internal/wasmtest"
+	"github.com/proofmesh/proofmesh/tasks"
+)
+
+// countdownLoop is func(n i32) that loops n times: the cost of a loop
+// back edge, plain and metered.
+func countdownLoop() []byte {
+	return wt.Module{
+		Types: []wt.Type{{Params: []byte{wt.I32}}},
+		Funcs: []wt.Func{{Code: wt.Cat(
+			wt.Loop,
+			wt.LocalGet(0), wt.I32Const(1), wt.I32Sub, wt.LocalTee(0), wt.BrIf(0),
+			wt.End, wt.End,
+		)}},
+		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
+	}.Bytes()
+}
+
+// BenchmarkLoopMetering runs a 2·10^7-iteration loop three ways, side by
+// side: plain, metered by package meter, and plain under
+// WithCloseOnContextDone (the alternative the sandbox does not take).
+func BenchmarkLoopMetering(b *testing.B) {
+	const n = 20_000_000
+	ctx := context.Background()
+	plainRT := wazero.NewRuntime(ctx)
+	defer plainRT.Close(ctx)
+	doneRT := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
+	defer doneRT.Close(ctx)
+
+	wasm := countdownLoop()
+	res, err := meter.Instrument(wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, err := plainRT.Instantiate(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	metered, err := plainRT.InstantiateWithConfig(ctx, res.Module, wazero.NewModuleConfig().WithName("metered"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	done, err := doneRT.Instantiate(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	metered.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal).Set(1 << 62)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var tPlain, tMetered, tDone time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := plain.ExportedFunction("run").Call(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := metered.ExportedFunction("run").Call(ctx, n); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if _, err := done.ExportedFunction("run").Call(cctx, n); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		tPlain += t1.Sub(t0)
+		tMetered += t2.Sub(t1)
+		tDone += t3.Sub(t2)
+	}
+	iters := float64(b.N) * n
+	b.ReportMetric(float64(tPlain.Nanoseconds())/iters, "plain-ns/iter")
+	b.ReportMetric(float64(tMetered.Nanoseconds())/iters, "metered-ns/iter")
+	b.ReportMetric(float64(tDone.Nanoseconds())/iters, "ctxdone-ns/iter")
+	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(tDone)/float64(tPlain), "ctxdone/plain")
+}
+
+// BenchmarkGuestMetering runs the mimc.chain.v1 guest (a real Go
+// program) plain and metered, side by side, in fresh instances.
+func BenchmarkGuestMetering(b *testing.B) {
+	ctx := context.Background()
+	wasm, _ := tasks.Module(spec.TypeMiMCChain)
+	input := []byte(`{"x":"12345678901234567890"}`)
+
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(benchCache(b)))
+	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	plain, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newSandbox(b, func(c *Config) { c.CacheDir = benchCacheDir(b) })
+	if err := s.Compile(ctx, wasm); err != nil {
+		b.Fatal(err)
+	}
+	var tPlain, tMetered time.Duration
+	var fuel uint64
+	for b.Loop() {
+		t0 := time.Now()
+		var out bytes.Buffer
+		mod, err := r.InstantiateModule(ctx, plain, wazero.NewModuleConfig().WithName("").
+			WithStdin(bytes.NewReader(input)).WithStdout(&out).WithArgs("task"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		mod.Close(ctx)
+		t1 := time.Now()
+		got, st, err := s.Run(ctx, wasm, input, DefaultLimits())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		if !bytes.Equal(got, out.Bytes()) {
+			b.Fatalf("plain %s, metered %s", out.Bytes(), got)
+		}
+		tPlain += t1.Sub(t0)
+		tMetered += t2.Sub(t1)
+		fuel = st.FuelUsed
+	}
+	b.ReportMetric(float64(tPlain.Microseconds())/float64(b.N)/1000, "plain-ms/op")
+	b.ReportMetric(float64(tMetered.Microseconds())/float64(b.N)/1000, "metered-ms/op")
+	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(fuel), "fuel/op")
+}
+
+// BenchmarkCompile compiles the mimc.chain.v1 guest cold (no cache), from
+// the on-disk cache (a new sandbox on the same directory) and from the
+// in-memory cache, side by side.
+func BenchmarkCompile(b *testing.B) {
+	ctx := context.Background()
+	wasm, _ := tasks.Module(spec.TypeMiMCChain)
+	var tCold, tDisk, tMem time.Duration
+	for b.Loop() {
+		dir := b.TempDir()
+		compile := func(s *Sandbox) time.Duration {
+			t0 := time.Now()
+			if err := s.Compile(ctx, wasm); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(t0)
+		}
+		s1, err := New(ctx, Config{CacheDir: dir, Workers: 1, CachedModules: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tCold += compile(s1)
+		tMem += compile(s1)
+		s1.Close(ctx)
+		s2, err := New(ctx, Config{CacheDir: dir, Workers: 1, CachedModules: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tDisk += compile(s2)
+		s2.Close(ctx)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tCold.Milliseconds())/n, "cold-ms")
+	b.ReportMetric(float64(tDisk.Milliseconds())/n, "disk-cache-ms")
+	b.ReportMetric(float64(tMem.Microseconds())/n, "memory-cache-µs")
+	b.ReportMetric(float64(tCold)/float64(tDisk), "cold/disk")
+}
+
+// BenchmarkGuests runs each built-in guest in the sandbox (instantiate,
+// Go runtime start, JSON in and out, compute) and the same computation in
+// native Go (JSON in and out, compute), side by side.
+func BenchmarkGuests(b *testing.B) {
+	ctx := context.Background()
+	s := newSandbox(b, func(c *Config) { c.CacheDir = benchCacheDir(b) })
+	cases := []struct {
+		typeID string
+		input  string
+		native func([]byte) []byte
+	}{
+		{spec.TypeMiMCChain, `{"x":"12345678901234567890"}`, nativeMiMC},
+		{spec.TypeMLPInfer, `{"x":[1,-2,3,-4,5,-6,7,-8,9,-10,11,-12,13,-14,15,-16]}`, nativeMLP},
+	}
+	for _, tc := range cases {
+		b.Run(tc.typeID, func(b *testing.B) {
+			wasm, _ := tasks.Module(tc.typeID)
+			if err := s.Compile(ctx, wasm); err != nil {
+				b.Fatal(err)
+			}
+			var tBox, tNative time.Duration
+			var st Stats
+			for b.Loop() {
+				t0 := time.Now()
+				out, stats, err := s.Run(ctx, wasm, []byte(tc.input), DefaultLimits())
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				var want []byte
+				for range 100 {
+					want = tc.native([]byte(tc.input))
+				}
+				t2 := time.Now()
+				if !bytes.Equal(out, want) {
+					b.Fatalf("sandbox %s, native %s", out, want)
+				}
+				tBox += t1.Sub(t0)
+				tNative += t2.Sub(t1) / 100
+				st = stats
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(tBox.Microseconds())/n/1000, "sandbox-ms/op")
+			b.ReportMetric(float64(tNative.Nanoseconds())/n/1000, "native-µs/op")
+			b.ReportMetric(float64(tBox)/float64(tNative), "sandbox/native")
+			b.ReportMetric(float64(st.FuelUsed), "fuel/op")
+			b.ReportMetric(float64(st.PeakMemoryPages), "pages")
+		})
+	}
+}
+
+// BenchmarkTimeoutStop measures how long after its time limit a runaway
+// loop is stopped by the watchdog.
+func BenchmarkTimeoutStop(b *testing.B) {
+	ctx := context.Background()
+	s := newSandbox(b)
+	lim := DefaultLimits()
+	lim.Fuel = 1 << 62
+	lim.Timeout = 20 * time.Millisecond
+	module := spinModule()
+	if err := s.Compile(ctx, module); err != nil {
+		b.Fatal(err)
+	}
+	var late time.Duration
+	for b.Loop() {
+		_, st, err := s.Run(ctx, module, nil, lim)
+		if err == nil {
+			b.Fatal("runaway loop returned")
+		}
+		late += st.Wall - lim.Timeout
+	}
+	b.ReportMetric(float64(late.Microseconds())/float64(b.N), "µs-late")
+}
+
+func nativeMiMC(input []byte) []byte {
+	var in struct{ X string }
+	if err := json.Unmarshal(input, &in); err != nil {
+		panic(err)
+	}
+	x, _ := new(big.Int).SetString(in.X, 10)
+	var e fr.Element
+	e.SetBigInt(x)
+	for range spec.MiMCChainLength {
+		h := mimc.NewMiMC()
+		bs := e.Bytes()
+		_, _ = h.Write(bs[:])
+		e.SetBytes(h.Sum(nil))
+	}
+	out, _ := json.Marshal(struct {
+		Y string `json:"y"`
+	}{e.BigInt(new(big.Int)).String()})
+	return out
+}
+
+func nativeMLP(input []byte) []byte {
+	var in struct{ X []int64 }
+	if err := json.Unmarshal(input, &in); err != nil {
+		panic(err)
+	}
+	var x [spec.MLPInputs]int64
+	copy(x[:], in.X)
+	scores, class := spec.MLPInfer(x)
+	out, _ := json.Marshal(struct {
+		Scores [spec.MLPOutputs]int64 `json:"scores"`
+		Class  int                    `json:"class"`
+	}{scores, class})
+	return out
+}
+
+// benchCacheDir is a per-user compilation cache shared between benchmark
+// runs, so that only BenchmarkCompile pays for cold compilation.
+func benchCacheDir(b *testing.B) string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return b.TempDir()
+	}
+	dir = filepath.Join(dir, "proofmesh", "test-wazero-cache")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return b.TempDir()
+	}
+	return dir
+}
+
+func benchCache(b *testing.B) wazero.CompilationCache {
+	c, err := wazero.NewCompilationCacheWithDir(benchCacheDir(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
