@@ -296,10 +296,16 @@ func parseVerifyingKey(data []byte, nbPublic int) (*groth16bn254.VerifyingKey, e
 // Circuits returns the circuit ids of the key set, sorted.
 func (ks *KeySet) Circuits() []string { return slices.Clone(ks.order) }
 
-// Manifest returns a copy of the key set's manifest.
+// Manifest returns a deep copy of the key set's manifest.
 func (ks *KeySet) Manifest() Manifest {
 	m := ks.manifest
-	m.Circuits = maps.Clone(m.Circuits)
+	m.Circuits = make(map[string]CircuitManifest, len(ks.manifest.Circuits))
+	for id, c := range ks.manifest.Circuits {
+		c.PublicInputs = slices.Clone(c.PublicInputs)
+		c.Phase2Contributions = slices.Clone(c.Phase2Contributions)
+		m.Circuits[id] = c
+	}
+	m.Ceremony.Phase1Contributions = slices.Clone(m.Ceremony.Phase1Contributions)
 	return m
 }
 
