@@ -16,8 +16,9 @@ type Config struct {
 	Workers int
 	// CachedModules bounds the compiled modules kept in memory (LRU).
 	CachedModules int
-	// StderrTail is how many bytes of a guest's stderr are kept, the last
-	// ones, for the message of ErrExit.
+	// StderrTail is how many of the last bytes of a guest's stderr are
+	// kept (with its first 256 bytes) for the messages of ErrExit and
+	// ErrTrap.
 	StderrTail int
 }
 
@@ -27,7 +28,7 @@ func DefaultConfig() Config {
 		CacheDir:      "",               // compiled code in memory only
 		Workers:       runtime.NumCPU(), // one run per core
 		CachedModules: 16,               // a Go guest compiles to ≈ 10 MB of code
-		StderrTail:    2 << 10,          // 2 KiB of stderr in exit errors
+		StderrTail:    1 << 10,          // 1 KiB of stderr in error messages
 	}
 }
 

@@ -29,30 +29,47 @@ func (b *boundedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// stderrHead is how much of the start of a guest's stderr is kept: where
+// a Go guest says why it failed ("panic: ...", "fatal error: ...").
+const stderrHead = 256
+
 // tailBuffer is a guest's stderr: it accepts everything and keeps the
-// last max bytes.
+// first stderrHead bytes and the last max bytes.
 type tailBuffer struct {
-	buf []byte
-	max int
+	head    []byte
+	buf     []byte // the tail
+	max     int
+	skipped bool // bytes between head and tail were dropped
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	n := len(p)
+	if k := min(stderrHead-len(t.head), len(p)); k > 0 {
+		t.head = append(t.head, p[:k]...)
+		p = p[k:]
+	}
 	if len(p) > t.max {
 		p = p[len(p)-t.max:]
+		t.skipped = true
 	}
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > 2*t.max {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.skipped = true
 	}
 	return n, nil
 }
 
 func (t *tailBuffer) String() string {
-	if len(t.buf) > t.max {
-		return string(t.buf[len(t.buf)-t.max:])
+	tail := t.buf
+	if len(tail) > t.max {
+		tail = tail[len(tail)-t.max:]
+		t.skipped = true
 	}
-	return string(t.buf)
+	if t.skipped {
+		return string(t.head) + " … " + string(tail)
+	}
+	return string(t.head) + string(tail)
 }
 
 // virtualEpoch is what a guest's wall clock reads at the start of a run.

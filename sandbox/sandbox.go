@@ -279,8 +279,8 @@ const (
 func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits) ([]byte, Stats, error) {
 	var st Stats
 	if mod.memoryMin > lim.MaxMemoryPages {
-		return nil, st, fmt.Errorf("%w: the module starts with %d pages, limit %d (%d MiB)",
-			ErrMemoryLimit, mod.memoryMin, lim.MaxMemoryPages, lim.MaxMemoryPages/16)
+		return nil, st, fmt.Errorf("%w: the module starts with %d pages, limit %s",
+			ErrMemoryLimit, mod.memoryMin, pages(lim.MaxMemoryPages))
 	}
 	stdout := &boundedBuffer{max: lim.MaxOutputBytes}
 	stderr := &tailBuffer{max: s.cfg.StderrTail}
@@ -305,7 +305,7 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 	if err != nil {
 		st.Wall = time.Since(started)
 		if mem.refused {
-			return nil, st, fmt.Errorf("%w: %d pages (%d MiB)", ErrMemoryLimit, lim.MaxMemoryPages, lim.MaxMemoryPages/16)
+			return nil, st, fmt.Errorf("%w: limit %s", ErrMemoryLimit, pages(lim.MaxMemoryPages))
 		}
 		return nil, st, fmt.Errorf("%w: instantiate: %w", ErrTrap, err)
 	}
@@ -381,7 +381,7 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 	case spent > budget:
 		return nil, st, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel)
 	case mem.refused:
-		return nil, st, fmt.Errorf("%w: %d pages (%d MiB): %w", ErrMemoryLimit, lim.MaxMemoryPages, lim.MaxMemoryPages/16, describe(err, stderr))
+		return nil, st, fmt.Errorf("%w: limit %s, memory.grow refused, then: %w", ErrMemoryLimit, pages(lim.MaxMemoryPages), describe(err, nil))
 	case exit != nil:
 		return nil, st, fmt.Errorf("%w: code %d: stderr: %q", ErrExit, exit.ExitCode(), stderr.String())
 	default:
@@ -390,14 +390,21 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 }
 
 // describe shortens a runtime error to its first line (wazero appends a
-// stack trace) and adds the tail of stderr.
+// stack trace) and adds what is kept of stderr, if any.
 func describe(err error, stderr *tailBuffer) error {
 	msg := err.Error()
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
-	if t := stderr.String(); t != "" {
-		return fmt.Errorf("%s (stderr: %q)", msg, t)
+	if stderr != nil {
+		if t := stderr.String(); t != "" {
+			return fmt.Errorf("%s (stderr: %q)", msg, t)
+		}
 	}
 	return errors.New(msg)
+}
+
+// pages describes a number of 64 KiB pages.
+func pages(n uint32) string {
+	return fmt.Sprintf("%d pages (%d KiB)", n, uint64(n)*64)
 }

@@ -121,7 +121,7 @@ func TestLimitsAndFailures(t *testing.T) {
 		{"infinite recursion, stack", recursion, nil, with(func(l *Limits) { l.Fuel = 1 << 62 }), ErrTrap, "stack overflow"},
 		{"exponential calls, fuel", fork, nil, lim, ErrFuelExhausted, ""},
 		{"exponential calls, time", fork, nil, with(func(l *Limits) { l.Fuel = 1 << 62; l.Timeout = 100 * time.Millisecond }), ErrTimeout, ""},
-		{"memory.grow past the limit", growModule(), nil, with(func(l *Limits) { l.MaxMemoryPages = 4 }), ErrMemoryLimit, "4 pages"},
+		{"memory.grow past the limit", growModule(), nil, with(func(l *Limits) { l.MaxMemoryPages = 4 }), ErrMemoryLimit, "limit 4 pages (256 KiB)"},
 		{"initial memory past the limit", bigMemory.Bytes(), nil, with(func(l *Limits) { l.MaxMemoryPages = 4 }), ErrMemoryLimit, "starts with 10 pages"},
 		{"output too large", echoModule(), bytes.Repeat([]byte("a"), 1000), with(func(l *Limits) { l.MaxOutputBytes = 999 }), ErrOutputTooLarge, "999"},
 		{"input too large", echoModule(), make([]byte, 11), with(func(l *Limits) { l.MaxInputBytes = 10 }), ErrInputTooLarge, "11 bytes, limit 10"},
@@ -249,6 +249,28 @@ func TestGuestGetsNothingFromTheHost(t *testing.T) {
 	}
 }
 
+// TestSleepIsVirtual checks that sleeping costs a guest no time: the
+// virtual clock jumps instead, the same on every node.
+func TestSleepIsVirtual(t *testing.T) {
+	s := newSandbox(t)
+	start := time.Now()
+	out, _, err := s.Run(context.Background(), sleepModule(), nil, testLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 16 {
+		t.Fatalf("output % x", out)
+	}
+	events, errno := binary.LittleEndian.Uint32(out), binary.LittleEndian.Uint32(out[4:])
+	now := time.Duration(binary.LittleEndian.Uint64(out[8:]))
+	if events != 1 || errno != 0 || now < time.Hour || now > time.Hour+time.Millisecond {
+		t.Fatalf("poll_oneoff: %d events, errno %d; clock after an hour's sleep: %s", events, errno, now)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("an hour's virtual sleep took %s", el)
+	}
+}
+
 func TestConcurrentRunsRespectWorkers(t *testing.T) {
 	const workers, runs = 2, 50
 	s := newSandbox(t, func(c *Config) { c.Workers = workers })
@@ -357,13 +379,18 @@ func TestBuffers(t *testing.T) {
 		t.Fatalf("overflowing write: %d, %v, %q", n, err, b.buf)
 	}
 	tb := &tailBuffer{max: 4}
-	for _, s := range []string{"ab", "cdefgh", "ij", "k"} {
+	if n, err := tb.Write([]byte("short")); n != 5 || err != nil || tb.String() != "short" {
+		t.Fatalf("short stderr: %d, %v, %q", n, err, tb.String())
+	}
+	head := strings.Repeat("h", stderrHead)
+	tb = &tailBuffer{max: 4}
+	for _, s := range []string{head, "ab", "cdefgh", "ij", "k"} {
 		if n, err := tb.Write([]byte(s)); n != len(s) || err != nil {
 			t.Fatal(n, err)
 		}
 	}
-	if got := tb.String(); got != "hijk" {
-		t.Fatalf("tail %q, want hijk", got)
+	if got, want := tb.String(), head+" … hijk"; got != want {
+		t.Fatalf("stderr %q, want %q", got, want)
 	}
 }
 

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"time"
+
 	wt "github.com/proofmesh/proofmesh/sandbox/internal/wasmtest"
 )
 
@@ -23,6 +25,7 @@ const (
 	fnRandomGet
 	fnPathOpen
 	fnArgsGet
+	fnPollOneoff
 	fnStart // the first defined function
 )
 
@@ -45,6 +48,7 @@ var wasiImports = []wt.Import{
 	{Module: wasiModule, Name: "random_get", Type: 3},
 	{Module: wasiModule, Name: "path_open", Type: 5},
 	{Module: wasiModule, Name: "args_get", Type: 3},
+	{Module: wasiModule, Name: "poll_oneoff", Type: 1},
 }
 
 // command returns a WASI command whose _start runs code (end included),
@@ -154,4 +158,20 @@ func probeModule() []byte {
 func withLocals(m wt.Module, n, typ byte) wt.Module {
 	m.Funcs[0].Locals = []byte{1, n, typ}
 	return m
+}
+
+// sleepModule sleeps an hour with poll_oneoff, then writes the number of
+// events (4 bytes), poll_oneoff's errno (4) and the monotonic clock (8).
+func sleepModule() []byte {
+	i64Store := []byte{0x37, 0x03, 0x00}
+	return command(wt.Cat(
+		// One subscription at 400: clock (tag 0 at 408), monotonic (id 1
+		// at 416), relative timeout of an hour (424).
+		store32(416, 1),
+		wt.I32Const(424), wt.I64Const(int64(time.Hour)), i64Store,
+		wt.I32Const(564), wt.I32Const(400), wt.I32Const(500), wt.I32Const(1), wt.I32Const(560), wt.Call(fnPollOneoff), wt.I32Store(0),
+		wt.I32Const(1), wt.I64Const(1), wt.I32Const(568), wt.Call(fnClockTimeGet), wt.Drop,
+		writeOut(1, 560, 16),
+		wt.End,
+	)).Bytes()
 }

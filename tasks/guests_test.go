@@ -224,3 +224,49 @@ func TestGuestsRejectBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestLimits runs a real Go guest into each limit: the errors name
+// the limit, and the fuel a run spends is the same every time, so a budget
+// runs out identically on every node.
+func TestGuestLimits(t *testing.T) {
+	s := guestSandbox(t)
+	m, _ := tasks.Module(spec.TypeMiMCChain)
+	in := []byte(`{"x":"3"}`)
+	ctx := context.Background()
+	_, st1, err := s.Run(ctx, m, in, guestLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st2, err := s.Run(ctx, m, in, guestLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1.FuelUsed != st2.FuelUsed || st1.PeakMemoryPages != st2.PeakMemoryPages {
+		t.Fatalf("two runs: fuel %d and %d, peak memory %d and %d pages",
+			st1.FuelUsed, st2.FuelUsed, st1.PeakMemoryPages, st2.PeakMemoryPages)
+	}
+	tests := []struct {
+		name string
+		lim  func(*sandbox.Limits)
+		want error
+	}{
+		{"fuel", func(l *sandbox.Limits) { l.Fuel = st1.FuelUsed - 1 }, sandbox.ErrFuelExhausted},
+		{"memory to grow", func(l *sandbox.Limits) { l.MaxMemoryPages = st1.PeakMemoryPages - 1 }, sandbox.ErrMemoryLimit},
+		{"memory to start", func(l *sandbox.Limits) { l.MaxMemoryPages = 8 }, sandbox.ErrMemoryLimit},
+		{"time", func(l *sandbox.Limits) { l.Timeout = time.Millisecond }, sandbox.ErrTimeout},
+		{"output", func(l *sandbox.Limits) { l.MaxOutputBytes = 10 }, sandbox.ErrOutputTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := guestLimits()
+			tc.lim(&lim)
+			out, st, err := s.Run(ctx, m, in, lim)
+			if !errors.Is(err, tc.want) || out != nil {
+				t.Fatalf("err = %v, output %q; want %v", err, out, tc.want)
+			}
+			if tc.want == sandbox.ErrFuelExhausted && st.FuelUsed != lim.Fuel {
+				t.Errorf("fuel used %d, budget %d", st.FuelUsed, lim.Fuel)
+			}
+		})
+	}
+}

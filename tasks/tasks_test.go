@@ -10,10 +10,18 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/protocol/spec"
 	"github.com/proofmesh/proofmesh/tasks"
 )
+
+// TestMain checks that the sandboxes of the guest tests leave no
+// goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // TestModuleLookup checks the lookup contract the node relies on: every
 // built-in type has a module whose content address is ModuleHash, and
