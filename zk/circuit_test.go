@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -98,7 +99,8 @@ func TestPublicInputOrder(t *testing.T) {
 // used exactly as protocol/spec describes it, and the circuit against the
 // native chain.
 func TestMiMCMatchesSpec(t *testing.T) {
-	for _, x := range []int64{0, 1, 42, -1} {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, x := range []int64{0, 1, 42, -1, rng.Int64(), -rng.Int64()} {
 		h := elem(x)
 		for range spec.MiMCChainLength {
 			m := nativemimc.NewMiMC()
@@ -189,6 +191,15 @@ func TestMLPHonestAssignments(t *testing.T) {
 			}
 		}
 		inputs = append(inputs, hi, lo)
+	}
+	// and random inputs.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 300 {
+		var x [spec.MLPInputs]int64
+		for i := range x {
+			x[i] = rng.Int64N(256) - 128
+		}
+		inputs = append(inputs, x)
 	}
 	classes := map[int]bool{}
 	for _, x := range inputs {

@@ -252,3 +252,37 @@ func TestPublicInputsShipped(t *testing.T) {
 		t.Errorf("unknown circuit: %v", err)
 	}
 }
+
+// TestKeySetConcurrentUse exercises a shared key set from many goroutines
+// (run with -race): verification, batch verification, key queries and a
+// prover with a bound of two.
+func TestKeySetConcurrentUse(t *testing.T) {
+	ks := defaultKeysT(t)
+	items := shipped(t, spec.TypeMLPInfer)
+	p := NewProver(ks, 2)
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for g := range 8 {
+		wg.Go(func() {
+			it := items[g%len(items)]
+			if err := ks.Verify(spec.TypeMLPInfer, it.Proof, it.Input, it.Output, it.Binding); err != nil {
+				errs <- err
+			}
+			if bad, err := ks.BatchVerify(spec.TypeMLPInfer, items); err != nil || bad != nil {
+				errs <- fmt.Errorf("batch: %v %v", bad, err)
+			}
+			if !ks.HasProvingKey(spec.TypeMLPInfer) {
+				errs <- errors.New("no proving key")
+			}
+			if _, err := p.Prove(context.Background(), spec.TypeMLPInfer, it.Input, it.Output, it.Binding); err != nil {
+				errs <- err
+			}
+			_ = ks.Manifest()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
