@@ -1,0 +1,419 @@
+// Package api is a node's HTTP API: JSON over HTTP on loopback by default,
+// bearer-token authentication compared in constant time, per-client rate
+// limits, bounded request bodies, and errors as {"error", "message"} with
+// the status codes of DESIGN.md.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// MaxBodyBytes bounds a request body: a wasm.exec.v1 module of 8 MiB and
+// an input of 1 MiB, base64-encoded, fit.
+const MaxBodyBytes = 16 << 20
+
+// Options configure the handler.
+type Options struct {
+	// Token is the bearer token every route but /api/v1/health requires.
+	Token string
+	// Metrics is served on /metrics and receives the API's own counters.
+	Metrics *prometheus.Registry
+	Logger  *slog.Logger
+	// Audit is told of every authentication failure (remote address and
+	// path); optional.
+	Audit func(remote, path string)
+	// RatePerSecond and Burst bound each client address's requests.
+	// Zero: 50 per second, burst 100.
+	RatePerSecond float64
+	Burst         int
+}
+
+type server struct {
+	b       Backend
+	opt     Options
+	log     *slog.Logger
+	limiter *limiter
+	codes   *prometheus.CounterVec
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(b Backend, opt Options) http.Handler {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.RatePerSecond <= 0 {
+		opt.RatePerSecond, opt.Burst = 50, 100
+	}
+	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), limiter: newLimiter(opt.RatePerSecond, opt.Burst)}
+	s.codes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "proofmesh_api_requests_total", Help: "API requests, by route and status code.",
+	}, []string{"route", "code"})
+	mux := http.NewServeMux()
+	route := func(pattern string, auth bool, h http.HandlerFunc) {
+		mux.Handle(pattern, s.wrap(pattern, auth, h))
+	}
+	route("GET /api/v1/health", false, s.health)
+	route("GET /api/v1/node", true, s.node)
+	route("GET /api/v1/peers", true, s.peers)
+	route("GET /api/v1/peers/{id}", true, s.peer)
+	route("GET /api/v1/policy", true, s.policy)
+	route("GET /api/v1/task-types", true, s.taskTypes)
+	route("POST /api/v1/tasks", true, s.submit)
+	route("GET /api/v1/tasks", true, s.tasks)
+	route("GET /api/v1/tasks/{id}", true, s.task)
+	route("GET /api/v1/tasks/{id}/events", true, s.events)
+	route("GET /api/v1/tasks/{id}/bundle", true, s.bundle)
+	route("POST /api/v1/proofs/verify", true, s.verify)
+	if opt.Metrics != nil {
+		opt.Metrics.MustRegister(s.codes)
+		route("GET /metrics", true, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(c int) { w.code = c; w.ResponseWriter.WriteHeader(c) }
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *server) wrap(route string, auth bool, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() { s.codes.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if !s.limiter.allow(host, time.Now()) {
+			sw.Header().Set("Retry-After", "1")
+			writeError(sw, http.StatusTooManyRequests, "rate_limited", "too many requests from "+host+"; retry in a second")
+			return
+		}
+		if auth && !s.authorized(r) {
+			s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path)
+			if s.opt.Audit != nil {
+				s.opt.Audit(host, r.URL.Path)
+			}
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="proofmesh"`)
+			writeError(sw, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token from api.token>)")
+			return
+		}
+		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
+		h(sw, r)
+	})
+}
+
+// authorized compares the bearer token in constant time (over hashes, so
+// not even the length leaks).
+func (s *server) authorized(r *http.Request) bool {
+	if s.opt.Token == "" {
+		return true // loopback-only node without a token (the node refuses this beyond loopback)
+	}
+	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(s.opt.Token))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// Fingerprint is how a token may appear in logs: 8 hex characters of its
+// SHA-256.
+func Fingerprint(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:4])
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	TaskID  string `json:"task_id,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, word, msg string) {
+	writeJSON(w, code, Error{Error: word, Message: msg})
+}
+
+// statusOf maps backend errors onto status codes and stable words.
+func statusOf(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "body_too_large"
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, protocol.ErrInputTooLarge), errors.Is(err, protocol.ErrModuleTooLarge):
+		return http.StatusRequestEntityTooLarge, protocol.Reason(err)
+	case errors.Is(err, protocol.ErrUnknownTaskType), errors.Is(err, protocol.ErrBadInput),
+		errors.Is(err, protocol.ErrBadReplicas), errors.Is(err, protocol.ErrMalformed):
+		return http.StatusBadRequest, protocol.Reason(err)
+	case errors.Is(err, protocol.ErrNoCapablePeer):
+		return http.StatusUnprocessableEntity, "no_capable_peer"
+	case errors.Is(err, protocol.ErrUnknownCapability), errors.Is(err, protocol.ErrCapabilityRange), errors.Is(err, protocol.ErrCapabilityType):
+		return http.StatusUnprocessableEntity, protocol.Reason(err)
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func (s *server) fail(w http.ResponseWriter, err error) {
+	code, word := statusOf(err)
+	if code == http.StatusInternalServerError {
+		s.log.Error("api request failed", "err", err)
+	}
+	writeError(w, code, word, err.Error())
+}
+
+func (s *server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) node(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.Info())
+}
+
+func (s *server) peers(w http.ResponseWriter, r *http.Request) {
+	var st protocol.PeerStatus
+	if q := r.URL.Query().Get("status"); q != "" {
+		var ok bool
+		if st, ok = protocol.ParseStatus(q); !ok {
+			writeError(w, http.StatusBadRequest, "bad_status", fmt.Sprintf("status %q: want online, stale, offline or deleted", q))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, s.b.Peers(st))
+}
+
+func (s *server) peer(w http.ResponseWriter, r *http.Request) {
+	p, err := s.b.Peer(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) policy(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.Policy())
+}
+
+func (s *server) taskTypes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.b.TaskTypes())
+}
+
+func (s *server) submit(w http.ResponseWriter, r *http.Request) {
+	var req SubmitRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, err)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"type\", \"input\", \"replicas\"?, \"module\"?}: "+err.Error())
+		return
+	}
+	if req.Replicas < 0 {
+		writeError(w, http.StatusBadRequest, "bad_replicas", "replicas must be positive")
+		return
+	}
+	id, err := s.b.Submit(r.Context(), req)
+	if err != nil {
+		code, word := statusOf(err)
+		if code == http.StatusInternalServerError {
+			s.log.Error("submit failed", "err", err)
+		}
+		writeJSON(w, code, Error{Error: word, Message: err.Error(), TaskID: id})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"task_id": id})
+}
+
+func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
+	var st protocol.TaskState
+	if q := r.URL.Query().Get("state"); q != "" {
+		st = protocol.TaskState(q)
+		if !st.Valid() {
+			writeError(w, http.StatusBadRequest, "bad_state", fmt.Sprintf("state %q is not a task state", q))
+			return
+		}
+	}
+	limit := 100
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be 1..1000")
+			return
+		}
+		limit = n
+	}
+	ts, err := s.b.Tasks(st, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ts)
+}
+
+func (s *server) task(w http.ResponseWriter, r *http.Request) {
+	t, err := s.b.Task(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// events streams a task's timeline as server-sent events: one "state"
+// event per timeline entry (those already there first), and an "end"
+// event when the task is accepted or failed.
+func (s *server) events(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ch, stop, err := s.b.Watch(id)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	defer stop()
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	sent := 0
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		t, err := s.b.Task(id)
+		if err != nil {
+			return
+		}
+		for ; sent < len(t.Timeline); sent++ {
+			b, _ := json.Marshal(t.Timeline[sent])
+			fmt.Fprintf(w, "event: state\ndata: %s\n\n", b)
+		}
+		if t.State.Terminal() {
+			b, _ := json.Marshal(t)
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
+			if fl != nil {
+				fl.Flush()
+			}
+			return
+		}
+		if fl != nil {
+			fl.Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-keepalive.C:
+			_, _ = io.WriteString(w, ": keepalive\n\n")
+		}
+	}
+}
+
+func (s *server) bundle(w http.ResponseWriter, r *http.Request) {
+	b, err := s.b.Bundle(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func (s *server) verify(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	rep, err := s.b.VerifyBundle(data)
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, rep)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// limiter is a token bucket per client address.
+type limiter struct {
+	mu      sync.Mutex
+	rate    float64
+	burst   float64
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64, burst int) *limiter {
+	return &limiter{rate: rate, burst: float64(max(burst, 1)), buckets: map[string]*bucket{}}
+}
+
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.swept) > time.Minute {
+		for k, b := range l.buckets {
+			if now.Sub(b.last) > time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+		l.swept = now
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

@@ -1,0 +1,122 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// Errors a Backend returns for the API to map onto status codes (besides
+// the protocol sentinels).
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// Backend is what the API needs of a node.
+type Backend interface {
+	Info() NodeInfo
+	Peers(status protocol.PeerStatus) []PeerView
+	Peer(id string) (PeerView, error)
+	Policy() protocol.Policy
+	TaskTypes() []protocol.TaskType
+	Submit(ctx context.Context, req SubmitRequest) (string, error)
+	Tasks(state protocol.TaskState, limit int) ([]TaskView, error)
+	Task(id string) (TaskView, error)
+	// Watch returns a channel that receives a value whenever the task
+	// changes, and a function that stops the watch.
+	Watch(id string) (<-chan struct{}, func(), error)
+	Bundle(id string) ([]byte, error)
+	VerifyBundle(data []byte) (VerifyReport, error)
+}
+
+// NodeInfo is GET /api/v1/node.
+type NodeInfo struct {
+	ID                  string                `json:"id"`
+	Network             string                `json:"network"`
+	Version             string                `json:"version"`
+	Addrs               []string              `json:"addrs"`
+	Capabilities        protocol.Capabilities `json:"capabilities"`
+	NodeType            string                `json:"node_type"`
+	TaskTypes           []string              `json:"task_types"`
+	PolicyVersion       int                   `json:"policy_version"`
+	HeartbeatIntervalMS int64                 `json:"heartbeat_interval_ms"`
+	BootstrapOnly       bool                  `json:"bootstrap_only,omitempty"`
+	Started             time.Time             `json:"started"`
+	Peers               map[string]int        `json:"peers"` // by status
+}
+
+// PeerView is one peer as GET /api/v1/peers shows it.
+type PeerView struct {
+	ID           string                `json:"id"`
+	Status       protocol.PeerStatus   `json:"status"`
+	NodeType     string                `json:"node_type,omitempty"`
+	Region       string                `json:"region,omitempty"`
+	Capabilities protocol.Capabilities `json:"capabilities,omitempty"`
+	TaskTypes    []string              `json:"task_types,omitempty"`
+	Load         float64               `json:"load"`
+	Health       float64               `json:"health"`
+	Version      string                `json:"version,omitempty"`
+	ListenAddrs  []string              `json:"listen_addrs,omitempty"`
+	FirstSeen    time.Time             `json:"first_seen"`
+	LastSeen     time.Time             `json:"last_seen"`
+	IntervalMS   int64                 `json:"interval_ms"`
+	Seq          uint64                `json:"seq"`
+	DeletedAt    *time.Time            `json:"deleted_at,omitempty"`
+	LeaveReason  string                `json:"leave_reason,omitempty"`
+	Verified     int                   `json:"verified_results"`
+	Rejected     int                   `json:"rejected_results"`
+}
+
+// SubmitRequest is POST /api/v1/tasks. Input is the typed task's JSON
+// input, or for wasm.exec.v1 a base64 string of the raw input bytes;
+// Module is base64 (wasm.exec.v1 only).
+type SubmitRequest struct {
+	Type     string          `json:"type"`
+	Input    json.RawMessage `json:"input"`
+	Replicas int             `json:"replicas,omitempty"`
+	Module   []byte          `json:"module,omitempty"`
+}
+
+// Event is one step of a task's timeline.
+type Event struct {
+	State  protocol.TaskState `json:"state"`
+	Time   time.Time          `json:"time"`
+	Detail string             `json:"detail,omitempty"`
+	Peer   string             `json:"peer,omitempty"`
+}
+
+// TaskView is a task as GET /api/v1/tasks/{id} shows it.
+type TaskView struct {
+	TaskID     string             `json:"task_id"`
+	Type       string             `json:"type"`
+	State      protocol.TaskState `json:"state"`
+	Reason     string             `json:"reason,omitempty"`
+	Origin     bool               `json:"origin"`
+	Submitter  string             `json:"submitter"`
+	Created    time.Time          `json:"created"`
+	Deadline   time.Time          `json:"deadline"`
+	Replicas   int                `json:"replicas"`
+	Candidates []string           `json:"candidates"`
+	Executors  []string           `json:"executors,omitempty"`
+	// Output is the accepted output: the JSON of a typed task, or a
+	// base64 string for wasm.exec.v1.
+	Output       json.RawMessage `json:"output,omitempty"`
+	Verification string          `json:"verification,omitempty"`
+	Timeline     []Event         `json:"timeline"`
+	Updated      time.Time       `json:"updated"`
+}
+
+// VerifyReport is the answer of POST /api/v1/proofs/verify.
+type VerifyReport struct {
+	Valid     bool     `json:"valid"`
+	TaskID    string   `json:"task_id,omitempty"`
+	Type      string   `json:"type,omitempty"`
+	Executors []string `json:"executors,omitempty"`
+	Output    string   `json:"output,omitempty"`
+	Checks    []string `json:"checks"`
+	Error     string   `json:"error,omitempty"`
+}

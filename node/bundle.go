@@ -1,0 +1,161 @@
+package node
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/zk"
+)
+
+// BundleFormat names the bundle encoding.
+const BundleFormat = "proofmesh-bundle/v1"
+
+// MaxBundleBytes bounds a bundle read from outside.
+const MaxBundleBytes = 8 << 20
+
+// ErrBadBundle is wrapped by every reason a bundle does not verify.
+var ErrBadBundle = errors.New("bundle does not verify")
+
+// Bundle is what an auditor needs to check a result offline: the task
+// (whose id is the hash of its content, so the input is bound to it) and
+// the executors' signed results (one for groth16 types, the quorum for
+// replicated ones).
+type Bundle struct {
+	Format  string        `json:"format"`
+	Task    protocol.Task `json:"task"`
+	Results [][]byte      `json:"results"`
+}
+
+// VerifyBundle checks a bundle against a registry and the ceremony keys:
+// the task id against the task's content, every result's envelope
+// signature, that the executor was a candidate, the input and binding
+// under the proof, the Groth16 proof, or for replicated types that the
+// quorum of executors agree. It trusts nothing in the bundle but the keys.
+func VerifyBundle(data []byte, reg protocol.Registry, keys *zk.KeySet) (api.VerifyReport, error) {
+	rep := api.VerifyReport{}
+	fail := func(format string, a ...any) (api.VerifyReport, error) {
+		err := fmt.Errorf("%w: %s", ErrBadBundle, fmt.Sprintf(format, a...))
+		rep.Error = err.Error()
+		return rep, err
+	}
+	if len(data) > MaxBundleBytes {
+		return fail("%d bytes, limit %d", len(data), MaxBundleBytes)
+	}
+	var b Bundle
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return fail("not a bundle: %v", err)
+	}
+	if dec.More() {
+		return fail("trailing data after the bundle")
+	}
+	if b.Format != BundleFormat {
+		return fail("format %q, want %q", b.Format, BundleFormat)
+	}
+	t := &b.Task
+	rep.TaskID, rep.Type = t.ID, t.Type
+	if t.ID != t.ContentID() {
+		return fail("task id %s is not the hash of the task's content", t.ID)
+	}
+	rep.Checks = append(rep.Checks, "task id matches the task's content")
+	tt, err := reg.Lookup(t.Type)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if len(b.Results) == 0 || len(b.Results) > protocol.MaxCandidates {
+		return fail("%d results", len(b.Results))
+	}
+	var output []byte
+	for i, env := range b.Results {
+		r, err := protocol.OpenResult(env)
+		if err != nil {
+			return fail("result %d: %v", i, err)
+		}
+		if slices.Contains(rep.Executors, r.Executor) {
+			return fail("result %d: executor %s appears twice", i, r.Executor)
+		}
+		rep.Executors = append(rep.Executors, r.Executor)
+		rep.Checks = append(rep.Checks, fmt.Sprintf("result %d: envelope signed by its executor %s", i, r.Executor))
+		if err := checkResultAgainstTask(r, t, tt); err != nil {
+			return fail("result %d: %v", i, err)
+		}
+		if i > 0 && !bytes.Equal(r.Output, output) {
+			return fail("results disagree: output sha256 %s and %s", protocol.HashHex(output), r.OutputHash)
+		}
+		output = r.Output
+		if tt.Verification.Kind == protocol.VerifyGroth16 {
+			if err := verifyProof(keys, tt, r); err != nil {
+				return fail("result %d: %v", i, err)
+			}
+			rep.Checks = append(rep.Checks, fmt.Sprintf("result %d: binding H(task ‖ executor) and Groth16 proof of %s verify", i, tt.Verification.Circuit))
+		}
+	}
+	if tt.Verification.Kind == protocol.VerifyReplicated {
+		if len(b.Results) < tt.Verification.Quorum || len(b.Results) < t.Replicas {
+			return fail("%d agreeing results; the task needs %d", len(b.Results), max(tt.Verification.Quorum, t.Replicas))
+		}
+		rep.Checks = append(rep.Checks, fmt.Sprintf("%d executors agree on output sha256 %s", len(b.Results), protocol.HashHex(output)))
+	}
+	rep.Valid = true
+	if tt.Verification.Kind == protocol.VerifyGroth16 {
+		rep.Output = string(output)
+	} else {
+		rep.Output = base64.StdEncoding.EncodeToString(output)
+	}
+	return rep, nil
+}
+
+// checkResultAgainstTask checks what a result must share with its task.
+func checkResultAgainstTask(r *protocol.Result, t *protocol.Task, tt protocol.TaskType) error {
+	if r.TaskID != t.ID {
+		return fmt.Errorf("%w: result for task %s", protocol.ErrMalformed, r.TaskID)
+	}
+	if r.Type != t.Type {
+		return fmt.Errorf("%w: result of type %s for a %s task", protocol.ErrMalformed, r.Type, t.Type)
+	}
+	if t.CandidateIndex(r.Executor) < 0 {
+		return fmt.Errorf("%w: %s", protocol.ErrExecutorNotAllowed, r.Executor)
+	}
+	if r.InputHash != t.InputHash {
+		return fmt.Errorf("%w: result input_hash differs from the task's", protocol.ErrMalformed)
+	}
+	if len(r.Output) > tt.Profile.MaxOutputBytes {
+		return fmt.Errorf("%w: output of %d bytes, type allows %d", protocol.ErrOversized, len(r.Output), tt.Profile.MaxOutputBytes)
+	}
+	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Input == nil {
+		return fmt.Errorf("%w: a %s result must carry the input its proof is over", protocol.ErrMalformed, t.Type)
+	}
+	return nil
+}
+
+// errProof marks a result whose proof does not verify: a REJECT, and a
+// mark against the executor.
+var errProof = errors.New("proof does not verify")
+
+func verifyProof(keys *zk.KeySet, tt protocol.TaskType, r *protocol.Result) error {
+	exec, err := peer.Decode(r.Executor)
+	if err != nil {
+		return fmt.Errorf("%w: executor id", protocol.ErrMalformed)
+	}
+	binding := zk.Binding([]byte(r.TaskID), []byte(exec.String()))
+	want, err := zk.PublicInputs(tt.Verification.Circuit, r.Input, r.Output, binding)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errProof, err)
+	}
+	if !slices.Equal(want, r.PublicInputs) {
+		return fmt.Errorf("%w: public inputs do not match input, output and binding", errProof)
+	}
+	if err := keys.Verify(tt.Verification.Circuit, r.Proof, r.Input, r.Output, binding); err != nil {
+		return fmt.Errorf("%w: %v", errProof, err)
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/proofmesh/proofmesh/bootstrap"
+)
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// DataDir holds identity.key, api.token and the store. An empty dir is
+	// initialised.
+	DataDir string
+	// ListenAddrs are libp2p multiaddrs to listen on.
+	ListenAddrs []string
+	// Bootstrap are extra bootstrap multiaddrs (with /p2p/<id>), added to
+	// the network's own list.
+	Bootstrap []string
+	// APIAddr is the HTTP API's host:port; empty disables the API.
+	APIAddr string
+	// APIToken overrides the token in DataDir (tests, testnets).
+	APIToken string
+	// Network is the network to join; nil means the built-in default.
+	Network *bootstrap.Network
+	// HeartbeatInterval is the base heartbeat interval.
+	HeartbeatInterval time.Duration
+	// Declared are the operator's declared capabilities.
+	Declared Declared
+	// BootstrapOnly runs a node that only helps others meet: DHT and
+	// gossip relay, no heartbeats of its own, no task execution.
+	BootstrapOnly bool
+	// Colocation lets many nodes share one IP in peer scoring (testnets).
+	Colocation bool
+	// DHT enables Kademlia and rendezvous discovery.
+	DHT bool
+	// SandboxWorkers bounds concurrent WASM runs.
+	SandboxWorkers int
+	// ProverConcurrency bounds concurrent Groth16 proofs.
+	ProverConcurrency int
+	// KeysDir loads the ceremony keys from a directory instead of the
+	// shipped default keys.
+	KeysDir string
+	// Version is reported in heartbeats and the API.
+	Version string
+	// SyncWrites commits every store write with fsync; off only in tests.
+	SyncWrites bool
+	// Logger receives the node's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a complete configuration; set DataDir.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddrs: []string{
+			"/ip4/0.0.0.0/tcp/4001",
+			"/ip4/0.0.0.0/udp/4001/quic-v1",
+		},
+		APIAddr:           "127.0.0.1:8080",
+		HeartbeatInterval: 10 * time.Second, // DESIGN.md's default
+		DHT:               true,
+		SandboxWorkers:    2, // WASM runs at once; more queue
+		ProverConcurrency: 1, // gnark uses every core: one proof at a time
+		Version:           "dev",
+		SyncWrites:        true,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every Config.Validate error.
+var ErrInvalidConfig = errors.New("invalid node config")
+
+// Validate refuses a configuration that cannot work.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, a...))
+	}
+	if c.DataDir == "" {
+		return bad("--data-dir is required")
+	}
+	if len(c.ListenAddrs) == 0 {
+		return bad("at least one --listen address is required")
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > time.Hour {
+		return bad("--heartbeat-interval %s not within 100ms..1h", c.HeartbeatInterval)
+	}
+	if c.SandboxWorkers < 1 || c.ProverConcurrency < 1 {
+		return bad("sandbox workers and prover concurrency must be at least 1")
+	}
+	if c.APIAddr != "" {
+		host, _, err := net.SplitHostPort(c.APIAddr)
+		if err != nil {
+			return bad("--api %q: %v (want host:port)", c.APIAddr, err)
+		}
+		_ = host
+	}
+	return nil
+}
+
+// loopbackOnly reports whether an API address only listens on loopback.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

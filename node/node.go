@@ -1,0 +1,463 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/sandbox"
+	"github.com/proofmesh/proofmesh/store"
+	"github.com/proofmesh/proofmesh/zk"
+)
+
+// Node is a running proofmesh node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	key     crypto.PrivKey
+	id      peer.ID
+	network *bootstrap.Network
+	reg     protocol.Registry
+	caps    protocol.Capabilities
+	token   string
+	started time.Time
+
+	db      *store.DB
+	mesh    *mesh.Mesh
+	keeper  *bootstrap.Keeper
+	sb      *sandbox.Sandbox
+	keys    *zk.KeySet
+	prover  *zk.Prover
+	promReg *prometheus.Registry
+	met     *nodeMetrics
+
+	rep   *reputation
+	tasks *taskBook
+	// tamper, set only by tests, alters a result before it is sealed: a
+	// misbehaving executor.
+	tamper func(*protocol.Result)
+	// rankHook, set only by tests, reorders the ranked candidates of a
+	// submission (to choose which node a fault hits).
+	rankHook func([]string) []string
+
+	apiSrv *http.Server
+	apiLn  net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts a node: it initialises the data dir if needed, checks the
+// node's own capabilities against the network's policy, opens the store,
+// joins the mesh, and serves the API.
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log, started: time.Now(), rep: newReputation(), tasks: newTaskBook()}
+	n.network = cfg.Network
+	if n.network == nil {
+		n.network = bootstrap.DefaultNetwork()
+	}
+	n.reg = n.network.Registry()
+
+	if _, err := Init(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if n.key, err = LoadIdentity(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	n.id, _ = peer.IDFromPrivateKey(n.key)
+	n.log = log.With("node", shortID(n.id))
+	n.token = cfg.APIToken
+	if n.token == "" {
+		if n.token, err = LoadToken(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.APIAddr != "" && !loopbackOnly(cfg.APIAddr) && n.token == "" {
+		return nil, fmt.Errorf("%w: refusing to serve the API on %s beyond loopback without a token", ErrInvalidConfig, cfg.APIAddr)
+	}
+	if n.caps, err = n.network.Policy.Check(cfg.Declared.Capabilities()); err != nil {
+		return nil, fmt.Errorf("this node's capabilities: %w", err)
+	}
+
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	if n.db, err = store.Open(filepath.Join(cfg.DataDir, StoreFile), store.Options{NoSync: !cfg.SyncWrites}); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = n.db.Close() })
+
+	if cfg.KeysDir != "" {
+		n.keys, err = zk.LoadKeys(cfg.KeysDir)
+	} else {
+		n.keys, err = zk.DefaultKeys()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("groth16 keys: %w", err)
+	}
+	if err := n.checkPins(); err != nil {
+		return nil, err
+	}
+	n.prover = zk.NewProver(n.keys, cfg.ProverConcurrency)
+
+	sbc := sandbox.DefaultConfig()
+	sbc.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
+	sbc.Workers = cfg.SandboxWorkers
+	if n.sb, err = sandbox.New(ctx, sbc); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	closers = append(closers, func() { _ = n.sb.Close(context.Background()) })
+
+	n.promReg = prometheus.NewRegistry()
+	n.promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.met = newNodeMetrics(n.promReg)
+
+	mc := mesh.DefaultConfig()
+	mc.NetworkID = n.network.NetworkID
+	mc.Key = n.key
+	mc.ListenAddrs = cfg.ListenAddrs
+	mc.Policy = n.network.Policy
+	mc.HeartbeatInterval = cfg.HeartbeatInterval
+	mc.DHT = cfg.DHT
+	mc.Colocation = cfg.Colocation
+	mc.AppScore = n.rep.appScore
+	mc.Blob = n.serveBlob
+	mc.OnPeer = n.persistPeer
+	mc.Registerer = n.promReg
+	mc.Logger = log
+	if !cfg.BootstrapOnly {
+		mc.Self = n.heartbeat
+	}
+	if n.mesh, err = mesh.New(ctx, mc); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { _ = n.mesh.Close() })
+	n.id = n.mesh.ID()
+	if err := n.restorePeers(); err != nil {
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	closers = append(closers, func() { n.cancel(); n.wg.Wait() })
+	if err := n.joinTaskTopics(); err != nil {
+		return nil, err
+	}
+	if err := n.recoverTasks(); err != nil {
+		return nil, err
+	}
+
+	infos, err := bootstrap.ParseAddrs(n.network.WithBootstrap(cfg.Bootstrap).Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap addresses: %w", err)
+	}
+	infos = slices.DeleteFunc(infos, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
+	for _, ai := range infos {
+		n.mesh.Host().ConnManager().Protect(ai.ID, "bootstrap")
+	}
+	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
+	closers = append(closers, n.keeper.Stop)
+
+	n.wg.Add(2)
+	go n.flushLoop()
+	go n.deadlineLoop()
+
+	if cfg.APIAddr != "" {
+		if err := n.serveAPI(); err != nil {
+			return nil, err
+		}
+	}
+	n.audit(store.AuditEntry{Kind: "node.start", Actor: n.id.String(), Detail: fmt.Sprintf("network %s, version %s", n.network.NetworkID, cfg.Version)})
+	n.log.Info("node started", "peer", n.id, "network", n.network.NetworkID, "api", n.APIAddr(), "token", TokenFingerprint(n.token))
+	return n, nil
+}
+
+// checkPins refuses keys whose verifying-key hashes differ from what the
+// network pins: such a node would accept proofs nobody else accepts.
+func (n *Node) checkPins() error {
+	for _, id := range n.reg.IDs() {
+		tt := n.reg[id]
+		if tt.Verification.Kind != protocol.VerifyGroth16 {
+			continue
+		}
+		got, err := n.keys.VerifyingKeyHash(tt.Verification.Circuit)
+		if err != nil {
+			return fmt.Errorf("task type %s: %w", id, err)
+		}
+		if got != tt.Verification.VKHash {
+			return fmt.Errorf("task type %s: the network pins verifying key %s but the loaded keys have %s", id, tt.Verification.VKHash, got)
+		}
+	}
+	return nil
+}
+
+// ID returns the node's peer id.
+func (n *Node) ID() peer.ID { return n.id }
+
+// Mesh returns the node's mesh (tests and the testnet).
+func (n *Node) Mesh() *mesh.Mesh { return n.mesh }
+
+// Token returns the API token.
+func (n *Node) Token() string { return n.token }
+
+// APIAddr returns the API's listening address ("" when disabled).
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return n.apiLn.Addr().String()
+}
+
+// Addrs returns the node's libp2p addresses with /p2p/<id>.
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, a := range n.mesh.Addrs() {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func (n *Node) serveAPI() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api listen on %s: %w", n.cfg.APIAddr, err)
+	}
+	n.apiLn = ln
+	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure})
+	n.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (n *Node) auditAuthFailure(remote, path string) {
+	n.audit(store.AuditEntry{Kind: "api.auth_failed", Actor: remote, Subject: path})
+}
+
+// heartbeat describes this node for the mesh's heartbeats.
+func (n *Node) heartbeat() protocol.Heartbeat {
+	running, waiting := n.sb.Load()
+	load := float64(running+waiting) / float64(n.cfg.SandboxWorkers)
+	nt, _ := n.caps[protocol.CapNodeType].(string)
+	region, _ := n.caps[protocol.CapRegion].(string)
+	addrs := n.Addrs()
+	if len(addrs) > 16 {
+		addrs = addrs[:16]
+	}
+	return protocol.Heartbeat{
+		Capabilities:  n.caps,
+		PolicyVersion: n.network.Policy.Version,
+		NodeType:      nt,
+		Region:        region,
+		Load:          min(load, 1),
+		Health:        1,
+		Version:       n.cfg.Version,
+		TaskTypes:     n.served(),
+		ListenAddrs:   addrs,
+	}
+}
+
+// served lists the task types this node offers to execute: none for
+// bootstrap-only nodes and verifiers, otherwise every type of the
+// registry. Whether the node meets a type's requirements is the ranking's
+// call, so that a refusal names the unmet requirement.
+func (n *Node) served() []string {
+	if n.cfg.BootstrapOnly || n.caps[protocol.CapNodeType] == protocol.NodeTypeVerifier {
+		return nil
+	}
+	return n.reg.IDs()
+}
+
+// serveBlob answers the mesh's blob requests: stored blobs (modules and
+// large inputs of tasks this node knows) and proving keys.
+func (n *Node) serveBlob(hash string) ([]byte, bool) {
+	if b, err := n.db.GetBlob(hash); err == nil {
+		return b, true
+	}
+	for _, c := range n.keys.Circuits() {
+		if h, err := n.keys.ProvingKeyHash(c); err == nil && h == hash && n.keys.HasProvingKey(c) {
+			if b, err := n.keys.ProvingKeyBytes(c); err == nil {
+				return b, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// persistPeer writes a peer-table change worth keeping at once.
+func (n *Node) persistPeer(p mesh.PeerInfo) {
+	if err := n.db.PutPeer(n.peerRow(p)); err != nil {
+		n.log.Warn("peer not persisted", "peer", p.ID, "err", err)
+	}
+	if p.Status == protocol.StatusDeleted {
+		n.audit(store.AuditEntry{Kind: "peer.left", Actor: p.ID.String(), Detail: p.LeaveReason})
+	}
+}
+
+func (n *Node) peerRow(p mesh.PeerInfo) store.Peer {
+	row := store.Peer{
+		ID: p.ID.String(), FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, Status: p.Status,
+		DeletedAt: p.DeletedAt, LeaveReason: p.LeaveReason, IntervalMS: p.Interval.Milliseconds(), Seq: p.Seq,
+	}
+	if p.Heartbeat != nil {
+		row.Heartbeat, _ = json.Marshal(p.Heartbeat)
+	}
+	row.Verified, row.Invalid = n.rep.get(p.ID)
+	return row
+}
+
+// restorePeers loads the peer table and reputation saved by an earlier run.
+func (n *Node) restorePeers() error {
+	rows, err := n.db.ListPeers()
+	if err != nil {
+		return fmt.Errorf("restore peer table: %w", err)
+	}
+	infos := make([]mesh.PeerInfo, 0, len(rows))
+	for _, r := range rows {
+		id, err := peer.Decode(r.ID)
+		if err != nil {
+			continue
+		}
+		info := mesh.PeerInfo{
+			ID: id, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, DeletedAt: r.DeletedAt,
+			LeaveReason: r.LeaveReason, Interval: time.Duration(r.IntervalMS) * time.Millisecond, Seq: r.Seq,
+		}
+		if !r.DeletedAt.IsZero() {
+			info.LeaveTime = r.DeletedAt
+		}
+		if len(r.Heartbeat) > 0 {
+			if hb, err := protocol.DecodeHeartbeat(r.Heartbeat); err == nil {
+				info.Heartbeat = hb
+				info.Capabilities, _ = n.network.Policy.CheckClaimed(hb.PolicyVersion, hb.Capabilities)
+			}
+		}
+		n.rep.set(id, r.Verified, r.Invalid)
+		infos = append(infos, info)
+	}
+	n.mesh.Restore(infos)
+	return nil
+}
+
+// flushLoop writes the peer table to the store every few seconds, and
+// purges old tombstones.
+func (n *Node) flushLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(max(n.cfg.HeartbeatInterval, 2*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			n.flushPeers()
+		}
+	}
+}
+
+func (n *Node) flushPeers() {
+	peers := n.mesh.Peers()
+	rows := make([]store.Peer, 0, len(peers))
+	for _, p := range peers {
+		rows = append(rows, n.peerRow(p))
+	}
+	if err := n.db.PutPeers(rows); err != nil {
+		n.log.Warn("peer table not flushed", "err", err)
+	}
+	if _, err := n.db.PurgeDeleted(time.Now().Add(-24 * time.Hour)); err != nil {
+		n.log.Warn("tombstones not purged", "err", err)
+	}
+}
+
+// Close leaves the network gracefully (a signed Leave), stops the API and
+// every part, and closes the store. It is safe to call twice.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	n.once.Do(func() {
+		if !n.cfg.BootstrapOnly {
+			if err := n.mesh.Leave(ctx, "shutdown"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if n.apiSrv != nil {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = n.apiSrv.Shutdown(sctx)
+			cancel()
+		}
+		n.keeper.Stop()
+		n.cancel()
+		n.tasks.closeWatchers()
+		n.wg.Wait()
+		n.flushPeers()
+		errs = append(errs, n.mesh.Close(), n.sb.Close(ctx))
+		n.audit(store.AuditEntry{Kind: "node.stop", Actor: n.id.String()})
+		errs = append(errs, n.db.Close())
+	})
+	return errors.Join(errs...)
+}
+
+// Kill stops the node abruptly, without a Leave: what a crash looks like
+// to its peers (tests and fault drills).
+func (n *Node) Kill() {
+	n.once.Do(func() {
+		if n.apiSrv != nil {
+			_ = n.apiSrv.Close()
+		}
+		n.keeper.Stop()
+		n.cancel()
+		n.tasks.closeWatchers()
+		_ = n.mesh.Close()
+		n.wg.Wait()
+		_ = n.sb.Close(context.Background())
+		_ = n.db.Close()
+	})
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 12 {
+		return s[len(s)-8:]
+	}
+	return s
+}
+
+// audit appends an entry to the audit chain; concurrent writers share a
+// commit.
+func (n *Node) audit(e store.AuditEntry) {
+	if _, err := n.db.AppendBatched(e); err != nil {
+		n.log.Warn("audit entry not written", "kind", e.Kind, "err", err)
+	}
+}

@@ -1,0 +1,308 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/tasks"
+)
+
+func TestInitCreatesPrivateFilesAndKeepsThem(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	res, err := Init(dir)
+	if err != nil || !res.KeyCreated || !res.TokenCreated {
+		t.Fatalf("init = %+v, %v", res, err)
+	}
+	for _, f := range []string{IdentityFile, TokenFile} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v mode %v", f, err, st.Mode())
+		}
+	}
+	again, err := Init(dir)
+	if err != nil || again.KeyCreated || again.PeerID != res.PeerID {
+		t.Fatalf("second init = %+v, %v", again, err)
+	}
+}
+
+func TestBadIdentityFilesStopTheNode(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(path string)
+		want  string
+	}{
+		{"corrupt", func(p string) { _ = os.WriteFile(p, []byte("not a key"), 0o600) }, "corrupt"},
+		{"group readable", func(p string) { _ = os.Chmod(p, 0o640) }, "chmod 600"},
+		{"unreadable", func(p string) { _ = os.Remove(p); _ = os.Mkdir(p, 0o700) }, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Init(dir); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, IdentityFile)
+			tc.spoil(path)
+			before, _ := os.ReadFile(path)
+			cfg := testConfig(t, dir)
+			_, err := New(context.Background(), cfg)
+			if !errors.Is(err, ErrBadKeyFile) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q naming %s", err, tc.want, path)
+			}
+			after, _ := os.ReadFile(path)
+			if string(before) != string(after) {
+				t.Fatal("key file was replaced")
+			}
+		})
+	}
+}
+
+func testConfig(t *testing.T, dir string) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Colocation = true
+	cfg.SyncWrites = false
+	cfg.Declared = Declared{CPUCores: 2, MemoryGB: 2, NodeType: "compute"}
+	return cfg
+}
+
+func TestOwnCapabilitiesCheckedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		d    Declared
+		want string
+	}{
+		{Declared{CPUCores: 1000}, "cpu_cores"},
+		{Declared{Region: "Not Valid!"}, "region"},
+		{Declared{NodeType: "miner"}, "node_type"},
+		{Declared{BandwidthMbps: 1}, "bandwidth_mbps"},
+	} {
+		cfg := testConfig(t, t.TempDir())
+		cfg.Declared = tc.d
+		_, err := New(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("declared %+v: err = %v, want mention of %s", tc.d, err, tc.want)
+		}
+	}
+}
+
+func TestAPIBeyondLoopbackNeedsToken(t *testing.T) {
+	if loopbackOnly("0.0.0.0:8080") || !loopbackOnly("127.0.0.1:1") || !loopbackOnly("[::1]:1") {
+		t.Fatal("loopbackOnly wrong")
+	}
+}
+
+// A node restarted on the same data dir comes back with its identity and
+// its peer table.
+func TestRestartKeepsIdentityAndPeers(t *testing.T) {
+	ctx := context.Background()
+	tn, err := StartTestnet(ctx, TestnetConfig{Nodes: 2, DataDir: t.TempDir(), HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tn.WaitConnected(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	n1 := tn.Nodes[1]
+	id, other := n1.ID(), tn.Nodes[0].ID()
+	cfg := n1.cfg
+	n1.Kill()
+	_ = tn.Nodes[0].Close(ctx)
+	back, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close(ctx)
+	if back.ID() != id {
+		t.Fatalf("identity changed: %s -> %s", id, back.ID())
+	}
+	if _, err := back.Peer(other.String()); err != nil {
+		// node 0 left gracefully... but only after node 1 was killed, so
+		// node 1 still knows it (now offline)
+		t.Fatalf("peer table lost: %v", err)
+	}
+	if p, _ := back.Peer(other.String()); p.Status != protocol.StatusOffline && p.Status != protocol.StatusStale && p.Status != protocol.StatusOnline {
+		t.Fatalf("restored peer status %s", p.Status)
+	}
+}
+
+func shortLeaseNetwork(lease time.Duration) *bootstrap.Network {
+	n := bootstrap.DefaultNetwork()
+	for i := range n.TaskTypes {
+		n.TaskTypes[i].SLO.LeaseMS = lease.Milliseconds()
+	}
+	return n
+}
+
+func startTestnet(t *testing.T, nodes int, configure func(i int, c *Config)) *Testnet {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := StartTestnet(ctx, TestnetConfig{
+		Nodes: nodes, DataDir: t.TempDir(), HeartbeatInterval: 300 * time.Millisecond,
+		Network: shortLeaseNetwork(8 * time.Second), Configure: configure,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tn.Close(context.Background()) })
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tn.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+func waitTask(t *testing.T, n *Node, id string, d time.Duration) api.TaskView {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		v, err := n.Task(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.State.Terminal() {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still %s after %s: %+v", id, v.State, d, v.Timeline)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func submit(t *testing.T, n *Node, req api.SubmitRequest) string {
+	t.Helper()
+	id, err := n.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatalf("submit %s: %v", req.Type, err)
+	}
+	return id
+}
+
+// Each built-in type is accepted with a verified result; the bundle of a
+// proven task verifies offline and fails when tampered with.
+func TestEveryBuiltinTypeAccepted(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub := tn.Nodes[0]
+	mimc := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x": "42"}`)})
+	mlp := submit(t, sub, api.SubmitRequest{Type: "mlp.infer.v1", Input: json.RawMessage(`{"x":[1,-2,3,-4,5,-6,7,-8,9,-10,11,-12,13,-14,15,-16]}`)})
+	echo := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+
+	v := waitTask(t, sub, mimc, 2*time.Minute)
+	if v.State != protocol.StateAccepted || !strings.Contains(string(v.Output), `"y"`) {
+		t.Fatalf("mimc: %s %s %s", v.State, v.Reason, v.Output)
+	}
+	if !strings.Contains(v.Verification, "groth16") {
+		t.Fatalf("verification = %q", v.Verification)
+	}
+	states := []protocol.TaskState{}
+	for _, e := range v.Timeline {
+		states = append(states, e.State)
+	}
+	for _, want := range []protocol.TaskState{protocol.StatePending, protocol.StateAssigned, protocol.StateVerifying, protocol.StateAccepted} {
+		if !slices.Contains(states, want) {
+			t.Errorf("timeline %v lacks %s", states, want)
+		}
+	}
+	v = waitTask(t, sub, mlp, 2*time.Minute)
+	if v.State != protocol.StateAccepted || !strings.Contains(string(v.Output), `"class"`) {
+		t.Fatalf("mlp: %s %s %s", v.State, v.Reason, v.Output)
+	}
+	// Only the GPU node (odd index) may run mlp.
+	for _, c := range v.Candidates {
+		if c != tn.Nodes[1].ID().String() {
+			t.Fatalf("mlp candidate %s has no GPU", c)
+		}
+	}
+	v = waitTask(t, sub, echo, 2*time.Minute)
+	want, _ := json.Marshal(base64.StdEncoding.EncodeToString([]byte("hello")))
+	if v.State != protocol.StateAccepted || string(v.Output) != string(want) {
+		t.Fatalf("wasm.exec: %s %s %s", v.State, v.Reason, v.Output)
+	}
+
+	bundle, err := sub.Bundle(mimc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyBundle(bundle, sub.reg, sub.keys)
+	if err != nil || !rep.Valid {
+		t.Fatalf("bundle: %+v %v", rep, err)
+	}
+	var b Bundle
+	_ = json.Unmarshal(bundle, &b)
+	b.Task.Input = []byte(`{"x":"43"}`)
+	b.Task.InputHash = protocol.HashHex(b.Task.Input)
+	b.Task.ID = b.Task.ContentID()
+	forged, _ := json.Marshal(b)
+	if _, err := VerifyBundle(forged, sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) {
+		t.Fatalf("bundle for another input verified: %v", err)
+	}
+	eb, err := sub.Bundle(echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyBundle(eb, sub.reg, sub.keys); err != nil || len(rep.Executors) != 2 {
+		t.Fatalf("replicated bundle: %+v %v", rep, err)
+	}
+}
+
+func b64json(s string) json.RawMessage {
+	b, _ := json.Marshal(base64.StdEncoding.EncodeToString([]byte(s)))
+	return b
+}
+
+// A task whose type needs a GPU fails at once, naming why, when no GPU
+// node is online.
+func TestNoCapablePeerFailsAtOnce(t *testing.T) {
+	tn := startTestnet(t, 2, func(i int, c *Config) { c.Declared.GPU = false })
+	id, err := tn.Nodes[0].Submit(context.Background(), api.SubmitRequest{Type: "mlp.infer.v1", Input: json.RawMessage(`{"x":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}`)})
+	if !errors.Is(err, protocol.ErrNoCapablePeer) || !strings.Contains(err.Error(), "gpu_available") {
+		t.Fatalf("err = %v", err)
+	}
+	v, _ := tn.Nodes[0].Task(id)
+	if v.State != protocol.StateFailed || !strings.Contains(v.Reason, "gpu_available") {
+		t.Fatalf("task = %s %q", v.State, v.Reason)
+	}
+}
+
+func TestSubmissionRefusals(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	big := strings.Repeat("1", 300)
+	for _, tc := range []struct {
+		req  api.SubmitRequest
+		want error
+	}{
+		{api.SubmitRequest{Type: "nope.v1", Input: json.RawMessage(`{}`)}, protocol.ErrUnknownTaskType},
+		{api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"` + big + `"}`)}, protocol.ErrInputTooLarge},
+		{api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"abc"}`)}, protocol.ErrBadInput},
+		{api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"1"}`), Replicas: 9}, protocol.ErrBadReplicas},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), Module: make([]byte, 9<<20)}, protocol.ErrModuleTooLarge},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), Module: []byte("not wasm")}, protocol.ErrBadInput},
+	} {
+		if _, err := n.Submit(context.Background(), tc.req); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.req.Type, err, tc.want)
+		}
+	}
+}
+
+func echoModule(t *testing.T) []byte {
+	t.Helper()
+	return tasks.EchoModule()
+}

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// reputation counts, per executor, the results this node verified and the
+// ones it rejected. It feeds ranking, the API and gossip scoring.
+type reputation struct {
+	mu sync.Mutex
+	m  map[peer.ID]*[2]int // verified, rejected
+}
+
+func newReputation() *reputation { return &reputation{m: map[peer.ID]*[2]int{}} }
+
+func (r *reputation) entry(p peer.ID) *[2]int {
+	e := r.m[p]
+	if e == nil {
+		e = new([2]int)
+		r.m[p] = e
+	}
+	return e
+}
+
+func (r *reputation) verified(p peer.ID) { r.mu.Lock(); r.entry(p)[0]++; r.mu.Unlock() }
+func (r *reputation) rejected(p peer.ID) { r.mu.Lock(); r.entry(p)[1]++; r.mu.Unlock() }
+
+func (r *reputation) set(p peer.ID, verified, rejected int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.entry(p)
+	e[0], e[1] = max(e[0], verified), max(e[1], rejected)
+}
+
+func (r *reputation) get(p peer.ID) (verified, rejected int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.m[p]; e != nil {
+		return e[0], e[1]
+	}
+	return 0, 0
+}
+
+// appScore is the application-specific gossip score: each rejected result
+// costs 20 points (a few push a peer past the gossip threshold), verified
+// results earn a little, capped.
+func (r *reputation) appScore(p peer.ID) float64 {
+	v, x := r.get(p)
+	return min(float64(v), 10) - 20*float64(x)
+}
+
+type nodeMetrics struct {
+	tasks    *prometheus.CounterVec   // state
+	exec     prometheus.Histogram     // seconds
+	prove    prometheus.Histogram     // seconds
+	verify   *prometheus.HistogramVec // outcome
+	results  *prometheus.CounterVec   // verdict
+	submitTo prometheus.Histogram     // seconds from submit to accepted
+}
+
+func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
+	b := prometheus.ExponentialBuckets(0.001, 2.5, 14)
+	m := &nodeMetrics{
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_task_transitions_total", Help: "Task state transitions recorded by this node, by new state.",
+		}, []string{"state"}),
+		exec: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "proofmesh_execution_seconds", Help: "WASM execution time of tasks run here.", Buckets: b,
+		}),
+		prove: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "proofmesh_proving_seconds", Help: "Groth16 proving time of tasks run here.", Buckets: b,
+		}),
+		verify: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "proofmesh_verification_seconds", Help: "Proof verification time of results seen, by outcome.", Buckets: b,
+		}, []string{"outcome"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_results_total", Help: "Results validated, by verdict and reason.",
+		}, []string{"verdict", "reason"}),
+		submitTo: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "proofmesh_task_latency_seconds", Help: "Time from submission to acceptance of tasks submitted here.", Buckets: b,
+		}),
+	}
+	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.submitTo)
+	return m
+}

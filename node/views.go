@@ -1,0 +1,173 @@
+package node
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/store"
+)
+
+// The read side of the API: Node implements api.Backend.
+var _ api.Backend = (*Node)(nil)
+
+// Info describes this node.
+func (n *Node) Info() api.NodeInfo {
+	counts := map[string]int{}
+	for _, p := range n.mesh.Peers() {
+		counts[string(p.Status)]++
+	}
+	nt, _ := n.caps[protocol.CapNodeType].(string)
+	return api.NodeInfo{
+		ID: n.id.String(), Network: n.network.NetworkID, Version: n.cfg.Version, Addrs: n.Addrs(),
+		Capabilities: n.caps, NodeType: nt, TaskTypes: n.served(), PolicyVersion: n.network.Policy.Version,
+		HeartbeatIntervalMS: n.mesh.Interval().Milliseconds(), BootstrapOnly: n.cfg.BootstrapOnly,
+		Started: n.started, Peers: counts,
+	}
+}
+
+func (n *Node) peerView(p mesh.PeerInfo) api.PeerView {
+	v := api.PeerView{
+		ID: p.ID.String(), Status: p.Status, Capabilities: p.Capabilities, FirstSeen: p.FirstSeen,
+		LastSeen: p.LastSeen, IntervalMS: p.Interval.Milliseconds(), Seq: p.Seq, LeaveReason: p.LeaveReason,
+	}
+	if hb := p.Heartbeat; hb != nil {
+		v.NodeType, v.Region, v.TaskTypes, v.Load, v.Health = hb.NodeType, hb.Region, hb.TaskTypes, hb.Load, hb.Health
+		v.Version, v.ListenAddrs = hb.Version, hb.ListenAddrs
+	}
+	if !p.DeletedAt.IsZero() {
+		d := p.DeletedAt
+		v.DeletedAt = &d
+	}
+	v.Verified, v.Rejected = n.rep.get(p.ID)
+	return v
+}
+
+// Peers lists the peer table, optionally one status.
+func (n *Node) Peers(status protocol.PeerStatus) []api.PeerView {
+	out := []api.PeerView{}
+	for _, p := range n.mesh.Peers() {
+		if status == "" || p.Status == status {
+			out = append(out, n.peerView(p))
+		}
+	}
+	return out
+}
+
+// Peer returns one peer; unknown and deleted peers are api.ErrNotFound.
+func (n *Node) Peer(id string) (api.PeerView, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return api.PeerView{}, fmt.Errorf("%w: %q is not a peer id", api.ErrNotFound, id)
+	}
+	p, ok := n.mesh.Peer(pid)
+	if !ok || p.Status == protocol.StatusDeleted {
+		return api.PeerView{}, fmt.Errorf("peer %s: %w", id, api.ErrNotFound)
+	}
+	return n.peerView(p), nil
+}
+
+// Policy returns the network's capability policy.
+func (n *Node) Policy() protocol.Policy { return n.network.Policy }
+
+// TaskTypes returns the registry, sorted by id.
+func (n *Node) TaskTypes() []protocol.TaskType {
+	var out []protocol.TaskType
+	for _, id := range n.reg.IDs() {
+		out = append(out, n.reg[id])
+	}
+	return out
+}
+
+func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
+	t := rec.Task
+	v := api.TaskView{
+		TaskID: t.ID, Type: t.Type, State: rec.State, Reason: rec.Reason, Origin: rec.Origin, Submitter: t.Submitter,
+		Created: msTime(t.Created), Deadline: msTime(t.Deadline), Replicas: t.Replicas, Candidates: t.Candidates,
+		Executors: rec.Executors, Updated: rec.Updated, Timeline: []api.Event{},
+	}
+	for _, e := range rec.Timeline {
+		v.Timeline = append(v.Timeline, api.Event{State: e.State, Time: e.Time, Detail: e.Detail, Peer: e.Peer})
+	}
+	if rec.State == protocol.StateAccepted {
+		tt := n.reg[t.Type]
+		if tt.Verification.Kind == protocol.VerifyGroth16 && json.Valid(rec.Output) {
+			v.Output = json.RawMessage(rec.Output)
+			v.Verification = "groth16 proof of " + tt.Verification.Circuit + " verified"
+		} else {
+			v.Output, _ = json.Marshal(base64.StdEncoding.EncodeToString(rec.Output))
+			v.Verification = fmt.Sprintf("%d replicas agree", t.Replicas)
+		}
+	}
+	return v
+}
+
+// Tasks lists tasks, newest first.
+func (n *Node) Tasks(state protocol.TaskState, limit int) ([]api.TaskView, error) {
+	recs, err := n.db.ListTasks(store.TaskFilter{State: state, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.TaskView, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, n.taskView(r))
+	}
+	return out, nil
+}
+
+// Task returns one task.
+func (n *Node) Task(id string) (api.TaskView, error) {
+	rec, err := n.db.GetTask(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.TaskView{}, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
+	}
+	if err != nil {
+		return api.TaskView{}, err
+	}
+	return n.taskView(rec), nil
+}
+
+// Watch signals every change of a task.
+func (n *Node) Watch(id string) (<-chan struct{}, func(), error) {
+	if _, err := n.Task(id); err != nil {
+		return nil, nil, err
+	}
+	ch, stop := n.tasks.watch(id)
+	return ch, stop, nil
+}
+
+// Bundle returns the accepted result of a task as a bundle for offline
+// audit; api.ErrConflict while the task is not accepted.
+func (n *Node) Bundle(id string) ([]byte, error) {
+	rec, err := n.db.GetTask(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != protocol.StateAccepted {
+		return nil, fmt.Errorf("task %s is %s, not accepted: %w", id, rec.State, api.ErrConflict)
+	}
+	b := Bundle{Format: BundleFormat, Task: rec.Task}
+	if n.reg[rec.Task.Type].Verification.Kind == protocol.VerifyGroth16 {
+		b.Results = [][]byte{rec.Result}
+	} else if err := json.Unmarshal(rec.Result, &b.Results); err != nil {
+		return nil, fmt.Errorf("stored results of %s: %w", id, err)
+	}
+	return json.MarshalIndent(b, "", "  ")
+}
+
+// VerifyBundle verifies a bundle with this node's registry and keys.
+func (n *Node) VerifyBundle(data []byte) (api.VerifyReport, error) {
+	return VerifyBundle(data, n.reg, n.keys)
+}
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
