@@ -44,6 +44,9 @@ type Config struct {
 	// KeysDir loads the ceremony keys from a directory instead of the
 	// shipped default keys.
 	KeysDir string
+	// WasmCacheDir holds compiled WASM modules across restarts; empty
+	// means <data-dir>/wasm-cache.
+	WasmCacheDir string
 	// Version is reported in heartbeats and the API.
 	Version string
 	// SyncWrites commits every store write with fsync; off only in tests.

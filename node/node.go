@@ -24,6 +24,7 @@ import (
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/sandbox"
 	"github.com/proofmesh/proofmesh/store"
+	"github.com/proofmesh/proofmesh/tasks"
 	"github.com/proofmesh/proofmesh/zk"
 )
 
@@ -132,7 +133,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.prover = zk.NewProver(n.keys, cfg.ProverConcurrency)
 
 	sbc := sandbox.DefaultConfig()
-	sbc.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
+	sbc.CacheDir = cfg.WasmCacheDir
+	if sbc.CacheDir == "" {
+		sbc.CacheDir = filepath.Join(cfg.DataDir, "wasm-cache")
+	}
 	sbc.Workers = cfg.SandboxWorkers
 	if n.sb, err = sandbox.New(ctx, sbc); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -163,7 +167,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = n.mesh.Close() })
-	n.id = n.mesh.ID()
 	if err := n.restorePeers(); err != nil {
 		return nil, err
 	}
@@ -187,9 +190,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
 	closers = append(closers, n.keeper.Stop)
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.flushLoop()
 	go n.deadlineLoop()
+	go n.warmUp()
 
 	if cfg.APIAddr != "" {
 		if err := n.serveAPI(); err != nil {
@@ -199,6 +203,20 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.audit(store.AuditEntry{Kind: "node.start", Actor: n.id.String(), Detail: fmt.Sprintf("network %s, version %s", n.network.NetworkID, cfg.Version)})
 	n.log.Info("node started", "peer", n.id, "network", n.network.NetworkID, "api", n.APIAddr(), "token", TokenFingerprint(n.token))
 	return n, nil
+}
+
+// warmUp compiles the built-in modules of the types this node serves, so
+// that its first task does not pay for compilation (about a second per Go
+// guest, once per data dir thanks to the on-disk cache).
+func (n *Node) warmUp() {
+	defer n.wg.Done()
+	for _, id := range n.served() {
+		if m, ok := tasks.Module(id); ok {
+			if err := n.sb.Compile(n.ctx, m); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("module not compiled", "type", id, "err", err)
+			}
+		}
+	}
 }
 
 // checkPins refuses keys whose verifying-key hashes differ from what the
@@ -274,10 +292,6 @@ func (n *Node) heartbeat() protocol.Heartbeat {
 	load := float64(running+waiting) / float64(n.cfg.SandboxWorkers)
 	nt, _ := n.caps[protocol.CapNodeType].(string)
 	region, _ := n.caps[protocol.CapRegion].(string)
-	addrs := n.Addrs()
-	if len(addrs) > 16 {
-		addrs = addrs[:16]
-	}
 	return protocol.Heartbeat{
 		Capabilities:  n.caps,
 		PolicyVersion: n.network.Policy.Version,
@@ -287,7 +301,6 @@ func (n *Node) heartbeat() protocol.Heartbeat {
 		Health:        1,
 		Version:       n.cfg.Version,
 		TaskTypes:     n.served(),
-		ListenAddrs:   addrs,
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/sandbox"
 	"github.com/proofmesh/proofmesh/tasks"
 )
 
@@ -77,6 +80,7 @@ func testConfig(t *testing.T, dir string) Config {
 	cfg.Colocation = true
 	cfg.SyncWrites = false
 	cfg.Declared = Declared{CPUCores: 2, MemoryGB: 2, NodeType: "compute"}
+	cfg.WasmCacheDir = wasmCache
 	return cfg
 }
 
@@ -141,6 +145,53 @@ func TestRestartKeepsIdentityAndPeers(t *testing.T) {
 	}
 }
 
+// wasmCache is shared by the tests' nodes: compiling the Go guests under
+// the race detector takes tens of seconds, once.
+var wasmCache string
+
+func TestMain(m *testing.M) {
+	// The same per-user cache as the sandbox and tasks tests: wazero
+	// keys it by its version and the module's hash.
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	wasmCache = filepath.Join(base, "proofmesh", "test-wazero-cache")
+	if err := prewarm(wasmCache); err != nil {
+		fmt.Fprintln(os.Stderr, "prewarm:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// prewarm compiles the built-in guests into the shared cache once, before
+// any node races to do it.
+func prewarm(dir string) error {
+	ctx := context.Background()
+	cfg := sandbox.DefaultConfig()
+	cfg.CacheDir = dir
+	sb, err := sandbox.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer sb.Close(ctx)
+	for _, id := range tasks.TypeIDs() {
+		m, _ := tasks.Module(id)
+		if err := sb.Compile(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// testLogger logs to stderr when PROOFMESH_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("PROOFMESH_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 func shortLeaseNetwork(lease time.Duration) *bootstrap.Network {
 	n := bootstrap.DefaultNetwork()
 	for i := range n.TaskTypes {
@@ -149,12 +200,21 @@ func shortLeaseNetwork(lease time.Duration) *bootstrap.Network {
 	return n
 }
 
+// testLease is the lease of the tests' network: long enough for a proof
+// under the race detector on a loaded 2-core machine.
+const testLease = 20 * time.Second
+
 func startTestnet(t *testing.T, nodes int, configure func(i int, c *Config)) *Testnet {
 	t.Helper()
 	ctx := context.Background()
 	tn, err := StartTestnet(ctx, TestnetConfig{
 		Nodes: nodes, DataDir: t.TempDir(), HeartbeatInterval: 300 * time.Millisecond,
-		Network: shortLeaseNetwork(8 * time.Second), Configure: configure,
+		Network: shortLeaseNetwork(testLease), Logger: testLogger(), Configure: func(i int, c *Config) {
+			c.WasmCacheDir = wasmCache
+			if configure != nil {
+				configure(i, c)
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
