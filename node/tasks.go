@@ -339,7 +339,8 @@ func (n *Node) onProgress(p *protocol.Progress) {
 	if state != protocol.StateRunning && state != protocol.StateProving {
 		return
 	}
-	if state == protocol.StateRunning && rec.State != protocol.StateAssigned && rec.State != protocol.StatePending {
+	if state == protocol.StateRunning && rec.Task.CandidateIndex(p.Executor) >= rec.Task.Replicas &&
+		rec.State != protocol.StateAssigned && rec.State != protocol.StatePending {
 		// A takeover: the task goes back to assigned on the timeline first.
 		n.advance(p.TaskID, protocol.StateAssigned, store.Event{Detail: "taken over by " + short(p.Executor), Peer: p.Executor})
 	}
@@ -349,7 +350,7 @@ func (n *Node) onProgress(p *protocol.Progress) {
 		}
 		return nil
 	})
-	n.advance(p.TaskID, state, store.Event{Detail: string(state) + " on " + short(p.Executor), Peer: p.Executor})
+	n.advance(p.TaskID, state, store.Event{Detail: string(state) + " on " + shortIDs([]string{p.Executor})[0], Peer: p.Executor})
 }
 
 // schedule arranges for this node to run a task when its turn comes, if it
@@ -650,7 +651,7 @@ func (n *Node) onResult(m mesh.Message) {
 	}
 	tt := n.reg[rec.Task.Type]
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
-		n.accept(rec, r.Executor, r.Output, m.Data, "proof verified")
+		n.accept(rec, shortIDs([]string{r.Executor})[0], r.Output, m.Data, "proof verified")
 		return
 	}
 	n.tallyReplicas(rec)
@@ -660,7 +661,7 @@ func (n *Node) onResult(m mesh.Message) {
 // moves the task through verifying to accepted.
 func (n *Node) accept(rec store.TaskRecord, executor string, output []byte, envelope []byte, detail string) {
 	id := rec.Task.ID
-	n.advance(id, protocol.StateVerifying, store.Event{Detail: "result from " + short(executor), Peer: executor})
+	n.advance(id, protocol.StateVerifying, store.Event{Detail: "result from " + executor, Peer: executor})
 	if _, err := n.db.UpdateTask(id, func(r *store.TaskRecord) error {
 		r.Output, r.Result = output, envelope
 		return nil
@@ -700,7 +701,7 @@ func (n *Node) tallyReplicas(rec store.TaskRecord) {
 	}
 	if len(byHash) == 1 {
 		bundle, _ := json.Marshal(envs)
-		n.accept(rec, strings.Join(shortIDs(execs), ","), output, bundle, fmt.Sprintf("%d replicas agree", len(execs)))
+		n.accept(rec, strings.Join(shortIDs(execs), ", "), output, bundle, fmt.Sprintf("%d replicas agree on output sha256 %s", len(execs), protocol.HashHex(output)))
 		return
 	}
 	var parts []string

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/node"
+	"github.com/proofmesh/proofmesh/store"
+	"github.com/proofmesh/proofmesh/zk"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// exitError carries an exit code through cobra.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.code
+	default:
+		fmt.Fprintln(stderr, "proofmesh:", err)
+		return 1
+	}
+}
+
+func defaultDataDir() string {
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".proofmesh")
+	}
+	return ".proofmesh"
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "proofmesh",
+		Short: "A peer-to-peer mesh for verifiable compute",
+		Long: `proofmesh runs a node of a peer-to-peer mesh that executes WASM tasks in a
+sandbox and proves their results with Groth16, so nobody has to trust the
+node that computed them.
+
+Start here:
+  proofmesh demo                        a local network, tasks of every type, verified results
+  proofmesh testnet --nodes 5           a local network that keeps running
+  proofmesh node --bootstrap ADDR       join a network (ADDR from another node's "proofmesh id")
+
+Every flag can also be set as an environment variable PROOFMESH_<FLAG>,
+e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), verifyCmd(), setupCmd(), auditCmd())
+	return root
+}
+
+// applyEnv sets every flag not given on the command line from
+// PROOFMESH_<NAME> (dashes as underscores).
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil || f.Name == "help" {
+			return
+		}
+		env := "PROOFMESH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				err = sv.Replace(splitList(v))
+			} else {
+				err = f.Value.Set(v)
+			}
+			if err != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+		}
+	})
+	return err
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func logger(stderr io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func initCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a data dir with identity.key and api.token (both 0600)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := node.Init(dataDir)
+			if err != nil {
+				return err
+			}
+			tok, err := node.LoadToken(dataDir)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			state := map[bool]string{true: "created", false: "kept existing"}
+			fmt.Fprintf(out, "data dir:   %s\n", dataDir)
+			fmt.Fprintf(out, "peer id:    %s\n", res.PeerID)
+			fmt.Fprintf(out, "identity:   %s (%s)\n", filepath.Join(dataDir, node.IdentityFile), state[res.KeyCreated])
+			fmt.Fprintf(out, "api token:  %s (%s, fingerprint %s)\n", filepath.Join(dataDir, node.TokenFile), state[res.TokenCreated], node.TokenFingerprint(tok))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the node's data directory")
+	return cmd
+}
+
+func nodeCmd() *cobra.Command {
+	cfg := node.DefaultConfig()
+	var networkFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a node",
+		Long: `Run a node until interrupted (Ctrl-C or SIGTERM), then leave the network
+gracefully with a signed Leave. A node started on an empty data dir
+initialises it. Capabilities not declared (cores, memory) are detected.
+
+Example:
+  proofmesh node --data-dir /var/lib/proofmesh \
+    --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW... \
+    --gpu --region eu-west`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			cfg.Version = version
+			if networkFile != "" {
+				if cfg.Network, err = bootstrap.LoadNetwork(networkFile); err != nil {
+					return err
+				}
+			}
+			if tok := os.Getenv("PROOFMESH_API_TOKEN"); tok != "" {
+				cfg.APIToken = tok
+			}
+			n, err := node.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s on network %s\n", n.ID(), n.Info().Network)
+			for _, a := range n.Addrs() {
+				fmt.Fprintf(cmd.OutOrStdout(), "  listening %s\n", a)
+			}
+			if a := n.APIAddr(); a != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  api http://%s (token fingerprint %s)\n", a, node.TokenFingerprint(n.Token()))
+			}
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "leaving the network…")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return n.Close(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "the node's data directory (identity.key, api.token, store)")
+	f.StringSliceVar(&cfg.ListenAddrs, "listen", cfg.ListenAddrs, "libp2p multiaddr to listen on (repeatable)")
+	f.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "bootstrap peer multiaddr ending in /p2p/<id> (repeatable or comma-separated)")
+	f.StringVar(&cfg.APIAddr, "api", cfg.APIAddr, "HTTP API host:port; empty disables it (beyond loopback a token is required)")
+	f.StringVar(&networkFile, "network", "", "path to network.json (default: the built-in network \""+bootstrap.DefaultNetworkID+"\")")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "base heartbeat interval (stretched as the network grows)")
+	f.IntVar(&cfg.Declared.CPUCores, "cpu-cores", 0, "declared CPU cores (default: detected)")
+	f.IntVar(&cfg.Declared.MemoryGB, "memory-gb", 0, "declared memory in GiB (default: detected)")
+	f.BoolVar(&cfg.Declared.GPU, "gpu", false, "declare a GPU (mlp.infer.v1 needs one)")
+	f.IntVar(&cfg.Declared.BandwidthMbps, "bandwidth-mbps", 0, "declared bandwidth in Mbit/s (10-100000)")
+	f.StringVar(&cfg.Declared.NodeType, "node-type", "compute", "node type: compute, storage, gateway or verifier (verifiers execute nothing)")
+	f.StringVar(&cfg.Declared.Region, "region", "", "declared region, 1-32 of [a-z0-9-]")
+	f.BoolVar(&cfg.BootstrapOnly, "bootstrap-only", false, "only help others meet: no heartbeats, no tasks")
+	f.BoolVar(&cfg.Colocation, "allow-colocation", false, "do not penalise many peers on one IP (local testnets)")
+	f.StringVar(&cfg.KeysDir, "keys", "", "directory of ceremony keys (default: the shipped keys)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func idCmd() *cobra.Command {
+	var dataDir string
+	var listen []string
+	cmd := &cobra.Command{
+		Use:   "id",
+		Short: "Print the node's peer id and the addresses others can bootstrap from",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, err := node.LoadIdentity(dataDir)
+			if err != nil {
+				return err
+			}
+			id, err := peerIDFromKey(key)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			for _, a := range listen {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s/p2p/%s\n", a, id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the node's data directory")
+	cmd.Flags().StringSliceVar(&listen, "listen", node.DefaultConfig().ListenAddrs, "the node's listen addresses")
+	return cmd
+}
+
+func verifyCmd() *cobra.Command {
+	var networkFile, keysDir string
+	cmd := &cobra.Command{
+		Use:   "verify BUNDLE",
+		Short: "Verify a result bundle offline: envelope signatures, binding, proof",
+		Long: `Verify a result bundle (from GET /api/v1/tasks/{id}/bundle) without trusting
+any node: the task id against the task's content, each executor's signature,
+that the executor was a candidate, the binding of task and executor, and the
+Groth16 proof under the network's pinned verifying key (or, for replicated
+types, that the quorum agrees). Exits 0 only if the bundle verifies.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := readLimited(args[0], node.MaxBundleBytes)
+			if err != nil {
+				return err
+			}
+			net := bootstrap.DefaultNetwork()
+			if networkFile != "" {
+				if net, err = bootstrap.LoadNetwork(networkFile); err != nil {
+					return err
+				}
+			}
+			var keys *zk.KeySet
+			if keysDir != "" {
+				keys, err = zk.LoadKeys(keysDir)
+			} else {
+				keys, err = zk.DefaultKeys()
+			}
+			if err != nil {
+				return err
+			}
+			rep, err := node.VerifyBundle(data, net.Registry(), keys)
+			out := cmd.OutOrStdout()
+			for _, c := range rep.Checks {
+				fmt.Fprintf(out, "ok    %s\n", c)
+			}
+			if err != nil {
+				fmt.Fprintf(out, "FAIL  %v\n", err)
+				return exitError{1}
+			}
+			fmt.Fprintf(out, "VALID task %s (%s), output %s\n", rep.TaskID, rep.Type, rep.Output)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&networkFile, "network", "", "network.json whose registry pins the keys (default: built-in)")
+	cmd.Flags().StringVar(&keysDir, "keys", "", "ceremony keys directory (default: the shipped keys)")
+	return cmd
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return data, nil
+}
+
+func setupCmd() *cobra.Command {
+	var opt zk.CeremonyOptions
+	cmd := &cobra.Command{
+		Use:   "setup --out DIR",
+		Short: "Run the Groth16 key ceremony (phase 1 and 2 contributions, each verified)",
+		Long: `Run the multi-party key ceremony (gnark mpcsetup) for the built-in circuits and
+write <circuit>.pk, <circuit>.vk and manifest.json (their hashes) to DIR.
+A network that uses these keys pins each vk hash in its network.json.
+mimc.chain.v1 takes a few minutes on two cores.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opt.OutDir == "" {
+				return errors.New("--out is required")
+			}
+			log, _ := logger(cmd.ErrOrStderr(), "info")
+			opt.Logger = log
+			m, err := zk.RunCeremony(cmd.Context(), opt)
+			if err != nil {
+				return err
+			}
+			for id, c := range m.Circuits {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  vk sha256 %s  (%d constraints)\n", id, c.VerifyingKeySHA256, c.Constraints)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opt.OutDir, "out", "", "output directory")
+	cmd.Flags().StringSliceVar(&opt.Circuits, "circuits", nil, "circuits (default: all built-in)")
+	cmd.Flags().IntVar(&opt.Contributions, "contributions", zk.DefaultContributions, "contributions per phase")
+	return cmd
+}
+
+func auditCmd() *cobra.Command {
+	audit := &cobra.Command{Use: "audit", Short: "Inspect the tamper-evident audit chain"}
+	var dataDir string
+	v := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit chain of a stopped node's store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := filepath.Join(dataDir, node.StoreFile)
+			n, err := store.VerifyAuditFile(path)
+			if err != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "BROKEN after %d good entries: %v\n", n, err)
+				return exitError{1}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit chain of %s intact: %d entries\n", path, n)
+			return nil
+		},
+	}
+	v.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the node's data directory")
+	audit.AddCommand(v)
+	return audit
+}

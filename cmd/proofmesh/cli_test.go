@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestInitThenIDFromEnvironment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	code, out, errs := runCLI(t, "init", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "peer id:") {
+		t.Fatalf("init: %d %s %s", code, out, errs)
+	}
+	t.Setenv("PROOFMESH_DATA_DIR", dir)
+	t.Setenv("PROOFMESH_LISTEN", "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/udp/4001/quic-v1")
+	code, out, errs = runCLI(t, "id")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "12D3Koo") || !strings.HasSuffix(lines[1], "/p2p/"+lines[0]) {
+		t.Fatalf("id: %d %q %s", code, out, errs)
+	}
+}
+
+func TestBadEnvironmentValueNamed(t *testing.T) {
+	t.Setenv("PROOFMESH_HEARTBEAT_INTERVAL", "soon")
+	code, _, errs := runCLI(t, "node", "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(errs, "PROOFMESH_HEARTBEAT_INTERVAL") {
+		t.Fatalf("code %d, stderr %q", code, errs)
+	}
+}
+
+func TestVerifyRefusesGarbage(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "b.json")
+	_ = os.WriteFile(p, []byte(`{"format":"proofmesh-bundle/v1","task":{},"results":[]}`), 0o600)
+	code, out, _ := runCLI(t, "verify", p)
+	if code != 1 || !strings.Contains(out, "FAIL") {
+		t.Fatalf("verify: %d %q", code, out)
+	}
+}
+
+func TestHelpNamesTheCommands(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	for _, c := range []string{"init", "node", "testnet", "demo", "submit", "verify", "setup", "audit"} {
+		if !strings.Contains(out, c) {
+			t.Errorf("help lacks %s", c)
+		}
+	}
+	if code != 0 {
+		t.Fatal(code)
+	}
+}
+
+func TestAuditVerifyOnAFreshDataDir(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir)
+	if code == 0 {
+		t.Fatalf("audit verify of a dir without a store succeeded: %s %s", out, errs)
+	}
+}

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/proofmesh/proofmesh/node"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+func peerIDFromKey(k crypto.PrivKey) (peer.ID, error) { return peer.IDFromPrivateKey(k) }
+
+// client talks to a node's HTTP API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+type clientFlags struct {
+	api     string
+	dataDir string
+}
+
+func (f *clientFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.api, "api", "127.0.0.1:8080", "the node's API host:port")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "data dir holding api.token (or set PROOFMESH_API_TOKEN)")
+}
+
+func (f *clientFlags) client() (*client, error) {
+	tok := os.Getenv("PROOFMESH_API_TOKEN")
+	if tok == "" {
+		var err error
+		if tok, err = node.LoadToken(f.dataDir); err != nil {
+			return nil, fmt.Errorf("api token: %w (or set PROOFMESH_API_TOKEN)", err)
+		}
+	}
+	base := f.api
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		base = "http://" + base
+	}
+	return &client{base: strings.TrimSuffix(base, "/"), token: tok, http: &http.Client{}}, nil
+}
+
+// apiError is an error answer of the API.
+type apiError struct {
+	status int
+	body   api.Error
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (%d): %s", e.body.Error, e.status, e.body.Message)
+}
+
+func (c *client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w (is the node running with --api %s?)", method, path, err, strings.TrimPrefix(c.base, "http://"))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &apiError{status: resp.StatusCode}
+		if json.Unmarshal(data, &e.body) != nil || e.body.Error == "" {
+			e.body = api.Error{Error: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// watch follows a task's server-sent events, calling onEvent for each
+// timeline entry, until the task ends; it returns the final task.
+func (c *client) watch(ctx context.Context, id string, onEvent func(api.Event)) (api.TaskView, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/tasks/"+id+"/events", nil)
+	if err != nil {
+		return api.TaskView{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return api.TaskView{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return api.TaskView{}, fmt.Errorf("events of %s: %s", id, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var event string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data := []byte(strings.TrimPrefix(line, "data: "))
+			switch event {
+			case "state":
+				var e api.Event
+				if json.Unmarshal(data, &e) == nil && onEvent != nil {
+					onEvent(e)
+				}
+			case "end":
+				var t api.TaskView
+				err := json.Unmarshal(data, &t)
+				return t, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return api.TaskView{}, err
+	}
+	return api.TaskView{}, errors.New("event stream ended before the task did")
+}
+
+func peersCmd() *cobra.Command {
+	var cf clientFlags
+	var status string
+	cmd := &cobra.Command{
+		Use:   "peers",
+		Short: "List the peers a node sees",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var peers []api.PeerView
+			path := "/api/v1/peers"
+			if status != "" {
+				path += "?status=" + status
+			}
+			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &peers); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PEER\tSTATUS\tTYPE\tREGION\tLOAD\tLAST SEEN\tVERIFIED\tREJECTED")
+			for _, p := range peers {
+				seen := "-"
+				if !p.LastSeen.IsZero() {
+					seen = time.Since(p.LastSeen).Round(time.Second).String() + " ago"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", p.ID, p.Status, p.NodeType, p.Region, p.Load, seen, p.Verified, p.Rejected)
+			}
+			return tw.Flush()
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&status, "status", "", "only peers in this status: online, stale, offline, deleted")
+	return cmd
+}
+
+func tasksCmd() *cobra.Command {
+	var cf clientFlags
+	var state string
+	cmd := &cobra.Command{
+		Use:   "tasks",
+		Short: "List the tasks a node knows, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var ts []api.TaskView
+			path := "/api/v1/tasks"
+			if state != "" {
+				path += "?state=" + state
+			}
+			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &ts); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TASK\tTYPE\tSTATE\tCREATED\tREASON")
+			for _, t := range ts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.TaskID, t.Type, t.State, t.Created.Local().Format(time.TimeOnly), t.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&state, "state", "", "only tasks in this state")
+	return cmd
+}
+
+func taskCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "task ID",
+		Short: "Show one task as JSON: state, timeline, result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var raw []byte
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/tasks/"+args[0], nil, &raw); err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(raw)
+			return err
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
+func submitCmd() *cobra.Command {
+	var cf clientFlags
+	var typ, input, inputFile, moduleFile string
+	var replicas int
+	cmd := &cobra.Command{
+		Use:   "submit --type TYPE (--input JSON | --input-file FILE | --input-file -)",
+		Short: "Submit a task, follow it, print it as JSON; exit 0 only if accepted",
+		Long: `Submit a task to a node and follow it: progress goes to stderr, the final
+task (task_id, state, output, timeline, …) to stdout as JSON. The exit code
+is 0 only if the task was accepted with a verified result.
+
+Inputs: mimc.chain.v1 takes {"x": "<decimal>"}, mlp.infer.v1 {"x": [16 ints
+in -128..127]}; wasm.exec.v1 takes raw bytes (--input-file) and --module.
+
+Examples:
+  proofmesh submit --type mimc.chain.v1 --input '{"x": "42"}'
+  echo hello | proofmesh submit --type wasm.exec.v1 --module echo.wasm --input-file -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			req := api.SubmitRequest{Type: typ, Replicas: replicas}
+			var raw []byte
+			switch {
+			case input != "" && inputFile != "":
+				return errors.New("give --input or --input-file, not both")
+			case input != "":
+				raw = []byte(input)
+			case inputFile != "":
+				if raw, err = readLimited(inputFile, 16<<20); err != nil {
+					return err
+				}
+			default:
+				return errors.New("--input or --input-file is required")
+			}
+			if moduleFile != "" {
+				if req.Module, err = readLimited(moduleFile, 16<<20); err != nil {
+					return err
+				}
+				// wasm.exec.v1 input is raw bytes, sent as base64.
+				b, _ := json.Marshal(raw)
+				req.Input = b
+			} else {
+				req.Input = raw
+			}
+			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&typ, "type", "", "task type (see GET /api/v1/task-types)")
+	f.StringVar(&input, "input", "", "the input as JSON")
+	f.StringVar(&inputFile, "input-file", "", "read the input from a file ('-' for stdin)")
+	f.StringVar(&moduleFile, "module", "", "WASM module for wasm.exec.v1")
+	f.IntVar(&replicas, "replicas", 0, "executors that must run it (default: the type's)")
+	return cmd
+}
+
+// submitAndFollow submits, shows progress on progress, prints the final
+// task to out, and returns exitError{1} unless it was accepted.
+func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out, progress io.Writer) error {
+	var res struct {
+		TaskID string `json:"task_id"`
+	}
+	start := time.Now()
+	err := c.do(ctx, http.MethodPost, "/api/v1/tasks", req, &res)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.body.TaskID != "" {
+		fmt.Fprintf(progress, "task %s refused: %s\n", ae.body.TaskID, ae.body.Message)
+		res.TaskID = ae.body.TaskID
+	} else if err != nil {
+		return err
+	} else {
+		fmt.Fprintf(progress, "task %s submitted\n", res.TaskID)
+	}
+	final, err := c.watch(ctx, res.TaskID, func(e api.Event) {
+		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), e.State, e.Detail)
+	})
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(final); err != nil {
+		return err
+	}
+	if final.State != protocol.StateAccepted {
+		return exitError{1}
+	}
+	return nil
+}
+
+func httpClient() *http.Client { return &http.Client{} }
