@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -68,6 +69,11 @@ type Config struct {
 	// OnPeer is called (from mesh goroutines, never under a lock) when a
 	// peer joins, leaves or returns: the moments worth persisting at once.
 	OnPeer func(PeerInfo)
+	// Tracer receives gossipsub's raw events (RPCs written, messages
+	// delivered after validation) for measurement, such as the heartbeat
+	// delivery benchmark. Optional. Its methods run on gossipsub's
+	// goroutines, some on its event loop, and must return quickly.
+	Tracer pubsub.RawTracer
 
 	// Registerer receives the mesh's Prometheus metrics. Nil: a private
 	// registry.

@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		m.kad = kad
 	}
 
-	ps, err := pubsub.NewGossipSub(m.ctx, m.h,
+	psOpts := []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		// A node sends its own messages to every topic peer above the
 		// publish threshold, not only its mesh: nothing is lost while
@@ -144,8 +144,12 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		pubsub.WithPeerScore(m.scoreParams(), scoreThresholds()),
 		pubsub.WithValidateQueueSize(512),
 		pubsub.WithPeerOutboundQueueSize(512),
-		pubsub.WithMaxMessageSize(1<<20),
-	)
+		pubsub.WithMaxMessageSize(1 << 20),
+	}
+	if cfg.Tracer != nil {
+		psOpts = append(psOpts, pubsub.WithRawTracer(cfg.Tracer))
+	}
+	ps, err := pubsub.NewGossipSub(m.ctx, m.h, psOpts...)
 	if err != nil {
 		return fail(fmt.Errorf("gossipsub: %w", err))
 	}
