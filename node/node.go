@@ -57,6 +57,12 @@ type Node struct {
 	// rankHook, set only by tests, reorders the ranked candidates of a
 	// submission (to choose which node a fault hits).
 	rankHook func([]string) []string
+	// blobHook, set only by tests, answers blob requests instead of the
+	// store: a peer that serves other bytes under a hash.
+	blobHook func(hash string) ([]byte, bool)
+	// skipSelfCheck, set only by tests, makes the node publish its results
+	// without validating them first, as a malicious node would.
+	skipSelfCheck bool
 
 	apiSrv *http.Server
 	apiLn  net.Listener
@@ -318,6 +324,9 @@ func (n *Node) served() []string {
 // serveBlob answers the mesh's blob requests: stored blobs (modules and
 // large inputs of tasks this node knows) and proving keys.
 func (n *Node) serveBlob(hash string) ([]byte, bool) {
+	if n.blobHook != nil {
+		return n.blobHook(hash)
+	}
 	if b, err := n.db.GetBlob(hash); err == nil {
 		return b, true
 	}

@@ -53,12 +53,13 @@ func (r *reputation) appScore(p peer.ID) float64 {
 }
 
 type nodeMetrics struct {
-	tasks    *prometheus.CounterVec   // state
-	exec     prometheus.Histogram     // seconds
-	prove    prometheus.Histogram     // seconds
-	verify   *prometheus.HistogramVec // outcome
-	results  *prometheus.CounterVec   // verdict
-	submitTo prometheus.Histogram     // seconds from submit to accepted
+	tasks      *prometheus.CounterVec   // state
+	exec       prometheus.Histogram     // seconds
+	prove      prometheus.Histogram     // seconds
+	verify     *prometheus.HistogramVec // outcome
+	results    *prometheus.CounterVec   // verdict
+	execFailed *prometheus.CounterVec   // reason
+	submitTo   prometheus.Histogram     // seconds from submit to accepted
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -79,10 +80,13 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_results_total", Help: "Results validated, by verdict and reason.",
 		}, []string{"verdict", "reason"}),
+		execFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_executions_failed_total", Help: "Tasks this node could not execute, by reason.",
+		}, []string{"reason"}),
 		submitTo: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "proofmesh_task_latency_seconds", Help: "Time from submission to acceptance of tasks submitted here.", Buckets: b,
 		}),
 	}
-	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.submitTo)
+	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo)
 	return m
 }

@@ -1,0 +1,143 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+func call(t *testing.T, n *Node, method, path, token, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, "http://"+n.APIAddr()+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	n, other := tn.Nodes[0], tn.Nodes[1]
+	tok := n.Token()
+
+	if code, _ := call(t, n, "GET", "/api/v1/health", "", ""); code != 200 {
+		t.Fatalf("health = %d", code)
+	}
+	for _, bad := range []string{"", "wrong", tok + "x", strings.ToUpper(tok)} {
+		if code, body := call(t, n, "GET", "/api/v1/node", bad, ""); code != 401 || !strings.Contains(body, `"error": "unauthorized"`) {
+			t.Fatalf("token %q: %d %s", bad, code, body)
+		}
+	}
+	code, body := call(t, n, "GET", "/api/v1/node", tok, "")
+	if code != 200 || !strings.Contains(body, n.ID().String()) {
+		t.Fatalf("node: %d %s", code, body)
+	}
+	if code, body := call(t, n, "GET", "/api/v1/peers/"+other.ID().String(), tok, ""); code != 200 || !strings.Contains(body, `"status": "online"`) {
+		t.Fatalf("peer: %d %s", code, body)
+	}
+	for path, want := range map[string]int{
+		"/api/v1/peers/12D3KooWNotAPeer":   404,
+		"/api/v1/peers?status=sleeping":    400,
+		"/api/v1/tasks/deadbeef":           404,
+		"/api/v1/tasks/deadbeef/bundle":    404,
+		"/api/v1/nothing":                  404,
+		"/api/v1/tasks?state=dreaming":     400,
+		"/api/v1/policy":                   200,
+		"/api/v1/task-types":               200,
+		"/api/v1/peers?status=online":      200,
+		"/api/v1/tasks?limit=5":            200,
+		"/api/v1/tasks?limit=0":            400,
+		"/api/v1/tasks/deadbeef/events":    404,
+		"/api/v1/peers/" + n.ID().String(): 404, // itself is not a peer
+	} {
+		if code, body := call(t, n, "GET", path, tok, ""); code != want {
+			t.Errorf("GET %s = %d, want %d: %s", path, code, want, body)
+		}
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+		word string
+	}{
+		{`{"type":"nope.v1","input":{}}`, 400, "unknown_task_type"},
+		{`{"type":"mimc.chain.v1","input":{"x":"` + strings.Repeat("9", 400) + `"}}`, 413, "input_too_large"},
+		{`{"type":"mimc.chain.v1","input":{"x":"1"},"replicas":99}`, 400, "bad_replicas"},
+		{`{"type":"mimc.chain.v1","input":{"x":"1"},"colour":"red"}`, 400, "bad_request"},
+		{`not json`, 400, "bad_request"},
+		{`{"type":"mlp.infer.v1","input":{"x":[1]}}`, 400, "bad_input"},
+	} {
+		code, body := call(t, n, "POST", "/api/v1/tasks", tok, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.word) {
+			t.Errorf("POST %.40s = %d %s, want %d %s", tc.body, code, body, tc.code, tc.word)
+		}
+	}
+	code, body = call(t, n, "GET", "/metrics", tok, "")
+	for _, m := range []string{"proofmesh_peers{status=\"online\"} 1", "proofmesh_heartbeats_received_total", "proofmesh_gossip_messages_total", "proofmesh_api_requests_total"} {
+		if code != 200 || !strings.Contains(body, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+	if code, _ := call(t, n, "GET", "/metrics", "", ""); code != 401 {
+		t.Errorf("metrics without token = %d", code)
+	}
+}
+
+func TestAPIRateLimit(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	limited := 0
+	for range 300 {
+		if code, _ := call(t, n, "GET", "/api/v1/health", "", ""); code == 429 {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("300 requests in a burst were never rate limited")
+	}
+}
+
+// A graceful exit makes the node deleted on its peers: 404 on the API,
+// listed under status=deleted.
+func TestLeaveMakesPeerDeletedAndNotFound(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	n, leaver := tn.Nodes[0], tn.Nodes[2]
+	if err := leaver.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := call(t, n, "GET", "/api/v1/peers/"+leaver.ID().String(), n.Token(), "")
+		if code == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted peer still %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, body := call(t, n, "GET", "/api/v1/peers?status=deleted", n.Token(), "")
+	var peers []struct {
+		ID          string              `json:"id"`
+		Status      protocol.PeerStatus `json:"status"`
+		LeaveReason string              `json:"leave_reason"`
+	}
+	if err := json.Unmarshal([]byte(body), &peers); err != nil || len(peers) != 1 || peers[0].ID != leaver.ID().String() || peers[0].LeaveReason != "shutdown" {
+		t.Fatalf("deleted peers = %s (%v)", body, err)
+	}
+}

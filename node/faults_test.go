@@ -1,0 +1,145 @@
+package node
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// putFirst returns a rank hook that moves id to the front.
+func putFirst(id string) func([]string) []string {
+	return func(c []string) []string {
+		out := []string{id}
+		for _, x := range c {
+			if x != id {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+}
+
+// The chosen executor is killed mid-task: the next candidate takes over
+// after the lease and the task is accepted from it.
+func TestKilledExecutorTakenOver(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, victim := tn.Nodes[0], tn.Nodes[2]
+	sub.rankHook = putFirst(victim.ID().String())
+	// The victim dies the moment it has its result, before publishing.
+	victim.tamper = func(*protocol.Result) { go victim.Kill(); <-victim.ctx.Done() }
+	start := time.Now()
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"7"}`)})
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted {
+		t.Fatalf("task %s: %s", v.State, v.Reason)
+	}
+	if v.Candidates[0] != victim.ID().String() {
+		t.Fatal("victim was not the first candidate")
+	}
+	last := v.Timeline[len(v.Timeline)-1]
+	if last.Peer == victim.ID().String() || strings.Contains(last.Detail, victim.ID().String()[len(victim.ID().String())-8:]) {
+		t.Fatalf("accepted from the dead victim: %+v", last)
+	}
+	if took := time.Since(start); took < testLease {
+		t.Fatalf("accepted after %s, before the lease of %s ran out", took, testLease)
+	}
+	var takeover bool
+	for _, e := range v.Timeline {
+		takeover = takeover || strings.Contains(e.Detail, "taken over")
+	}
+	if !takeover {
+		t.Errorf("timeline shows no takeover: %+v", v.Timeline)
+	}
+}
+
+// An executor that publishes a wrong output with its proof is rejected by
+// every node (it never counts as verified anywhere), and the task completes
+// on the next candidate.
+func TestWrongOutputRejectedEverywhere(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, cheat := tn.Nodes[0], tn.Nodes[1]
+	sub.rankHook = putFirst(cheat.ID().String())
+	cheat.skipSelfCheck = true
+	cheat.tamper = func(r *protocol.Result) {
+		r.Output = []byte(`{"y":"12345"}`)
+		r.OutputHash = protocol.HashHex(r.Output)
+	}
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"8"}`)})
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted || strings.Contains(string(v.Output), "12345") {
+		t.Fatalf("task %s: %s %s", v.State, v.Reason, v.Output)
+	}
+	for _, n := range tn.Nodes {
+		if n == cheat {
+			continue
+		}
+		_, rejected := n.rep.get(cheat.ID())
+		if rejected < 1 {
+			t.Errorf("node %s did not reject the cheat's result", n.ID())
+		}
+		if results, _ := n.db.Results(id); results[cheat.ID().String()] != nil {
+			t.Errorf("node %s stored the cheat's result", n.ID())
+		}
+	}
+	if p, err := sub.Peer(cheat.ID().String()); err != nil || p.Rejected < 1 {
+		t.Errorf("API shows cheat with %d rejected results (%v)", p.Rejected, err)
+	}
+}
+
+// A replica that disagrees makes a replicated task fail, naming both
+// output hashes.
+func TestDisagreeingReplicaCaught(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, liar := tn.Nodes[0], tn.Nodes[1]
+	liar.skipSelfCheck = true
+	liar.tamper = func(r *protocol.Result) {
+		r.Output = []byte("lies")
+		r.OutputHash = protocol.HashHex(r.Output)
+	}
+	sub.rankHook = putFirst(liar.ID().String())
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("truth"), Module: echoModule(t), Replicas: 2})
+	v := waitTask(t, sub, id, 2*testLease)
+	if v.State != protocol.StateFailed || !strings.Contains(v.Reason, "disagree") || !strings.Contains(v.Reason, protocol.HashHex([]byte("lies"))) ||
+		!strings.Contains(v.Reason, protocol.HashHex([]byte("truth"))) {
+		t.Fatalf("task %s: %q", v.State, v.Reason)
+	}
+	// Three agreeing replicas are accepted.
+	sub.rankHook = nil
+	liar.tamper = nil
+	id = submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("truth"), Module: echoModule(t), Replicas: 3})
+	if v := waitTask(t, sub, id, 2*testLease); v.State != protocol.StateAccepted || len(v.Executors) < 3 {
+		t.Fatalf("3 replicas: %s %q %v", v.State, v.Reason, v.Executors)
+	}
+}
+
+// A custom module whose bytes do not match its hash is refused by the
+// executor: the submitter here serves other bytes under the hash, and the
+// executor never runs them.
+func TestModuleHashMismatchRefused(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	sub, exec := tn.Nodes[0], tn.Nodes[1]
+	mod := echoModule(t)
+	sub.blobHook = func(hash string) ([]byte, bool) {
+		lies := slices.Clone(mod)
+		lies[len(lies)-1] ^= 1
+		return lies, true
+	}
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), Module: mod, Replicas: 2})
+	deadline := time.Now().Add(testLease)
+	for testutil.ToFloat64(exec.met.execFailed.WithLabelValues("blob_hash_mismatch")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("executor did not refuse the substituted module")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if results, _ := sub.db.Results(id); results[exec.ID().String()] != nil {
+		t.Fatal("executor published a result for a module it could not verify")
+	}
+}
