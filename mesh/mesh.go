@@ -447,6 +447,14 @@ func (m *Mesh) sendHeartbeat(iv time.Duration) error {
 	hb.Seq = m.nextSeq()
 	hb.Time = time.Now().UnixMilli()
 	hb.IntervalMS = iv.Milliseconds()
+	if len(hb.ListenAddrs) == 0 {
+		for _, a := range m.Addrs() {
+			if len(hb.ListenAddrs) == 16 {
+				break
+			}
+			hb.ListenAddrs = append(hb.ListenAddrs, a.String())
+		}
+	}
 	if hb.PolicyVersion == 0 {
 		hb.PolicyVersion = m.cfg.Policy.Version
 	}
