@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -408,6 +409,11 @@ func (m *Mesh) eventLoop() {
 	}
 }
 
+// jitter spreads d over [0.9d, 1.1d) for r in [0, 1).
+func jitter(d time.Duration, r float64) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*r))
+}
+
 // nextSeq returns a sequence number above every earlier one, also across
 // restarts: it never falls below the wall clock in microseconds.
 func (m *Mesh) nextSeq() uint64 {
@@ -437,7 +443,9 @@ func (m *Mesh) heartbeatLoop() {
 		if err := m.sendHeartbeat(iv); err != nil && m.ctx.Err() == nil {
 			m.log.Warn("heartbeat not sent", "err", err)
 		}
-		t.Reset(iv)
+		// ±10% jitter: nodes started together do not stay in step and
+		// publish every round in one burst.
+		t.Reset(jitter(iv, rand.Float64()))
 	}
 }
 
