@@ -328,7 +328,8 @@ func decodeStrict(data []byte, limit int, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if dec.More() {
+	// dec.More is false before a stray ']' or '}', so look at the bytes.
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
 		return fmt.Errorf("%w: trailing data after JSON value", ErrMalformed)
 	}
 	return nil

@@ -395,6 +395,17 @@ func TestCheckInput(t *testing.T) {
 		{"mlp.infer.v1", `{"x":[1,2]}`},
 		{"mlp.infer.v1", `{"x":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,128]}`},
 		{"mlp.infer.v1", `{"x":[1.5,2,3,4,5,6,7,8,9,10,11,12,13,14,15,1]}`},
+		// Regressions: encodings the guests and circuits refuse must be
+		// refused at submission (quoted numbers, a stray bracket after the
+		// object, escapes, duplicate keys, padding).
+		{"mlp.infer.v1", `{"x":["1",2,3,4,5,6,7,8,9,10,11,12,13,14,15,1]}`},
+		{"mlp.infer.v1", `{"x":[-0,2,3,4,5,6,7,8,9,10,11,12,13,14,15,1]}`},
+		{"mlp.infer.v1", `{"x":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,1]}]`},
+		{"mimc.chain.v1", `{"x":"1"}]`},
+		{"mimc.chain.v1", `{"x":"1"}}`},
+		{"mimc.chain.v1", `{"x":"\u0031"}`},
+		{"mimc.chain.v1", `{"x":"1","x":"2"}`},
+		{"mimc.chain.v1", `{ "x": "1" }`},
 	}
 	for _, c := range bad {
 		if err := CheckInput(c.typ, []byte(c.in)); !errors.Is(err, ErrBadInput) {

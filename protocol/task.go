@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -160,6 +162,17 @@ func CheckSubmission(tt TaskType, inputSize, moduleSize, replicas int) error {
 	return nil
 }
 
+// checkCanonical requires a typed input to be its one canonical encoding
+// (compact, no escapes, no quoted or padded numbers, no duplicate keys):
+// the guests and the circuits parse exactly that, and equal inputs get
+// equal task ids. Submitting nodes compact the JSON they are given first.
+func checkCanonical(input []byte, canonical string) error {
+	if string(input) != canonical {
+		return fmt.Errorf("%w: input must be written canonically as %s", ErrBadInput, clip(canonical))
+	}
+	return nil
+}
+
 // bn254R is the BN254 scalar field modulus.
 var bn254R, _ = new(big.Int).SetString("21888242871839275222246405745257275088548364400416034343698204186575808495617", 10)
 
@@ -182,6 +195,7 @@ func CheckInput(typeID string, input []byte) error {
 		if x.Cmp(bn254R) >= 0 {
 			return fmt.Errorf("%w: x must be below the BN254 scalar field modulus %s", ErrBadInput, bn254R)
 		}
+		return checkCanonical(input, fmt.Sprintf(`{"x":%q}`, in.X))
 	case spec.TypeMLPInfer:
 		var in struct {
 			X []json.Number `json:"x"`
@@ -192,12 +206,15 @@ func CheckInput(typeID string, input []byte) error {
 		if len(in.X) != spec.MLPInputs {
 			return fmt.Errorf("%w: x has %d values, want %d", ErrBadInput, len(in.X), spec.MLPInputs)
 		}
+		parts := make([]string, len(in.X))
 		for i, v := range in.X {
 			n, err := v.Int64()
 			if err != nil || n < -128 || n > 127 {
 				return fmt.Errorf("%w: x[%d] = %s is not an integer in -128..127", ErrBadInput, i, v)
 			}
+			parts[i] = strconv.FormatInt(n, 10)
 		}
+		return checkCanonical(input, `{"x":[`+strings.Join(parts, ",")+`]}`)
 	}
 	return nil
 }
