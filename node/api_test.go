@@ -65,6 +65,8 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 		"/api/v1/tasks?limit=0":            400,
 		"/api/v1/tasks/deadbeef/events":    404,
 		"/api/v1/peers/" + n.ID().String(): 404, // itself is not a peer
+		"/api/v1/audit?limit=10":           200,
+		"/api/v1/audit?from=x":             400,
 	} {
 		if code, body := call(t, n, "GET", path, tok, ""); code != want {
 			t.Errorf("GET %s = %d, want %d: %s", path, code, want, body)
@@ -86,6 +88,15 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.word) {
 			t.Errorf("POST %.40s = %d %s, want %d %s", tc.body, code, body, tc.code, tc.word)
 		}
+	}
+	// Every failed authentication above is in the audit chain, which is
+	// intact.
+	code, body = call(t, n, "GET", "/api/v1/audit", tok, "")
+	if code != 200 || !strings.Contains(body, "api.auth_failed") || !strings.Contains(body, "node.start") {
+		t.Errorf("audit: %d %.300s", code, body)
+	}
+	if code, body := call(t, n, "GET", "/api/v1/audit/verify", tok, ""); code != 200 || !strings.Contains(body, `"intact": true`) {
+		t.Errorf("audit verify: %d %s", code, body)
 	}
 	code, body = call(t, n, "GET", "/metrics", tok, "")
 	for _, m := range []string{"proofmesh_peers{status=\"online\"} 1", "proofmesh_heartbeats_received_total", "proofmesh_gossip_messages_total", "proofmesh_api_requests_total"} {

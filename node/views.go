@@ -171,3 +171,19 @@ func (n *Node) VerifyBundle(data []byte) (api.VerifyReport, error) {
 }
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// Audit returns audit entries from a sequence number on.
+func (n *Node) Audit(from uint64, limit int) ([]api.AuditEntry, error) {
+	es, err := n.db.AuditEntries(from, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.AuditEntry, 0, len(es))
+	for _, e := range es {
+		out = append(out, api.AuditEntry{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Actor: e.Actor, Subject: e.Subject, Detail: e.Detail, Prev: e.Prev, Hash: e.Hash})
+	}
+	return out, nil
+}
+
+// VerifyAudit checks the audit chain of the running node.
+func (n *Node) VerifyAudit() (int, error) { return n.db.VerifyAudit() }

@@ -82,6 +82,8 @@ func Handler(b Backend, opt Options) http.Handler {
 	route("GET /api/v1/tasks/{id}/events", true, s.events)
 	route("GET /api/v1/tasks/{id}/bundle", true, s.bundle)
 	route("POST /api/v1/proofs/verify", true, s.verify)
+	route("GET /api/v1/audit", true, s.audit)
+	route("GET /api/v1/audit/verify", true, s.auditVerify)
 	if opt.Metrics != nil {
 		opt.Metrics.MustRegister(s.codes)
 		route("GET /metrics", true, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
@@ -373,6 +375,42 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) audit(w http.ResponseWriter, r *http.Request) {
+	var from uint64
+	limit := 100
+	if q := r.URL.Query().Get("from"); q != "" {
+		n, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_from", "from must be a sequence number")
+			return
+		}
+		from = n
+	}
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be 1..1000")
+			return
+		}
+		limit = n
+	}
+	es, err := s.b.Audit(from, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, es)
+}
+
+func (s *server) auditVerify(w http.ResponseWriter, _ *http.Request) {
+	n, err := s.b.VerifyAudit()
+	res := map[string]any{"intact": err == nil, "entries": n}
+	if err != nil {
+		res["error"] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // limiter is a token bucket per client address.

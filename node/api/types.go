@@ -31,6 +31,22 @@ type Backend interface {
 	Watch(id string) (<-chan struct{}, func(), error)
 	Bundle(id string) ([]byte, error)
 	VerifyBundle(data []byte) (VerifyReport, error)
+	Audit(from uint64, limit int) ([]AuditEntry, error)
+	// VerifyAudit walks the audit chain: entries checked, and the first
+	// break.
+	VerifyAudit() (int, error)
+}
+
+// AuditEntry is one entry of the node's hash-chained audit log.
+type AuditEntry struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Kind    string    `json:"kind"`
+	Actor   string    `json:"actor,omitempty"`
+	Subject string    `json:"subject,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	Prev    string    `json:"prev"`
+	Hash    string    `json:"hash"`
 }
 
 // NodeInfo is GET /api/v1/node.
