@@ -75,6 +75,10 @@ type Config struct {
 	// goroutines, some on its event loop, and must return quickly.
 	Tracer pubsub.RawTracer
 
+	// Deny lists peers this node never connects to and whose gossip it
+	// drops, set by the operator.
+	Deny []peer.ID
+
 	// Registerer receives the mesh's Prometheus metrics. Nil: a private
 	// registry.
 	Registerer prometheus.Registerer

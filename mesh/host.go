@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -39,10 +40,19 @@ func newHost(cfg *Config) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
+		libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny)}),
 	)
 	if err != nil {
 		_ = rm.Close()
 		return nil, fmt.Errorf("libp2p host on %v: %w", cfg.ListenAddrs, err)
 	}
 	return h, nil
+}
+
+func denySet(ids []peer.ID) map[peer.ID]bool {
+	m := make(map[peer.ID]bool, len(ids))
+	for _, id := range ids {
+		m[id] = true
+	}
+	return m
 }

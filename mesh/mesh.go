@@ -72,6 +72,7 @@ type Mesh struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	deny    map[peer.ID]bool
 	closed  atomic.Bool
 	leaving atomic.Bool // no heartbeats after our own Leave
 }
@@ -100,6 +101,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		blobSem: make(chan struct{}, 16),
 	}
 	m.met = newMetrics(reg, m.table)
+	m.deny = denySet(cfg.Deny)
 	m.interval.Store(int64(cfg.HeartbeatInterval))
 	m.met.interval.Set(cfg.HeartbeatInterval.Seconds())
 
@@ -306,6 +308,10 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // and logs it at debug level (a remote peer can trigger it).
 func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
 	return func(ctx context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		if m.deny[msg.GetFrom()] {
+			m.met.gossip.WithLabelValues(kind, "denied").Inc()
+			return pubsub.ValidationIgnore
+		}
 		err := v(ctx, msg.GetFrom(), msg.Data)
 		res, word := verdict(err)
 		m.met.gossip.WithLabelValues(kind, word).Inc()

@@ -342,3 +342,30 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// A denied peer can neither connect nor be connected to, and its gossip
+// relayed by others is dropped.
+func TestDenyList(t *testing.T) {
+	bad := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	relay := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	guard := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false; c.Deny = []peer.ID{bad.ID()} })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := guard.Connect(ctx, peer.AddrInfo{ID: bad.ID(), Addrs: bad.Host().Addrs()}); err == nil {
+		t.Fatal("dialled a denied peer")
+	}
+	if err := bad.Connect(ctx, peer.AddrInfo{ID: guard.ID(), Addrs: guard.Host().Addrs()}); err == nil {
+		eventually(t, 5*time.Second, "denied inbound connection closed", func() bool { return !guard.Connected(bad.ID()) })
+	}
+	connect(t, bad, relay)
+	connect(t, guard, relay)
+	eventually(t, 10*time.Second, "relay sees both", func() bool {
+		return statusOf(relay, bad.ID()) == protocol.StatusOnline && statusOf(relay, guard.ID()) == protocol.StatusOnline
+	})
+	eventually(t, 5*time.Second, "guard drops the denied peer's relayed heartbeats", func() bool {
+		return testutil.ToFloat64(guard.met.gossip.WithLabelValues(KindHeartbeat, "denied")) > 0
+	})
+	if _, ok := guard.Peer(bad.ID()); ok {
+		t.Fatal("denied peer entered the peer table")
+	}
+}

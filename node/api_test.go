@@ -39,6 +39,9 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 	if code, _ := call(t, n, "GET", "/api/v1/health", "", ""); code != 200 {
 		t.Fatalf("health = %d", code)
 	}
+	if code, body := call(t, n, "GET", "/api/v1/health", "", ""); code != 200 || !strings.Contains(body, "ok") {
+		t.Fatalf("health = %d", code)
+	}
 	for _, bad := range []string{"", "wrong", tok + "x", strings.ToUpper(tok)} {
 		if code, body := call(t, n, "GET", "/api/v1/node", bad, ""); code != 401 || !strings.Contains(body, `"error": "unauthorized"`) {
 			t.Fatalf("token %q: %d %s", bad, code, body)
@@ -106,6 +109,37 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 	}
 	if code, _ := call(t, n, "GET", "/metrics", "", ""); code != 401 {
 		t.Errorf("metrics without token = %d", code)
+	}
+}
+
+// A token guesser is stopped after a few failures (429 with Retry-After),
+// even when it finally guesses right, and every response carries the
+// security headers.
+func TestAPIAuthFailuresLimited(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	codes := map[int]int{}
+	for range 20 {
+		code, _ := call(t, n, "GET", "/api/v1/node", "guess", "")
+		codes[code]++
+	}
+	if codes[401] == 0 || codes[429] == 0 || codes[401] > 11 {
+		t.Fatalf("20 wrong tokens gave %v", codes)
+	}
+	req, _ := http.NewRequest("GET", "http://"+n.APIAddr()+"/api/v1/node", nil)
+	req.Header.Set("Authorization", "Bearer "+n.Token())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("right token right after a guessing spree: %d", resp.StatusCode)
+	}
+	for _, h := range []string{"X-Content-Type-Options", "Content-Security-Policy", "Cache-Control"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("response lacks %s", h)
+		}
 	}
 }
 

@@ -47,6 +47,8 @@ type Config struct {
 	// WasmCacheDir holds compiled WASM modules across restarts; empty
 	// means <data-dir>/wasm-cache.
 	WasmCacheDir string
+	// DenyPeers are peer ids this node never talks to (operator deny list).
+	DenyPeers []string
 	// Version is reported in heartbeats and the API.
 	Version string
 	// SyncWrites commits every store write with fsync; off only in tests.

@@ -164,6 +164,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mc.AppScore = n.rep.appScore
 	mc.Blob = n.serveBlob
 	mc.OnPeer = n.persistPeer
+	for _, d := range cfg.DenyPeers {
+		id, err := peer.Decode(d)
+		if err != nil {
+			return nil, fmt.Errorf("%w: deny list entry %q is not a peer id: %v", ErrInvalidConfig, d, err)
+		}
+		mc.Deny = append(mc.Deny, id)
+	}
 	mc.Registerer = n.promReg
 	mc.Logger = log
 	if !cfg.BootstrapOnly {

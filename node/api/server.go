@@ -47,12 +47,23 @@ type Options struct {
 }
 
 type server struct {
-	b       Backend
-	opt     Options
-	log     *slog.Logger
-	limiter *limiter
-	codes   *prometheus.CounterVec
+	b     Backend
+	opt   Options
+	log   *slog.Logger
+	tiers map[string]*limiter
+	codes *prometheus.CounterVec
 }
+
+// Rate-limit tiers, each a token bucket per client address: general
+// requests; submissions and proof verifications, which cost the node
+// work; and authentication failures, which stop a token guesser after a
+// few tries (one more per second).
+const (
+	tierGeneral = "general"
+	tierSubmit  = "submit"
+	tierVerify  = "verify"
+	tierAuth    = "auth_failure"
+)
 
 // Handler returns the API's HTTP handler.
 func Handler(b Backend, opt Options) http.Handler {
@@ -62,7 +73,12 @@ func Handler(b Backend, opt Options) http.Handler {
 	if opt.RatePerSecond <= 0 {
 		opt.RatePerSecond, opt.Burst = 50, 100
 	}
-	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), limiter: newLimiter(opt.RatePerSecond, opt.Burst)}
+	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), tiers: map[string]*limiter{
+		tierGeneral: newLimiter(opt.RatePerSecond, opt.Burst),
+		tierSubmit:  newLimiter(10, 20),
+		tierVerify:  newLimiter(10, 20),
+		tierAuth:    newLimiter(1, 10),
+	}}
 	s.codes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "proofmesh_api_requests_total", Help: "API requests, by route and status code.",
 	}, []string{"route", "code"})
@@ -107,16 +123,36 @@ func (w *statusWriter) Flush() {
 }
 
 func (s *server) wrap(route string, auth bool, h http.HandlerFunc) http.Handler {
+	tier := ""
+	switch route {
+	case "POST /api/v1/tasks":
+		tier = tierSubmit
+	case "POST /api/v1/proofs/verify":
+		tier = tierVerify
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() { s.codes.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
+		securityHeaders(sw.Header())
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if !s.limiter.allow(host, time.Now()) {
+		now := time.Now()
+		limited := func(t string) bool {
+			if s.tiers[t].allow(host, now) {
+				return false
+			}
 			sw.Header().Set("Retry-After", "1")
-			writeError(sw, http.StatusTooManyRequests, "rate_limited", "too many requests from "+host+"; retry in a second")
+			writeError(sw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many %s requests from %s; retry in a second", strings.ReplaceAll(t, "_", " "), host))
+			return true
+		}
+		if limited(tierGeneral) || (tier != "" && limited(tier)) {
+			return
+		}
+		if auth && !s.tiers[tierAuth].has(host, now) {
+			limited(tierAuth)
 			return
 		}
 		if auth && !s.authorized(r) {
+			s.tiers[tierAuth].allow(host, now) // spend one attempt
 			s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path)
 			if s.opt.Audit != nil {
 				s.opt.Audit(host, r.URL.Path)
@@ -128,6 +164,17 @@ func (s *server) wrap(route string, auth bool, h http.HandlerFunc) http.Handler 
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
 		h(sw, r)
 	})
+}
+
+// securityHeaders are set on every response: the API serves JSON to
+// programs, never pages to browsers, and no origin may script it (no CORS
+// headers are ever sent).
+func securityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
 }
 
 // authorized compares the bearer token in constant time (over hashes, so
@@ -429,6 +476,14 @@ type bucket struct {
 
 func newLimiter(rate float64, burst int) *limiter {
 	return &limiter{rate: rate, burst: float64(max(burst, 1)), buckets: map[string]*bucket{}}
+}
+
+// has reports whether key has a token left, without spending it.
+func (l *limiter) has(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	return b == nil || min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate) >= 1
 }
 
 func (l *limiter) allow(key string, now time.Time) bool {
