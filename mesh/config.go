@@ -96,7 +96,7 @@ func DefaultConfig() Config {
 		},
 		Policy:             protocol.DefaultPolicy(),
 		HeartbeatInterval:  10 * time.Second, // DESIGN.md's default
-		HeartbeatBudget:    20,               // network-wide heartbeats per second
+		HeartbeatBudget:    10,               // network-wide heartbeats per second (a 200-node mocknet holds 10/s: NOTES.md)
 		ClockSkew:          protocol.DefaultClockSkew,
 		TombstoneRetention: 24 * time.Hour, // deleted peers kept a day
 		ConnLow:            64,             // trim down to 64 connections

@@ -2,6 +2,8 @@ package node
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -141,5 +143,41 @@ func TestModuleHashMismatchRefused(t *testing.T) {
 	}
 	if results, _ := sub.db.Results(id); results[exec.ID().String()] != nil {
 		t.Fatal("executor published a result for a module it could not verify")
+	}
+}
+
+// A node whose key directory lacks the proving keys fetches the one it
+// needs from a peer by its manifest hash, and proves with it.
+func TestProvingKeyFetchedFromPeer(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"manifest.json", "mimc.chain.v1.vk", "mlp.infer.v1.vk"} {
+		b, err := os.ReadFile(filepath.Join("..", "zk", "keys", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn := startTestnet(t, 2, func(i int, c *Config) {
+		if i == 1 {
+			c.KeysDir = dir
+		}
+	})
+	sub, lacking := tn.Nodes[0], tn.Nodes[1]
+	if lacking.keys.HasProvingKey("mimc.chain.v1") {
+		t.Fatal("the node already has the proving key")
+	}
+	sub.rankHook = putFirst(lacking.ID().String())
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"9"}`)})
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted {
+		t.Fatalf("task %s: %s", v.State, v.Reason)
+	}
+	if !lacking.keys.HasProvingKey("mimc.chain.v1") {
+		t.Fatal("proving key not fetched")
+	}
+	if last := v.Timeline[len(v.Timeline)-1]; last.Peer != shortIDs([]string{lacking.ID().String()})[0] {
+		t.Fatalf("accepted from %s, not from the node that fetched the key", last.Peer)
 	}
 }

@@ -306,6 +306,13 @@ func TestEveryBuiltinTypeAccepted(t *testing.T) {
 	}
 	var b Bundle
 	_ = json.Unmarshal(bundle, &b)
+	// A signature that does not match.
+	sig := slices.Clone(b.Results[0])
+	sig[len(sig)-3] ^= 0x01
+	badSig, _ := json.Marshal(Bundle{Format: BundleFormat, Task: b.Task, Results: [][]byte{sig}})
+	if _, err := VerifyBundle(badSig, sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "result 0") {
+		t.Fatalf("bundle with a broken signature: %v", err)
+	}
 	b.Task.Input = []byte(`{"x":"43"}`)
 	b.Task.InputHash = protocol.HashHex(b.Task.Input)
 	b.Task.ID = b.Task.ContentID()
