@@ -323,14 +323,9 @@ func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := 100
-	if q := r.URL.Query().Get("limit"); q != "" {
-		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be 1..1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r)
+	if !ok {
+		return
 	}
 	ts, err := s.b.Tasks(st, limit)
 	if err != nil {
@@ -338,6 +333,21 @@ func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ts)
+}
+
+// queryLimit reads ?limit= (1..1000, default 100); on a bad value it
+// answers 400 and returns false.
+func queryLimit(w http.ResponseWriter, r *http.Request) (int, bool) {
+	q := r.URL.Query().Get("limit")
+	if q == "" {
+		return 100, true
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > 1000 {
+		writeError(w, http.StatusBadRequest, "bad_limit", "limit must be 1..1000")
+		return 0, false
+	}
+	return n, true
 }
 
 func (s *server) task(w http.ResponseWriter, r *http.Request) {
@@ -426,7 +436,6 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) audit(w http.ResponseWriter, r *http.Request) {
 	var from uint64
-	limit := 100
 	if q := r.URL.Query().Get("from"); q != "" {
 		n, err := strconv.ParseUint(q, 10, 64)
 		if err != nil {
@@ -435,13 +444,9 @@ func (s *server) audit(w http.ResponseWriter, r *http.Request) {
 		}
 		from = n
 	}
-	if q := r.URL.Query().Get("limit"); q != "" {
-		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "bad_limit", "limit must be 1..1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r)
+	if !ok {
+		return
 	}
 	es, err := s.b.Audit(from, limit)
 	if err != nil {
