@@ -38,3 +38,15 @@ wasm: ## rebuild the built-in WASM task modules in tasks/
 
 clean:
 	rm -rf bin
+
+testnet-up: ## docker compose testnet: image FROM scratch, boot + 4 nodes, APIs on 127.0.0.1:18080-18084
+	bash testnet/up.sh
+
+testnet-down: ## stop the compose testnet and remove its containers, network and data (KEEP_DATA=1 keeps data)
+	bash testnet/down.sh
+
+testnet-logs: ## follow the compose testnet's logs
+	bash -c '. testnet/lib.sh && compose logs -f --tail=100'
+
+e2e: ## the compose testnet end to end: tasks of every type, offline audit, fault scripts (several minutes; not in make test)
+	bash testnet/e2e.sh
