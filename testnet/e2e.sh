@@ -12,8 +12,24 @@ WORK=$TESTNET_DIR/.e2e
 START=$(now)
 declare -a SUMMARY=()
 
+CHILD=""
+# run: a step in the background, so that a signal interrupts the wait at
+# once (bash defers traps while a foreground command runs).
+run() {
+	"$@" &
+	CHILD=$!
+	wait "$CHILD"
+	local rc=$?
+	CHILD=""
+	return $rc
+}
+
 teardown() {
 	local rc=$?
+	if [[ -n $CHILD ]]; then
+		kill -TERM "$CHILD" 2>/dev/null
+		wait "$CHILD" 2>/dev/null
+	fi
 	mkdir -p "$WORK/logs"
 	for n in "${ALL[@]}"; do docker logs "$(container "$n")" >"$WORK/logs/$n.log" 2>&1 || true; done
 	if [[ ${KEEP:-0} == 1 ]]; then
@@ -25,7 +41,10 @@ teardown() {
 	echo
 	echo "== summary ($(since "$START") in all; node logs in testnet/.e2e/logs/)"
 	printf '%s\n' "${SUMMARY[@]}"
-	if ((FAILED > 0 || rc != 0)); then
+	if ((rc == 130)); then
+		echo "e2e: INTERRUPTED"
+		exit 130
+	elif ((FAILED > 0 || rc != 0)); then
 		echo "e2e: FAILED ($FAILED failed check(s))"
 		exit 1
 	fi
@@ -41,7 +60,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 section "testnet up (a clean one)"
 bash "$TESTNET_DIR/down.sh" >/dev/null 2>&1 || true
 t0=$(now)
-if bash "$TESTNET_DIR/up.sh"; then
+if run bash "$TESTNET_DIR/up.sh"; then
 	pass "testnet up: image built, ${#ALL[@]} containers started, mesh online ($(since "$t0") in all)"
 	record PASS up "$(since "$t0")"
 else
@@ -120,7 +139,7 @@ fi
 for f in executor-stop kill stop partition bootstrap restart; do
 	section "fault: $f"
 	t0=$(now)
-	if bash "$TESTNET_DIR/faults/$f.sh"; then
+	if run bash "$TESTNET_DIR/faults/$f.sh"; then
 		record PASS "fault $f" "$(since "$t0")"
 	else
 		FAILED=$((FAILED + 1))
