@@ -27,6 +27,8 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
 		cat "$BUILD_DIR/docker-build.log" >&2
 		exit 1
 	fi
+	# The image this one replaced, now untagged.
+	docker image prune -f --filter label=org.proofmesh.testnet >/dev/null 2>&1 || true
 	docker image ls --format '   image {{.Repository}}:{{.Tag}}  {{.Size}}' "${PM_IMAGE:-proofmesh-testnet:dev}"
 	echo "   built in $(since "$t0")"
 fi
