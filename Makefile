@@ -5,7 +5,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 60s
 STATICCHECK_VERSION ?= v0.7.0
 
-.PHONY: help build test test-short lint fuzz bench demo wasm testnet-up testnet-down testnet-logs e2e clean
+.PHONY: help build test test-short lint fuzz bench demo wasm check-wasm keys testnet-up testnet-down testnet-logs e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -35,6 +35,12 @@ demo: build ## a local testnet, tasks of every built-in type, verified results
 
 wasm: ## rebuild the built-in WASM task modules in tasks/
 	bash tasks/build.sh
+
+check-wasm: ## check that the committed WASM modules rebuild to the same bytes
+	PROOFMESH_REBUILD_WASM=1 $(GO) test -count=1 -run TestModulesRebuildReproducibly ./tasks/
+
+keys: ## regenerate the default Groth16 keys (changes the pinned vk hashes!)
+	$(GO) run ./zk/cmd/ceremony -out zk/keys -contributions 3
 
 clean:
 	rm -rf bin

@@ -31,6 +31,7 @@ func putFirst(id string) func([]string) []string {
 // The chosen executor is killed mid-task: the next candidate takes over
 // after the lease and the task is accepted from it.
 func TestKilledExecutorTakenOver(t *testing.T) {
+	t.Parallel() // mostly waiting out leases
 	tn := startTestnet(t, 3, nil)
 	sub, victim := tn.Nodes[0], tn.Nodes[2]
 	sub.rankHook = putFirst(victim.ID().String())
@@ -65,6 +66,7 @@ func TestKilledExecutorTakenOver(t *testing.T) {
 // every node (it never counts as verified anywhere), and the task completes
 // on the next candidate.
 func TestWrongOutputRejectedEverywhere(t *testing.T) {
+	t.Parallel() // mostly waiting out leases
 	tn := startTestnet(t, 3, nil)
 	sub, cheat := tn.Nodes[0], tn.Nodes[1]
 	sub.rankHook = putFirst(cheat.ID().String())
@@ -98,6 +100,7 @@ func TestWrongOutputRejectedEverywhere(t *testing.T) {
 // A replica that disagrees makes a replicated task fail, naming both
 // output hashes.
 func TestDisagreeingReplicaCaught(t *testing.T) {
+	t.Parallel() // mostly waiting out leases
 	tn := startTestnet(t, 3, nil)
 	sub, liar := tn.Nodes[0], tn.Nodes[1]
 	liar.skipSelfCheck = true
@@ -125,6 +128,7 @@ func TestDisagreeingReplicaCaught(t *testing.T) {
 // executor: the submitter here serves other bytes under the hash, and the
 // executor never runs them.
 func TestModuleHashMismatchRefused(t *testing.T) {
+	t.Parallel() // mostly waiting out leases
 	tn := startTestnet(t, 2, nil)
 	sub, exec := tn.Nodes[0], tn.Nodes[1]
 	mod := echoModule(t)
@@ -149,6 +153,7 @@ func TestModuleHashMismatchRefused(t *testing.T) {
 // A node whose key directory lacks the proving keys fetches the one it
 // needs from a peer by its manifest hash, and proves with it.
 func TestProvingKeyFetchedFromPeer(t *testing.T) {
+	t.Parallel() // mostly waiting out leases
 	dir := t.TempDir()
 	for _, f := range []string{"manifest.json", "mimc.chain.v1.vk", "mlp.infer.v1.vk"} {
 		b, err := os.ReadFile(filepath.Join("..", "zk", "keys", f))

@@ -202,7 +202,7 @@ func shortLeaseNetwork(lease time.Duration) *bootstrap.Network {
 
 // testLease is the lease of the tests' network: long enough for a proof
 // under the race detector on a loaded 2-core machine.
-const testLease = 20 * time.Second
+const testLease = 12 * time.Second
 
 func startTestnet(t *testing.T, nodes int, configure func(i int, c *Config)) *Testnet {
 	t.Helper()
