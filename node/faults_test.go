@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -184,5 +185,92 @@ func TestProvingKeyFetchedFromPeer(t *testing.T) {
 	}
 	if last := v.Timeline[len(v.Timeline)-1]; last.Peer != shortIDs([]string{lacking.ID().String()})[0] {
 		t.Fatalf("accepted from %s, not from the node that fetched the key", last.Peer)
+	}
+}
+
+// A verifier executes nothing, verifies every result it sees and keeps
+// per-executor counts that the API shows. A node restarted after its task
+// was accepted still reports it, with its bundle.
+func TestVerifierCountsAndRestartKeepsAccepted(t *testing.T) {
+	tn := startTestnet(t, 3, func(i int, c *Config) {
+		if i == 2 {
+			c.Declared.NodeType = "verifier"
+		}
+	})
+	sub, verifier := tn.Nodes[0], tn.Nodes[2]
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"11"}`)})
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted || slices.Contains(v.Candidates, verifier.ID().String()) {
+		t.Fatalf("task %s, candidates %v (verifier %s)", v.State, v.Candidates, verifier.ID())
+	}
+	executor := v.Executors[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, err := verifier.Peer(executor)
+		if err == nil && p.Verified >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verifier's view of the executor: %+v %v", p, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	cfg := sub.cfg
+	sub.Kill()
+	back, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close(context.Background())
+	again, err := back.Task(id)
+	if err != nil || again.State != protocol.StateAccepted || string(again.Output) != string(v.Output) {
+		t.Fatalf("after restart: %+v %v", again, err)
+	}
+	if _, err := back.Bundle(id); err != nil {
+		t.Fatalf("bundle after restart: %v", err)
+	}
+}
+
+// Regression (found by the docker e2e run): a backup candidate restarted
+// after a task was accepted must not take it over when its turn comes:
+// the results it had seen are in its store.
+func TestRestartedBackupDoesNotRerunSettledTask(t *testing.T) {
+	t.Parallel() // waits out a lease
+	tn := startTestnet(t, 3, nil)
+	sub, first, backup := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string {
+		return []string{first.ID().String(), backup.ID().String(), sub.ID().String()}
+	}
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"12"}`)})
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted || len(v.Candidates) < 2 {
+		t.Fatalf("task %s with %d candidates", v.State, len(v.Candidates))
+	}
+	eventuallyStored := time.Now().Add(5 * time.Second)
+	for {
+		if r, _ := backup.db.Results(id); len(r) > 0 {
+			break
+		}
+		if time.Now().After(eventuallyStored) {
+			t.Fatal("backup never stored the accepted result")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := backup.cfg
+	backup.Kill()
+	back, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close(context.Background())
+	idx := slices.Index(v.Candidates, back.ID().String())
+	task := protocol.Task{Created: v.Created.UnixMilli(), Replicas: v.Replicas, LeaseMS: testLease.Milliseconds()}
+	time.Sleep(time.Until(task.StartAt(idx)) + 2*time.Second)
+	back.tasks.mu.Lock()
+	rerun := back.tasks.started[id]
+	back.tasks.mu.Unlock()
+	if rerun {
+		t.Fatal("restarted backup candidate re-ran a settled task")
 	}
 }

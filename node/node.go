@@ -436,11 +436,9 @@ func (n *Node) flushPeers() {
 func (n *Node) Close(ctx context.Context) error {
 	var errs []error
 	n.once.Do(func() {
-		if !n.cfg.BootstrapOnly {
-			if err := n.mesh.Leave(ctx, "shutdown"); err != nil {
-				errs = append(errs, err)
-			}
-		}
+		// Stop taking work and let running tasks end first: a result
+		// published after our Leave would come from a node its peers
+		// already consider gone.
 		if n.apiSrv != nil {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			_ = n.apiSrv.Shutdown(sctx)
@@ -450,6 +448,11 @@ func (n *Node) Close(ctx context.Context) error {
 		n.cancel()
 		n.tasks.closeWatchers()
 		n.wg.Wait()
+		if !n.cfg.BootstrapOnly {
+			if err := n.mesh.Leave(ctx, "shutdown"); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		n.flushPeers()
 		errs = append(errs, n.mesh.Close(), n.sb.Close(ctx))
 		n.audit(store.AuditEntry{Kind: "node.stop", Actor: n.id.String()})

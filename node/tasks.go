@@ -793,6 +793,18 @@ func (n *Node) recoverTasks() error {
 			n.tasks.started[t.ID] = true
 			continue
 		}
+		// Results stored before the restart passed the results validator:
+		// they count, so a backup candidate does not take over a task
+		// that already has its answer.
+		results, err := n.db.Results(t.ID)
+		if err != nil {
+			return fmt.Errorf("recover results of %s: %w", short(t.ID), err)
+		}
+		for exec, env := range results {
+			if r, err := protocol.OpenResult(env); err == nil {
+				n.tasks.addValid(t.ID, exec, r.OutputHash)
+			}
+		}
 		if time.Now().Before(time.UnixMilli(t.Deadline)) {
 			n.schedule(&t)
 		}
