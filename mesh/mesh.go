@@ -73,6 +73,7 @@ type Mesh struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	deny    map[peer.ID]bool
+	rates   *originLimiter
 	closed  atomic.Bool
 	leaving atomic.Bool // no heartbeats after our own Leave
 }
@@ -102,6 +103,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	}
 	m.met = newMetrics(reg, m.table)
 	m.deny = denySet(cfg.Deny)
+	m.rates = newOriginLimiter()
 	m.interval.Store(int64(cfg.HeartbeatInterval))
 	m.met.interval.Set(cfg.HeartbeatInterval.Seconds())
 
@@ -308,8 +310,13 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // and logs it at debug level (a remote peer can trigger it).
 func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
 	return func(ctx context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-		if m.deny[msg.GetFrom()] {
+		from := msg.GetFrom()
+		if m.deny[from] {
 			m.met.gossip.WithLabelValues(kind, "denied").Inc()
+			return pubsub.ValidationIgnore
+		}
+		if from != m.h.ID() && !m.rates.allow(kind, from, time.Now()) {
+			m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
 			return pubsub.ValidationIgnore
 		}
 		err := v(ctx, msg.GetFrom(), msg.Data)

@@ -369,3 +369,27 @@ func TestDenyList(t *testing.T) {
 		t.Fatal("denied peer entered the peer table")
 	}
 }
+
+// A peer flooding the heartbeat topic has its excess ignored, and honest
+// heartbeats keep arriving.
+func TestFloodingPeerRateLimited(t *testing.T) {
+	victim := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	honest := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	connect(t, honest, victim)
+	flooder := attacker(t, victim)
+	for i := range 300 {
+		hb := heartbeatFrom(flooder.ID(), uint64(100+i), protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"})
+		if err := flooder.Publish(context.Background(), KindHeartbeat, mustEncode(t, hb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "flood rate limited", func() bool {
+		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, "rate_limited")) > 100
+	})
+	p, _ := victim.Peer(honest.ID())
+	seq := p.Seq
+	eventually(t, 5*time.Second, "honest heartbeats still arrive", func() bool {
+		p, _ := victim.Peer(honest.ID())
+		return p.Seq > seq && p.Status == protocol.StatusOnline
+	})
+}
