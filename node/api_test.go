@@ -186,3 +186,59 @@ func TestLeaveMakesPeerDeletedAndNotFound(t *testing.T) {
 		t.Fatalf("deleted peers = %s (%v)", body, err)
 	}
 }
+
+func TestAPIKeysScopesExpiryRevocation(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	admin := n.Token()
+	create := func(scope, expires string) (string, string) {
+		t.Helper()
+		code, body := call(t, n, "POST", "/api/v1/apikeys", admin, `{"scope":"`+scope+`","expires_in":"`+expires+`","label":"test"}`)
+		var k struct {
+			Key    string `json:"key"`
+			Prefix string `json:"prefix"`
+		}
+		if code != 201 || json.Unmarshal([]byte(body), &k) != nil || !strings.HasPrefix(k.Key, k.Prefix+"_") {
+			t.Fatalf("create %s: %d %s", scope, code, body)
+		}
+		return k.Key, k.Prefix
+	}
+	reader, _ := create("read", "")
+	submitter, subPrefix := create("submit", "1h")
+	shortLived, _ := create("read", "1ms")
+
+	for _, tc := range []struct {
+		name, method, path, key, body string
+		code                          int
+		says                          string
+	}{
+		{"read key reads", "GET", "/api/v1/node", reader, "", 200, ""},
+		{"read key cannot submit", "POST", "/api/v1/tasks", reader, `{"type":"mimc.chain.v1","input":{"x":"1"}}`, 401, "insufficient scope"},
+		{"submit key submits (checked input)", "POST", "/api/v1/tasks", submitter, `{"type":"nope.v1","input":{}}`, 400, "unknown_task_type"},
+		{"submit key is not admin", "GET", "/api/v1/apikeys", submitter, "", 401, "insufficient scope"},
+		{"expired key", "GET", "/api/v1/node", shortLived, "", 401, "expired"},
+		{"malformed key", "GET", "/api/v1/node", "pmk_../etc", "", 401, "not an API key"},
+		{"unknown key", "GET", "/api/v1/node", "pmk_00000000_" + strings.Repeat("0", 64), "", 401, "unknown"},
+		{"bad scope", "POST", "/api/v1/apikeys", admin, `{"scope":"root"}`, 400, "scope"},
+		{"revoking unknown prefix", "DELETE", "/api/v1/apikeys/pmk_ffffffff", admin, "", 404, "not_found"},
+	} {
+		code, body := call(t, n, tc.method, tc.path, tc.key, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.says) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", tc.name, code, body, tc.code, tc.says)
+		}
+	}
+	if code, body := call(t, n, "DELETE", "/api/v1/apikeys/"+subPrefix, admin, ""); code != 200 || !strings.Contains(body, "revoked") {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	if code, body := call(t, n, "GET", "/api/v1/node", submitter, ""); code != 401 || !strings.Contains(body, "revoked") {
+		t.Fatalf("revoked key: %d %s", code, body)
+	}
+	_, list := call(t, n, "GET", "/api/v1/apikeys", admin, "")
+	if strings.Contains(list, submitter) || strings.Contains(list, reader) || !strings.Contains(list, subPrefix) {
+		t.Fatalf("key list leaks keys or misses one: %s", list)
+	}
+	_, audit := call(t, n, "GET", "/api/v1/audit?limit=1000", admin, "")
+	if !strings.Contains(audit, "apikey.created") || !strings.Contains(audit, "apikey.revoked") {
+		t.Fatalf("audit lacks key events: %.400s", audit)
+	}
+}

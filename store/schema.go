@@ -17,6 +17,7 @@ var (
 	bucketResults      = []byte("results")          // task id ‖ 0x00 ‖ executor -> sealed envelope
 	bucketBlobs        = []byte("blobs")            // hex sha256 -> bytes
 	bucketAudit        = []byte("audit")            // be64(seq) -> JSON AuditEntry
+	bucketAPIKeys      = []byte("apikeys")          // prefix -> JSON APIKey (schema 2)
 
 	keySchema    = []byte("schema")     // be64 version
 	keyAuditHead = []byte("audit_head") // be64 seq ‖ hex hash of the last entry
@@ -42,11 +43,17 @@ var migrations = []migration{
 		}
 		return nil
 	}},
+	{"v2: api keys", func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketAPIKeys); err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketAPIKeys, err)
+		}
+		return nil
+	}},
 }
 
 // CurrentSchema is the schema version this binary writes: the length of the
 // migrations table (TestSchemaTable checks they agree).
-const CurrentSchema = 1
+const CurrentSchema = 2
 
 // schemaOf reads the version recorded in the file: 0 for a new file.
 func schemaOf(tx *bolt.Tx) (int, error) {

@@ -270,13 +270,13 @@ func TestMigrations(t *testing.T) {
 	// A failing migration leaves the file at its old version, with
 	// nothing of the migration written.
 	failing := append(append([]migration(nil), migrations...),
-		migration{"v2: marker", func(tx *bolt.Tx) error {
+		migration{"marker", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket([]byte("v2"))
 			return err
 		}},
-		migration{"v3: fails", func(*bolt.Tx) error { return errors.New("disk says no") }},
+		migration{"fails", func(*bolt.Tx) error { return errors.New("disk says no") }},
 	)
-	if _, err := open(path, Options{}, failing); err == nil || !strings.Contains(err.Error(), "migrate schema 2 to 3") {
+	if _, err := open(path, Options{}, failing); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("migrate schema %d to %d", CurrentSchema+1, CurrentSchema+2)) {
 		t.Fatalf("failing migration: %v", err)
 	}
 	db = reopenT(t, path)

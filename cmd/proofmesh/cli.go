@@ -76,7 +76,7 @@ e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
-		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), verifyCmd(), setupCmd(), auditCmd())
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
 	return root
 }
 

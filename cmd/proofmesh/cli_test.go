@@ -67,3 +67,17 @@ func TestAuditVerifyOnAFreshDataDir(t *testing.T) {
 		t.Fatalf("audit verify of a dir without a store succeeded: %s %s", out, errs)
 	}
 }
+
+func TestParseExpiry(t *testing.T) {
+	for in, want := range map[string]string{"30d": "720h0m0s", "12h": "12h0m0s"} {
+		d, err := parseExpiry(in)
+		if err != nil || d.String() != want {
+			t.Errorf("%s: %v %v", in, d, err)
+		}
+	}
+	for _, bad := range []string{"0d", "-1h", "soon", "d"} {
+		if _, err := parseExpiry(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -83,26 +83,31 @@ func Handler(b Backend, opt Options) http.Handler {
 		Name: "proofmesh_api_requests_total", Help: "API requests, by route and status code.",
 	}, []string{"route", "code"})
 	mux := http.NewServeMux()
-	route := func(pattern string, auth bool, h http.HandlerFunc) {
-		mux.Handle(pattern, s.wrap(pattern, auth, h))
+	// Each route names the scope it needs ("" for none): the node's own
+	// token is admin; API keys carry their scope.
+	route := func(pattern, scope string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.wrap(pattern, scope, h))
 	}
-	route("GET /api/v1/health", false, s.health)
-	route("GET /api/v1/node", true, s.node)
-	route("GET /api/v1/peers", true, s.peers)
-	route("GET /api/v1/peers/{id}", true, s.peer)
-	route("GET /api/v1/policy", true, s.policy)
-	route("GET /api/v1/task-types", true, s.taskTypes)
-	route("POST /api/v1/tasks", true, s.submit)
-	route("GET /api/v1/tasks", true, s.tasks)
-	route("GET /api/v1/tasks/{id}", true, s.task)
-	route("GET /api/v1/tasks/{id}/events", true, s.events)
-	route("GET /api/v1/tasks/{id}/bundle", true, s.bundle)
-	route("POST /api/v1/proofs/verify", true, s.verify)
-	route("GET /api/v1/audit", true, s.audit)
-	route("GET /api/v1/audit/verify", true, s.auditVerify)
+	route("GET /api/v1/health", "", s.health)
+	route("GET /api/v1/node", ScopeRead, s.node)
+	route("GET /api/v1/peers", ScopeRead, s.peers)
+	route("GET /api/v1/peers/{id}", ScopeRead, s.peer)
+	route("GET /api/v1/policy", ScopeRead, s.policy)
+	route("GET /api/v1/task-types", ScopeRead, s.taskTypes)
+	route("POST /api/v1/tasks", ScopeSubmit, s.submit)
+	route("GET /api/v1/tasks", ScopeRead, s.tasks)
+	route("GET /api/v1/tasks/{id}", ScopeRead, s.task)
+	route("GET /api/v1/tasks/{id}/events", ScopeRead, s.events)
+	route("GET /api/v1/tasks/{id}/bundle", ScopeRead, s.bundle)
+	route("POST /api/v1/proofs/verify", ScopeSubmit, s.verify)
+	route("GET /api/v1/audit", ScopeAdmin, s.audit)
+	route("GET /api/v1/audit/verify", ScopeAdmin, s.auditVerify)
+	route("POST /api/v1/apikeys", ScopeAdmin, s.createKey)
+	route("GET /api/v1/apikeys", ScopeAdmin, s.listKeys)
+	route("DELETE /api/v1/apikeys/{prefix}", ScopeAdmin, s.revokeKey)
 	if opt.Metrics != nil {
 		opt.Metrics.MustRegister(s.codes)
-		route("GET /metrics", true, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
+		route("GET /metrics", ScopeRead, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
@@ -122,7 +127,8 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-func (s *server) wrap(route string, auth bool, h http.HandlerFunc) http.Handler {
+func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handler {
+	auth := scope != ""
 	tier := ""
 	switch route {
 	case "POST /api/v1/tasks":
@@ -151,15 +157,21 @@ func (s *server) wrap(route string, auth bool, h http.HandlerFunc) http.Handler 
 			limited(tierAuth)
 			return
 		}
-		if auth && !s.authorized(r) {
-			s.tiers[tierAuth].allow(host, now) // spend one attempt
-			s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path)
-			if s.opt.Audit != nil {
-				s.opt.Audit(host, r.URL.Path)
+		if auth {
+			have, err := s.authenticate(r)
+			if err == nil && !ScopeAllows(have, scope) {
+				err = fmt.Errorf("insufficient scope: this key is %q, %s needs %q", have, route, scope)
 			}
-			sw.Header().Set("WWW-Authenticate", `Bearer realm="proofmesh"`)
-			writeError(sw, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (Authorization: Bearer <token from api.token>)")
-			return
+			if err != nil {
+				s.tiers[tierAuth].allow(host, now) // spend one attempt
+				s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path, "reason", err)
+				if s.opt.Audit != nil {
+					s.opt.Audit(host, r.URL.Path+": "+err.Error())
+				}
+				sw.Header().Set("WWW-Authenticate", `Bearer realm="proofmesh"`)
+				writeError(sw, http.StatusUnauthorized, "unauthorized", err.Error())
+				return
+			}
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
 		h(sw, r)
@@ -177,18 +189,64 @@ func securityHeaders(h http.Header) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-// authorized compares the bearer token in constant time (over hashes, so
-// not even the length leaks).
-func (s *server) authorized(r *http.Request) bool {
+// authenticate returns the scope of the request's bearer credential: the
+// node's token (compared in constant time over hashes, so not even the
+// length leaks) is admin; an API key has its own scope.
+func (s *server) authenticate(r *http.Request) (string, error) {
 	if s.opt.Token == "" {
-		return true // loopback-only node without a token (the node refuses this beyond loopback)
+		return ScopeAdmin, nil // loopback-only node without a token (the node refuses this beyond loopback)
 	}
 	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return false
+		return "", errors.New("a bearer token is required (Authorization: Bearer <api.token or an API key>)")
 	}
+	if s.authorized(given) {
+		return ScopeAdmin, nil
+	}
+	if strings.HasPrefix(given, "pmk_") && s.b != nil {
+		return s.b.AuthenticateKey(given)
+	}
+	return "", errors.New("the bearer token is not valid")
+}
+
+// authorized compares a token with the node's in constant time.
+func (s *server) authorized(given string) bool {
 	a, b := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(s.opt.Token))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+func (s *server) createKey(w http.ResponseWriter, r *http.Request) {
+	var req APIKeyRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"scope\", \"label\"?, \"expires_in\"?}: "+err.Error())
+		return
+	}
+	k, err := s.b.CreateAPIKey(req)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+func (s *server) listKeys(w http.ResponseWriter, _ *http.Request) {
+	ks, err := s.b.APIKeys()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ks)
+}
+
+func (s *server) revokeKey(w http.ResponseWriter, r *http.Request) {
+	k, err := s.b.RevokeAPIKey(r.PathValue("prefix"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
 }
 
 // Fingerprint is how a token may appear in logs: 8 hex characters of its
@@ -227,6 +285,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict, "conflict"
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, protocol.ErrInputTooLarge), errors.Is(err, protocol.ErrModuleTooLarge):
 		return http.StatusRequestEntityTooLarge, protocol.Reason(err)
 	case errors.Is(err, protocol.ErrUnknownTaskType), errors.Is(err, protocol.ErrBadInput),

@@ -12,8 +12,9 @@ import (
 // Errors a Backend returns for the API to map onto status codes (besides
 // the protocol sentinels).
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
+	ErrNotFound   = errors.New("not found")
+	ErrConflict   = errors.New("conflict")
+	ErrBadRequest = errors.New("bad request")
 )
 
 // Backend is what the API needs of a node.
@@ -35,6 +36,54 @@ type Backend interface {
 	// VerifyAudit walks the audit chain: entries checked, and the first
 	// break.
 	VerifyAudit() (int, error)
+
+	// AuthenticateKey checks an API key and returns its scope; errors
+	// wrap ErrUnauthorized and say why (unknown, expired, revoked).
+	AuthenticateKey(key string) (string, error)
+	CreateAPIKey(req APIKeyRequest) (APIKeyCreated, error)
+	APIKeys() ([]APIKeyView, error)
+	RevokeAPIKey(prefix string) (APIKeyView, error)
+}
+
+// ErrUnauthorized is wrapped by a refused API key.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// API key scopes, each including the ones before it.
+const (
+	ScopeRead   = "read"
+	ScopeSubmit = "submit"
+	ScopeAdmin  = "admin"
+)
+
+// ScopeAllows reports whether a key of scope have may do what need
+// requires.
+func ScopeAllows(have, need string) bool {
+	rank := map[string]int{ScopeRead: 1, ScopeSubmit: 2, ScopeAdmin: 3}
+	return rank[have] > 0 && rank[have] >= rank[need]
+}
+
+// APIKeyRequest is POST /api/v1/apikeys.
+type APIKeyRequest struct {
+	Scope string `json:"scope"`
+	Label string `json:"label,omitempty"`
+	// ExpiresIn is a Go duration ("720h"); empty means never.
+	ExpiresIn string `json:"expires_in,omitempty"`
+}
+
+// APIKeyView is a key as lists show it: never the key itself.
+type APIKeyView struct {
+	Prefix  string     `json:"prefix"`
+	Scope   string     `json:"scope"`
+	Label   string     `json:"label,omitempty"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+}
+
+// APIKeyCreated is the answer of POST /api/v1/apikeys: the key, shown once.
+type APIKeyCreated struct {
+	Key string `json:"key"`
+	APIKeyView
 }
 
 // AuditEntry is one entry of the node's hash-chained audit log.
