@@ -47,6 +47,9 @@ type Config struct {
 	// WasmCacheDir holds compiled WASM modules across restarts; empty
 	// means <data-dir>/wasm-cache.
 	WasmCacheDir string
+	// CORSOrigins are browser origins allowed to call the API (none by
+	// default).
+	CORSOrigins []string
 	// DenyPeers are peer ids this node never talks to (operator deny list).
 	DenyPeers []string
 	// Version is reported in heartbeats and the API.

@@ -283,7 +283,7 @@ func (n *Node) serveAPI() error {
 		return fmt.Errorf("api listen on %s: %w", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure})
+	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure, CORSOrigins: n.cfg.CORSOrigins})
 	n.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	n.wg.Add(1)
 	go func() {

@@ -212,6 +212,7 @@ Example:
 	f.StringVar(&cfg.Declared.Region, "region", "", "declared region, 1-32 of [a-z0-9-]")
 	f.BoolVar(&cfg.BootstrapOnly, "bootstrap-only", false, "only help others meet: no heartbeats, no tasks")
 	f.BoolVar(&cfg.Colocation, "allow-colocation", false, "do not penalise many peers on one IP (local testnets)")
+	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "browser origin allowed to call the API, e.g. https://dash.example (default: none)")
 	f.StringSliceVar(&cfg.DenyPeers, "deny-peer", nil, "peer id never to talk to (repeatable or comma-separated)")
 	f.StringVar(&cfg.KeysDir, "keys", "", "directory of ceremony keys (default: the shipped keys)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

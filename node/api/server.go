@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,10 @@ type Options struct {
 	// Zero: 50 per second, burst 100.
 	RatePerSecond float64
 	Burst         int
+	// CORSOrigins are the browser origins allowed to call the API
+	// (exact matches, e.g. "https://dashboard.example"). Empty: none; no
+	// CORS header is ever sent.
+	CORSOrigins []string
 }
 
 type server struct {
@@ -109,6 +114,21 @@ func Handler(b Backend, opt Options) http.Handler {
 		opt.Metrics.MustRegister(s.codes)
 		route("GET /metrics", ScopeRead, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
 	}
+	// Preflight requests of allowed origins.
+	mux.HandleFunc("OPTIONS /", func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w.Header())
+		origin := r.Header.Get("Origin")
+		if !slices.Contains(opt.CORSOrigins, origin) {
+			writeError(w, http.StatusNotFound, "not_found", "cross-origin requests from "+origin+" are not allowed")
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Vary", "Origin")
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		w.Header().Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
@@ -140,6 +160,12 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() { s.codes.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
 		securityHeaders(sw.Header())
+		if origin := r.Header.Get("Origin"); origin != "" && slices.Contains(s.opt.CORSOrigins, origin) {
+			sw.Header().Set("Access-Control-Allow-Origin", origin)
+			sw.Header().Set("Vary", "Origin")
+			sw.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			sw.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		now := time.Now()
 		limited := func(t string) bool {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -63,4 +64,30 @@ func BenchmarkTokenCheck(b *testing.B) {
 	b.ReportMetric(float64(e.Nanoseconds())/float64(b.N*100000), "early-mismatch-ns")
 	b.ReportMetric(float64(l.Nanoseconds())/float64(b.N*100000), "late-mismatch-ns")
 	b.ReportMetric(float64(l)/float64(e), "late/early")
+}
+
+type nopBackend struct{ Backend }
+
+func (nopBackend) Info() NodeInfo { return NodeInfo{ID: "x"} }
+
+// Only configured origins get CORS headers; others get none, preflight
+// included.
+func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
+	h := Handler(nopBackend{}, Options{Token: strings.Repeat("t", 64), CORSOrigins: []string{"https://dash.example"}})
+	for origin, allowed := range map[string]bool{"https://dash.example": true, "https://evil.example": false} {
+		for _, method := range []string{"OPTIONS", "GET"} {
+			req := httptest.NewRequest(method, "/api/v1/node", nil)
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Authorization", "Bearer "+strings.Repeat("t", 64))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			got := rec.Header().Get("Access-Control-Allow-Origin")
+			if (got == origin) != allowed || (!allowed && got != "") {
+				t.Errorf("%s from %s: Allow-Origin %q", method, origin, got)
+			}
+			if rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s from %s: no security headers", method, origin)
+			}
+		}
+	}
 }
