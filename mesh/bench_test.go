@@ -22,6 +22,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -50,9 +51,9 @@ var benchTogether = flag.Bool("together", false, "BenchmarkHeartbeatDelivery: st
 // p99 over heartbeats), the share of heartbeats that reach every node, and
 // the gossipsub bytes a node sends per heartbeat interval.
 //
-// Nodes run DefaultConfig's heartbeat budget (20 per second network-wide)
+// Nodes run DefaultConfig's heartbeat budget (10 per second network-wide)
 // on a 1 s base interval, so at 200 nodes the interval stretches to about
-// 10 s. Nodes start one after another over one such interval, in random
+// 20 s. Nodes start one after another over one such interval, in random
 // order, so that their heartbeats are spread over the interval as in a
 // network whose nodes joined over time (-together: all at once). Each node
 // starts with its peer table restored, as after a restart on its data dir,
@@ -361,6 +362,7 @@ type deliveryProbe struct {
 	nodes int
 
 	measuring atomic.Bool
+	ignore    atomic.Value // peer.ID whose messages are not heartbeats to measure (a flooder)
 	bytes     atomic.Int64 // gossipsub bytes written while measuring
 	drops     atomic.Int64 // RPCs dropped (outbound queue full) while measuring
 	hbBytes   atomic.Int64 // size of a heartbeat payload
@@ -393,6 +395,9 @@ func (p *deliveryProbe) self() protocol.Heartbeat {
 func (p *deliveryProbe) delivered(msg *pubsub.Message) {
 	now := time.Now()
 	if msg.GetTopic() != p.topic {
+		return
+	}
+	if ig, _ := p.ignore.Load().(peer.ID); ig != "" && msg.GetFrom() == ig {
 		return
 	}
 	id := msg.ID
@@ -590,3 +595,105 @@ func percentile(sorted []float64, q float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkHeartbeatDeliveryUnderFlood measures honest heartbeat delivery
+// on a 20-node mocknet, first alone and then while one extra peer, linked
+// to three nodes, publishes valid-looking heartbeats of its own as fast as
+// it can, and prints both side by side. The flooder's excess is ignored by
+// the per-origin topic rate limit before validation.
+func BenchmarkHeartbeatDeliveryUnderFlood(b *testing.B) {
+	const n, base = 20, time.Second
+	budget := DefaultConfig().HeartbeatBudget
+	iv := protocol.AdaptiveInterval(base, n-1, budget)
+	net := newBenchNet(b, n, iv, iv, func(c *Config) { c.HeartbeatInterval = base })
+	net.settle(base, budget, 40*time.Second)
+
+	var calm, flood windowResult
+	for b.Loop() {
+		calm = net.probe.measure(benchRounds*iv, benchDrain)
+	}
+	st0 := calm.stats()
+
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr, _ := ma.NewMultiaddr("/ip4/10.255.0.1/tcp/4001")
+	fh, err := net.mn.AddPeer(key, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NetworkID, cfg.Host, cfg.DHT, cfg.Colocation = benchNetwork, fh, false, true
+	flooder, err := New(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = flooder.Close() })
+	net.probe.ignore.Store(fh.ID())
+	for _, i := range []int{0, n / 3, 2 * n / 3} {
+		if _, err := net.mn.LinkPeers(fh.ID(), net.meshes[i].ID()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := net.mn.ConnectPeers(fh.ID(), net.meshes[i].ID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	joined := time.Now().Add(30 * time.Second)
+	for {
+		flooder.mu.Lock()
+		peers := len(flooder.topics[KindHeartbeat].ListPeers())
+		flooder.mu.Unlock()
+		if peers >= 3 {
+			break
+		}
+		if time.Now().After(joined) {
+			b.Fatalf("flooder sees %d topic peers", peers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var sent atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(2 * time.Millisecond) // 500 messages a second
+		defer tick.Stop()
+		for seq := uint64(1); ctx.Err() == nil; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			hb := benchHeartbeat()
+			hb.NodeID, hb.Seq, hb.Time, hb.IntervalMS, hb.PolicyVersion = fh.ID().String(), seq, time.Now().UnixMilli(), 1000, cfg.Policy.Version
+			data, err := hb.Encode()
+			if err == nil && flooder.Publish(ctx, KindHeartbeat, data) == nil {
+				sent.Add(1)
+			}
+		}
+	}()
+	verdicts := func(v string) float64 {
+		var sum float64
+		for _, m := range net.meshes {
+			sum += testutil.ToFloat64(m.met.gossip.WithLabelValues(KindHeartbeat, v))
+		}
+		return sum
+	}
+	limited := func() float64 { return verdicts("rate_limited") }
+	before := limited()
+	flood = net.probe.measure(benchRounds*iv, benchDrain)
+	stop()
+	<-done
+	st1 := flood.stats()
+	b.Logf("verdicts: accept %.0f reject %.0f ignore %.0f", verdicts("accept"), verdicts("reject"), verdicts("ignore"))
+	rate := float64(sent.Load()) / flood.window.Seconds()
+	b.ReportMetric(st0.p99, "calm-p99-ms")
+	b.ReportMetric(st1.p99, "flood-p99-ms")
+	b.ReportMetric(100*st0.delivery, "calm-delivery-%")
+	b.ReportMetric(100*st1.delivery, "flood-delivery-%")
+	b.ReportMetric(rate, "flood-msgs/s")
+	b.Logf("%d nodes, interval %s: calm p50 %.0f ms p99 %.0f ms delivery %.1f%%; with a flooder publishing %.0f heartbeats/s: "+
+		"p50 %.0f ms p99 %.0f ms delivery %.1f%%; %.0f flood messages ignored by the rate limit",
+		n, iv, st0.p50, st0.p99, 100*st0.delivery, rate, st1.p50, st1.p99, 100*st1.delivery, limited()-before)
+}
