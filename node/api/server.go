@@ -168,14 +168,17 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		now := time.Now()
-		limited := func(t string) bool {
-			if s.tiers[t].allow(host, now) {
+		// who is the client address, and once authenticated with an API
+		// key also the key: a key is limited wherever it comes from.
+		limitedAs := func(t, who string) bool {
+			if s.tiers[t].allow(who, now) {
 				return false
 			}
 			sw.Header().Set("Retry-After", "1")
-			writeError(sw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many %s requests from %s; retry in a second", strings.ReplaceAll(t, "_", " "), host))
+			writeError(sw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many %s requests from %s; retry in a second", strings.ReplaceAll(t, "_", " "), who))
 			return true
 		}
+		limited := func(t string) bool { return limitedAs(t, host) }
 		if limited(tierGeneral) || (tier != "" && limited(tier)) {
 			return
 		}
@@ -196,6 +199,9 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 				}
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="proofmesh"`)
 				writeError(sw, http.StatusUnauthorized, "unauthorized", err.Error())
+				return
+			}
+			if key, ok := apiKeyPrefix(r); ok && (limitedAs(tierGeneral, key) || (tier != "" && limitedAs(tier, key))) {
 				return
 			}
 		}
@@ -233,6 +239,16 @@ func (s *server) authenticate(r *http.Request) (string, error) {
 		return s.b.AuthenticateKey(given)
 	}
 	return "", errors.New("the bearer token is not valid")
+}
+
+// apiKeyPrefix returns the public prefix of the request's API key.
+func apiKeyPrefix(r *http.Request) (string, bool) {
+	given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	parts := strings.SplitN(given, "_", 3)
+	if len(parts) != 3 || parts[0] != "pmk" {
+		return "", false
+	}
+	return "key " + parts[0] + "_" + parts[1], true
 }
 
 // authorized compares a token with the node's in constant time.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -89,5 +90,29 @@ func TestCORSOnlyForConfiguredOrigins(t *testing.T) {
 				t.Errorf("%s from %s: no security headers", method, origin)
 			}
 		}
+	}
+}
+
+func (nopBackend) AuthenticateKey(string) (string, error) { return ScopeRead, nil }
+
+// An API key is rate limited as itself, whichever address it comes from.
+func TestAPIKeyLimitedAcrossAddresses(t *testing.T) {
+	h := Handler(nopBackend{}, Options{Token: strings.Repeat("t", 64), RatePerSecond: 1, Burst: 5})
+	key := "pmk_abcd0123_" + strings.Repeat("0", 64)
+	get := func(addr string) int {
+		req := httptest.NewRequest("GET", "/api/v1/node", nil)
+		req.RemoteAddr = addr + ":1234"
+		req.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range 5 {
+		if code := get(fmt.Sprintf("10.0.0.%d", i)); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	if code := get("10.0.0.99"); code != http.StatusTooManyRequests {
+		t.Fatalf("the key's sixth request from a fresh address: %d", code)
 	}
 }
