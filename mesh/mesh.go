@@ -74,6 +74,7 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	deny    map[peer.ID]bool
 	rates   *originLimiter
+	floods  *floodScore
 	closed  atomic.Bool
 	leaving atomic.Bool // no heartbeats after our own Leave
 }
@@ -104,6 +105,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.met = newMetrics(reg, m.table)
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
+	m.floods = newFloodScore()
 	m.interval.Store(int64(cfg.HeartbeatInterval))
 	m.met.interval.Set(cfg.HeartbeatInterval.Seconds())
 
@@ -309,14 +311,17 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // validator turns a Validator's error into a gossip verdict, counts it,
 // and logs it at debug level (a remote peer can trigger it).
 func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
-	return func(ctx context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
 		if m.deny[from] {
 			m.met.gossip.WithLabelValues(kind, "denied").Inc()
 			return pubsub.ValidationIgnore
 		}
-		if from != m.h.ID() && !m.rates.allow(kind, from, time.Now()) {
+		if now := time.Now(); from != m.h.ID() && !m.rates.allow(kind, from, now) {
 			m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
+			if via == from {
+				m.floods.add(from, now) // it flooded us itself
+			}
 			return pubsub.ValidationIgnore
 		}
 		err := v(ctx, msg.GetFrom(), msg.Data)

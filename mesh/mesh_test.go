@@ -386,6 +386,12 @@ func TestFloodingPeerRateLimited(t *testing.T) {
 	eventually(t, 5*time.Second, "flood rate limited", func() bool {
 		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, "rate_limited")) > 100
 	})
+	if pen := victim.floods.penalty(flooder.ID(), time.Now()); pen < 50 {
+		t.Errorf("flooder's score penalty %.1f, want it to have dropped", pen)
+	}
+	if pen := victim.floods.penalty(honest.ID(), time.Now()); pen != 0 {
+		t.Errorf("honest peer penalised %.1f", pen)
+	}
 	p, _ := victim.Peer(honest.ID())
 	seq := p.Seq
 	eventually(t, 5*time.Second, "honest heartbeats still arrive", func() bool {

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -63,4 +64,50 @@ func (l *originLimiter) allow(kind string, origin peer.ID, now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// floodScore remembers, per peer, how many messages it sent us itself
+// beyond its topic rate limits, decaying with a half-life of five minutes.
+// It lowers the peer's gossip score (application-specific part), so a
+// flooder loses its place in meshes while a relay, which forwards only
+// what passed its own limits, is not blamed.
+type floodScore struct {
+	mu sync.Mutex
+	m  map[peer.ID]*floodEntry
+}
+
+type floodEntry struct {
+	v    float64
+	last time.Time
+}
+
+const floodHalfLife = 5 * time.Minute
+
+func newFloodScore() *floodScore { return &floodScore{m: map[peer.ID]*floodEntry{}} }
+
+func (f *floodScore) decayed(e *floodEntry, now time.Time) float64 {
+	return e.v * math.Exp2(-now.Sub(e.last).Seconds()/floodHalfLife.Seconds())
+}
+
+func (f *floodScore) add(p peer.ID, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[p]
+	if e == nil {
+		e = &floodEntry{last: now}
+		f.m[p] = e
+	}
+	e.v = f.decayed(e, now) + 1
+	e.last = now
+}
+
+// penalty is the score to subtract: 0.5 per excess message, at most 1000.
+func (f *floodScore) penalty(p peer.ID, now time.Time) float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[p]
+	if e == nil {
+		return 0
+	}
+	return min(0.5*f.decayed(e, now), 1000)
 }

@@ -13,9 +13,12 @@ import (
 // not verify loses score quadratically and is soon graylisted. The
 // application adds its own opinion (verified and rejected results).
 func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
-	app := m.cfg.AppScore
-	if app == nil {
-		app = func(peer.ID) float64 { return 0 }
+	app := func(p peer.ID) float64 {
+		s := -m.floods.penalty(p, time.Now())
+		if m.cfg.AppScore != nil {
+			s += m.cfg.AppScore(p)
+		}
+		return s
 	}
 	topics := map[string]*pubsub.TopicScoreParams{}
 	for _, kind := range []string{KindHeartbeat, KindLeave, KindTasks, KindResults} {
