@@ -95,7 +95,9 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 	// Every failed authentication above is in the audit chain, which is
 	// intact.
 	code, body = call(t, n, "GET", "/api/v1/audit", tok, "")
-	if code != 200 || !strings.Contains(body, "api.auth_failed") || !strings.Contains(body, "node.start") {
+	if code != 200 || !strings.Contains(body, "api.auth_failed") || !strings.Contains(body, "node.start") ||
+		!strings.Contains(body, "api.auth_ok") || !strings.Contains(body, "token "+TokenFingerprint(tok)) || strings.Contains(body, tok) ||
+		!strings.Contains(body, "peer.joined") {
 		t.Errorf("audit: %d %.300s", code, body)
 	}
 	if code, body := call(t, n, "GET", "/api/v1/audit/verify", tok, ""); code != 200 || !strings.Contains(body, `"intact": true`) {

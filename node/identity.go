@@ -2,8 +2,6 @@ package node
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/node/api"
 )
 
 // Files of a data dir.
@@ -164,15 +164,5 @@ func loadOrCreateToken(path string) (string, bool, error) {
 }
 
 // TokenFingerprint is how a token appears in logs and output: the first 8
-// hex characters of its SHA-256, never the token.
-func TokenFingerprint(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:4])
-}
-
-// TokenEqual compares tokens in constant time (hashes first, so not even
-// the length leaks).
-func TokenEqual(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
-}
+// hex characters of its SHA-256, never the token (api.Fingerprint).
+func TokenFingerprint(tok string) string { return api.Fingerprint(tok) }

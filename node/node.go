@@ -64,6 +64,9 @@ type Node struct {
 	// without validating them first, as a malicious node would.
 	skipSelfCheck bool
 
+	authSeenMu sync.Mutex
+	authSeen   map[string]time.Time // credential@address -> last audited success
+
 	apiSrv *http.Server
 	apiLn  net.Listener
 
@@ -283,7 +286,8 @@ func (n *Node) serveAPI() error {
 		return fmt.Errorf("api listen on %s: %w", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure, CORSOrigins: n.cfg.CORSOrigins})
+	n.authSeen = map[string]time.Time{}
+	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure, AuditSuccess: n.auditAuthSuccess, CORSOrigins: n.cfg.CORSOrigins})
 	n.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	n.wg.Add(1)
 	go func() {
@@ -297,6 +301,23 @@ func (n *Node) serveAPI() error {
 
 func (n *Node) auditAuthFailure(remote, path string) {
 	n.audit(store.AuditEntry{Kind: "api.auth_failed", Actor: remote, Subject: path})
+}
+
+// auditAuthSuccess records a credential's first successful use from an
+// address in each hour, by fingerprint: enough to reconstruct who used the
+// API from where, without one entry per request.
+func (n *Node) auditAuthSuccess(remote, credential string) {
+	key := credential + "@" + remote
+	now := time.Now()
+	n.authSeenMu.Lock()
+	last, seen := n.authSeen[key]
+	if !seen || now.Sub(last) > time.Hour {
+		n.authSeen[key] = now
+	}
+	n.authSeenMu.Unlock()
+	if !seen || now.Sub(last) > time.Hour {
+		n.audit(store.AuditEntry{Kind: "api.auth_ok", Actor: remote, Subject: credential})
+	}
 }
 
 // heartbeat describes this node for the mesh's heartbeats.
@@ -354,6 +375,9 @@ func (n *Node) persistPeer(p mesh.PeerInfo) {
 	}
 	if p.Status == protocol.StatusDeleted {
 		n.audit(store.AuditEntry{Kind: "peer.left", Actor: p.ID.String(), Detail: p.LeaveReason})
+	} else {
+		// New, returned after being offline, or rejoined after a Leave.
+		n.audit(store.AuditEntry{Kind: "peer.joined", Actor: p.ID.String()})
 	}
 }
 

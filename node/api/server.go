@@ -41,6 +41,10 @@ type Options struct {
 	// Audit is told of every authentication failure (remote address and
 	// path); optional.
 	Audit func(remote, path string)
+	// AuditSuccess is told of a successful authentication: the remote
+	// address and the credential as a fingerprint ("token 1a2b3c4d") or
+	// an API key prefix; optional.
+	AuditSuccess func(remote, credential string)
 	// RatePerSecond and Burst bound each client address's requests.
 	// Zero: 50 per second, burst 100.
 	RatePerSecond float64
@@ -201,8 +205,15 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 				writeError(sw, http.StatusUnauthorized, "unauthorized", err.Error())
 				return
 			}
-			if key, ok := apiKeyPrefix(r); ok && (limitedAs(tierGeneral, key) || (tier != "" && limitedAs(tier, key))) {
+			key, isKey := apiKeyPrefix(r)
+			if isKey && (limitedAs(tierGeneral, key) || (tier != "" && limitedAs(tier, key))) {
 				return
+			}
+			if s.opt.AuditSuccess != nil {
+				if !isKey {
+					key = "token " + Fingerprint(s.opt.Token)
+				}
+				s.opt.AuditSuccess(host, key)
 			}
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
