@@ -274,3 +274,39 @@ func TestRestartedBackupDoesNotRerunSettledTask(t *testing.T) {
 		t.Fatal("restarted backup candidate re-ran a settled task")
 	}
 }
+
+// An executor that leaves gracefully mid-task (signed Leave) is taken over
+// at once by the next candidate, not after its lease.
+func TestLeavingExecutorTakenOverAtOnce(t *testing.T) {
+	t.Parallel()
+	tn := startTestnet(t, 3, nil)
+	sub, leaver := tn.Nodes[0], tn.Nodes[2]
+	sub.rankHook = putFirst(leaver.ID().String())
+	leaver.tamper = func(*protocol.Result) { <-leaver.ctx.Done() } // still busy when it leaves
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"13"}`)})
+	deadline := time.Now().Add(testLease)
+	for {
+		v, _ := sub.Task(id)
+		if slices.Contains(v.Executors, leaver.ID().String()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leaver never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	left := time.Now()
+	if err := leaver.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v := waitTask(t, sub, id, 3*testLease)
+	if v.State != protocol.StateAccepted {
+		t.Fatalf("task %s: %s", v.State, v.Reason)
+	}
+	if took := time.Since(left); took >= testLease {
+		t.Fatalf("accepted %s after the Leave: the next candidate waited out the lease (%s)", took, testLease)
+	}
+	if last := v.Timeline[len(v.Timeline)-1]; last.Peer == shortIDs([]string{leaver.ID().String()})[0] {
+		t.Fatal("accepted from the node that left")
+	}
+}

@@ -375,6 +375,7 @@ func (n *Node) persistPeer(p mesh.PeerInfo) {
 	}
 	if p.Status == protocol.StatusDeleted {
 		n.audit(store.AuditEntry{Kind: "peer.left", Actor: p.ID.String(), Detail: p.LeaveReason})
+		n.onPeerLeft(p.ID)
 	} else {
 		// New, returned after being offline, or rejoined after a Leave.
 		n.audit(store.AuditEntry{Kind: "peer.joined", Actor: p.ID.String()})

@@ -34,6 +34,7 @@ type taskBook struct {
 	valid    map[string]map[string]string // task -> executor -> output hash
 	open     map[string]time.Time         // origin tasks -> deadline
 	timers   map[string]*time.Timer
+	waiting  map[string]pendingStart // tasks this node will start at its turn
 	watchers map[string]map[chan struct{}]bool
 	closed   bool
 }
@@ -41,7 +42,7 @@ type taskBook struct {
 func newTaskBook() *taskBook {
 	return &taskBook{
 		started: map[string]bool{}, valid: map[string]map[string]string{},
-		open: map[string]time.Time{}, timers: map[string]*time.Timer{},
+		open: map[string]time.Time{}, timers: map[string]*time.Timer{}, waiting: map[string]pendingStart{},
 		watchers: map[string]map[chan struct{}]bool{},
 	}
 }
@@ -370,7 +371,10 @@ func (n *Node) schedule(t *protocol.Task) {
 	if n.tasks.started[t.ID] || n.tasks.timers[t.ID] != nil || n.tasks.closed {
 		return
 	}
-	n.tasks.timers[t.ID] = time.AfterFunc(max(wait, 0), func() { n.maybeStart(t, i) })
+	n.tasks.timers[t.ID] = time.AfterFunc(max(wait, 0), func() { n.maybeStart(t, i, false) })
+	if wait > 0 {
+		n.tasks.waiting[t.ID] = pendingStart{t: t, i: i}
+	}
 }
 
 func (n *Node) need(t *protocol.Task) int {
@@ -380,11 +384,46 @@ func (n *Node) need(t *protocol.Task) int {
 	return 1
 }
 
-func (n *Node) maybeStart(t *protocol.Task, i int) {
+// pendingStart is a later candidate's scheduled takeover.
+type pendingStart struct {
+	t *protocol.Task
+	i int
+}
+
+// onPeerLeft lets this node take over at once the tasks whose candidate
+// just before it has left the network with a signed Leave: that
+// candidate will not deliver, so waiting out its lease helps nobody.
+func (n *Node) onPeerLeft(p peer.ID) {
+	n.tasks.mu.Lock()
+	var now []pendingStart
+	for id, ps := range n.tasks.waiting {
+		if ps.i >= ps.t.Replicas && ps.t.CandidateIndex(p.String()) == ps.i-1 {
+			now = append(now, ps)
+			delete(n.tasks.waiting, id)
+		}
+	}
+	n.tasks.mu.Unlock()
+	for _, ps := range now {
+		n.log.Info("taking over from a candidate that left", "task", short(ps.t.ID), "left", p)
+		n.maybeStart(ps.t, ps.i, true)
+	}
+}
+
+// maybeStart starts candidate i's run of t if its turn has come (or, with
+// early, because the candidate before it left) and valid results are still
+// missing.
+func (n *Node) maybeStart(t *protocol.Task, i int, early bool) {
 	if n.ctx.Err() != nil {
 		return
 	}
-	if !t.ShouldStart(i, time.Now(), n.tasks.validCount(t.ID), n.need(t)) {
+	n.tasks.mu.Lock()
+	delete(n.tasks.waiting, t.ID)
+	n.tasks.mu.Unlock()
+	at := time.Now()
+	if early && time.Now().Before(time.UnixMilli(t.Deadline)) {
+		at = t.StartAt(i) // the turn counts as come
+	}
+	if !t.ShouldStart(i, at, n.tasks.validCount(t.ID), n.need(t)) {
 		n.log.Debug("not starting task", "task", short(t.ID), "candidate", i)
 		return
 	}
@@ -485,6 +524,9 @@ func (n *Node) execute(t *protocol.Task) error {
 	}
 	if n.tamper != nil {
 		n.tamper(r)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not publishing: %w", err) // shutting down or past the deadline
 	}
 	r.Time = time.Now().UnixMilli()
 	env, err := protocol.Seal(r, n.key)
