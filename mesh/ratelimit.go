@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/protocol"
 )
 
 // topicRates bounds how many messages per second one origin may put on
@@ -20,50 +22,21 @@ var topicRates = map[string]struct{ rate, burst float64 }{
 	KindResults:   {50, 100},
 }
 
-type originLimiter struct {
-	mu      sync.Mutex
-	buckets map[string]*originBucket
-	swept   time.Time
-}
-
-type originBucket struct {
-	tokens float64
-	last   time.Time
-}
+// originLimiter holds one protocol.Limiter per topic kind, keyed by origin.
+type originLimiter struct{ kinds map[string]*protocol.Limiter }
 
 func newOriginLimiter() *originLimiter {
-	return &originLimiter{buckets: map[string]*originBucket{}}
+	l := &originLimiter{kinds: map[string]*protocol.Limiter{}}
+	for kind, r := range topicRates {
+		l.kinds[kind] = protocol.NewLimiter(r.rate, r.burst)
+	}
+	return l
 }
 
 // allow spends one token of origin's bucket for the topic kind.
 func (l *originLimiter) allow(kind string, origin peer.ID, now time.Time) bool {
-	r, ok := topicRates[kind]
-	if !ok {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
-	}
-	key := kind + "\x00" + string(origin)
-	b := l.buckets[key]
-	if b == nil {
-		b = &originBucket{tokens: r.burst, last: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	lim, ok := l.kinds[kind]
+	return !ok || lim.Allow(string(origin), now)
 }
 
 // floodScore remembers, per peer, how many messages it sent us itself

@@ -413,3 +413,26 @@ func TestCheckInput(t *testing.T) {
 		}
 	}
 }
+
+func TestLimiterRefillsAndForgets(t *testing.T) {
+	l := NewLimiter(2, 3)
+	t0 := time.Unix(0, 0)
+	for i := range 3 {
+		if !l.Allow("a", t0) {
+			t.Fatalf("request %d of the burst refused", i)
+		}
+	}
+	if l.Allow("a", t0) || l.Has("a", t0) {
+		t.Fatal("burst exceeded")
+	}
+	if !l.Allow("b", t0) {
+		t.Fatal("another key is limited by the first")
+	}
+	if !l.Allow("a", t0.Add(500*time.Millisecond)) {
+		t.Fatal("no refill after half a second at 2/s")
+	}
+	l.Allow("c", t0.Add(2*time.Minute)) // sweeps idle buckets
+	if l.Len() != 1 {
+		t.Fatalf("%d buckets kept", l.Len())
+	}
+}

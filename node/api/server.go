@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +58,7 @@ type server struct {
 	b     Backend
 	opt   Options
 	log   *slog.Logger
-	tiers map[string]*limiter
+	tiers map[string]*protocol.Limiter
 	codes *prometheus.CounterVec
 }
 
@@ -82,11 +81,11 @@ func Handler(b Backend, opt Options) http.Handler {
 	if opt.RatePerSecond <= 0 {
 		opt.RatePerSecond, opt.Burst = 50, 100
 	}
-	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), tiers: map[string]*limiter{
-		tierGeneral: newLimiter(opt.RatePerSecond, opt.Burst),
-		tierSubmit:  newLimiter(10, 20),
-		tierVerify:  newLimiter(10, 20),
-		tierAuth:    newLimiter(1, 10),
+	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), tiers: map[string]*protocol.Limiter{
+		tierGeneral: protocol.NewLimiter(opt.RatePerSecond, float64(opt.Burst)),
+		tierSubmit:  protocol.NewLimiter(10, 20),
+		tierVerify:  protocol.NewLimiter(10, 20),
+		tierAuth:    protocol.NewLimiter(1, 10),
 	}}
 	s.codes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "proofmesh_api_requests_total", Help: "API requests, by route and status code.",
@@ -175,7 +174,7 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 		// who is the client address, and once authenticated with an API
 		// key also the key: a key is limited wherever it comes from.
 		limitedAs := func(t, who string) bool {
-			if s.tiers[t].allow(who, now) {
+			if s.tiers[t].Allow(who, now) {
 				return false
 			}
 			sw.Header().Set("Retry-After", "1")
@@ -186,7 +185,7 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 		if limited(tierGeneral) || (tier != "" && limited(tier)) {
 			return
 		}
-		if auth && !s.tiers[tierAuth].has(host, now) {
+		if auth && !s.tiers[tierAuth].Has(host, now) {
 			limited(tierAuth)
 			return
 		}
@@ -196,7 +195,7 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 				err = fmt.Errorf("insufficient scope: this key is %q, %s needs %q", have, route, scope)
 			}
 			if err != nil {
-				s.tiers[tierAuth].allow(host, now) // spend one attempt
+				s.tiers[tierAuth].Allow(host, now) // spend one attempt
 				s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path, "reason", err)
 				if s.opt.Audit != nil {
 					s.opt.Audit(host, r.URL.Path+": "+err.Error())
@@ -576,55 +575,4 @@ func (s *server) auditVerify(w http.ResponseWriter, _ *http.Request) {
 		res["error"] = err.Error()
 	}
 	writeJSON(w, http.StatusOK, res)
-}
-
-// limiter is a token bucket per client address.
-type limiter struct {
-	mu      sync.Mutex
-	rate    float64
-	burst   float64
-	buckets map[string]*bucket
-	swept   time.Time
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(rate float64, burst int) *limiter {
-	return &limiter{rate: rate, burst: float64(max(burst, 1)), buckets: map[string]*bucket{}}
-}
-
-// has reports whether key has a token left, without spending it.
-func (l *limiter) has(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[key]
-	return b == nil || min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate) >= 1
-}
-
-func (l *limiter) allow(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
-	}
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

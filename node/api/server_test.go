@@ -9,29 +9,6 @@ import (
 	"time"
 )
 
-func TestLimiterRefillsAndForgets(t *testing.T) {
-	l := newLimiter(2, 3)
-	t0 := time.Unix(0, 0)
-	for i := range 3 {
-		if !l.allow("a", t0) {
-			t.Fatalf("request %d of the burst refused", i)
-		}
-	}
-	if l.allow("a", t0) || l.has("a", t0) {
-		t.Fatal("burst exceeded")
-	}
-	if !l.allow("b", t0) {
-		t.Fatal("another client is limited by the first")
-	}
-	if !l.allow("a", t0.Add(500*time.Millisecond)) {
-		t.Fatal("no refill after half a second at 2/s")
-	}
-	l.allow("c", t0.Add(2*time.Minute)) // sweeps idle buckets
-	if len(l.buckets) != 1 {
-		t.Fatalf("%d buckets kept", len(l.buckets))
-	}
-}
-
 func tokenRequest(tok string) *http.Request {
 	r, _ := http.NewRequest("GET", "/", nil)
 	r.Header.Set("Authorization", "Bearer "+tok)

@@ -1,0 +1,74 @@
+package protocol
+
+import (
+	"sync"
+	"time"
+)
+
+// Limiter is a token bucket per key: rate tokens per second up to burst.
+// It decides (may this key act now?) from the time it is given, so it is
+// as testable as the rest of protocol; the API and the gossip validators
+// use it. Buckets idle for a minute are forgotten. Safe for concurrent use.
+type Limiter struct {
+	rate, burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// NewLimiter returns a limiter of rate per second with the given burst.
+func NewLimiter(rate, burst float64) *Limiter {
+	return &Limiter{rate: rate, burst: max(burst, 1), buckets: map[string]*bucket{}}
+}
+
+// refill returns key's bucket brought up to now; the caller holds mu.
+func (l *Limiter) refill(key string, now time.Time) *bucket {
+	if now.Sub(l.swept) > time.Minute {
+		for k, b := range l.buckets {
+			if now.Sub(b.last) > time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+		l.swept = now
+	}
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	return b
+}
+
+// Allow spends one of key's tokens; false if none is left.
+func (l *Limiter) Allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.refill(key, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Has reports whether key has a token left, without spending it.
+func (l *Limiter) Has(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.refill(key, now).tokens >= 1
+}
+
+// Len returns the number of buckets kept.
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
