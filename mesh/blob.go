@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -28,6 +29,15 @@ const (
 	blobStatusBusy     = 4
 
 	blobTimeout = time.Minute
+
+	// blobServers bounds the blob requests served at once; blobPeerStreams
+	// bounds those of one peer (by the resource manager), so that one peer
+	// holding streams open cannot take every slot. A fetcher runs at most
+	// blobPeerFetches at once per peer: half the limit, because a server
+	// releases a stream a moment after the fetcher has read its last byte.
+	blobServers     = 16
+	blobPeerStreams = 4
+	blobPeerFetches = blobPeerStreams / 2
 )
 
 // Blob errors callers branch on.
@@ -38,8 +48,10 @@ var (
 	ErrBlobBusy         = errors.New("peer too busy to serve blobs")
 )
 
-func (m *Mesh) blobProtocol() libp2pproto.ID {
-	return libp2pproto.ID("/proofmesh/" + m.cfg.NetworkID + "/blob/1")
+func (m *Mesh) blobProtocol() libp2pproto.ID { return blobProtocolID(m.cfg.NetworkID) }
+
+func blobProtocolID(networkID string) libp2pproto.ID {
+	return libp2pproto.ID("/proofmesh/" + networkID + "/blob/1")
 }
 
 func validHash(h string) bool {
@@ -111,7 +123,16 @@ func (m *Mesh) serveBlob(s network.Stream) {
 
 // FetchBlob fetches the blob with the given hash from peer p, refusing one
 // larger than maxBytes (0: the mesh's MaxBlobBytes), and checks its hash.
+// At most blobPeerFetches fetches from one peer run at once (the peer's
+// resource manager refuses a few more); the others wait for a slot or for
+// ctx.
 func (m *Mesh) FetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes int64) ([]byte, error) {
+	release, err := m.fetches.acquire(ctx, p)
+	if err != nil {
+		m.met.blobs.WithLabelValues("fetched", "error").Inc()
+		return nil, fmt.Errorf("fetch blob %.12s from %s: waiting for a stream: %w", hash, p, err)
+	}
+	defer release()
 	data, err := m.fetchBlob(ctx, p, hash, maxBytes)
 	outcome := "ok"
 	switch {
@@ -126,6 +147,45 @@ func (m *Mesh) FetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes i
 	}
 	m.met.blobs.WithLabelValues("fetched", outcome).Inc()
 	return data, err
+}
+
+// fetchSlots bounds the concurrent blob fetches per peer.
+type fetchSlots struct {
+	mu    sync.Mutex
+	slots map[peer.ID]*fetchSlot
+}
+
+type fetchSlot struct {
+	ch    chan struct{}
+	users int // holders and waiters; the slot is dropped at zero
+}
+
+func (f *fetchSlots) acquire(ctx context.Context, p peer.ID) (release func(), err error) {
+	f.mu.Lock()
+	if f.slots == nil {
+		f.slots = make(map[peer.ID]*fetchSlot)
+	}
+	s := f.slots[p]
+	if s == nil {
+		s = &fetchSlot{ch: make(chan struct{}, blobPeerFetches)}
+		f.slots[p] = s
+	}
+	s.users++
+	f.mu.Unlock()
+	done := func() {
+		f.mu.Lock()
+		if s.users--; s.users == 0 {
+			delete(f.slots, p)
+		}
+		f.mu.Unlock()
+	}
+	select {
+	case s.ch <- struct{}{}:
+		return func() { <-s.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
+	}
 }
 
 func (m *Mesh) fetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes int64) ([]byte, error) {

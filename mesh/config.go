@@ -45,8 +45,15 @@ type Config struct {
 	// TombstoneRetention is how long a peer that left is kept as deleted.
 	TombstoneRetention time.Duration
 
-	// ConnLow and ConnHigh are the connection manager's water marks.
+	// ConnLow and ConnHigh are the connection manager's water marks. The
+	// resource manager's connection limits are derived from ConnHigh, so
+	// that the connection manager trims before the resource manager refuses.
 	ConnLow, ConnHigh int
+	// ResourceMemory is the memory (bytes) libp2p's resource manager lets
+	// all connections and streams hold together; ResourceFDs the file
+	// descriptors. One peer may hold at most 1/8 of the memory.
+	ResourceMemory int64
+	ResourceFDs    int
 	// DHT enables Kademlia and rendezvous discovery.
 	DHT bool
 	// DiscoveryInterval is the period of rendezvous lookups once the node
@@ -101,6 +108,8 @@ func DefaultConfig() Config {
 		TombstoneRetention: 24 * time.Hour, // deleted peers kept a day
 		ConnLow:            64,             // trim down to 64 connections
 		ConnHigh:           192,            // when above 192
+		ResourceMemory:     256 << 20,      // a small node: 256 MiB for libp2p
+		ResourceFDs:        512,            // enough for ConnHigh·1.5 TCP connections and the listeners
 		DHT:                true,
 		DiscoveryInterval:  30 * time.Second,
 		MaxBlobBytes:       64 << 20, // proving keys are the largest blobs
@@ -131,6 +140,10 @@ func (c *Config) Validate() error {
 		return bad("clock skew must be positive")
 	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):
 		return bad("connection water marks low=%d high=%d: need 0 < low < high", c.ConnLow, c.ConnHigh)
+	case c.Host == nil && c.ResourceMemory < 64<<20:
+		return bad("resource memory %d bytes: need at least 64 MiB", c.ResourceMemory)
+	case c.Host == nil && c.ResourceFDs < c.ConnHigh*3/2+32:
+		return bad("resource fds %d: need at least %d for %d connections (1.5 x conn high) and the listeners", c.ResourceFDs, c.ConnHigh*3/2+32, c.ConnHigh*3/2)
 	case c.DiscoveryInterval <= 0:
 		return bad("discovery interval must be positive")
 	case c.MaxBlobBytes <= 0:

@@ -16,13 +16,10 @@ import (
 )
 
 // newHost builds the libp2p host: TCP and QUIC, Noise and TLS, the resource
-// manager scaled to the machine, and a connection manager whose high water
-// mark stays below the inbound connection limit.
+// manager sized by resourceLimits, and a connection manager whose high water
+// mark stays below the resource manager's connection limits.
 func newHost(cfg *Config) (host.Host, error) {
-	limits := rcmgr.DefaultLimits
-	libp2p.SetDefaultServiceLimits(&limits)
-	scaled := limits.AutoScale()
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(scaled))
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
@@ -47,6 +44,54 @@ func newHost(cfg *Config) (host.Host, error) {
 		return nil, fmt.Errorf("libp2p host on %v: %w", cfg.ListenAddrs, err)
 	}
 	return h, nil
+}
+
+// resourceLimits sizes libp2p's resource manager for a small node rather
+// than for the machine it runs on (AutoScale would hand libp2p an eighth of
+// the machine's memory, which on a shared host is the operator's, not the
+// mesh's):
+//
+//   - the whole stack holds at most cfg.ResourceMemory bytes and
+//     cfg.ResourceFDs descriptors, and one peer at most an eighth of the
+//     memory, so no single peer can exhaust it;
+//   - connections: ConnHigh·1.25 inbound and ConnHigh·1.5 in all, so the
+//     connection manager (which trims above ConnHigh) acts first and the
+//     resource manager only refuses a burst beyond it;
+//   - the blob protocol serves blobServers streams at once and
+//     blobPeerStreams per peer, so a peer that opens streams and stalls holds
+//     four of the slots, never all of them. Gossipsub, the DHT and identify
+//     keep libp2p's per-service defaults.
+func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	blob := blobProtocolID(cfg.NetworkID)
+	limits.AddProtocolLimit(blob, rcmgr.BaseLimit{
+		StreamsInbound: blobServers, StreamsOutbound: blobServers, Streams: 2 * blobServers,
+		Memory: cfg.ResourceMemory / 4,
+	}, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(blob, rcmgr.BaseLimit{
+		StreamsInbound: blobPeerStreams, StreamsOutbound: blobPeerStreams, Streams: 2 * blobPeerStreams,
+		Memory: cfg.ResourceMemory / 8,
+	}, rcmgr.BaseLimitIncrease{})
+	scaled := limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)
+
+	in, all := cfg.ConnHigh*5/4, cfg.ConnHigh*3/2
+	system := rcmgr.ResourceLimits{
+		ConnsInbound:  rcmgr.LimitVal(in),
+		ConnsOutbound: rcmgr.LimitVal(all),
+		Conns:         rcmgr.LimitVal(all),
+		Memory:        rcmgr.LimitVal64(cfg.ResourceMemory),
+		FD:            rcmgr.LimitVal(cfg.ResourceFDs),
+	}
+	peerMem := rcmgr.ResourceLimits{Memory: rcmgr.LimitVal64(cfg.ResourceMemory / 8)}
+	partial := rcmgr.PartialLimitConfig{
+		System:               system,
+		AllowlistedSystem:    system,
+		PeerDefault:          peerMem,
+		Transient:            rcmgr.ResourceLimits{Memory: rcmgr.LimitVal64(cfg.ResourceMemory / 8)},
+		AllowlistedTransient: rcmgr.ResourceLimits{Memory: rcmgr.LimitVal64(cfg.ResourceMemory / 8)},
+	}
+	return partial.Build(scaled)
 }
 
 func denySet(ids []peer.ID) map[peer.ID]bool {

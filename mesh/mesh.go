@@ -68,6 +68,7 @@ type Mesh struct {
 	interval atomic.Int64 // current own heartbeat interval, ns
 	events   chan PeerInfo
 	blobSem  chan struct{}
+	fetches  fetchSlots
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -100,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		table:   newTable(),
 		topics:  make(map[string]*pubsub.Topic),
 		events:  make(chan PeerInfo, 256),
-		blobSem: make(chan struct{}, 16),
+		blobSem: make(chan struct{}, blobServers),
 	}
 	m.met = newMetrics(reg, m.table)
 	m.deny = denySet(cfg.Deny)

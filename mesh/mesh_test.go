@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -315,6 +316,110 @@ func TestBlobFetch(t *testing.T) {
 	}
 }
 
+// One peer that opens blob streams and stalls holds blobPeerStreams of the
+// server's slots, not all of them: the resource manager resets its next
+// stream, other peers are still served, and the slot comes back when the
+// peer lets a stream go.
+func TestBlobStreamsBoundedPerPeer(t *testing.T) {
+	blob := []byte("module bytes")
+	hash := protocol.HashHex(blob)
+	server := newTestMesh(t, "testnet", func(c *Config) {
+		c.Self = nil
+		c.DHT = false
+		c.Blob = func(h string) ([]byte, bool) { return blob, h == hash }
+	})
+	hog := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	honest := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	connect(t, hog, server)
+	connect(t, honest, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	proto := blobProtocolID("testnet")
+	var stalled []network.Stream
+	for range blobPeerStreams {
+		s, err := hog.Host().NewStream(ctx, server.ID(), proto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte("0")); err != nil { // one byte of a 65-byte request
+			t.Fatal(err)
+		}
+		stalled = append(stalled, s)
+	}
+	inbound := func() int {
+		n := 0
+		_ = server.Host().Network().ResourceManager().ViewProtocol(proto, func(s network.ProtocolScope) error {
+			n = s.Stat().NumStreamsInbound
+			return nil
+		})
+		return n
+	}
+	eventually(t, 10*time.Second, "stalled streams held by the server", func() bool { return inbound() == blobPeerStreams })
+
+	_, err := hog.FetchBlob(ctx, server.ID(), hash, 0)
+	if err == nil || errors.Is(err, ErrBlobBusy) {
+		t.Fatalf("hog's stream beyond its %d: err = %v, want a reset by the resource manager", blobPeerStreams, err)
+	}
+	if got, err := honest.FetchBlob(ctx, server.ID(), hash, 0); err != nil || string(got) != string(blob) {
+		t.Fatalf("honest peer while the hog stalls: %q, %v", got, err)
+	}
+	_ = stalled[0].Reset()
+	eventually(t, 10*time.Second, "a slot freed", func() bool { return inbound() < blobPeerStreams })
+	if _, err := hog.FetchBlob(ctx, server.ID(), hash, 0); err != nil {
+		t.Fatalf("hog after letting a stream go: %v", err)
+	}
+}
+
+// An honest fetcher never runs into the per-peer stream limit: many fetches
+// from one peer at once wait for a slot and all succeed.
+func TestConcurrentBlobFetchesFromOnePeer(t *testing.T) {
+	blob := []byte("module bytes")
+	hash := protocol.HashHex(blob)
+	server := newTestMesh(t, "testnet", func(c *Config) {
+		c.Self = nil
+		c.DHT = false
+		c.Blob = func(h string) ([]byte, bool) {
+			time.Sleep(20 * time.Millisecond) // keep the streams open long enough to overlap
+			return blob, h == hash
+		}
+	})
+	client := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	connect(t, client, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 8 * blobPeerFetches
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := client.FetchBlob(ctx, server.ID(), hash, 0)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	client.fetches.mu.Lock()
+	defer client.fetches.mu.Unlock()
+	if len(client.fetches.slots) != 0 {
+		t.Errorf("%d fetch slots left after every fetch returned", len(client.fetches.slots))
+	}
+}
+
+func TestResourceLimitsAboveConnectionManager(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.NetworkID = "net"
+	sys := resourceLimits(&cfg).ToPartialLimitConfig().System
+	if int(sys.ConnsInbound) <= cfg.ConnHigh || int(sys.Conns) <= cfg.ConnHigh {
+		t.Errorf("system conns inbound=%v all=%v: must exceed the connection manager's high water %d", sys.ConnsInbound, sys.Conns, cfg.ConnHigh)
+	}
+	if int64(sys.Memory) != cfg.ResourceMemory || int(sys.FD) != cfg.ResourceFDs {
+		t.Errorf("system memory=%v fd=%v, want %d and %d", sys.Memory, sys.FD, cfg.ResourceMemory, cfg.ResourceFDs)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	for _, tc := range []struct {
@@ -326,6 +431,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no key", func(c *Config) { c.Key = nil }, "identity key"},
 		{"interval too short", func(c *Config) { c.HeartbeatInterval = time.Millisecond }, "heartbeat interval"},
 		{"water marks", func(c *Config) { c.ConnHigh = c.ConnLow }, "water marks"},
+		{"resource memory", func(c *Config) { c.ResourceMemory = 1 << 20 }, "resource memory"},
+		{"resource fds", func(c *Config) { c.ResourceFDs = 64 }, "resource fds 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

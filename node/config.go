@@ -52,6 +52,12 @@ type Config struct {
 	CORSOrigins []string
 	// DenyPeers are peer ids this node never talks to (operator deny list).
 	DenyPeers []string
+	// MaxConns is the connection manager's high water mark (it trims to a
+	// third of it); the resource manager's connection limits follow it.
+	MaxConns int
+	// P2PMemoryMB is the memory libp2p's resource manager lets connections
+	// and streams hold together.
+	P2PMemoryMB int
 	// Version is reported in heartbeats and the API.
 	Version string
 	// SyncWrites commits every store write with fsync; off only in tests.
@@ -70,8 +76,10 @@ func DefaultConfig() Config {
 		APIAddr:           "127.0.0.1:8080",
 		HeartbeatInterval: 10 * time.Second, // DESIGN.md's default
 		DHT:               true,
-		SandboxWorkers:    2, // WASM runs at once; more queue
-		ProverConcurrency: 1, // gnark uses every core: one proof at a time
+		SandboxWorkers:    2,   // WASM runs at once; more queue
+		MaxConns:          192, // a small node: trims to 64 above 192 connections
+		P2PMemoryMB:       256, // a small node's share for libp2p
+		ProverConcurrency: 1,   // gnark uses every core: one proof at a time
 		Version:           "dev",
 		SyncWrites:        true,
 	}
@@ -93,6 +101,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < 100*time.Millisecond || c.HeartbeatInterval > time.Hour {
 		return bad("--heartbeat-interval %s not within 100ms..1h", c.HeartbeatInterval)
+	}
+	if c.MaxConns < 16 || c.MaxConns > 10000 {
+		return bad("--max-conns %d not within 16..10000", c.MaxConns)
+	}
+	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
+		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)
 	}
 	if c.SandboxWorkers < 1 || c.ProverConcurrency < 1 {
 		return bad("sandbox workers and prover concurrency must be at least 1")

@@ -214,6 +214,8 @@ Example:
 	f.BoolVar(&cfg.Colocation, "allow-colocation", false, "do not penalise many peers on one IP (local testnets)")
 	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "browser origin allowed to call the API, e.g. https://dash.example (default: none)")
 	f.StringSliceVar(&cfg.DenyPeers, "deny-peer", nil, "peer id never to talk to (repeatable or comma-separated)")
+	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections kept before the oldest idle ones are trimmed (to a third); libp2p refuses beyond 1.5x")
+	f.IntVar(&cfg.P2PMemoryMB, "p2p-memory-mb", cfg.P2PMemoryMB, "memory libp2p connections and streams may hold together, in MiB (one peer at most an eighth)")
 	f.StringVar(&cfg.KeysDir, "keys", "", "directory of ceremony keys (default: the shipped keys)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

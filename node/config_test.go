@@ -1,0 +1,38 @@
+package node
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidateNamesTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"no data dir", func(c *Config) { c.DataDir = "" }, "--data-dir"},
+		{"no listen", func(c *Config) { c.ListenAddrs = nil }, "--listen"},
+		{"interval", func(c *Config) { c.HeartbeatInterval = time.Millisecond }, "--heartbeat-interval 1ms"},
+		{"too few conns", func(c *Config) { c.MaxConns = 4 }, "--max-conns 4"},
+		{"too little memory", func(c *Config) { c.P2PMemoryMB = 8 }, "--p2p-memory-mb 8"},
+		{"api", func(c *Config) { c.APIAddr = "nocolon" }, "--api"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.DataDir = t.TempDir()
+			tc.mod(&c)
+			err := c.Validate()
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+	c := DefaultConfig()
+	c.DataDir = t.TempDir()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+}
