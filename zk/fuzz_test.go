@@ -2,9 +2,13 @@ package zk
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
+	"strings"
 	"testing"
+
+	"github.com/consensys/gnark/backend/groth16/bn254/mpcsetup"
 
 	"github.com/proofmesh/proofmesh/protocol/spec"
 )
@@ -137,4 +141,80 @@ func embeddedSub(t testing.TB) fs.FS {
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// FuzzParseTranscript feeds the ceremony index a participant is handed.
+func FuzzParseTranscript(f *testing.F) {
+	good := Transcript{
+		Format: TranscriptFormat, Circuits: []string{"mimc.chain.v1"}, Phase1Domain: 32768, Phase: PhaseTwo,
+		Phase1Beacon: strings.Repeat("11", 32),
+		Contributions: []Contribution{
+			{Phase: 1, Index: 1, Participant: "alice", File: "phase1/0001.bin", SHA256: strings.Repeat("a", 64)},
+			{Phase: 2, Circuit: "mimc.chain.v1", Index: 1, Participant: "bob", File: "phase2/mimc.chain.v1/0001.bin", SHA256: strings.Repeat("b", 64)},
+		},
+	}
+	raw, err := json.Marshal(good)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Add([]byte(`{"format":"proofmesh-ceremony/v1","circuits":["../x"],"phase1_domain":4,"phase":"phase1","contributions":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tr, err := ParseTranscript(data)
+		if err != nil {
+			if !errors.Is(err, ErrTranscript) {
+				t.Fatalf("error %v does not wrap ErrTranscript", err)
+			}
+			return
+		}
+		for _, c := range tr.Contributions {
+			if strings.Contains(c.File, "..") || strings.HasPrefix(c.File, "/") {
+				t.Fatalf("accepted file name %q", c.File)
+			}
+		}
+		again, err := json.Marshal(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseTranscript(again); err != nil {
+			t.Fatalf("accepted transcript does not round-trip: %v", err)
+		}
+	})
+}
+
+// FuzzCeremonyState feeds phase-1 and phase-2 state files to the checks
+// that run before gnark decodes them, then to gnark: nothing may panic or
+// allocate beyond the bytes given.
+func FuzzCeremonyState(f *testing.F) {
+	p1 := mpcsetup.NewPhase1(4)
+	raw, err := marshal(p1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	p1.Contribute()
+	if raw, err = marshal(p1); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	ccs, err := cubicDef.compile()
+	if err != nil {
+		f.Fatal(err)
+	}
+	commons := p1.Seal([]byte("fuzz beacon, 16 bytes or more"))
+	p2 := new(mpcsetup.Phase2)
+	p2.Initialize(ccs, &commons)
+	p2.Contribute()
+	if raw, err = marshal(p2); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(raw)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if n, err := phase1StateDomain(data); err == nil && n == 4 {
+			_ = decodeState(new(mpcsetup.Phase1), data)
+		}
+		if checkPhase2State(data) == nil {
+			_ = decodeState(new(mpcsetup.Phase2), data)
+		}
+	})
 }

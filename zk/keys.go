@@ -84,8 +84,10 @@ type CeremonyInfo struct {
 	// contribution, in order.
 	Phase1Contributions []string `json:"phase1_contribution_sha256"`
 	// Beacon is the public random beacon (hex) that seeds the final,
-	// reproducible contribution of both phases.
+	// reproducible contribution of phase 1, and of phase 2 unless
+	// Phase2Beacon is set (a distributed ceremony fixes one per phase).
 	Beacon             string    `json:"beacon"`
+	Phase2Beacon       string    `json:"phase2_beacon,omitempty"`
 	GnarkVersion       string    `json:"gnark_version"`
 	GnarkCryptoVersion string    `json:"gnark_crypto_version"`
 	Date               time.Time `json:"date"`

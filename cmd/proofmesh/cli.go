@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -322,11 +325,26 @@ func setupCmd() *cobra.Command {
 	var opt zk.CeremonyOptions
 	cmd := &cobra.Command{
 		Use:   "setup --out DIR",
-		Short: "Run the Groth16 key ceremony (phase 1 and 2 contributions, each verified)",
+		Short: "Run the Groth16 key ceremony, in one process or among participants on separate machines",
 		Long: `Run the multi-party key ceremony (gnark mpcsetup) for the built-in circuits and
 write <circuit>.pk, <circuit>.vk and manifest.json (their hashes) to DIR.
 A network that uses these keys pins each vk hash in its network.json.
-mimc.chain.v1 takes a few minutes on two cores.`,
+mimc.chain.v1 takes a few minutes on two cores.
+
+Without a subcommand every contribution is made in this process, which is
+fine for a test network. For a real one, let each participant contribute
+on its own machine to a transcript directory that passes between them:
+
+  proofmesh setup init --dir C                       coordinator
+  proofmesh setup contribute --dir C --name alice    each participant (phase 1)
+  proofmesh setup close-phase1 --dir C --beacon HEX  coordinator
+  proofmesh setup contribute --dir C --name alice    each participant (phase 2)
+  proofmesh setup finalize --dir C --beacon HEX --out KEYS
+  proofmesh setup verify --dir C --keys KEYS         anyone
+
+The keys are sound if one participant was honest. A beacon is a public
+random value (hex, 16 bytes or more) that nobody could know before the
+phase's last contribution, such as a future block hash announced in advance.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opt.OutDir == "" {
@@ -347,7 +365,186 @@ mimc.chain.v1 takes a few minutes on two cores.`,
 	cmd.Flags().StringVar(&opt.OutDir, "out", "", "output directory")
 	cmd.Flags().StringSliceVar(&opt.Circuits, "circuits", nil, "circuits (default: all built-in)")
 	cmd.Flags().IntVar(&opt.Contributions, "contributions", zk.DefaultContributions, "contributions per phase")
+	cmd.AddCommand(ceremonyInitCmd(), ceremonyContributeCmd(), ceremonyClosePhase1Cmd(), ceremonyFinalizeCmd(), ceremonyVerifyCmd())
 	return cmd
+}
+
+func ceremonyInitCmd() *cobra.Command {
+	var dir string
+	var circuits []string
+	cmd := &cobra.Command{
+		Use:   "init --dir DIR",
+		Short: "Start a distributed ceremony: a transcript directory for the participants",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := zk.InitCeremony(cmd.Context(), dir, circuits)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ceremony for %s started in %s (phase 1, domain %d)\nnext: each participant runs  proofmesh setup contribute --dir %s --name NAME\n",
+				strings.Join(t.Circuits, ", "), dir, t.Phase1Domain, dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the transcript directory (created)")
+	cmd.Flags().StringSliceVar(&circuits, "circuits", nil, "circuits (default: all built-in)")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func ceremonyContributeCmd() *cobra.Command {
+	var dir, name string
+	cmd := &cobra.Command{
+		Use:   "contribute --dir DIR --name NAME",
+		Short: "Add your contribution to the open phase; publish the hash it prints",
+		Long: `Check the contribution before yours, add yours (fresh randomness from this
+machine, dropped when the command returns) and record it in the transcript.
+Publish the printed hashes where the other participants can see them: the
+final manifest lists every contribution's hash, so you can check yours is in.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			made, err := zk.ContributeCeremony(cmd.Context(), dir, name)
+			if err != nil {
+				return err
+			}
+			for _, c := range made {
+				what := "phase 1"
+				if c.Phase == 2 {
+					what = "phase 2 of " + c.Circuit
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s contribution %d by %s: sha256 %s (%s)\n", what, c.Index, c.Participant, c.SHA256, c.File)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the transcript directory")
+	cmd.Flags().StringVar(&name, "name", "", "your name as the transcript records it (1-64 printable characters)")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+func ceremonyClosePhase1Cmd() *cobra.Command {
+	var dir, beacon string
+	cmd := &cobra.Command{
+		Use:   "close-phase1 --dir DIR --beacon HEX",
+		Short: "Verify every phase-1 contribution, seal phase 1 and open phase 2",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := parseBeacon(beacon)
+			if err != nil {
+				return err
+			}
+			if err := zk.ClosePhase1(cmd.Context(), dir, b); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "phase 1 verified and sealed; phase 2 open: each participant runs  proofmesh setup contribute --dir %s --name NAME\n", dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the transcript directory")
+	cmd.Flags().StringVar(&beacon, "beacon", "", "public random beacon, hex of 16 bytes or more")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = cmd.MarkFlagRequired("beacon")
+	return cmd
+}
+
+func ceremonyFinalizeCmd() *cobra.Command {
+	var dir, beacon, out string
+	cmd := &cobra.Command{
+		Use:   "finalize --dir DIR --beacon HEX --out KEYS",
+		Short: "Verify the whole transcript, seal phase 2 and write the keys and manifest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := parseBeacon(beacon)
+			if err != nil {
+				return err
+			}
+			m, err := zk.FinalizeCeremony(cmd.Context(), dir, b, out)
+			if err != nil {
+				return err
+			}
+			printManifest(cmd.OutOrStdout(), m)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the transcript directory")
+	cmd.Flags().StringVar(&beacon, "beacon", "", "public random beacon, hex of 16 bytes or more")
+	cmd.Flags().StringVar(&out, "out", "", "directory for the keys and manifest.json")
+	for _, f := range []string{"dir", "beacon", "out"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func ceremonyVerifyCmd() *cobra.Command {
+	var dir, keys string
+	cmd := &cobra.Command{
+		Use:   "verify --dir DIR [--keys KEYS]",
+		Short: "Re-verify a ceremony transcript from the start; with --keys, check that it gives those keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			w := cmd.OutOrStdout()
+			t, m, err := zk.VerifyCeremony(cmd.Context(), dir)
+			if err != nil {
+				fmt.Fprintf(w, "FAIL  %v\n", err)
+				return exitError{1}
+			}
+			fmt.Fprintf(w, "ok    %d contributions verified (%s)\n", len(t.Contributions), t.Phase)
+			if m == nil {
+				if keys != "" {
+					fmt.Fprintf(w, "FAIL  the ceremony is not finalized: no keys to compare with %s\n", keys)
+					return exitError{1}
+				}
+				return nil
+			}
+			printManifest(w, m)
+			if keys == "" {
+				return nil
+			}
+			ks, err := zk.LoadKeys(keys)
+			if err != nil {
+				fmt.Fprintf(w, "FAIL  %v\n", err)
+				return exitError{1}
+			}
+			have := ks.Manifest()
+			bad := false
+			for id, c := range m.Circuits {
+				h, ok := have.Circuits[id]
+				if !ok || h.VerifyingKeySHA256 != c.VerifyingKeySHA256 || h.ProvingKeySHA256 != c.ProvingKeySHA256 {
+					fmt.Fprintf(w, "FAIL  %s: %s does not hold the keys this transcript gives\n", id, keys)
+					bad = true
+				}
+			}
+			if bad {
+				return exitError{1}
+			}
+			fmt.Fprintf(w, "ok    the keys in %s are the ones this transcript gives\n", keys)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the transcript directory")
+	cmd.Flags().StringVar(&keys, "keys", "", "a keys directory (with manifest.json) to compare")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func printManifest(w io.Writer, m *zk.Manifest) {
+	for _, id := range slices.Sorted(maps.Keys(m.Circuits)) {
+		c := m.Circuits[id]
+		fmt.Fprintf(w, "%s  vk sha256 %s  (%d constraints, %d phase-2 contributions)\n", id, c.VerifyingKeySHA256, c.Constraints, len(c.Phase2Contributions))
+	}
+}
+
+func parseBeacon(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	if err != nil {
+		return nil, fmt.Errorf("--beacon %q: not hex: %v", s, err)
+	}
+	if len(b) < 16 {
+		return nil, fmt.Errorf("--beacon: %d bytes, want 16 or more", len(b))
+	}
+	return b, nil
 }
 
 func auditCmd() *cobra.Command {

@@ -81,3 +81,51 @@ func TestParseExpiry(t *testing.T) {
 		}
 	}
 }
+
+// The distributed ceremony as participants run it, for the small circuit:
+// the keys it writes load, verify checks them against the transcript, and
+// an edited contribution makes verify fail.
+func TestDistributedCeremonyCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ceremony")
+	keys := filepath.Join(t.TempDir(), "keys")
+	b1, b2 := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	steps := [][]string{
+		{"setup", "init", "--dir", dir, "--circuits", "mlp.infer.v1"},
+		{"setup", "contribute", "--dir", dir, "--name", "alice"},
+		{"setup", "contribute", "--dir", dir, "--name", "bob"},
+		{"setup", "close-phase1", "--dir", dir, "--beacon", b1},
+		{"setup", "contribute", "--dir", dir, "--name", "alice"},
+		{"setup", "contribute", "--dir", dir, "--name", "carol"},
+		{"setup", "finalize", "--dir", dir, "--beacon", b2, "--out", keys},
+		{"setup", "verify", "--dir", dir, "--keys", keys},
+	}
+	for _, args := range steps {
+		code, out, errs := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+		if args[1] == "contribute" && !strings.Contains(out, "sha256") {
+			t.Fatalf("%v prints no hash to publish: %q", args, out)
+		}
+		if args[1] == "verify" && !strings.Contains(out, "are the ones this transcript gives") {
+			t.Fatalf("verify: %q", out)
+		}
+	}
+	if code, _, errs := runCLI(t, "setup", "close-phase1", "--dir", dir, "--beacon", "xyz"); code == 0 || !strings.Contains(errs, "--beacon") {
+		t.Fatalf("bad beacon: %d %q", code, errs)
+	}
+
+	p := filepath.Join(dir, "phase2", "mlp.infer.v1", "0001.bin")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[100] ^= 1
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "setup", "verify", "--dir", dir, "--keys", keys)
+	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "phase2/mlp.infer.v1/0001.bin") {
+		t.Fatalf("verify of an edited transcript: %d %q", code, out)
+	}
+}
