@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -102,6 +103,14 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 	}
 	if code, body := call(t, n, "GET", "/api/v1/audit/verify", tok, ""); code != 200 || !strings.Contains(body, `"intact": true`) {
 		t.Errorf("audit verify: %d %s", code, body)
+	}
+	code, body = call(t, n, "GET", "/api/v1/audit/checkpoint", tok, "")
+	var cp api.AuditCheckpoint
+	if code != 200 || json.Unmarshal([]byte(body), &cp) != nil {
+		t.Fatalf("audit checkpoint: %d %s", code, body)
+	}
+	if opened, err := protocol.OpenAuditCheckpoint(cp.Envelope); err != nil || opened.NodeID != n.ID().String() || opened.Seq != cp.Seq || opened.Hash != cp.Hash {
+		t.Errorf("checkpoint envelope: %+v, %v", opened, err)
 	}
 	code, body = call(t, n, "GET", "/metrics", tok, "")
 	for _, m := range []string{"proofmesh_peers{status=\"online\"} 1", "proofmesh_heartbeats_received_total", "proofmesh_gossip_messages_total", "proofmesh_api_requests_total"} {
@@ -218,6 +227,7 @@ func TestAPIKeysScopesExpiryRevocation(t *testing.T) {
 		{"read key cannot submit", "POST", "/api/v1/tasks", reader, `{"type":"mimc.chain.v1","input":{"x":"1"}}`, 401, "insufficient scope"},
 		{"submit key submits (checked input)", "POST", "/api/v1/tasks", submitter, `{"type":"nope.v1","input":{}}`, 400, "unknown_task_type"},
 		{"submit key is not admin", "GET", "/api/v1/apikeys", submitter, "", 401, "insufficient scope"},
+		{"read key cannot sign checkpoints", "GET", "/api/v1/audit/checkpoint", reader, "", 401, "insufficient scope"},
 		{"expired key", "GET", "/api/v1/node", shortLived, "", 401, "expired"},
 		{"malformed key", "GET", "/api/v1/node", "pmk_../etc", "", 401, "not an API key"},
 		{"unknown key", "GET", "/api/v1/node", "pmk_00000000_" + strings.Repeat("0", 64), "", 401, "unknown"},

@@ -34,6 +34,19 @@ func FuzzOpenLeave(f *testing.F) {
 	})
 }
 
+func FuzzOpenAuditCheckpoint(f *testing.F) {
+	priv, id := newKey(f)
+	env, _ := Seal(&AuditCheckpoint{NodeID: id.String(), Seq: 3, Hash: HashHex([]byte("entry")), Time: 1}, priv)
+	f.Add(env)
+	f.Add([]byte{0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := OpenAuditCheckpoint(data)
+		if err == nil && (c.Seq == 0 || !isHexHash(c.Hash)) {
+			t.Fatalf("malformed checkpoint opened: %+v", c)
+		}
+	})
+}
+
 func FuzzOpenResult(f *testing.F) {
 	priv, id := newKey(f)
 	out := []byte("o")

@@ -222,6 +222,37 @@ func TestLeaveOnlyOwnKey(t *testing.T) {
 	}
 }
 
+func TestAuditCheckpointOnlyOwnKey(t *testing.T) {
+	priv, id := newKey(t)
+	otherPriv, _ := newKey(t)
+	cp := AuditCheckpoint{NodeID: id.String(), Seq: 7, Hash: HashHex([]byte("e7")), Time: 1}
+	env, err := Seal(&cp, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenAuditCheckpoint(env)
+	if err != nil || *got != cp {
+		t.Fatalf("open own checkpoint: %+v, %v", got, err)
+	}
+	forged, _ := Seal(&cp, otherPriv)
+	if _, err := OpenAuditCheckpoint(forged); !errors.Is(err, ErrForged) {
+		t.Fatalf("checkpoint signed by another key: %v", err)
+	}
+	for _, bad := range []AuditCheckpoint{
+		{NodeID: id.String(), Seq: 0, Hash: cp.Hash},
+		{NodeID: id.String(), Seq: 1, Hash: "../x"},
+	} {
+		env, _ := Seal(&bad, priv)
+		if _, err := OpenAuditCheckpoint(env); !errors.Is(err, ErrMalformed) {
+			t.Errorf("checkpoint %+v: %v", bad, err)
+		}
+	}
+	leave, _ := Seal(&Leave{NodeID: id.String(), Time: 1}, priv)
+	if _, err := OpenAuditCheckpoint(leave); err == nil {
+		t.Fatal("a leave envelope opened as a checkpoint")
+	}
+}
+
 func TestOpenResult(t *testing.T) {
 	priv, id := newKey(t)
 	_, other := newKey(t)

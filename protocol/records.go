@@ -14,14 +14,16 @@ import (
 // Envelope domains: a signature made for one kind of record never verifies
 // as another.
 const (
-	DomainLeave  = "proofmesh-leave"
-	DomainResult = "proofmesh-result"
+	DomainLeave           = "proofmesh-leave"
+	DomainResult          = "proofmesh-result"
+	DomainAuditCheckpoint = "proofmesh-audit-checkpoint"
 )
 
 // Size limits of sealed envelopes read from outside.
 const (
-	MaxLeaveBytes  = 2 << 10
-	MaxResultBytes = 512 << 10
+	MaxLeaveBytes      = 2 << 10
+	MaxResultBytes     = 512 << 10
+	MaxCheckpointBytes = 1 << 10
 )
 
 // Leave is a node's signed notice that it leaves the network.
@@ -42,6 +44,48 @@ func (l *Leave) MarshalRecord() ([]byte, error) { return json.Marshal(l) }
 
 // UnmarshalRecord implements record.Record.
 func (l *Leave) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxLeaveBytes, l) }
+
+// AuditCheckpoint is a node's signed statement that entry Seq of its audit
+// chain has hash Hash. An auditor who keeps one can tell the original chain
+// from a rewrite: whoever rewrites the store can build a consistent new
+// chain, but not one whose entry Seq has the hash already signed.
+type AuditCheckpoint struct {
+	NodeID string `json:"node_id"`
+	Seq    uint64 `json:"seq"`
+	Hash   string `json:"hash"`
+	Time   int64  `json:"time"` // unix ms
+}
+
+// Domain implements record.Record.
+func (*AuditCheckpoint) Domain() string { return DomainAuditCheckpoint }
+
+// Codec implements record.Record.
+func (*AuditCheckpoint) Codec() []byte { return []byte("/proofmesh/audit-checkpoint/1") }
+
+// MarshalRecord implements record.Record.
+func (c *AuditCheckpoint) MarshalRecord() ([]byte, error) { return json.Marshal(c) }
+
+// UnmarshalRecord implements record.Record.
+func (c *AuditCheckpoint) UnmarshalRecord(b []byte) error {
+	return decodeStrict(b, MaxCheckpointBytes, c)
+}
+
+// OpenAuditCheckpoint verifies a checkpoint envelope: signed by the node it
+// names, for an entry that exists (seq ≥ 1) with a well-formed hash.
+func OpenAuditCheckpoint(data []byte) (*AuditCheckpoint, error) {
+	var c AuditCheckpoint
+	signer, err := open(data, MaxCheckpointBytes, &c)
+	if err != nil {
+		return nil, err
+	}
+	if c.NodeID != signer.String() {
+		return nil, fmt.Errorf("%w: audit checkpoint of %s signed by %s", ErrForged, c.NodeID, signer)
+	}
+	if c.Seq == 0 || !isHexHash(c.Hash) {
+		return nil, fmt.Errorf("audit checkpoint: %w: seq %d, hash %q", ErrMalformed, c.Seq, c.Hash)
+	}
+	return &c, nil
+}
 
 // ExecStats are an executor's measurements of one task.
 type ExecStats struct {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,7 +21,8 @@ import (
 
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/node"
-	"github.com/proofmesh/proofmesh/store"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/zk"
 )
 
@@ -550,22 +553,71 @@ func parseBeacon(s string) ([]byte, error) {
 func auditCmd() *cobra.Command {
 	audit := &cobra.Command{Use: "audit", Short: "Inspect the tamper-evident audit chain"}
 	var dataDir string
+	var checkpoints []string
 	v := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the audit chain of a stopped node's store",
-		Args:  cobra.NoArgs,
+		Short: "Check the audit chain of a stopped node's store, and that it holds the checkpoints you kept",
+		Long: `Check the hash chain of a stopped node's audit log. The chain alone shows an
+edited or removed entry; whoever holds the store could still rebuild a
+consistent chain from scratch. Checkpoints kept outside the node
+(proofmesh audit checkpoint > cp.json, say once a day) catch that too:
+each must name an entry the chain holds, with the same hash.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			path := filepath.Join(dataDir, node.StoreFile)
-			n, err := store.VerifyAuditFile(path)
+			var envs [][]byte
+			for _, f := range checkpoints {
+				raw, err := os.ReadFile(f)
+				if err != nil {
+					return err
+				}
+				var cp api.AuditCheckpoint
+				if err := json.Unmarshal(raw, &cp); err != nil || len(cp.Envelope) == 0 {
+					return fmt.Errorf("checkpoint %s: not the JSON of proofmesh audit checkpoint (%v)", f, err)
+				}
+				envs = append(envs, cp.Envelope)
+			}
+			n, err := node.VerifyAuditFile(dataDir, envs...)
 			if err != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "BROKEN after %d good entries: %v\n", n, err)
 				return exitError{1}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "audit chain of %s intact: %d entries\n", path, n)
+			fmt.Fprintf(cmd.OutOrStdout(), "audit chain of %s intact: %d entries", filepath.Join(dataDir, node.StoreFile), n)
+			if len(envs) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), ", holds all %d checkpoints", len(envs))
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
 			return nil
 		},
 	}
 	v.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the node's data directory")
-	audit.AddCommand(v)
+	v.Flags().StringSliceVar(&checkpoints, "checkpoint", nil, "a checkpoint file from proofmesh audit checkpoint (repeatable)")
+
+	var cf clientFlags
+	c := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Print the running node's audit head, signed by its key; keep it somewhere the node cannot reach",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var raw []byte
+			if err := cl.do(cmd.Context(), http.MethodGet, "/api/v1/audit/checkpoint", nil, &raw); err != nil {
+				return err
+			}
+			var cp api.AuditCheckpoint
+			if err := json.Unmarshal(raw, &cp); err != nil {
+				return fmt.Errorf("checkpoint answer: %w", err)
+			}
+			if _, err := protocol.OpenAuditCheckpoint(cp.Envelope); err != nil {
+				return fmt.Errorf("the node's checkpoint does not verify: %w", err)
+			}
+			_, err = cmd.OutOrStdout().Write(append(raw, '\n'))
+			return err
+		},
+	}
+	cf.add(c)
+	audit.AddCommand(v, c)
 	return audit
 }

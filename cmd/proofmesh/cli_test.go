@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/proofmesh/proofmesh/node"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -127,5 +129,50 @@ func TestDistributedCeremonyCLI(t *testing.T) {
 	code, out, _ := runCLI(t, "setup", "verify", "--dir", dir, "--keys", keys)
 	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "phase2/mlp.infer.v1/0001.bin") {
 		t.Fatalf("verify of an edited transcript: %d %q", code, out)
+	}
+}
+
+// audit checkpoint fetches a signed head from a running node; audit verify
+// checks a stopped node's chain against it.
+func TestAuditCheckpointCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := node.DefaultConfig()
+	cfg.DataDir = dir
+	cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.DHT = false
+	cfg.SyncWrites = false
+	cfg.WasmCacheDir = filepath.Join(t.TempDir(), "wasm")
+	cfg.Declared.NodeType = "verifier" // serves no type: nothing to compile
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "audit", "checkpoint", "--api", n.APIAddr(), "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, `"envelope"`) {
+		_ = n.Close(ctx)
+		t.Fatalf("audit checkpoint: %d %s %s", code, out, errs)
+	}
+	if err := n.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "cp.json")
+	if err := os.WriteFile(cp, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, "audit", "verify", "--data-dir", dir, "--checkpoint", cp)
+	if code != 0 || !strings.Contains(out, "holds all 1 checkpoints") {
+		t.Fatalf("audit verify --checkpoint: %d %s %s", code, out, errs)
+	}
+
+	// A checkpoint of another data dir is refused.
+	other := filepath.Join(t.TempDir(), "other")
+	if code, _, errs := runCLI(t, "init", "--data-dir", other); code != 0 {
+		t.Fatal(errs)
+	}
+	code, out, _ = runCLI(t, "audit", "verify", "--data-dir", other, "--checkpoint", cp)
+	if code != 1 || !strings.Contains(out, "BROKEN") {
+		t.Fatalf("checkpoint of another node: %d %s", code, out)
 	}
 }

@@ -110,6 +110,7 @@ func Handler(b Backend, opt Options) http.Handler {
 	route("POST /api/v1/proofs/verify", ScopeSubmit, s.verify)
 	route("GET /api/v1/audit", ScopeAdmin, s.audit)
 	route("GET /api/v1/audit/verify", ScopeAdmin, s.auditVerify)
+	route("GET /api/v1/audit/checkpoint", ScopeAdmin, s.auditCheckpoint)
 	route("POST /api/v1/apikeys", ScopeAdmin, s.createKey)
 	route("GET /api/v1/apikeys", ScopeAdmin, s.listKeys)
 	route("DELETE /api/v1/apikeys/{prefix}", ScopeAdmin, s.revokeKey)
@@ -566,6 +567,15 @@ func (s *server) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, es)
+}
+
+func (s *server) auditCheckpoint(w http.ResponseWriter, _ *http.Request) {
+	cp, err := s.b.AuditCheckpoint()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cp)
 }
 
 func (s *server) auditVerify(w http.ResponseWriter, _ *http.Request) {

@@ -36,6 +36,8 @@ type Backend interface {
 	// VerifyAudit walks the audit chain: entries checked, and the first
 	// break.
 	VerifyAudit() (int, error)
+	// AuditCheckpoint signs the audit chain's head with the node's key.
+	AuditCheckpoint() (AuditCheckpoint, error)
 
 	// AuthenticateKey checks an API key and returns its scope; errors
 	// wrap ErrUnauthorized and say why (unknown, expired, revoked).
@@ -96,6 +98,18 @@ type AuditEntry struct {
 	Detail  string    `json:"detail,omitempty"`
 	Prev    string    `json:"prev"`
 	Hash    string    `json:"hash"`
+}
+
+// AuditCheckpoint is GET /api/v1/audit/checkpoint: the head of the audit
+// chain, and Envelope, the same signed by the node's key (what
+// `proofmesh audit verify --checkpoint` checks; the other fields are for
+// people).
+type AuditCheckpoint struct {
+	NodeID   string    `json:"node_id"`
+	Seq      uint64    `json:"seq"`
+	Hash     string    `json:"hash"`
+	Time     time.Time `json:"time"`
+	Envelope []byte    `json:"envelope"`
 }
 
 // NodeInfo is GET /api/v1/node.
