@@ -208,15 +208,11 @@ func (c *ceremonyDir) contribute(ctx context.Context, participant string) (made 
 	if err := validParticipant(participant); err != nil {
 		return nil, err
 	}
-	unlock, err := c.lock()
+	t, unlock, err := c.begin()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	t, err := c.load()
-	if err != nil {
-		return nil, err
-	}
 	switch t.Phase {
 	case PhaseOne:
 		prev, err := c.latestPhase1(t)
@@ -346,15 +342,11 @@ func (c *ceremonyDir) closePhase1(ctx context.Context, beacon []byte) (err error
 	if err := validBeacon(beacon); err != nil {
 		return err
 	}
-	unlock, err := c.lock()
+	t, unlock, err := c.begin()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	t, err := c.load()
-	if err != nil {
-		return err
-	}
 	if t.Phase != PhaseOne {
 		return fmt.Errorf("%w: phase 1 is already closed (the ceremony is %s)", ErrTranscript, t.Phase)
 	}
@@ -397,15 +389,11 @@ func (c *ceremonyDir) finalize(ctx context.Context, beacon []byte, outDir string
 	if outDir == "" {
 		return nil, errors.New("ceremony: no output directory for the keys")
 	}
-	unlock, err := c.lock()
+	t, unlock, err := c.begin()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	t, err := c.load()
-	if err != nil {
-		return nil, err
-	}
 	if t.Phase != PhaseTwo {
 		return nil, fmt.Errorf("%w: finalize needs phase 2 (the ceremony is %s)", ErrTranscript, t.Phase)
 	}
@@ -849,6 +837,19 @@ func (c *ceremonyDir) save(t *Transcript) error {
 		return fmt.Errorf("ceremony: %w", err)
 	}
 	return writeFileAtomic(filepath.Join(c.dir, TranscriptFile), append(raw, '\n'))
+}
+
+// begin takes the directory's lock and loads the transcript; the caller
+// releases the lock with unlock.
+func (c *ceremonyDir) begin() (t *Transcript, unlock func(), err error) {
+	if unlock, err = c.lock(); err != nil {
+		return nil, nil, err
+	}
+	if t, err = c.load(); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return t, unlock, nil
 }
 
 // lock takes the directory for one step; a second participant working on
