@@ -92,18 +92,27 @@ func BenchmarkTaskEndToEnd(b *testing.B) {
 	// Many in flight.
 	t0 := time.Now()
 	var wg sync.WaitGroup
+	failed := make(chan string, parallel)
 	for i := range parallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			id, err := sub.Submit(ctx, api.SubmitRequest{Type: tt.ID, Input: input(100 + i)})
-			if err == nil {
-				waitDone(sub, id)
+			if err != nil {
+				failed <- err.Error()
+				return
+			}
+			if st := waitDone(sub, id); st != protocol.StateAccepted {
+				failed <- fmt.Sprintf("task %s: %s", id, st)
 			}
 		}()
 	}
 	wg.Wait()
 	tps := float64(parallel) / time.Since(t0).Seconds()
+	close(failed)
+	for f := range failed {
+		b.Fatalf("task in flight not accepted: %s", f) // tasks/s counts accepted tasks only
+	}
 
 	m, a := median(e2e), median(alone)
 	b.ReportMetric(m.Seconds(), "submit-to-accepted-s")
