@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/mesh"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -68,18 +69,16 @@ type Config struct {
 
 // DefaultConfig returns a complete configuration; set DataDir.
 func DefaultConfig() Config {
+	mc := mesh.DefaultConfig() // the network side's defaults live there
 	return Config{
-		ListenAddrs: []string{
-			"/ip4/0.0.0.0/tcp/4001",
-			"/ip4/0.0.0.0/udp/4001/quic-v1",
-		},
+		ListenAddrs:       mc.ListenAddrs,
 		APIAddr:           "127.0.0.1:8080",
-		HeartbeatInterval: 10 * time.Second, // DESIGN.md's default
-		DHT:               true,
-		SandboxWorkers:    2,   // WASM runs at once; more queue
-		MaxConns:          192, // a small node: trims to 64 above 192 connections
-		P2PMemoryMB:       256, // a small node's share for libp2p
-		ProverConcurrency: 1,   // gnark uses every core: one proof at a time
+		HeartbeatInterval: mc.HeartbeatInterval,
+		DHT:               mc.DHT,
+		SandboxWorkers:    2, // WASM runs at once; more queue
+		MaxConns:          mc.ConnHigh,
+		P2PMemoryMB:       int(mc.ResourceMemory >> 20),
+		ProverConcurrency: 1, // gnark uses every core: one proof at a time
 		Version:           "dev",
 		SyncWrites:        true,
 	}

@@ -48,30 +48,16 @@ var cubicDef = &circuitDef{
 		y := cubic(x)
 		return []byte(`{"x":"3"}`), []byte(`{"y":"` + decimal(y) + `"}`)
 	},
-	public: func(input, output []byte) ([]fr.Element, error) {
-		in, err := parseMiMCInput(input)
-		if err != nil {
-			return nil, err
-		}
-		out, err := parseMiMCOutput(output)
-		if err != nil {
-			return nil, err
-		}
-		return []fr.Element{in.X, out.Y}, nil
-	},
+	public: publicXY,
 	assign: func(input, output []byte, binding fr.Element) (frontend.Circuit, error) {
-		in, err := parseMiMCInput(input)
+		x, y, err := parseXY(input, output)
 		if err != nil {
 			return nil, err
 		}
-		out, err := parseMiMCOutput(output)
-		if err != nil {
-			return nil, err
-		}
-		if want := cubic(in.X); !want.Equal(&out.Y) {
+		if want := cubic(x); !want.Equal(&y) {
 			return nil, ErrBadOutput
 		}
-		return &cubicCircuit{X: in.X, Y: out.Y, Binding: binding}, nil
+		return &cubicCircuit{X: x, Y: y, Binding: binding}, nil
 	},
 }
 

@@ -74,6 +74,29 @@ func mimcChain(x fr.Element) fr.Element {
 	return h
 }
 
+// parseXY decodes the input {"x": "<dec>"} and the output {"y": "<dec>"}
+// of mimc.chain.v1 (and of the tests' small circuit, which shares them).
+func parseXY(input, output []byte) (x, y fr.Element, err error) {
+	in, err := parseMiMCInput(input)
+	if err != nil {
+		return x, y, err
+	}
+	out, err := parseMiMCOutput(output)
+	if err != nil {
+		return x, y, err
+	}
+	return in.X, out.Y, nil
+}
+
+// publicXY is the public part of the statement for the x → y shapes.
+func publicXY(input, output []byte) ([]fr.Element, error) {
+	x, y, err := parseXY(input, output)
+	if err != nil {
+		return nil, err
+	}
+	return []fr.Element{x, y}, nil
+}
+
 var mimcDef = &circuitDef{
 	id:          spec.TypeMiMCChain,
 	blank:       func() frontend.Circuit { return &mimcChainCircuit{} },
@@ -84,29 +107,15 @@ var mimcDef = &circuitDef{
 		y := mimcChain(x)
 		return []byte(`{"x":"42"}`), []byte(`{"y":"` + decimal(y) + `"}`)
 	},
-	public: func(input, output []byte) ([]fr.Element, error) {
-		in, err := parseMiMCInput(input)
-		if err != nil {
-			return nil, err
-		}
-		out, err := parseMiMCOutput(output)
-		if err != nil {
-			return nil, err
-		}
-		return []fr.Element{in.X, out.Y}, nil
-	},
+	public: publicXY,
 	assign: func(input, output []byte, binding fr.Element) (frontend.Circuit, error) {
-		in, err := parseMiMCInput(input)
+		x, y, err := parseXY(input, output)
 		if err != nil {
 			return nil, err
 		}
-		out, err := parseMiMCOutput(output)
-		if err != nil {
-			return nil, err
-		}
-		if want := mimcChain(in.X); !want.Equal(&out.Y) {
+		if want := mimcChain(x); !want.Equal(&y) {
 			return nil, fmt.Errorf("%s: %w: y is not the MiMC chain of x (want %s)", spec.TypeMiMCChain, ErrBadOutput, decimal(want))
 		}
-		return &mimcChainCircuit{X: in.X, Y: out.Y, Binding: binding}, nil
+		return &mimcChainCircuit{X: x, Y: y, Binding: binding}, nil
 	},
 }

@@ -118,22 +118,14 @@ var mlpDef = &circuitDef{
 		return formatMLPInput(x), formatMLPOutput(scores, int64(class))
 	},
 	public: func(input, output []byte) ([]fr.Element, error) {
-		in, err := parseMLPInput(input)
-		if err != nil {
-			return nil, err
-		}
-		out, err := parseMLPOutput(output)
+		in, out, err := parseMLP(input, output)
 		if err != nil {
 			return nil, err
 		}
 		return mlpPublic(in, out), nil
 	},
 	assign: func(input, output []byte, binding fr.Element) (frontend.Circuit, error) {
-		in, err := parseMLPInput(input)
-		if err != nil {
-			return nil, err
-		}
-		out, err := parseMLPOutput(output)
+		in, out, err := parseMLP(input, output)
 		if err != nil {
 			return nil, err
 		}
@@ -143,6 +135,16 @@ var mlpDef = &circuitDef{
 		}
 		return mlpAssignment(in, out, binding), nil
 	},
+}
+
+// parseMLP decodes a statement of mlp.infer.v1: its input and output.
+func parseMLP(input, output []byte) (mlpInput, mlpOutput, error) {
+	in, err := parseMLPInput(input)
+	if err != nil {
+		return mlpInput{}, mlpOutput{}, err
+	}
+	out, err := parseMLPOutput(output)
+	return in, out, err
 }
 
 func mlpPublic(in mlpInput, out mlpOutput) []fr.Element {
