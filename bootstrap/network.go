@@ -35,6 +35,17 @@ type Network struct {
 	Bootstrap []string            `json:"bootstrap"`
 	Policy    protocol.Policy     `json:"policy"`
 	TaskTypes []protocol.TaskType `json:"task_types"`
+	// ReplicaDiversity is the rule that keeps a task's candidates on
+	// distinct network origins; absent means protocol.DefaultDiversity.
+	ReplicaDiversity *protocol.Diversity `json:"replica_diversity,omitempty"`
+}
+
+// Diversity returns the network's replica diversity rule.
+func (n *Network) Diversity() protocol.Diversity {
+	if n.ReplicaDiversity == nil {
+		return protocol.DefaultDiversity()
+	}
+	return *n.ReplicaDiversity
 }
 
 //go:embed default-network.json
@@ -105,6 +116,9 @@ func (n *Network) Validate() error {
 	}
 	if err := n.Policy.Validate(); err != nil {
 		return fmt.Errorf("%w: policy: %w", ErrInvalidNetwork, err)
+	}
+	if err := n.Diversity().Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidNetwork, err)
 	}
 	reg := protocol.Registry{}
 	for _, t := range n.TaskTypes {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -34,11 +37,17 @@ var ErrClosed = errors.New("mesh closed")
 // (verdict): protocol.Ignorable errors IGNORE, every other error REJECTs.
 type Validator func(ctx context.Context, from peer.ID, data []byte) error
 
+// Decoder is a Validator that also returns the decoded message, which the
+// topic's handler gets as Message.Value: a message is decoded and its
+// signatures checked once.
+type Decoder func(ctx context.Context, from peer.ID, data []byte) (any, error)
+
 // Message is a validated gossip message handed to a topic's handler.
 type Message struct {
 	From  peer.ID // signed origin
 	Data  []byte
 	Local bool // published by this node
+	Value any  // what the topic's Decoder returned, if it has one
 }
 
 // JoinOptions tune a topic's validation.
@@ -239,6 +248,36 @@ func (m *Mesh) Connected(p peer.ID) bool {
 	return m.h.Network().Connectedness(p) == network.Connected
 }
 
+// DirectAddr returns the remote address of an open direct connection to p:
+// one authenticated with p's key end to end, not through a relay. This is
+// how the node knows a peer is really there (heartbeats relayed by others
+// prove nothing: any peer can sign them for keys it made up).
+func (m *Mesh) DirectAddr(p peer.ID) (netip.AddrPort, bool) {
+	for _, c := range m.h.Network().ConnsToPeer(p) {
+		if c.Stat().Limited {
+			continue
+		}
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err == nil {
+			continue
+		}
+		na, err := manet.ToNetAddr(c.RemoteMultiaddr())
+		if err != nil {
+			continue
+		}
+		var ap netip.AddrPort
+		switch a := na.(type) {
+		case *net.TCPAddr:
+			ap = a.AddrPort()
+		case *net.UDPAddr:
+			ap = a.AddrPort()
+		default:
+			continue
+		}
+		return ap, true
+	}
+	return netip.AddrPort{}, false
+}
+
 // Peers returns the peer table, sorted by id, statuses computed now.
 func (m *Mesh) Peers() []PeerInfo { return m.table.list(time.Now()) }
 
@@ -253,6 +292,13 @@ func (m *Mesh) Restore(rows []PeerInfo) { m.table.restore(rows) }
 // handler for the messages that pass it (nil: validate only). Handlers run
 // on one goroutine per topic, in arrival order.
 func (m *Mesh) Join(kind string, v Validator, handle func(Message), opt JoinOptions) error {
+	return m.JoinDecoded(kind, func(ctx context.Context, from peer.ID, data []byte) (any, error) {
+		return nil, v(ctx, from, data)
+	}, handle, opt)
+}
+
+// JoinDecoded is Join with a Decoder: the handler gets the decoded value.
+func (m *Mesh) JoinDecoded(kind string, v Decoder, handle func(Message), opt JoinOptions) error {
 	name := TopicName(m.cfg.NetworkID, kind)
 	vopts := []pubsub.ValidatorOpt{}
 	if opt.Concurrency > 0 {
@@ -285,7 +331,7 @@ func (m *Mesh) Join(kind string, v Validator, handle func(Message), opt JoinOpti
 				return
 			}
 			if handle != nil {
-				handle(Message{From: msg.GetFrom(), Data: msg.Data, Local: msg.GetFrom() == m.h.ID()})
+				handle(Message{From: msg.GetFrom(), Data: msg.Data, Local: msg.GetFrom() == m.h.ID(), Value: msg.ValidatorData})
 			}
 		}
 	}()
@@ -311,7 +357,7 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 
 // validator turns a Validator's error into a gossip verdict, counts it,
 // and logs it at debug level (a remote peer can trigger it).
-func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
+func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
 		if m.deny[from] {
@@ -325,7 +371,10 @@ func (m *Mesh) validator(kind string, v Validator) pubsub.ValidatorEx {
 			}
 			return pubsub.ValidationIgnore
 		}
-		err := v(ctx, msg.GetFrom(), msg.Data)
+		val, err := v(ctx, msg.GetFrom(), msg.Data)
+		if err == nil {
+			msg.ValidatorData = val
+		}
 		res, word := verdict(err)
 		m.met.gossip.WithLabelValues(kind, word).Inc()
 		if err != nil {

@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +15,7 @@ import (
 )
 
 // BundleFormat names the bundle encoding.
-const BundleFormat = "proofmesh-bundle/v1"
+const BundleFormat = "proofmesh-bundle/v2"
 
 // MaxBundleBytes bounds a bundle read from outside.
 const MaxBundleBytes = 8 << 20
@@ -24,21 +23,24 @@ const MaxBundleBytes = 8 << 20
 // ErrBadBundle is wrapped by every reason a bundle does not verify.
 var ErrBadBundle = errors.New("bundle does not verify")
 
-// Bundle is what an auditor needs to check a result offline: the task
-// (whose id is the hash of its content, so the input is bound to it) and
-// the executors' signed results (one for groth16 types, the quorum for
-// replicated ones).
+// Bundle is what an auditor needs to check a result offline: the task as
+// its submitting node signed it (whose id is the hash of its content, so
+// the input, the candidates and the schedule are bound to it) and the
+// executors' signed results that settled it (one for groth16 types, the
+// quorum for replicated ones).
 type Bundle struct {
-	Format  string        `json:"format"`
-	Task    protocol.Task `json:"task"`
-	Results [][]byte      `json:"results"`
+	Format  string   `json:"format"`
+	Task    []byte   `json:"task"` // the submitter's sealed task envelope
+	Results [][]byte `json:"results"`
 }
 
 // VerifyBundle checks a bundle against a registry and the ceremony keys:
-// the task id against the task's content, every result's envelope
-// signature, that the executor was a candidate, the input and binding
-// under the proof, the Groth16 proof, or for replicated types that the
-// quorum of executors agree. It trusts nothing in the bundle but the keys.
+// the task's signature by its submitter and its id against its content,
+// every result's envelope signature, that each executor was a distinct
+// candidate, the input and binding under the proof and the Groth16 proof,
+// or for replicated types that a quorum of distinct executors agree. It
+// trusts nothing in the bundle but the keys, and says what the trust in a
+// replicated result rests on.
 func VerifyBundle(data []byte, reg protocol.Registry, keys *zk.KeySet) (api.VerifyReport, error) {
 	rep := api.VerifyReport{}
 	fail := func(format string, a ...any) (api.VerifyReport, error) {
@@ -46,47 +48,47 @@ func VerifyBundle(data []byte, reg protocol.Registry, keys *zk.KeySet) (api.Veri
 		rep.Error = err.Error()
 		return rep, err
 	}
-	if len(data) > MaxBundleBytes {
-		return fail("%d bytes, limit %d", len(data), MaxBundleBytes)
-	}
 	var b Bundle
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := protocol.DecodeStrict(data, MaxBundleBytes, &b); err != nil {
 		return fail("not a bundle: %v", err)
-	}
-	if dec.More() {
-		return fail("trailing data after the bundle")
 	}
 	if b.Format != BundleFormat {
 		return fail("format %q, want %q", b.Format, BundleFormat)
 	}
-	t := &b.Task
-	rep.TaskID, rep.Type = t.ID, t.Type
-	if t.ID != t.ContentID() {
-		return fail("task id %s is not the hash of the task's content", t.ID)
+	t, err := protocol.OpenTask(b.Task)
+	if err != nil {
+		return fail("task: %v", err)
 	}
-	rep.Checks = append(rep.Checks, "task id matches the task's content")
+	rep.TaskID, rep.Type = t.ID, t.Type
+	rep.Checks = append(rep.Checks, fmt.Sprintf("task signed by its submitting node %s; its id matches its content (input, candidates, schedule)", t.Submitter))
 	tt, err := reg.Lookup(t.Type)
 	if err != nil {
 		return fail("%v", err)
+	}
+	if err := protocol.CheckSchedule(t, tt); err != nil {
+		return fail("task: %v", err)
 	}
 	if len(b.Results) == 0 || len(b.Results) > protocol.MaxCandidates {
 		return fail("%d results", len(b.Results))
 	}
 	var output []byte
+	seen := map[string]bool{}
 	for i, env := range b.Results {
 		r, err := protocol.OpenResult(env)
 		if err != nil {
 			return fail("result %d: %v", i, err)
 		}
-		if slices.Contains(rep.Executors, r.Executor) {
+		if seen[r.Executor] {
 			return fail("result %d: executor %s appears twice", i, r.Executor)
 		}
+		seen[r.Executor] = true
 		rep.Executors = append(rep.Executors, r.Executor)
-		rep.Checks = append(rep.Checks, fmt.Sprintf("result %d: envelope signed by its executor %s", i, r.Executor))
+		rep.Checks = append(rep.Checks, fmt.Sprintf("result %d: signed by executor %s, candidate %d of the task", i, r.Executor, t.CandidateIndex(r.Executor)))
 		if err := checkResultAgainstTask(r, t, tt); err != nil {
 			return fail("result %d: %v", i, err)
+		}
+		if r.Failure != nil {
+			return fail("result %d is a failure report, not an output", i)
 		}
 		if i > 0 && !bytes.Equal(r.Output, output) {
 			return fail("results disagree: output sha256 %s and %s", protocol.HashHex(output), r.OutputHash)
@@ -100,10 +102,15 @@ func VerifyBundle(data []byte, reg protocol.Registry, keys *zk.KeySet) (api.Veri
 		}
 	}
 	if tt.Verification.Kind == protocol.VerifyReplicated {
-		if len(b.Results) < tt.Verification.Quorum || len(b.Results) < t.Replicas {
-			return fail("%d agreeing results; the task needs %d", len(b.Results), max(tt.Verification.Quorum, t.Replicas))
+		if len(b.Results) < tt.Verification.Quorum {
+			return fail("%d agreeing results; type %s needs a quorum of %d", len(b.Results), t.Type, tt.Verification.Quorum)
 		}
 		rep.Checks = append(rep.Checks, fmt.Sprintf("%d executors agree on output sha256 %s", len(b.Results), protocol.HashHex(output)))
+		rep.Trust = fmt.Sprintf("replicated, not proven: %d independent replicas agree, from candidates chosen by node %s; "+
+			"trust it as far as you trust that node's choice and that these %d executors are not one operator",
+			len(b.Results), t.Submitter, len(b.Results))
+	} else {
+		rep.Trust = "proven: a Groth16 proof under the network's pinned verifying key; no executor needs to be trusted"
 	}
 	rep.Valid = true
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
@@ -131,7 +138,7 @@ func checkResultAgainstTask(r *protocol.Result, t *protocol.Task, tt protocol.Ta
 	if len(r.Output) > tt.Profile.MaxOutputBytes {
 		return fmt.Errorf("%w: output of %d bytes, type allows %d", protocol.ErrOversized, len(r.Output), tt.Profile.MaxOutputBytes)
 	}
-	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Input == nil {
+	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil && r.Input == nil {
 		return fmt.Errorf("%w: a %s result must carry the input its proof is over", protocol.ErrMalformed, t.Type)
 	}
 	return nil

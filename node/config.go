@@ -59,6 +59,9 @@ type Config struct {
 	// P2PMemoryMB is the memory libp2p's resource manager lets connections
 	// and streams hold together.
 	P2PMemoryMB int
+	// TaskRetention is how long a finished task (with its results) stays
+	// in the store before it is pruned; 0 keeps them forever.
+	TaskRetention time.Duration
 	// Version is reported in heartbeats and the API.
 	Version string
 	// SyncWrites commits every store write with fsync; off only in tests.
@@ -78,7 +81,8 @@ func DefaultConfig() Config {
 		SandboxWorkers:    2, // WASM runs at once; more queue
 		MaxConns:          mc.ConnHigh,
 		P2PMemoryMB:       int(mc.ResourceMemory >> 20),
-		ProverConcurrency: 1, // gnark uses every core: one proof at a time
+		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
+		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
 		Version:           "dev",
 		SyncWrites:        true,
 	}
@@ -106,6 +110,9 @@ func (c *Config) Validate() error {
 	}
 	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
 		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)
+	}
+	if c.TaskRetention < 0 {
+		return bad("--task-retention %s must not be negative", c.TaskRetention)
 	}
 	if c.SandboxWorkers < 1 || c.ProverConcurrency < 1 {
 		return bad("sandbox workers and prover concurrency must be at least 1")

@@ -17,8 +17,9 @@ func FuzzVerifyBundle(f *testing.F) {
 		f.Fatal(err)
 	}
 	reg := bootstrap.DefaultNetwork().Registry()
-	f.Add([]byte(`{"format":"proofmesh-bundle/v1","task":{"id":"x","type":"mimc.chain.v1"},"results":["AAAA"]}`))
-	f.Add([]byte(`{"format":"proofmesh-bundle/v1","task":{},"results":[]}`))
+	f.Add([]byte(`{"format":"proofmesh-bundle/v2","task":"AAAA","results":["AAAA"]}`))
+	f.Add([]byte(`{"format":"proofmesh-bundle/v2","task":"","results":[]}`))
+	f.Add([]byte(`{"format":"proofmesh-bundle/v2","FORMAT":"x","task":"","results":[],"results":[]}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rep, err := VerifyBundle(data, reg, keys)

@@ -49,8 +49,8 @@ type Node struct {
 	promReg *prometheus.Registry
 	met     *nodeMetrics
 
-	rep   *reputation
-	tasks *taskBook
+	rep *reputation
+	lc  *driver // the task lifecycle
 	// tamper, set only by tests, alters a result before it is sealed: a
 	// misbehaving executor.
 	tamper func(*protocol.Result)
@@ -87,7 +87,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, started: time.Now(), rep: newReputation(), tasks: newTaskBook()}
+	n := &Node{cfg: cfg, log: log, started: time.Now(), rep: newReputation()}
+	n.lc = newDriver(n)
 	n.network = cfg.Network
 	if n.network == nil {
 		n.network = bootstrap.DefaultNetwork()
@@ -191,10 +192,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	closers = append(closers, func() { n.cancel(); n.wg.Wait() })
+	// The lifecycle's owner goroutine restores unfinished tasks before it
+	// serves anything the topics deliver.
+	n.wg.Add(1)
+	go n.lc.loop()
 	if err := n.joinTaskTopics(); err != nil {
-		return nil, err
-	}
-	if err := n.recoverTasks(); err != nil {
 		return nil, err
 	}
 
@@ -209,9 +211,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
 	closers = append(closers, n.keeper.Stop)
 
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.flushLoop()
-	go n.deadlineLoop()
 	go n.warmUp()
 
 	if cfg.APIAddr != "" {
@@ -474,7 +475,7 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.keeper.Stop()
 		n.cancel()
-		n.tasks.closeWatchers()
+		n.lc.closeWatchers()
 		n.wg.Wait()
 		if !n.cfg.BootstrapOnly {
 			if err := n.mesh.Leave(ctx, "shutdown"); err != nil {
@@ -498,7 +499,7 @@ func (n *Node) Kill() {
 		}
 		n.keeper.Stop()
 		n.cancel()
-		n.tasks.closeWatchers()
+		n.lc.closeWatchers()
 		_ = n.mesh.Close()
 		n.wg.Wait()
 		_ = n.sb.Close(context.Background())

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/node/api"
@@ -313,20 +317,88 @@ func TestEveryBuiltinTypeAccepted(t *testing.T) {
 	if _, err := VerifyBundle(badSig, sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "result 0") {
 		t.Fatalf("bundle with a broken signature: %v", err)
 	}
-	b.Task.Input = []byte(`{"x":"43"}`)
-	b.Task.InputHash = protocol.HashHex(b.Task.Input)
-	b.Task.ID = b.Task.ContentID()
-	forged, _ := json.Marshal(b)
-	if _, err := VerifyBundle(forged, sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) {
+	// The task edited (another input) and signed again by someone else
+	// than the submitter it names.
+	if _, err := VerifyBundle(resealTask(t, bundle, func(tk *protocol.Task) {
+		tk.Input = []byte(`{"x":"43"}`)
+		tk.InputHash = protocol.HashHex(tk.Input)
+	}), sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "signed by") {
 		t.Fatalf("bundle for another input verified: %v", err)
 	}
 	eb, err := sub.Bundle(echo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := VerifyBundle(eb, sub.reg, sub.keys); err != nil || len(rep.Executors) != 2 {
+	rep, err = VerifyBundle(eb, sub.reg, sub.keys)
+	if err != nil || len(rep.Executors) != 2 || !strings.Contains(rep.Trust, "chosen by node "+sub.ID().String()) {
 		t.Fatalf("replicated bundle: %+v %v", rep, err)
 	}
+	// Candidates swapped, and a wasm bundle written from scratch in the
+	// honest submitter's name: both need the submitter's signature.
+	if _, err := VerifyBundle(resealTask(t, eb, func(tk *protocol.Task) { slices.Reverse(tk.Candidates) }), sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) {
+		t.Fatalf("candidate-swapped bundle verified: %v", err)
+	}
+	if _, err := VerifyBundle(forgedWasmBundle(t, sub.ID().String()), sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "signed by") {
+		t.Fatalf("bundle from scratch verified: %v", err)
+	}
+}
+
+// resealTask edits a bundle's task, gives it its new content id and seals
+// it with a fresh key (anyone's but its submitter's).
+func resealTask(t *testing.T, bundle []byte, edit func(*protocol.Task)) []byte {
+	t.Helper()
+	var b Bundle
+	if err := json.Unmarshal(bundle, &b); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := protocol.OpenTask(b.Task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(tk)
+	tk.ID = tk.ContentID()
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	if b.Task, err = protocol.Seal(tk, key); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(b)
+	return out
+}
+
+// forgedWasmBundle is what the attacker of issue 11 wrote: a wasm.exec.v1
+// task naming an honest submitter, two made-up executors agreeing on an
+// output of its choice.
+func forgedWasmBundle(t *testing.T, honest string) []byte {
+	t.Helper()
+	var keys []crypto.PrivKey
+	var ids []string
+	for range 3 {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		keys, ids = append(keys, k), append(ids, id.String())
+	}
+	in := []byte("x")
+	now := time.Now()
+	tk := &protocol.Task{Type: "wasm.exec.v1", Input: in, InputHash: protocol.HashHex(in), InputSize: 1, ModuleHash: protocol.HashHex([]byte("m")), ModuleSize: 1,
+		Submitter: honest, Created: now.UnixMilli(), Replicas: 2, Candidates: ids[1:], LeaseMS: 30000}
+	tk.Deadline = protocol.MaxDeadline(tk.Created, 2, 2, 30*time.Second)
+	tk.ID = tk.ContentID()
+	b := Bundle{Format: BundleFormat}
+	var err error
+	if b.Task, err = protocol.Seal(tk, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys[1:] {
+		out := []byte("forged")
+		r := &protocol.Result{TaskID: tk.ID, Type: tk.Type, Executor: ids[i+1], InputHash: tk.InputHash, Output: out, OutputHash: protocol.HashHex(out)}
+		env, err := protocol.Seal(r, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Results = append(b.Results, env)
+	}
+	data, _ := json.Marshal(b)
+	return data
 }
 
 func b64json(s string) json.RawMessage {

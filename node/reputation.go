@@ -14,6 +14,9 @@ type reputation struct {
 	m  map[peer.ID]*[2]int // verified, rejected
 }
 
+// peerID parses a peer id from a message field.
+func peerID(s string) (peer.ID, error) { return peer.Decode(s) }
+
 func newReputation() *reputation { return &reputation{m: map[peer.ID]*[2]int{}} }
 
 func (r *reputation) entry(p peer.ID) *[2]int {
@@ -60,6 +63,7 @@ type nodeMetrics struct {
 	results    *prometheus.CounterVec   // verdict
 	execFailed *prometheus.CounterVec   // reason
 	submitTo   prometheus.Histogram     // seconds from submit to accepted
+	pruned     prometheus.Counter       // finished tasks deleted after the retention
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -87,6 +91,9 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Name: "proofmesh_task_latency_seconds", Help: "Time from submission to acceptance of tasks submitted here.", Buckets: b,
 		}),
 	}
-	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo)
+	m.pruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "proofmesh_tasks_pruned_total", Help: "Finished tasks deleted with their results after the retention period.",
+	})
+	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo, m.pruned)
 	return m
 }

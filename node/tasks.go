@@ -7,10 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,107 +19,6 @@ import (
 	"github.com/proofmesh/proofmesh/tasks"
 	"github.com/proofmesh/proofmesh/zk"
 )
-
-// taskBook is the in-memory side of the task lifecycle: what this node
-// has started (it never runs a task twice), the valid results seen per
-// task (they decide takeovers), the open tasks submitted here (for their
-// deadlines), takeover timers and API watchers.
-type taskBook struct {
-	mu       sync.Mutex
-	started  map[string]bool
-	valid    map[string]map[string]string // task -> executor -> output hash
-	open     map[string]time.Time         // origin tasks -> deadline
-	timers   map[string]*time.Timer
-	waiting  map[string]pendingStart // tasks this node will start at its turn
-	watchers map[string]map[chan struct{}]bool
-	closed   bool
-}
-
-func newTaskBook() *taskBook {
-	return &taskBook{
-		started: map[string]bool{}, valid: map[string]map[string]string{},
-		open: map[string]time.Time{}, timers: map[string]*time.Timer{}, waiting: map[string]pendingStart{},
-		watchers: map[string]map[chan struct{}]bool{},
-	}
-}
-
-func (b *taskBook) validCount(id string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.valid[id])
-}
-
-// addValid records a verified result; false if it was already known.
-func (b *taskBook) addValid(id, executor, outHash string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	m := b.valid[id]
-	if m == nil {
-		m = map[string]string{}
-		b.valid[id] = m
-	}
-	if _, dup := m[executor]; dup {
-		return false
-	}
-	m[executor] = outHash
-	return true
-}
-
-func (b *taskBook) notify(id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.watchers[id] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (b *taskBook) watch(id string) (<-chan struct{}, func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	if b.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	if b.watchers[id] == nil {
-		b.watchers[id] = map[chan struct{}]bool{}
-	}
-	b.watchers[id][ch] = true
-	return ch, func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if b.watchers[id][ch] {
-			delete(b.watchers[id], ch)
-			close(ch)
-		}
-	}
-}
-
-func (b *taskBook) closeWatchers() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	for id, ws := range b.watchers {
-		for ch := range ws {
-			close(ch)
-		}
-		delete(b.watchers, id)
-	}
-	for _, t := range b.timers {
-		t.Stop()
-	}
-}
-
-func (n *Node) joinTaskTopics() error {
-	if err := n.mesh.Join(mesh.KindTasks, n.validateTaskMessage, n.onTaskMessage, mesh.JoinOptions{}); err != nil {
-		return err
-	}
-	// Proof verification is the expensive check: bounded, with a timeout.
-	return n.mesh.Join(mesh.KindResults, n.validateResult, n.onResult, mesh.JoinOptions{Concurrency: 4, Timeout: 30 * time.Second})
-}
 
 // ---- submission ----
 
@@ -174,45 +69,93 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	} else if len(req.Module) > 0 {
 		return "", fmt.Errorf("%w: type %s has a fixed module; do not send one", protocol.ErrBadInput, tt.ID)
 	}
-	seed := t.InputHash + fmt.Sprint(t.Created)
-	cands, rankErr := protocol.Rank(tt, seed, n.peerViews(), replicas+3)
+	cands, rankErr := protocol.Rank(tt, t.RankSeed(), n.peerViews(), replicas+3)
 	if rankErr == nil && len(cands) < replicas {
-		rankErr = fmt.Errorf("%w: %d capable peers online, %d replicas asked", protocol.ErrNoCapablePeer, len(cands), replicas)
+		rankErr = fmt.Errorf("%w: %d eligible peers from distinct network origins, %d replicas asked", protocol.ErrNoCapablePeer, len(cands), replicas)
 	}
 	if n.rankHook != nil && rankErr == nil {
 		cands = n.rankHook(cands)
 	}
 	t.Candidates = cands
-	takeovers := max(len(cands)-replicas, 0)
-	t.Deadline = now.Add(time.Duration(takeovers+2) * tt.Lease()).UnixMilli()
+	t.Deadline = protocol.MaxDeadline(t.Created, len(cands), replicas, tt.Lease())
 	t.ID = t.ContentID()
-
-	rec := store.TaskRecord{Task: t, State: protocol.StatePending, Origin: true,
+	env, err := protocol.Seal(&t, n.key)
+	if err != nil {
+		return "", err
+	}
+	rec := store.TaskRecord{Task: t, Signed: env, State: protocol.StatePending, Origin: true, SubmittedBy: req.SubmittedBy,
 		Timeline: []store.Event{{State: protocol.StatePending, Time: now, Detail: "submitted", Peer: n.id.String()}}}
-	if err := n.db.CreateTask(rec); err != nil {
+	if rankErr != nil {
+		rec.State, rec.Reason = protocol.StateFailed, rankErr.Error()
+		rec.AddEvent(store.Event{State: protocol.StateFailed, Time: now, Detail: rankErr.Error()})
+	}
+	if err := n.db.Update(func(tx *store.Tx) error {
+		if _, err := tx.CreateTask(rec); err != nil {
+			return err
+		}
+		_, err := tx.Append(store.AuditEntry{Kind: "task.submitted", Actor: n.id.String(), Subject: t.ID, Detail: t.Type})
+		return err
+	}); err != nil {
 		return "", fmt.Errorf("record task: %w", err)
 	}
-	n.audit(store.AuditEntry{Kind: "task.submitted", Actor: n.id.String(), Subject: t.ID, Detail: t.Type})
 	if rankErr != nil {
-		n.advance(t.ID, protocol.StateFailed, store.Event{Detail: rankErr.Error()})
 		return t.ID, rankErr
 	}
-	msg := protocol.TaskMessage{Task: &t}
-	data, err := msg.Encode()
-	if err != nil {
-		n.advance(t.ID, protocol.StateFailed, store.Event{Detail: err.Error()})
-		return t.ID, err
+	data, err := (&protocol.TaskMessage{Task: env}).Encode()
+	if err == nil {
+		n.lc.do(ctx, func() { n.lc.track(&t, env, tt, &rec) })
+		err = n.mesh.Publish(ctx, mesh.KindTasks, data)
 	}
-	n.tasks.mu.Lock()
-	n.tasks.open[t.ID] = time.UnixMilli(t.Deadline)
-	n.tasks.mu.Unlock()
-	n.advance(t.ID, protocol.StateAssigned, store.Event{Detail: "candidates: " + strings.Join(shortIDs(cands), ", ")})
-	if err := n.mesh.Publish(ctx, mesh.KindTasks, data); err != nil {
-		n.advance(t.ID, protocol.StateFailed, store.Event{Detail: "publish: " + err.Error()})
-		return t.ID, err
+	if err != nil {
+		n.lc.post(func() {
+			n.lc.step(t.ID, protocol.EvCancel{Reason: "not published: " + err.Error()}, nil)
+		})
+		return t.ID, fmt.Errorf("publish task: %w", err)
 	}
 	n.log.Info("task submitted", "task", short(t.ID), "type", t.Type, "candidates", len(cands))
 	return t.ID, nil
+}
+
+// Cancel publishes the submitter's signed cancel of a task submitted
+// here; by is the credential asking (api key prefix or "admin"): only the
+// admin or the credential that submitted it may.
+func (n *Node) Cancel(ctx context.Context, id, by, reason string) error {
+	rec, err := n.db.GetTask(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("task %s: %w", id, api.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if !rec.Origin {
+		return fmt.Errorf("task %s was submitted through node %s: %w: only its submitting node can sign a cancel", short(id), rec.Task.Submitter, api.ErrConflict)
+	}
+	if by != api.ScopeAdmin && by != rec.SubmittedBy {
+		return fmt.Errorf("task %s: %w: only the admin or the key that submitted it may cancel", short(id), api.ErrForbidden)
+	}
+	if rec.State.Terminal() {
+		return fmt.Errorf("task %s is already %s: %w", short(id), rec.State, api.ErrConflict)
+	}
+	env, err := protocol.Seal(&protocol.Cancel{TaskID: id, Submitter: n.id.String(), Time: time.Now().UnixMilli(), Reason: clipReason(reason)}, n.key)
+	if err != nil {
+		return err
+	}
+	data, err := (&protocol.TaskMessage{Cancel: env}).Encode()
+	if err != nil {
+		return err
+	}
+	if err := n.mesh.Publish(ctx, mesh.KindTasks, data); err != nil {
+		return fmt.Errorf("publish cancel: %w", err)
+	}
+	n.audit(store.AuditEntry{Kind: "task.cancel", Actor: by, Subject: id, Detail: reason})
+	return nil
+}
+
+func clipReason(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
 }
 
 // decodeInput turns the API's input into task bytes: compact JSON for
@@ -239,13 +182,20 @@ func decodeInput(tt protocol.TaskType, raw json.RawMessage) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// peerViews are the peers (and this node itself) as ranking sees them.
+// peerViews are the peers (and this node itself) as ranking sees them: a
+// peer is present only while this node holds a direct connection to it,
+// and its origin is that connection's address under the network's
+// replica diversity rule.
 func (n *Node) peerViews() []protocol.PeerView {
 	var out []protocol.PeerView
+	div := n.network.Diversity()
 	for _, p := range n.mesh.Peers() {
 		v := protocol.PeerView{ID: p.ID.String(), Status: p.Status, Capabilities: p.Capabilities}
 		if p.Heartbeat != nil {
-			v.TaskTypes, v.Load, v.Health = p.Heartbeat.TaskTypes, p.Heartbeat.Load, p.Heartbeat.Health
+			v.TaskTypes = p.Heartbeat.TaskTypes
+		}
+		if addr, ok := n.mesh.DirectAddr(p.ID); ok {
+			v.Present, v.Origin = true, div.Origin(addr)
 		}
 		v.Verified, v.Rejected = n.rep.get(p.ID)
 		out = append(out, v)
@@ -253,193 +203,139 @@ func (n *Node) peerViews() []protocol.PeerView {
 	if !n.cfg.BootstrapOnly {
 		hb := n.heartbeat()
 		v := protocol.PeerView{ID: n.id.String(), Status: protocol.StatusOnline, Capabilities: n.caps,
-			TaskTypes: hb.TaskTypes, Load: hb.Load, Health: hb.Health}
+			TaskTypes: hb.TaskTypes, Present: true, Origin: "self"}
 		v.Verified, v.Rejected = n.rep.get(n.id)
 		out = append(out, v)
 	}
 	return out
 }
 
-// advance moves a task to a new state, records the event and tells the
-// watchers. Illegal transitions (gossip out of order) are dropped quietly.
-func (n *Node) advance(id string, to protocol.TaskState, ev store.Event) bool {
-	ev.State = to
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	if _, err := n.db.Advance(id, to, ev); err != nil {
-		if !errors.Is(err, protocol.ErrBadTransition) {
-			n.log.Warn("task state not recorded", "task", short(id), "state", to, "err", err)
-		}
-		return false
-	}
-	n.met.tasks.WithLabelValues(string(to)).Inc()
-	if to.Terminal() {
-		n.tasks.mu.Lock()
-		delete(n.tasks.open, id)
-		n.tasks.mu.Unlock()
-		n.audit(store.AuditEntry{Kind: "task." + string(to), Actor: ev.Peer, Subject: id, Detail: ev.Detail})
-	}
-	n.tasks.notify(id)
-	return true
-}
-
 // ---- the tasks topic ----
 
-func (n *Node) validateTaskMessage(_ context.Context, from peer.ID, data []byte) error {
-	msg, err := protocol.DecodeTaskMessage(data)
-	if err != nil {
+func (n *Node) joinTaskTopics() error {
+	if err := n.mesh.JoinDecoded(mesh.KindTasks, n.validateTaskMessage, n.onTaskMessage, mesh.JoinOptions{}); err != nil {
 		return err
 	}
+	// Proof verification is the expensive check: bounded, with a timeout.
+	return n.mesh.JoinDecoded(mesh.KindResults, n.validateResult, n.onResult, mesh.JoinOptions{Concurrency: 4, Timeout: 30 * time.Second})
+}
+
+// taskSeen is a checked task as the tasks topic's handler gets it.
+type taskSeen struct {
+	t   *protocol.Task
+	env []byte
+	tt  protocol.TaskType
+}
+
+// validateTaskMessage decodes a tasks-topic message once and checks it:
+// a task against the registry (signed by its submitter); a progress
+// against its task and the executor's turn; a cancel against its task's
+// submitter. Progress and cancels of tasks not seen yet are kept for a
+// second look when the task comes.
+func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byte) (any, error) {
+	msg, err := protocol.DecodeTaskMessage(data)
+	if err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	if msg.Task != nil {
-		_, err := protocol.CheckTask(msg.Task, n.reg, from, now, protocol.DefaultClockSkew)
-		return err
+	switch {
+	case msg.Task != nil:
+		tt, err := protocol.CheckTask(msg.Task, n.reg, now, protocol.DefaultClockSkew)
+		if err != nil {
+			return nil, err
+		}
+		return taskSeen{msg.Task, msg.TaskEnv, tt}, nil
+	case msg.Cancel != nil:
+		c := msg.Cancel
+		rec, err := n.db.GetTask(c.TaskID)
+		if err != nil {
+			n.lc.early.add(c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now})
+			return nil, fmt.Errorf("%w: cancel of a task not seen", protocol.ErrNotYet)
+		}
+		if rec.Task.Submitter != c.Submitter {
+			return nil, fmt.Errorf("%w: cancel of %s signed by %s, not its submitter", protocol.ErrForged, short(c.TaskID), c.Submitter)
+		}
+		return c, nil
 	}
 	p := msg.Progress
 	if p.Executor != from.String() {
-		return fmt.Errorf("%w: progress for %s sent by %s", protocol.ErrForged, p.Executor, from)
+		return nil, fmt.Errorf("%w: progress for %s sent by %s", protocol.ErrForged, p.Executor, from)
 	}
-	rec, err := n.db.GetTask(p.TaskID)
-	if err != nil {
-		return fmt.Errorf("%w: progress of a task not seen", protocol.ErrNotYet)
+	var turn error
+	known := n.lc.do(ctx, func() {
+		lt := n.lc.live[p.TaskID]
+		if lt == nil {
+			turn = protocol.ErrNotYet
+			return
+		}
+		turn = lt.lc.CheckTurn(p.Executor, now, protocol.TurnSkew)
+	})
+	switch {
+	case !known:
+		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
+	case errors.Is(turn, protocol.ErrNotYet):
+		n.lc.early.add(p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now})
+		return nil, fmt.Errorf("%w: progress of a task not live here", protocol.ErrNotYet)
+	case errors.Is(turn, protocol.ErrNotYourTurn):
+		// Progress is only news: an early one is not worth a penalty.
+		return nil, fmt.Errorf("%w: %v", protocol.ErrNotYet, turn)
+	case turn != nil:
+		return nil, turn
 	}
-	if rec.Task.CandidateIndex(p.Executor) < 0 {
-		return fmt.Errorf("%w: %s", protocol.ErrExecutorNotAllowed, p.Executor)
-	}
-	return nil
+	return p, nil
 }
 
 func (n *Node) onTaskMessage(m mesh.Message) {
-	msg, err := protocol.DecodeTaskMessage(m.Data)
-	if err != nil {
-		return
-	}
-	if msg.Progress != nil {
-		n.onProgress(msg.Progress)
-		return
-	}
-	t := msg.Task
-	if !m.Local {
-		err := n.db.CreateTask(store.TaskRecord{Task: *t, State: protocol.StateAssigned,
-			Timeline: []store.Event{{State: protocol.StateAssigned, Time: time.Now(), Detail: "seen on the mesh", Peer: t.Submitter}}})
-		if err != nil && !errors.Is(err, store.ErrExists) {
-			n.log.Warn("task not recorded", "task", short(t.ID), "err", err)
-			return
-		}
-	}
-	n.schedule(t)
-}
-
-func (n *Node) onProgress(p *protocol.Progress) {
-	rec, err := n.db.GetTask(p.TaskID)
-	if err != nil || !rec.Origin {
-		return
-	}
-	state := p.State
-	if state != protocol.StateRunning && state != protocol.StateProving {
-		return
-	}
-	if state == protocol.StateRunning && rec.Task.CandidateIndex(p.Executor) >= rec.Task.Replicas &&
-		rec.State != protocol.StateAssigned && rec.State != protocol.StatePending {
-		// A takeover: the task goes back to assigned on the timeline first.
-		n.advance(p.TaskID, protocol.StateAssigned, store.Event{Detail: "taken over by " + short(p.Executor), Peer: p.Executor})
-	}
-	_, _ = n.db.UpdateTask(p.TaskID, func(r *store.TaskRecord) error {
-		if !slices.Contains(r.Executors, p.Executor) {
-			r.Executors = append(r.Executors, p.Executor)
-		}
-		return nil
-	})
-	n.advance(p.TaskID, state, store.Event{Detail: string(state) + " on " + shortIDs([]string{p.Executor})[0], Peer: p.Executor})
-}
-
-// schedule arranges for this node to run a task when its turn comes, if it
-// is a candidate: the first replicas at once, a later one a lease after
-// the one before it, and only while valid results are missing.
-func (n *Node) schedule(t *protocol.Task) {
-	if n.cfg.BootstrapOnly {
-		return
-	}
-	i := t.CandidateIndex(n.id.String())
-	if i < 0 {
-		return
-	}
-	wait := time.Until(t.StartAt(i))
-	n.tasks.mu.Lock()
-	defer n.tasks.mu.Unlock()
-	if n.tasks.started[t.ID] || n.tasks.timers[t.ID] != nil || n.tasks.closed {
-		return
-	}
-	n.tasks.timers[t.ID] = time.AfterFunc(max(wait, 0), func() { n.maybeStart(t, i, false) })
-	if wait > 0 {
-		n.tasks.waiting[t.ID] = pendingStart{t: t, i: i}
+	switch v := m.Value.(type) {
+	case taskSeen:
+		n.lc.post(func() { n.lc.track(v.t, v.env, v.tt, nil) })
+	case *protocol.Cancel:
+		n.lc.post(func() { n.lc.step(v.TaskID, protocol.EvCancel{Reason: v.Reason}, nil) })
+	case *protocol.Progress:
+		n.lc.post(func() {
+			n.lc.step(v.TaskID, protocol.EvProgress{Executor: v.Executor, State: v.State}, nil)
+		})
 	}
 }
 
-func (n *Node) need(t *protocol.Task) int {
-	if n.reg[t.Type].Verification.Kind == protocol.VerifyReplicated {
-		return t.Replicas
-	}
-	return 1
-}
-
-// pendingStart is a later candidate's scheduled takeover.
-type pendingStart struct {
-	t *protocol.Task
-	i int
-}
-
-// onPeerLeft lets this node take over at once the tasks whose candidate
-// just before it has left the network with a signed Leave: that
-// candidate will not deliver, so waiting out its lease helps nobody.
+// onPeerLeft tells every live task that a peer left with a signed Leave:
+// a candidate that left will not deliver, so its successor starts at once.
 func (n *Node) onPeerLeft(p peer.ID) {
-	n.tasks.mu.Lock()
-	var now []pendingStart
-	for id, ps := range n.tasks.waiting {
-		if ps.i >= ps.t.Replicas && ps.t.CandidateIndex(p.String()) == ps.i-1 {
-			now = append(now, ps)
-			delete(n.tasks.waiting, id)
+	n.lc.post(func() {
+		for id := range n.lc.live {
+			n.lc.step(id, protocol.EvPeerLeft{Peer: p.String()}, nil)
 		}
-	}
-	n.tasks.mu.Unlock()
-	for _, ps := range now {
-		n.log.Info("taking over from a candidate that left", "task", short(ps.t.ID), "left", p)
-		n.maybeStart(ps.t, ps.i, true)
-	}
+	})
 }
 
-// maybeStart starts candidate i's run of t if its turn has come (or, with
-// early, because the candidate before it left) and valid results are still
-// missing.
-func (n *Node) maybeStart(t *protocol.Task, i int, early bool) {
-	if n.ctx.Err() != nil {
+// replayEarly gives the messages kept for a task a second look, off the
+// loop goroutine (a result's proof is verified again).
+func (d *driver) replayEarly(id string) {
+	ms := d.early.take(id)
+	if len(ms) == 0 {
 		return
 	}
-	n.tasks.mu.Lock()
-	delete(n.tasks.waiting, t.ID)
-	n.tasks.mu.Unlock()
-	at := time.Now()
-	if early && time.Now().Before(time.UnixMilli(t.Deadline)) {
-		at = t.StartAt(i) // the turn counts as come
-	}
-	if !t.ShouldStart(i, at, n.tasks.validCount(t.ID), n.need(t)) {
-		n.log.Debug("not starting task", "task", short(t.ID), "candidate", i)
-		return
-	}
-	n.tasks.mu.Lock()
-	if n.tasks.started[t.ID] || n.tasks.closed {
-		n.tasks.mu.Unlock()
-		return
-	}
-	n.tasks.started[t.ID] = true
-	n.wg.Add(1)
-	n.tasks.mu.Unlock()
+	d.n.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		if err := n.execute(t); err != nil && n.ctx.Err() == nil {
-			n.met.execFailed.WithLabelValues(execFailReason(err)).Inc()
-			n.log.Warn("task execution failed", "task", short(t.ID), "type", t.Type, "err", err)
+		defer d.n.wg.Done()
+		for _, m := range ms {
+			var (
+				v   any
+				err error
+			)
+			if m.kind == mesh.KindResults {
+				v, err = d.n.validateResult(d.n.ctx, m.from, m.data)
+			} else {
+				v, err = d.n.validateTaskMessage(d.n.ctx, m.from, m.data)
+			}
+			if err == nil {
+				msg := mesh.Message{From: m.from, Data: m.data, Value: v}
+				if m.kind == mesh.KindResults {
+					d.n.onResult(msg)
+				} else {
+					d.n.onTaskMessage(msg)
+				}
+			}
 		}
 	}()
 }
@@ -457,35 +353,25 @@ func (n *Node) publishProgress(t *protocol.Task, state protocol.TaskState) {
 	}
 }
 
-// execute runs a task this node is a candidate for: fetch the module and
-// input, run them in the sandbox under the type's profile, prove (groth16
-// types), and publish the signed result.
-func (n *Node) execute(t *protocol.Task) error {
+// execute runs a task this node is a candidate for (the lifecycle said
+// Run, and its claim is persisted): fetch the module and input, run them
+// in the sandbox under the type's profile, prove (groth16 types), and
+// publish the signed result, or a signed failure report when the module
+// failed. ctx ends at the task's deadline, on a cancel, or when the task
+// settles without this node.
+func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 	tt, err := n.reg.Lookup(t.Type)
 	if err != nil {
 		return err
 	}
-	// Persist the claim first: a restarted node does not run it again.
-	if _, err := n.db.UpdateTask(t.ID, func(r *store.TaskRecord) error {
-		if slices.Contains(r.Executors, n.id.String()) && !r.Origin {
-			return errAlreadyRan
-		}
-		if !slices.Contains(r.Executors, n.id.String()) {
-			r.Executors = append(r.Executors, n.id.String())
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	n.publishProgress(t, protocol.StateRunning)
-	ctx, cancel := context.WithDeadline(n.ctx, time.UnixMilli(t.Deadline))
-	defer cancel()
+	r := &protocol.Result{TaskID: t.ID, Type: t.Type, Executor: n.id.String(), InputHash: t.InputHash}
 	module, err := n.module(ctx, t, tt)
 	if err != nil {
 		return err
 	}
 	input := t.Input
-	if input == nil {
+	if !protocol.InlineInput(t.InputSize) {
 		if input, err = n.fetchBlob(ctx, t, t.InputHash, int64(tt.Profile.MaxInputBytes)); err != nil {
 			return fmt.Errorf("input: %w", err)
 		}
@@ -496,14 +382,18 @@ func (n *Node) execute(t *protocol.Task) error {
 	}
 	out, st, err := n.sb.Run(ctx, module, input, lim)
 	n.met.exec.Observe(st.Wall.Seconds())
+	r.Stats = protocol.ExecStats{WallMS: st.Wall.Milliseconds(), FuelUsed: st.FuelUsed, MemoryPages: st.PeakMemoryPages, OutputBytes: st.OutputBytes}
 	if err != nil {
-		return fmt.Errorf("run: %w", err)
+		f := failureReport(err)
+		if f == nil || ctx.Err() != nil {
+			return fmt.Errorf("run: %w", err) // stopped, not the module's fault: no report
+		}
+		r.Failure = f
+		r.OutputHash = protocol.HashHex(nil)
+		n.log.Info("module failed; publishing a failure report", "task", short(t.ID), "type", t.Type, "failure", f.Summary())
+		return n.publishResult(ctx, r)
 	}
-	r := &protocol.Result{
-		TaskID: t.ID, Type: t.Type, Executor: n.id.String(), InputHash: t.InputHash,
-		Output: out, OutputHash: protocol.HashHex(out),
-		Stats: protocol.ExecStats{WallMS: st.Wall.Milliseconds(), FuelUsed: st.FuelUsed, MemoryPages: st.PeakMemoryPages, OutputBytes: st.OutputBytes},
-	}
+	r.Output, r.OutputHash = out, protocol.HashHex(out)
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
 		n.publishProgress(t, protocol.StateProving)
 		if err := n.ensureProvingKey(ctx, t, tt.Verification.Circuit); err != nil {
@@ -522,11 +412,16 @@ func (n *Node) execute(t *protocol.Task) error {
 			return err
 		}
 	}
+	return n.publishResult(ctx, r)
+}
+
+// publishResult signs and publishes this node's result.
+func (n *Node) publishResult(ctx context.Context, r *protocol.Result) error {
 	if n.tamper != nil {
 		n.tamper(r)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("not publishing: %w", err) // shutting down or past the deadline
+		return fmt.Errorf("not publishing: %w", err) // shutting down, canceled or past the deadline
 	}
 	r.Time = time.Now().UnixMilli()
 	env, err := protocol.Seal(r, n.key)
@@ -536,11 +431,9 @@ func (n *Node) execute(t *protocol.Task) error {
 	if err := n.mesh.Publish(ctx, mesh.KindResults, env); err != nil {
 		return fmt.Errorf("publish result: %w", err)
 	}
-	n.log.Info("result published", "task", short(t.ID), "type", t.Type, "wall_ms", r.Stats.WallMS, "prove_ms", r.Stats.ProveMS)
+	n.log.Info("result published", "task", short(r.TaskID), "type", r.Type, "wall_ms", r.Stats.WallMS, "prove_ms", r.Stats.ProveMS, "failure", r.Failure != nil)
 	return nil
 }
-
-var errAlreadyRan = errors.New("this node already ran the task")
 
 // execFailReason is a metric label for an execution failure.
 func execFailReason(err error) string {
@@ -559,8 +452,6 @@ func execFailReason(err error) string {
 		return "guest_error"
 	case errors.Is(err, sandbox.ErrInvalidModule):
 		return "invalid_module"
-	case errors.Is(err, errAlreadyRan):
-		return "already_ran"
 	}
 	return "other"
 }
@@ -645,14 +536,25 @@ func (n *Node) ensureProvingKey(ctx context.Context, t *protocol.Task, circuit s
 
 // ---- the results topic ----
 
-// validateResult is the results topic's validator: every node verifies a
-// result's proof before it is delivered or forwarded; an invalid one is
-// REJECTED and counts against its executor.
-func (n *Node) validateResult(_ context.Context, from peer.ID, data []byte) error {
+// resultSeen is a checked result as the results topic's handler gets it.
+type resultSeen struct {
+	r   *protocol.Result
+	env []byte
+}
+
+// validateResult is the results topic's validator: every node checks a
+// result against its task and the executor's turn, and verifies its proof,
+// before it is delivered or forwarded; an invalid one is REJECTED and
+// counts against its executor.
+func (n *Node) validateResult(ctx context.Context, from peer.ID, data []byte) (any, error) {
 	if from == n.id && n.skipSelfCheck {
-		return nil
+		r, err := protocol.OpenResult(data)
+		if err != nil {
+			return nil, err
+		}
+		return resultSeen{r, data}, nil
 	}
-	err := n.checkResult(from, data)
+	r, err := n.checkResult(ctx, from, data)
 	verdict := "accept"
 	if err != nil {
 		verdict = "reject"
@@ -661,32 +563,58 @@ func (n *Node) validateResult(_ context.Context, from peer.ID, data []byte) erro
 		}
 	}
 	n.met.results.WithLabelValues(verdict, protocol.Reason(err)).Inc()
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return resultSeen{r, data}, nil
 }
 
-func (n *Node) checkResult(from peer.ID, data []byte) error {
+func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*protocol.Result, error) {
 	r, err := protocol.OpenResult(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if r.Executor != from.String() {
-		return fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
+		return nil, fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
 	}
-	rec, err := n.db.GetTask(r.TaskID)
-	if err != nil {
-		return fmt.Errorf("%w: result of a task not seen", protocol.ErrNotYet)
+	now := time.Now()
+	var (
+		turn error
+		task *protocol.Task
+	)
+	if !n.lc.do(ctx, func() {
+		lt := n.lc.live[r.TaskID]
+		switch {
+		case lt == nil:
+			turn = protocol.ErrNotYet
+		case lt.lc.HasDelivered(r.Executor):
+			turn = fmt.Errorf("%w: result of %s for %s already counted", protocol.ErrDuplicate, protocol.ShortPeer(r.Executor), short(r.TaskID))
+		default:
+			task, turn = lt.lc.Task(), lt.lc.CheckTurn(r.Executor, now, protocol.TurnSkew)
+		}
+	}) {
+		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
 	}
-	n.tasks.mu.Lock()
-	_, dup := n.tasks.valid[r.TaskID][r.Executor]
-	n.tasks.mu.Unlock()
-	if dup {
-		return fmt.Errorf("%w: result of %s for %s already verified", protocol.ErrDuplicate, short(r.Executor), short(r.TaskID))
+	if errors.Is(turn, protocol.ErrNotYet) {
+		if _, err := n.db.GetTask(r.TaskID); err == nil {
+			return nil, fmt.Errorf("%w: result of a task that is over here", protocol.ErrStale)
+		}
+		n.lc.early.add(r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now})
+		return nil, fmt.Errorf("%w: result of a task not seen", protocol.ErrNotYet)
 	}
-	tt := n.reg[rec.Task.Type]
-	if err := checkResultAgainstTask(r, &rec.Task, tt); err != nil {
-		return err
+	if errors.Is(turn, protocol.ErrNotYourTurn) {
+		// REJECTED, and kept: if this node later learns of the event that
+		// moved the turn forward (a leave, a split), it looks again.
+		n.lc.early.add(r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now})
 	}
-	if tt.Verification.Kind == protocol.VerifyGroth16 {
+	if turn != nil {
+		return nil, turn
+	}
+	tt := n.reg[task.Type]
+	if err := checkResultAgainstTask(r, task, tt); err != nil {
+		return nil, err
+	}
+	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil {
 		start := time.Now()
 		err := verifyProof(n.keys, tt, r)
 		outcome := "valid"
@@ -697,161 +625,19 @@ func (n *Node) checkResult(from peer.ID, data []byte) error {
 		if err != nil {
 			n.rep.rejected(from)
 			n.audit(store.AuditEntry{Kind: "result.rejected", Actor: r.Executor, Subject: r.TaskID, Detail: err.Error()})
-			return err
+			return nil, err
 		}
-	}
-	if n.tasks.addValid(r.TaskID, r.Executor, r.OutputHash) && tt.Verification.Kind == protocol.VerifyGroth16 {
 		n.rep.verified(from)
 	}
-	return nil
+	return r, nil
 }
 
 func (n *Node) onResult(m mesh.Message) {
-	r, err := protocol.OpenResult(m.Data)
-	if err != nil {
+	v, ok := m.Value.(resultSeen)
+	if !ok {
 		return
 	}
-	if err := n.db.PutResult(r.TaskID, r.Executor, m.Data); err != nil && !errors.Is(err, store.ErrExists) {
-		n.log.Warn("result not stored", "task", short(r.TaskID), "err", err)
-	}
-	rec, err := n.db.GetTask(r.TaskID)
-	if err != nil || !rec.Origin || rec.State.Terminal() {
-		return
-	}
-	tt := n.reg[rec.Task.Type]
-	if tt.Verification.Kind == protocol.VerifyGroth16 {
-		n.accept(rec, shortIDs([]string{r.Executor})[0], r.Output, m.Data, "proof verified")
-		return
-	}
-	n.tallyReplicas(rec)
-}
-
-// accept records the accepted output with its result envelope(s) and
-// moves the task through verifying to accepted.
-func (n *Node) accept(rec store.TaskRecord, executor string, output []byte, envelope []byte, detail string) {
-	id := rec.Task.ID
-	n.advance(id, protocol.StateVerifying, store.Event{Detail: "result from " + executor, Peer: executor})
-	if _, err := n.db.UpdateTask(id, func(r *store.TaskRecord) error {
-		r.Output, r.Result = output, envelope
-		return nil
-	}); err != nil {
-		n.log.Warn("accepted output not stored", "task", short(id), "err", err)
-		return
-	}
-	if n.advance(id, protocol.StateAccepted, store.Event{Detail: detail, Peer: executor}) {
-		n.met.submitTo.Observe(time.Since(time.UnixMilli(rec.Task.Created)).Seconds())
-		n.log.Info("task accepted", "task", short(id), "type", rec.Task.Type, "executor", short(executor))
-	}
-}
-
-// tallyReplicas decides a replicated task once `replicas` results are in:
-// accepted when they agree, failed naming the differing output hashes.
-func (n *Node) tallyReplicas(rec store.TaskRecord) {
-	results, err := n.db.Results(rec.Task.ID)
-	if err != nil || len(results) < rec.Task.Replicas {
-		return
-	}
-	byHash := map[string][]string{}
-	var envs [][]byte
-	execs := make([]string, 0, len(results))
-	for e := range results {
-		execs = append(execs, e)
-	}
-	sort.Strings(execs)
-	var output []byte
-	for _, e := range execs {
-		r, err := protocol.OpenResult(results[e])
-		if err != nil {
-			continue
-		}
-		byHash[r.OutputHash] = append(byHash[r.OutputHash], e)
-		envs = append(envs, results[e])
-		output = r.Output
-	}
-	if len(byHash) == 1 {
-		bundle, _ := json.Marshal(envs)
-		n.accept(rec, strings.Join(shortIDs(execs), ", "), output, bundle, fmt.Sprintf("%d replicas agree on output sha256 %s", len(execs), protocol.HashHex(output)))
-		return
-	}
-	var parts []string
-	for h, es := range byHash {
-		parts = append(parts, fmt.Sprintf("%s from %s", h, strings.Join(shortIDs(es), ",")))
-	}
-	sort.Strings(parts)
-	n.advance(rec.Task.ID, protocol.StateFailed, store.Event{Detail: "replicas disagree: output sha256 " + strings.Join(parts, " vs ")})
-}
-
-// ---- deadlines and restarts ----
-
-// deadlineLoop fails tasks submitted here whose deadline passed without
-// an accepted result.
-func (n *Node) deadlineLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case now := <-t.C:
-			n.tasks.mu.Lock()
-			var due []string
-			for id, d := range n.tasks.open {
-				if now.After(d) {
-					due = append(due, id)
-				}
-			}
-			n.tasks.mu.Unlock()
-			for _, id := range due {
-				rec, err := n.db.GetTask(id)
-				if err != nil {
-					continue
-				}
-				n.advance(id, protocol.StateFailed, store.Event{Detail: fmt.Sprintf(
-					"deadline passed: no valid result from %d candidate(s) (%d result(s) seen)", len(rec.Task.Candidates), n.tasks.validCount(id))})
-			}
-		}
-	}
-}
-
-// recoverTasks picks up after a restart: tasks submitted here and still
-// open get their deadlines watched again; tasks this node is a candidate
-// for and has not run get scheduled; tasks it had started are not run
-// again.
-func (n *Node) recoverTasks() error {
-	recs, err := n.db.ListTasks(store.TaskFilter{})
-	if err != nil {
-		return fmt.Errorf("recover tasks: %w", err)
-	}
-	for _, rec := range recs {
-		if rec.State.Terminal() {
-			continue
-		}
-		t := rec.Task
-		if rec.Origin {
-			n.tasks.open[t.ID] = time.UnixMilli(t.Deadline)
-		}
-		if slices.Contains(rec.Executors, n.id.String()) {
-			n.tasks.started[t.ID] = true
-			continue
-		}
-		// Results stored before the restart passed the results validator:
-		// they count, so a backup candidate does not take over a task
-		// that already has its answer.
-		results, err := n.db.Results(t.ID)
-		if err != nil {
-			return fmt.Errorf("recover results of %s: %w", short(t.ID), err)
-		}
-		for exec, env := range results {
-			if r, err := protocol.OpenResult(env); err == nil {
-				n.tasks.addValid(t.ID, exec, r.OutputHash)
-			}
-		}
-		if time.Now().Before(time.UnixMilli(t.Deadline)) {
-			n.schedule(&t)
-		}
-	}
-	return nil
+	n.lc.post(func() { n.lc.step(v.r.TaskID, protocol.EvResult{Delivery: delivery(v.r)}, v.env) })
 }
 
 func short(id string) string {
@@ -864,11 +650,7 @@ func short(id string) string {
 func shortIDs(ids []string) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
-		if len(id) > 8 {
-			out[i] = id[len(id)-8:]
-		} else {
-			out[i] = id
-		}
+		out[i] = protocol.ShortPeer(id)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -92,6 +93,7 @@ func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
 		TaskID: t.ID, Type: t.Type, State: rec.State, Reason: rec.Reason, Origin: rec.Origin, Submitter: t.Submitter,
 		Created: msTime(t.Created), Deadline: msTime(t.Deadline), Replicas: t.Replicas, Candidates: t.Candidates,
 		Executors: rec.Executors, Updated: rec.Updated, Timeline: []api.Event{},
+		Settled: rec.Settled, Failure: rec.Failure,
 	}
 	for _, e := range rec.Timeline {
 		v.Timeline = append(v.Timeline, api.Event{State: e.State, Time: e.Time, Detail: e.Detail, Peer: e.Peer})
@@ -103,7 +105,7 @@ func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
 			v.Verification = "groth16 proof of " + tt.Verification.Circuit + " verified"
 		} else {
 			v.Output, _ = json.Marshal(base64.StdEncoding.EncodeToString(rec.Output))
-			v.Verification = fmt.Sprintf("%d replicas agree", t.Replicas)
+			v.Verification = fmt.Sprintf("%d replicas agree (candidates chosen by node %s)", len(rec.Settled), protocol.ShortPeer(t.Submitter))
 		}
 	}
 	return v
@@ -139,7 +141,7 @@ func (n *Node) Watch(id string) (<-chan struct{}, func(), error) {
 	if _, err := n.Task(id); err != nil {
 		return nil, nil, err
 	}
-	ch, stop := n.tasks.watch(id)
+	ch, stop := n.lc.watch(id)
 	return ch, stop, nil
 }
 
@@ -156,11 +158,19 @@ func (n *Node) Bundle(id string) ([]byte, error) {
 	if rec.State != protocol.StateAccepted {
 		return nil, fmt.Errorf("task %s is %s, not accepted: %w", id, rec.State, api.ErrConflict)
 	}
-	b := Bundle{Format: BundleFormat, Task: rec.Task}
-	if n.reg[rec.Task.Type].Verification.Kind == protocol.VerifyGroth16 {
-		b.Results = [][]byte{rec.Result}
-	} else if err := json.Unmarshal(rec.Result, &b.Results); err != nil {
-		return nil, fmt.Errorf("stored results of %s: %w", id, err)
+	results, err := n.db.Results(id)
+	if err != nil {
+		return nil, err
+	}
+	b := Bundle{Format: BundleFormat, Task: rec.Signed}
+	// Sorted: every node serves the same bytes, whatever order the
+	// results reached it in.
+	for _, e := range slices.Sorted(slices.Values(rec.Settled)) {
+		env, ok := results[e]
+		if !ok {
+			return nil, fmt.Errorf("task %s: the result of %s that settled it is not stored", id, protocol.ShortPeer(e))
+		}
+		b.Results = append(b.Results, env)
 	}
 	return json.MarshalIndent(b, "", "  ")
 }

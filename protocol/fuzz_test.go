@@ -74,7 +74,8 @@ func FuzzDecodePolicy(f *testing.F) {
 
 func FuzzDecodeTaskMessage(f *testing.F) {
 	f.Add([]byte(`{"progress":{"task_id":"0000000000000000000000000000000000000000000000000000000000000000","executor":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","state":"running","time":1}}`))
-	f.Add([]byte(`{"task":{"id":"x","type":"mimc.chain.v1"}}`))
+	f.Add([]byte(`{"task":"eyJpZCI6IngifQ=="}`))
+	f.Add([]byte(`{"cancel":"AAAA"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeTaskMessage(data)
 		if err != nil || m.Task == nil {

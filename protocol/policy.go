@@ -334,3 +334,7 @@ func decodeStrict(data []byte, limit int, v any) error {
 	}
 	return nil
 }
+
+// DecodeStrict decodes outside JSON into v: size-bounded, no unknown
+// fields, no trailing data.
+func DecodeStrict(data []byte, limit int, v any) error { return decodeStrict(data, limit, v) }

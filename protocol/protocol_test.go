@@ -4,6 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -318,26 +321,83 @@ func TestRankByCapabilities(t *testing.T) {
 	}
 	gpu := Capabilities{CapGPUAvailable: true, CapCPUCores: int64(4), CapNodeType: "compute"}
 	cpu := Capabilities{CapGPUAvailable: false, CapCPUCores: int64(4), CapNodeType: "compute"}
+	on := func(id, origin string, caps Capabilities) PeerView {
+		return PeerView{ID: id, Status: StatusOnline, Capabilities: caps, TaskTypes: []string{"gpu.v1"}, Present: true, Origin: origin}
+	}
 	peers := []PeerView{
-		{ID: "busy-gpu", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0.9, Health: 1},
-		{ID: "idle-gpu", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0, Health: 1},
-		{ID: "cpu", Status: StatusOnline, Capabilities: cpu, TaskTypes: []string{"gpu.v1"}},
-		{ID: "stale-gpu", Status: StatusStale, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}},
-		{ID: "no-serve", Status: StatusOnline, Capabilities: gpu},
-		{ID: "verifier", Status: StatusOnline, Capabilities: Capabilities{CapGPUAvailable: true, CapCPUCores: int64(8), CapNodeType: "verifier"}, TaskTypes: []string{"gpu.v1"}},
-		{ID: "cheater", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Load: 0, Health: 1, Rejected: 3},
+		on("gpu-1", "o1", gpu), on("gpu-2", "o2", gpu), on("cpu", "o3", cpu),
+		{ID: "offline", Status: StatusOffline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Present: true},
+		{ID: "gossip-only", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Origin: "o4"},
 	}
 	got, err := Rank(tt, "task", peers, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"idle-gpu", "busy-gpu", "cheater"}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("rank = %v, want %v", got, want)
+	if len(got) != 2 || !slices.Contains(got, "gpu-1") || !slices.Contains(got, "gpu-2") {
+		t.Fatalf("rank = %v, want the two present GPU peers", got)
 	}
 	_, err = Rank(tt, "task", peers[2:3], 0)
 	if !errors.Is(err, ErrNoCapablePeer) || !strings.Contains(err.Error(), "gpu_available") {
 		t.Fatalf("no GPU peer: %v", err)
+	}
+	_, err = Rank(tt, "task", peers[4:], 0)
+	if !errors.Is(err, ErrNoCapablePeer) || !strings.Contains(err.Error(), "not directly connected") {
+		t.Fatalf("gossip-only peer: %v", err)
+	}
+}
+
+// Ten identities behind one origin get one candidate between them, and
+// the order is a function of the seed, not of what peers say of their load.
+func TestRankOneCandidatePerOrigin(t *testing.T) {
+	tt := gpuType()
+	gpu := Capabilities{CapGPUAvailable: true, CapCPUCores: int64(4), CapNodeType: "compute"}
+	var peers []PeerView
+	for i := range 10 {
+		peers = append(peers, PeerView{ID: fmt.Sprintf("sybil-%d", i), Status: StatusOnline, Capabilities: gpu,
+			TaskTypes: []string{"gpu.v1"}, Present: true, Origin: "203.0.113.0/24"})
+	}
+	peers = append(peers, PeerView{ID: "honest", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Present: true, Origin: "198.51.100.0/24"})
+	got, err := Rank(tt, "seed", peers, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !slices.Contains(got, "honest") {
+		t.Fatalf("rank = %v, want honest and one sybil", got)
+	}
+	again, _ := Rank(tt, "seed", peers, 0)
+	if !slices.Equal(got, again) {
+		t.Fatal("rank is not a function of the seed")
+	}
+	d := DefaultDiversity()
+	for _, c := range []struct{ a, b string }{{"203.0.113.7:4001", "203.0.113.99:5001"}, {"[2001:db8:1:2::1]:1", "[2001:db8:1:ffff::9]:2"}} {
+		if d.Origin(netip.MustParseAddrPort(c.a)) != d.Origin(netip.MustParseAddrPort(c.b)) {
+			t.Errorf("%s and %s should share an origin", c.a, c.b)
+		}
+	}
+	if d.Origin(netip.MustParseAddrPort("127.0.0.1:4001")) == d.Origin(netip.MustParseAddrPort("127.0.0.1:4002")) {
+		t.Error("loopback ports are distinct origins on a loopback testnet")
+	}
+	if err := (Diversity{IPv4Prefix: 33, IPv6Prefix: 48}).Validate(); err == nil {
+		t.Error("prefix 33 accepted")
+	}
+}
+
+// Rendezvous weighting: a peer this node saw verify wins more often than
+// one it saw refuted, over many seeds.
+func TestRankWeightsObservedReputation(t *testing.T) {
+	tt := gpuType()
+	gpu := Capabilities{CapGPUAvailable: true, CapCPUCores: int64(4), CapNodeType: "compute"}
+	good := PeerView{ID: "good", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Present: true, Origin: "a", Verified: 20}
+	bad := PeerView{ID: "bad", Status: StatusOnline, Capabilities: gpu, TaskTypes: []string{"gpu.v1"}, Present: true, Origin: "b", Rejected: 2}
+	first := 0
+	for i := range 400 {
+		got, _ := Rank(tt, fmt.Sprint(i), []PeerView{good, bad}, 1)
+		if got[0] == "good" {
+			first++
+		}
+	}
+	if first < 300 {
+		t.Fatalf("good peer first in %d of 400", first)
 	}
 }
 
@@ -350,59 +410,79 @@ func TestTaskChecks(t *testing.T) {
 	in := []byte("hello")
 	mk := func() *Task {
 		tk := &Task{Type: "gpu.v1", Input: in, InputHash: HashHex(in), InputSize: len(in), Submitter: sub.String(),
-			Created: now.UnixMilli(), Deadline: now.Add(time.Minute).UnixMilli(), Replicas: 1,
+			Created: now.UnixMilli(), Deadline: now.Add(2 * time.Second).UnixMilli(), Replicas: 1,
 			Candidates: []string{c1.String(), c2.String()}, LeaseMS: 1000}
 		tk.ID = tk.ContentID()
 		return tk
 	}
-	if _, err := CheckTask(mk(), reg, sub, now, DefaultClockSkew); err != nil {
+	if _, err := CheckTask(mk(), reg, now, DefaultClockSkew); err != nil {
 		t.Fatal(err)
 	}
 	tk := mk()
 	tk.Replicas = 2
-	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrTaskIDMismatch) {
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrTaskIDMismatch) {
 		t.Fatalf("edited task kept its id: %v", err)
 	}
-	if _, err := CheckTask(mk(), reg, c1, now, DefaultClockSkew); !errors.Is(err, ErrForged) {
-		t.Fatalf("task published by a non-submitter: %v", err)
+	// Signed by the submitter it names, or refused.
+	subKey, _ := newKey(t)
+	tk = mk()
+	if env, err := Seal(tk, subKey); err != nil {
+		t.Fatal(err)
+	} else if _, err := OpenTask(env); !errors.Is(err, ErrForged) {
+		t.Fatalf("task signed by a key not its submitter's: %v", err)
 	}
 	tk = mk()
 	tk.Type = "nope"
 	tk.ID = tk.ContentID()
-	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrUnknownTaskType) {
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrUnknownTaskType) {
 		t.Fatalf("unknown type: %v", err)
 	}
 	tk = mk()
+	tk.Created = now.Add(-3 * time.Second).UnixMilli()
 	tk.Deadline = now.Add(-time.Second).UnixMilli()
 	tk.ID = tk.ContentID()
-	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrDeadlinePassed) {
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrDeadlinePassed) {
 		t.Fatalf("past deadline: %v", err)
 	}
 	tk = mk()
 	tk.Input = make([]byte, 101)
 	tk.InputHash, tk.InputSize = HashHex(tk.Input), 101
 	tk.ID = tk.ContentID()
-	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrInputTooLarge) {
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrInputTooLarge) {
 		t.Fatalf("input over limit: %v", err)
 	}
 	tk = mk()
 	tk.Replicas = 4
 	tk.ID = tk.ContentID()
-	if _, err := CheckTask(tk, reg, sub, now, DefaultClockSkew); !errors.Is(err, ErrBadReplicas) {
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrBadReplicas) {
 		t.Fatalf("replicas over max: %v", err)
 	}
 
-	// Takeover schedule: candidate 0 at once, candidate 1 one lease later.
+	// Amplification: a lease shorter than the type's, a deadline beyond
+	// what the candidates can use, an empty input sent by hash.
 	tk = mk()
-	created := time.UnixMilli(tk.Created)
-	if !tk.ShouldStart(0, created, 0, 1) || tk.ShouldStart(1, created.Add(500*time.Millisecond), 0, 1) {
-		t.Fatal("candidate 1 started before its lease")
+	tk.LeaseMS = 1
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "lease_ms") {
+		t.Fatalf("short lease: %v", err)
 	}
-	if !tk.ShouldStart(1, created.Add(1001*time.Millisecond), 0, 1) {
-		t.Fatal("candidate 1 did not take over after the lease")
+	tk = mk()
+	tk.Deadline = now.Add(time.Hour).UnixMilli()
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("far deadline: %v", err)
 	}
-	if tk.ShouldStart(1, created.Add(2*time.Second), 1, 1) {
-		t.Fatal("candidate 1 started although a valid result exists")
+	tk = mk()
+	tk.Deadline = MaxDeadline(tk.Created, 2, 1, time.Second)
+	tk.Input, tk.InputHash, tk.InputSize = []byte{}, HashHex(nil), 0
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); err != nil {
+		t.Fatalf("empty inline input at the longest deadline: %v", err)
+	}
+	tk.Input = nil
+	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("empty input sent by hash: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -16,6 +17,8 @@ import (
 const (
 	DomainLeave           = "proofmesh-leave"
 	DomainResult          = "proofmesh-result"
+	DomainTask            = "proofmesh-task"
+	DomainCancel          = "proofmesh-cancel"
 	DomainAuditCheckpoint = "proofmesh-audit-checkpoint"
 )
 
@@ -96,8 +99,66 @@ type ExecStats struct {
 	ProveMS     int64  `json:"prove_ms,omitempty"`
 }
 
-// Result is an executor's signed answer to a task. Sealed in an envelope it
-// is also the bundle that auditors verify offline.
+// Trap kinds of a failure report: why a module did not finish normally.
+const (
+	TrapNone        = ""             // the guest exited with a non-zero code
+	TrapFuel        = "fuel"         // the fuel budget ran out
+	TrapMemory      = "memory"       // memory over the type's limit
+	TrapTime        = "time"         // wall-clock limit
+	TrapStack       = "stack"        // call stack exhausted
+	TrapOutputLimit = "output_limit" // output over the type's limit
+	TrapBadModule   = "bad_module"   // the module is invalid or refused
+	TrapGuest       = "trap"         // any other WebAssembly trap
+)
+
+// MaxStderrTail is how much of a guest's stderr a result carries.
+const MaxStderrTail = 1 << 10
+
+// Failure is an executor's report that the task's module failed under the
+// type's profile. For a deterministic sandbox every honest executor reports
+// the same failure, so a quorum of equal reports ends the task.
+type Failure struct {
+	Trap     string `json:"trap,omitempty"`
+	ExitCode int    `json:"exit_code"` // -1 when the guest trapped
+	Stderr   []byte `json:"stderr,omitempty"`
+	Message  string `json:"message,omitempty"` // what the sandbox said, for people
+}
+
+func validTrap(k string) bool {
+	switch k {
+	case TrapNone, TrapFuel, TrapMemory, TrapTime, TrapStack, TrapOutputLimit, TrapBadModule, TrapGuest:
+		return true
+	}
+	return false
+}
+
+// Summary is a one-line account of the failure for people: exit code or
+// trap, and the end of stderr.
+func (f *Failure) Summary() string {
+	what := fmt.Sprintf("exit code %d", f.ExitCode)
+	if f.Trap != TrapNone {
+		what = "trap " + f.Trap
+		if f.Message != "" {
+			what += " (" + f.Message + ")"
+		}
+	}
+	if len(f.Stderr) > 0 {
+		what += fmt.Sprintf(", stderr: %q", printable(f.Stderr, 200))
+	}
+	return what
+}
+
+// printable returns the last n bytes of b as text, for messages.
+func printable(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.ToValidUTF8(string(b), "?")
+}
+
+// Result is an executor's signed answer to a task: an output (with a proof
+// for groth16 types) or a failure report. Sealed in an envelope it is also
+// what auditors verify offline.
 type Result struct {
 	TaskID       string    `json:"task_id"`
 	Type         string    `json:"type"`
@@ -108,8 +169,19 @@ type Result struct {
 	OutputHash   string    `json:"output_hash"`
 	Proof        []byte    `json:"proof,omitempty"`
 	PublicInputs []string  `json:"public_inputs,omitempty"`
+	Failure      *Failure  `json:"failure,omitempty"`
 	Stats        ExecStats `json:"stats"`
 	Time         int64     `json:"time"` // unix ms
+}
+
+// Outcome is what replicas must agree on: the output hash, or for a
+// failure report a hash of its trap, exit code and stderr (the message
+// is the executor's wording and does not count).
+func (r *Result) Outcome() string {
+	if f := r.Failure; f != nil {
+		return "failure:" + hashHex([]byte(fmt.Sprintf("%s\x00%d\x00%s", f.Trap, f.ExitCode, f.Stderr)))
+	}
+	return r.OutputHash
 }
 
 // Domain implements record.Record.
@@ -175,6 +247,12 @@ func OpenResult(data []byte) (*Result, error) {
 	}
 	if r.Input != nil && hashHex(r.Input) != r.InputHash {
 		return nil, fmt.Errorf("result: %w: input_hash does not match the input", ErrMalformed)
+	}
+	if f := r.Failure; f != nil {
+		if len(r.Output) > 0 || len(r.Proof) > 0 || !validTrap(f.Trap) || len(f.Stderr) > MaxStderrTail || len(f.Message) > 512 ||
+			(f.Trap == TrapNone && f.ExitCode == 0) {
+			return nil, fmt.Errorf("result: %w: failure report", ErrMalformed)
+		}
 	}
 	return &r, nil
 }

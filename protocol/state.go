@@ -14,15 +14,18 @@ const (
 	StateVerifying TaskState = "verifying"
 	StateAccepted  TaskState = "accepted"
 	StateFailed    TaskState = "failed"
+	StateCanceled  TaskState = "canceled"
 )
 
 var stateOrder = map[TaskState]int{
 	StatePending: 0, StateAssigned: 1, StateRunning: 2, StateProving: 3,
-	StateVerifying: 4, StateAccepted: 5, StateFailed: 5,
+	StateVerifying: 4, StateAccepted: 5, StateFailed: 5, StateCanceled: 5,
 }
 
 // Terminal reports whether no transition leaves s.
-func (s TaskState) Terminal() bool { return s == StateAccepted || s == StateFailed }
+func (s TaskState) Terminal() bool {
+	return s == StateAccepted || s == StateFailed || s == StateCanceled
+}
 
 // Valid reports whether s is a known state.
 func (s TaskState) Valid() bool { _, ok := stateOrder[s]; return ok }
@@ -36,7 +39,7 @@ func Transition(from, to TaskState) error {
 		return fmt.Errorf("%w: %q -> %q: unknown state", ErrBadTransition, from, to)
 	case from.Terminal():
 		return fmt.Errorf("%w: %s is final", ErrBadTransition, from)
-	case to == StateFailed:
+	case to == StateFailed || to == StateCanceled:
 		return nil
 	case to == StateAssigned && from != StatePending && from != StateAssigned:
 		return nil // takeover by the next candidate

@@ -25,12 +25,14 @@ const MaxTaskMessageBytes = MaxInlineInput*4/3 + 16<<10
 // MaxCandidates bounds a task's ranked candidate list.
 const MaxCandidates = 32
 
-// Task is what a submitting node publishes on the tasks topic.
+// Task is what a submitting node publishes on the tasks topic, sealed in
+// an envelope signed by that node (DomainTask): whoever holds a task's
+// envelope can check who chose its candidates and its schedule.
 type Task struct {
 	ID        string `json:"id"` // hex SHA-256 of the task's content (all other fields)
 	Type      string `json:"type"`
-	Input     []byte `json:"input,omitempty"` // inline input (at most MaxInlineInput)
-	InputHash string `json:"input_hash"`      // hex SHA-256 of the input
+	Input     []byte `json:"input"`      // inline input (at most MaxInlineInput; null when fetched by hash)
+	InputHash string `json:"input_hash"` // hex SHA-256 of the input
 	InputSize int    `json:"input_size"`
 	// ModuleHash and ModuleSize name a submitter-supplied module
 	// (wasm.exec.v1); executors fetch it from the submitter by hash.
@@ -44,6 +46,40 @@ type Task struct {
 	LeaseMS    int64    `json:"lease_ms"`
 }
 
+// Domain implements record.Record.
+func (*Task) Domain() string { return DomainTask }
+
+// Codec implements record.Record.
+func (*Task) Codec() []byte { return []byte("/proofmesh/task/1") }
+
+// MarshalRecord implements record.Record.
+func (t *Task) MarshalRecord() ([]byte, error) { return json.Marshal(t) }
+
+// UnmarshalRecord implements record.Record.
+func (t *Task) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxTaskMessageBytes, t) }
+
+// OpenTask verifies a task envelope: signed by the submitter it names, with
+// an id that is the hash of its content. It does not apply the registry's
+// rules (CheckTask does).
+func OpenTask(data []byte) (*Task, error) {
+	var t Task
+	signer, err := open(data, MaxTaskMessageBytes, &t)
+	if err != nil {
+		return nil, err
+	}
+	if t.Submitter != signer.String() {
+		return nil, fmt.Errorf("%w: task of submitter %s signed by %s", ErrForged, t.Submitter, signer)
+	}
+	if t.ID != t.ContentID() {
+		return nil, fmt.Errorf("task %s: %w", short(t.ID), ErrTaskIDMismatch)
+	}
+	return &t, nil
+}
+
+// InlineInput reports whether a task of this input size carries its input
+// inside the task message (every size up to MaxInlineInput, 0 included).
+func InlineInput(size int) bool { return size <= MaxInlineInput }
+
 // ContentID computes the task id: the SHA-256 of the task's encoding with
 // the id field empty.
 func (t *Task) ContentID() string {
@@ -52,6 +88,12 @@ func (t *Task) ContentID() string {
 	b, _ := json.Marshal(&c) // a Task always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// RankSeed is what orders a task's candidates: a hash of everything the
+// submitter fixes before it knows the candidates.
+func (t *Task) RankSeed() string {
+	return hashHex([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%d", t.Type, t.InputHash, t.ModuleHash, t.Submitter, t.Created)))
 }
 
 // Lease returns the task's lease.
@@ -77,27 +119,16 @@ func (t *Task) StartAt(i int) time.Time {
 	return created.Add(time.Duration(i-t.Replicas+1) * t.Lease())
 }
 
-// ShouldStart decides whether candidate i starts now: its turn has come and
-// the valid results seen so far do not yet meet need.
-func (t *Task) ShouldStart(i int, now time.Time, validResults, need int) bool {
-	if i < 0 || i >= len(t.Candidates) || validResults >= need {
-		return false
-	}
-	if now.After(time.UnixMilli(t.Deadline)) {
-		return false
-	}
-	return !now.Before(t.StartAt(i))
-}
-
 // CheckTask validates a task received from the mesh (or built locally)
-// against the registry: content id, type, sizes, replicas, deadline,
-// candidates. from is the gossip origin: only the submitter may publish.
-func CheckTask(t *Task, reg Registry, from peer.ID, now time.Time, skew time.Duration) (TaskType, error) {
+// against the registry: content id, type, sizes, replicas, schedule,
+// candidates. Its signature is OpenTask's check: any node may relay a
+// signed task.
+func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskType, error) {
 	if t.ID != t.ContentID() {
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrTaskIDMismatch)
 	}
-	if t.Submitter != from.String() {
-		return TaskType{}, fmt.Errorf("%w: task submitter %s published by %s", ErrForged, t.Submitter, from)
+	if _, err := peer.Decode(t.Submitter); err != nil {
+		return TaskType{}, fmt.Errorf("%w: submitter %q", ErrMalformed, t.Submitter)
 	}
 	tt, err := reg.Lookup(t.Type)
 	if err != nil {
@@ -106,12 +137,12 @@ func CheckTask(t *Task, reg Registry, from peer.ID, now time.Time, skew time.Dur
 	if err := CheckSubmission(tt, t.InputSize, t.ModuleSize, t.Replicas); err != nil {
 		return TaskType{}, err
 	}
-	if t.Input != nil {
-		if len(t.Input) != t.InputSize || hashHex(t.Input) != t.InputHash {
-			return TaskType{}, fmt.Errorf("%w: inline input does not match input_hash/input_size", ErrMalformed)
+	if InlineInput(t.InputSize) {
+		if t.Input == nil || len(t.Input) != t.InputSize || hashHex(t.Input) != t.InputHash {
+			return TaskType{}, fmt.Errorf("%w: inline input of %d bytes does not match input_hash/input_size", ErrMalformed, t.InputSize)
 		}
-	} else if t.InputSize <= MaxInlineInput {
-		return TaskType{}, fmt.Errorf("%w: input of %d bytes must be inline", ErrMalformed, t.InputSize)
+	} else if t.Input != nil {
+		return TaskType{}, fmt.Errorf("%w: input of %d bytes must travel by hash", ErrMalformed, t.InputSize)
 	}
 	if !isHexHash(t.InputHash) {
 		return TaskType{}, fmt.Errorf("%w: input_hash", ErrMalformed)
@@ -133,8 +164,8 @@ func CheckTask(t *Task, reg Registry, from peer.ID, now time.Time, skew time.Dur
 		}
 		seen[c] = true
 	}
-	if t.LeaseMS <= 0 {
-		return TaskType{}, fmt.Errorf("%w: lease_ms must be positive", ErrMalformed)
+	if err := CheckSchedule(t, tt); err != nil {
+		return TaskType{}, err
 	}
 	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew {
 		return TaskType{}, fmt.Errorf("%w: task created %s in the future", ErrClockSkew, -d)
@@ -143,6 +174,31 @@ func CheckTask(t *Task, reg Registry, from peer.ID, now time.Time, skew time.Dur
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrDeadlinePassed)
 	}
 	return tt, nil
+}
+
+// MaxDeadline is the latest deadline a task may have: every candidate's
+// lease after the first replicas, and two more for the last to deliver.
+func MaxDeadline(created int64, candidates, replicas int, lease time.Duration) int64 {
+	takeovers := max(candidates-replicas, 0)
+	return created + (time.Duration(takeovers+2) * lease).Milliseconds()
+}
+
+// CheckSchedule applies the type's limits to a task's schedule, so that a
+// hostile submitter can neither make every candidate start at once (a
+// lease shorter than the type's) nor keep nodes busy with a task for
+// longer than its candidates can use (a deadline past MaxDeadline).
+func CheckSchedule(t *Task, tt TaskType) error {
+	if t.LeaseMS != tt.SLO.LeaseMS {
+		return fmt.Errorf("%w: lease_ms %d, type %s has %d", ErrMalformed, t.LeaseMS, tt.ID, tt.SLO.LeaseMS)
+	}
+	if t.Deadline <= t.Created {
+		return fmt.Errorf("%w: deadline before created", ErrMalformed)
+	}
+	if limit := MaxDeadline(t.Created, len(t.Candidates), t.Replicas, tt.Lease()); t.Deadline > limit {
+		return fmt.Errorf("%w: deadline %s after created, type %s allows %s for %d candidates", ErrMalformed,
+			time.Duration(t.Deadline-t.Created)*time.Millisecond, tt.ID, time.Duration(limit-t.Created)*time.Millisecond, len(t.Candidates))
+	}
+	return nil
 }
 
 // CheckSubmission validates what a submitter asks for against the type.
@@ -247,6 +303,15 @@ func hashHex(b []byte) string {
 // outputs and modules.
 func HashHex(b []byte) string { return hashHex(b) }
 
+// ShortPeer is a peer id as people read it: its last 8 characters (every
+// Ed25519 peer id starts with the same "12D3KooW").
+func ShortPeer(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}
+
 func short(id string) string {
 	if len(id) > 12 {
 		return id[:12]
@@ -255,7 +320,8 @@ func short(id string) string {
 }
 
 // Progress is an executor's announcement on the tasks topic that it has
-// claimed a task (running) or is proving it.
+// claimed a task (running) or is proving it. The gossip signature of its
+// origin (the executor) authenticates it; it does not outlive a hop.
 type Progress struct {
 	TaskID   string    `json:"task_id"`
 	Executor string    `json:"executor"`
@@ -263,10 +329,52 @@ type Progress struct {
 	Time     int64     `json:"time"` // unix ms
 }
 
+// Cancel is the submitting node's signed request that a task stop.
+type Cancel struct {
+	TaskID    string `json:"task_id"`
+	Submitter string `json:"submitter"`
+	Time      int64  `json:"time"` // unix ms
+	Reason    string `json:"reason,omitempty"`
+}
+
+// MaxCancelBytes bounds a cancel envelope.
+const MaxCancelBytes = 2 << 10
+
+// Domain implements record.Record.
+func (*Cancel) Domain() string { return DomainCancel }
+
+// Codec implements record.Record.
+func (*Cancel) Codec() []byte { return []byte("/proofmesh/cancel/1") }
+
+// MarshalRecord implements record.Record.
+func (c *Cancel) MarshalRecord() ([]byte, error) { return json.Marshal(c) }
+
+// UnmarshalRecord implements record.Record.
+func (c *Cancel) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxCancelBytes, c) }
+
+// OpenCancel verifies a cancel envelope: signed by the submitter it names.
+// Whether that is the task's submitter is the caller's check.
+func OpenCancel(data []byte) (*Cancel, error) {
+	var c Cancel
+	signer, err := open(data, MaxCancelBytes, &c)
+	if err != nil {
+		return nil, err
+	}
+	if c.Submitter != signer.String() {
+		return nil, fmt.Errorf("%w: cancel of submitter %s signed by %s", ErrForged, c.Submitter, signer)
+	}
+	if !isHexHash(c.TaskID) || len(c.Reason) > 200 {
+		return nil, fmt.Errorf("cancel: %w: task_id or reason", ErrMalformed)
+	}
+	return &c, nil
+}
+
 // TaskMessage is the envelope of the tasks topic: exactly one field is set.
+// Task and Cancel are sealed envelopes (OpenTask, OpenCancel).
 type TaskMessage struct {
-	Task     *Task     `json:"task,omitempty"`
+	Task     []byte    `json:"task,omitempty"`
 	Progress *Progress `json:"progress,omitempty"`
+	Cancel   []byte    `json:"cancel,omitempty"`
 }
 
 // Encode marshals the message for the wire.
@@ -281,16 +389,48 @@ func (m *TaskMessage) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// DecodeTaskMessage parses a tasks-topic message from outside bytes.
-func DecodeTaskMessage(data []byte) (*TaskMessage, error) {
+// DecodedTaskMessage is a tasks-topic message decoded once and its
+// signatures checked: exactly one of Task, Progress, Cancel is set.
+type DecodedTaskMessage struct {
+	Task      *Task
+	TaskEnv   []byte // the task's sealed envelope, as received
+	Progress  *Progress
+	Cancel    *Cancel
+	CancelEnv []byte
+}
+
+// DecodeTaskMessage parses a tasks-topic message from outside bytes and
+// opens the envelopes it carries.
+func DecodeTaskMessage(data []byte) (*DecodedTaskMessage, error) {
 	var m TaskMessage
 	if err := decodeStrict(data, MaxTaskMessageBytes, &m); err != nil {
 		return nil, fmt.Errorf("task message: %w", err)
 	}
-	if (m.Task == nil) == (m.Progress == nil) {
-		return nil, fmt.Errorf("task message: %w: exactly one of task, progress", ErrMalformed)
+	set := 0
+	for _, ok := range []bool{m.Task != nil, m.Progress != nil, m.Cancel != nil} {
+		if ok {
+			set++
+		}
 	}
-	if p := m.Progress; p != nil {
+	if set != 1 {
+		return nil, fmt.Errorf("task message: %w: exactly one of task, progress, cancel", ErrMalformed)
+	}
+	out := &DecodedTaskMessage{Progress: m.Progress}
+	switch {
+	case m.Task != nil:
+		t, err := OpenTask(m.Task)
+		if err != nil {
+			return nil, err
+		}
+		out.Task, out.TaskEnv = t, m.Task
+	case m.Cancel != nil:
+		c, err := OpenCancel(m.Cancel)
+		if err != nil {
+			return nil, err
+		}
+		out.Cancel, out.CancelEnv = c, m.Cancel
+	default:
+		p := m.Progress
 		if !isHexHash(p.TaskID) {
 			return nil, fmt.Errorf("progress: %w: task_id", ErrMalformed)
 		}
@@ -301,5 +441,5 @@ func DecodeTaskMessage(data []byte) (*TaskMessage, error) {
 			return nil, fmt.Errorf("progress: %w: state %q", ErrMalformed, p.State)
 		}
 	}
-	return &m, nil
+	return out, nil
 }

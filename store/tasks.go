@@ -18,11 +18,22 @@ type TaskRecord struct {
 	Reason string             `json:"reason,omitempty"` // why it failed
 	// Origin is true when the task was submitted through this node (it
 	// ranks, accepts and reports it).
-	Origin    bool     `json:"origin,omitempty"`
+	Origin bool `json:"origin,omitempty"`
+	// SubmittedBy names the credential that submitted the task here (an
+	// API key's prefix, or "admin"): it may cancel the task.
+	SubmittedBy string `json:"submitted_by,omitempty"`
+	// Signed is the task's envelope, signed by its submitter: what a
+	// bundle carries so auditors can check who chose the candidates.
+	Signed    []byte   `json:"signed"`
 	Timeline  []Event  `json:"timeline"`
 	Output    []byte   `json:"output,omitempty"`    // accepted output
-	Result    []byte   `json:"result,omitempty"`    // accepted sealed result envelope
 	Executors []string `json:"executors,omitempty"` // executors seen claiming or answering
+	// Settled are the executors whose equal results settled the task
+	// (accepted, or failed by a confirmed failure); their stored results
+	// make its bundle.
+	Settled []string `json:"settled,omitempty"`
+	// Failure is the confirmed failure report of a failed task.
+	Failure *protocol.Failure `json:"failure,omitempty"`
 	// Updated is when the record last changed; the store sets it on every
 	// write.
 	Updated time.Time `json:"updated"`
@@ -206,12 +217,94 @@ func (tx *Tx) Advance(id string, to protocol.TaskState, ev Event) (TaskRecord, e
 			return fmt.Errorf("task %s: %w", id, err)
 		}
 		r.State = to
-		r.Timeline = append(r.Timeline, ev)
+		r.AddEvent(ev)
 		if to == protocol.StateFailed && r.Reason == "" {
 			r.Reason = ev.Detail
 		}
 		return nil
 	})
+}
+
+// MaxTimeline bounds a task's timeline: later events replace the ones
+// before the last, so a chatty task cannot grow its record without end.
+const MaxTimeline = 64
+
+// AddEvent appends ev to a record's timeline within MaxTimeline.
+func (r *TaskRecord) AddEvent(ev Event) {
+	if len(r.Timeline) >= MaxTimeline {
+		r.Timeline = append(r.Timeline[:MaxTimeline-2], r.Timeline[len(r.Timeline)-1])
+	}
+	r.Timeline = append(r.Timeline, ev)
+}
+
+// DeleteTask removes a task, its index entry and its results.
+func (tx *Tx) DeleteTask(id string) error {
+	rec, err := tx.GetTask(id)
+	if err != nil {
+		return err
+	}
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return err
+	}
+	idx, err := tx.bucket(bucketTasksCreated)
+	if err != nil {
+		return err
+	}
+	results, err := tx.bucket(bucketResults)
+	if err != nil {
+		return err
+	}
+	if err := idx.Delete(createdKey(&rec)); err != nil {
+		return err
+	}
+	prefix := []byte(id + "\x00")
+	var keys [][]byte
+	c := results.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := results.Delete(k); err != nil {
+			return err
+		}
+	}
+	return tasks.Delete([]byte(id))
+}
+
+// PruneTasks deletes finished tasks (with their results) last updated
+// before cutoff, at most limit of them, oldest created first; it returns
+// the ids deleted.
+func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
+	idx, err := tx.bucket(bucketTasksCreated)
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	c := idx.Cursor()
+	for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+		if len(k) <= 8 {
+			return nil, corrupt(bucketTasksCreated, k, fmt.Errorf("key of %d bytes", len(k)))
+		}
+		id := k[8:]
+		r, err := decodeTask(id, tasks.Get(id))
+		if err != nil {
+			return nil, err
+		}
+		if r.State.Terminal() && r.Updated.Before(cutoff) {
+			ids = append(ids, string(id))
+		}
+	}
+	for _, id := range ids {
+		if err := tx.DeleteTask(id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // ListTasks returns the records that match f, newest (by Task.Created)

@@ -82,7 +82,7 @@ e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
-		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
 	return root
 }
 
@@ -261,10 +261,12 @@ func verifyCmd() *cobra.Command {
 		Use:   "verify BUNDLE",
 		Short: "Verify a result bundle offline: envelope signatures, binding, proof",
 		Long: `Verify a result bundle (from GET /api/v1/tasks/{id}/bundle) without trusting
-any node: the task id against the task's content, each executor's signature,
-that the executor was a candidate, the binding of task and executor, and the
+any node: the task's signature by its submitting node and its id against its
+content (input, candidates, schedule), each executor's signature, that each
+executor was a distinct candidate, the binding of task and executor, and the
 Groth16 proof under the network's pinned verifying key (or, for replicated
-types, that the quorum agrees). Exits 0 only if the bundle verifies.`,
+types, that a quorum agrees, and a plain statement of what that rests on).
+Exits 0 only if the bundle verifies.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := readLimited(args[0], node.MaxBundleBytes)
@@ -295,6 +297,7 @@ types, that the quorum agrees). Exits 0 only if the bundle verifies.`,
 				fmt.Fprintf(out, "FAIL  %v\n", err)
 				return exitError{1}
 			}
+			fmt.Fprintf(out, "trust %s\n", rep.Trust)
 			fmt.Fprintf(out, "VALID task %s (%s), output %s\n", rep.TaskID, rep.Type, rep.Output)
 			return nil
 		},

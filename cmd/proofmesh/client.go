@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -337,9 +338,40 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		return err
 	}
 	if final.State != protocol.StateAccepted {
+		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, final.Reason)
 		return exitError{1}
 	}
 	return nil
+}
+
+func cancelCmd() *cobra.Command {
+	var cf clientFlags
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a task submitted through this node (admin, or the key that submitted it)",
+		Long: `Ask the node a task was submitted to for a signed cancel: executors stop
+its run and every node marks it canceled within seconds.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/tasks/" + url.PathEscape(args[0])
+			if reason != "" {
+				path += "?reason=" + url.QueryEscape(reason)
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, path, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "cancel of %s published\n", args[0])
+			return nil
+		},
+	}
+	cf.add(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the task's timeline")
+	return cmd
 }
 
 func httpClient() *http.Client { return &http.Client{} }

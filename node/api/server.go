@@ -105,6 +105,7 @@ func Handler(b Backend, opt Options) http.Handler {
 	route("POST /api/v1/tasks", ScopeSubmit, s.submit)
 	route("GET /api/v1/tasks", ScopeRead, s.tasks)
 	route("GET /api/v1/tasks/{id}", ScopeRead, s.task)
+	route("DELETE /api/v1/tasks/{id}", ScopeSubmit, s.cancel)
 	route("GET /api/v1/tasks/{id}/events", ScopeRead, s.events)
 	route("GET /api/v1/tasks/{id}/bundle", ScopeRead, s.bundle)
 	route("POST /api/v1/proofs/verify", ScopeSubmit, s.verify)
@@ -262,6 +263,31 @@ func apiKeyPrefix(r *http.Request) (string, bool) {
 	return "key " + parts[0] + "_" + parts[1], true
 }
 
+// principal names the authenticated credential of a request: ScopeAdmin
+// for the node's token or an admin key, else the key's name.
+func (s *server) principal(r *http.Request) string {
+	key, isKey := apiKeyPrefix(r)
+	if !isKey {
+		return ScopeAdmin
+	}
+	given, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if scope, err := s.b.AuthenticateKey(given); err == nil && scope == ScopeAdmin {
+		return ScopeAdmin
+	}
+	return key
+}
+
+// cancel is DELETE /api/v1/tasks/{id}: the admin, or the key that
+// submitted the task, asks its submitting node to sign a cancel.
+func (s *server) cancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.b.Cancel(r.Context(), id, s.principal(r), r.URL.Query().Get("reason")); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"task_id": id, "state": "canceling"})
+}
+
 // authorized compares a token with the node's in constant time.
 func (s *server) authorized(given string) bool {
 	a, b := sha256.Sum256([]byte(given)), sha256.Sum256([]byte(s.opt.Token))
@@ -338,6 +364,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, ErrConflict):
 		return http.StatusConflict, "conflict"
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, protocol.ErrInputTooLarge), errors.Is(err, protocol.ErrModuleTooLarge):
@@ -415,6 +443,7 @@ func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_replicas", "replicas must be positive")
 		return
 	}
+	req.SubmittedBy = s.principal(r)
 	id, err := s.b.Submit(r.Context(), req)
 	if err != nil {
 		code, word := statusOf(err)

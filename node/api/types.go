@@ -15,6 +15,7 @@ var (
 	ErrNotFound   = errors.New("not found")
 	ErrConflict   = errors.New("conflict")
 	ErrBadRequest = errors.New("bad request")
+	ErrForbidden  = errors.New("forbidden")
 )
 
 // Backend is what the API needs of a node.
@@ -25,6 +26,9 @@ type Backend interface {
 	Policy() protocol.Policy
 	TaskTypes() []protocol.TaskType
 	Submit(ctx context.Context, req SubmitRequest) (string, error)
+	// Cancel publishes the submitter's signed cancel of a task; by is the
+	// credential asking (ScopeAdmin, or the key's name).
+	Cancel(ctx context.Context, id, by, reason string) error
 	Tasks(state protocol.TaskState, limit int) ([]TaskView, error)
 	Task(id string) (TaskView, error)
 	// Watch returns a channel that receives a value whenever the task
@@ -158,6 +162,9 @@ type SubmitRequest struct {
 	Input    json.RawMessage `json:"input"`
 	Replicas int             `json:"replicas,omitempty"`
 	Module   []byte          `json:"module,omitempty"`
+	// SubmittedBy is the credential that submitted (set by the server,
+	// never read from the body): it may cancel the task.
+	SubmittedBy string `json:"-"`
 }
 
 // Event is one step of a task's timeline.
@@ -185,8 +192,13 @@ type TaskView struct {
 	// base64 string for wasm.exec.v1.
 	Output       json.RawMessage `json:"output,omitempty"`
 	Verification string          `json:"verification,omitempty"`
-	Timeline     []Event         `json:"timeline"`
-	Updated      time.Time       `json:"updated"`
+	// Settled are the executors whose equal results ended the task.
+	Settled []string `json:"settled,omitempty"`
+	// Failure is the confirmed failure report of a task the module
+	// failed: exit code, trap, the end of stderr.
+	Failure  *protocol.Failure `json:"failure,omitempty"`
+	Timeline []Event           `json:"timeline"`
+	Updated  time.Time         `json:"updated"`
 }
 
 // VerifyReport is the answer of POST /api/v1/proofs/verify.
@@ -197,5 +209,8 @@ type VerifyReport struct {
 	Executors []string `json:"executors,omitempty"`
 	Output    string   `json:"output,omitempty"`
 	Checks    []string `json:"checks"`
-	Error     string   `json:"error,omitempty"`
+	// Trust says plainly what a valid result rests on: a proof, or
+	// replicas chosen by the submitting node.
+	Trust string `json:"trust,omitempty"`
+	Error string `json:"error,omitempty"`
 }

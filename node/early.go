@@ -1,0 +1,117 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Bounds of the buffer of messages that came before they could be
+// checked: a result or progress before its task, or a result from a
+// candidate whose turn this node has not yet seen come (a leave or a
+// split it has not heard of yet).
+const (
+	maxEarlyMessages = 1024
+	maxEarlyPerTask  = 16
+	earlyTTL         = 2 * time.Minute
+)
+
+// earlyMessage is a message kept for a second look.
+type earlyMessage struct {
+	kind string // mesh kind: tasks or results
+	from peer.ID
+	data []byte
+	at   time.Time
+}
+
+// earlyBuffer keeps early messages per task, bounded in total, per task
+// and in age; the oldest go first. It is safe for concurrent use (the
+// validators add, the driver takes).
+type earlyBuffer struct {
+	mu      sync.Mutex
+	byTask  map[string][]earlyMessage
+	count   int
+	max     int
+	perTask int
+	ttl     time.Duration
+}
+
+func newEarlyBuffer(max, perTask int, ttl time.Duration) *earlyBuffer {
+	return &earlyBuffer{byTask: map[string][]earlyMessage{}, max: max, perTask: perTask, ttl: ttl}
+}
+
+// add keeps a message for task id; false if the task's share is full.
+func (b *earlyBuffer) add(id string, m earlyMessage) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, old := range b.byTask[id] {
+		if old.kind == m.kind && string(old.data) == string(m.data) {
+			return true
+		}
+	}
+	if len(b.byTask[id]) >= b.perTask {
+		return false
+	}
+	for b.count >= b.max {
+		b.evictOldest()
+	}
+	b.byTask[id] = append(b.byTask[id], m)
+	b.count++
+	return true
+}
+
+func (b *earlyBuffer) evictOldest() {
+	var oldestID string
+	var oldest time.Time
+	for id, ms := range b.byTask {
+		if oldestID == "" || ms[0].at.Before(oldest) {
+			oldestID, oldest = id, ms[0].at
+		}
+	}
+	ms := b.byTask[oldestID]
+	if len(ms) <= 1 {
+		delete(b.byTask, oldestID)
+	} else {
+		b.byTask[oldestID] = ms[1:]
+	}
+	b.count--
+}
+
+// take removes and returns the messages kept for id.
+func (b *earlyBuffer) take(id string) []earlyMessage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ms := b.byTask[id]
+	delete(b.byTask, id)
+	b.count -= len(ms)
+	return ms
+}
+
+// drop forgets the messages of id.
+func (b *earlyBuffer) drop(id string) { b.take(id) }
+
+// expire forgets messages older than the TTL.
+func (b *earlyBuffer) expire(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, ms := range b.byTask {
+		k := 0
+		for k < len(ms) && now.Sub(ms[k].at) > b.ttl {
+			k++
+		}
+		if k == len(ms) {
+			delete(b.byTask, id)
+		} else if k > 0 {
+			b.byTask[id] = ms[k:]
+		}
+		b.count -= k
+	}
+}
+
+// len is the number of messages kept.
+func (b *earlyBuffer) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.count
+}

@@ -1,0 +1,443 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/store"
+)
+
+// driver runs the task lifecycle: one goroutine (loop) owns every live
+// task's protocol.Lifecycle, feeds it what the mesh delivers, and carries
+// out each step's actions; each step's persistence is one bbolt
+// transaction (the result that caused it, the state and timeline, the
+// output, the audit entry). Finished tasks leave memory at once.
+type driver struct {
+	n     *Node
+	in    chan func() // work for the loop goroutine
+	live  map[string]*liveTask
+	early *earlyBuffer
+
+	watchMu  sync.Mutex
+	watchers map[string]map[chan struct{}]bool
+	closed   bool
+}
+
+// liveTask is a task whose lifecycle is not over.
+type liveTask struct {
+	lc     *protocol.Lifecycle
+	wake   time.Time
+	cancel context.CancelFunc // this node's run, while it goes
+}
+
+// maxLiveTasks bounds the lifecycles in memory: a task beyond it is
+// recorded but not followed (and logged) until others end.
+const maxLiveTasks = 4096
+
+func newDriver(n *Node) *driver {
+	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{},
+		early: newEarlyBuffer(maxEarlyMessages, maxEarlyPerTask, earlyTTL), watchers: map[string]map[chan struct{}]bool{}}
+}
+
+// do runs fn on the loop goroutine and waits for it; false if the node is
+// stopping.
+func (d *driver) do(ctx context.Context, fn func()) bool {
+	done := make(chan struct{})
+	select {
+	case d.in <- func() { fn(); close(done) }:
+	case <-ctx.Done():
+		return false
+	case <-d.n.ctx.Done():
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-d.n.ctx.Done():
+		return false
+	}
+}
+
+// post queues fn for the loop goroutine without waiting.
+func (d *driver) post(fn func()) {
+	select {
+	case d.in <- fn:
+	case <-d.n.ctx.Done():
+	}
+}
+
+// loop is the owner goroutine: it restores the live tasks from the store
+// first, then serves work and wakes tasks whose time has come.
+func (d *driver) loop() {
+	defer d.n.wg.Done()
+	if err := d.restore(); err != nil {
+		d.n.log.Error("tasks not restored", "err", err)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	for {
+		select {
+		case <-d.n.ctx.Done():
+			for _, lt := range d.live {
+				if lt.cancel != nil {
+					lt.cancel()
+				}
+			}
+			return
+		case fn := <-d.in:
+			fn()
+		case now := <-tick.C:
+			for id, lt := range d.live {
+				if !lt.wake.IsZero() && !now.Before(lt.wake) {
+					d.step(id, protocol.EvTick{}, nil)
+				}
+			}
+			d.early.expire(now)
+		case <-prune.C:
+			d.prune()
+		}
+	}
+}
+
+// restore rebuilds the lifecycles of unfinished tasks after a restart:
+// their stored results count (they passed the validators before they were
+// stored), and a task this node had started is not run again.
+func (d *driver) restore() error {
+	recs, err := d.n.db.ListTasks(store.TaskFilter{})
+	if err != nil {
+		return fmt.Errorf("restore tasks: %w", err)
+	}
+	for _, rec := range recs {
+		if rec.State.Terminal() {
+			continue
+		}
+		t, err := protocol.OpenTask(rec.Signed)
+		if err != nil {
+			d.n.log.Warn("stored task does not open", "task", short(rec.Task.ID), "err", err)
+			continue
+		}
+		tt, err := d.n.reg.Lookup(t.Type)
+		if err != nil {
+			continue
+		}
+		results, err := d.n.db.Results(t.ID)
+		if err != nil {
+			return fmt.Errorf("restore results of %s: %w", short(t.ID), err)
+		}
+		ev := protocol.EvRestored{State: rec.State, Ran: slices.Contains(rec.Executors, d.n.id.String())}
+		for _, env := range orderedResults(results) {
+			if r, err := protocol.OpenResult(env); err == nil {
+				ev.Results = append(ev.Results, delivery(r))
+			}
+		}
+		d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt)}
+		d.step(t.ID, ev, nil)
+	}
+	return nil
+}
+
+// orderedResults lists stored results by their signing time, so a restored
+// lifecycle sees them in the order they came.
+func orderedResults(m map[string][]byte) [][]byte {
+	type tr struct {
+		t   int64
+		env []byte
+	}
+	var rs []tr
+	for _, env := range m {
+		var t int64
+		if r, err := protocol.OpenResult(env); err == nil {
+			t = r.Time
+		}
+		rs = append(rs, tr{t, env})
+	}
+	slices.SortFunc(rs, func(a, b tr) int { return int(a.t - b.t) })
+	out := make([][]byte, len(rs))
+	for i, r := range rs {
+		out[i] = r.env
+	}
+	return out
+}
+
+func delivery(r *protocol.Result) protocol.Delivery {
+	return protocol.Delivery{Executor: r.Executor, Outcome: r.Outcome(), Failure: r.Failure}
+}
+
+// track starts following a checked task (loop goroutine): it records it
+// if new and steps EvSeen. A task already finished here is not revived.
+func (d *driver) track(t *protocol.Task, env []byte, tt protocol.TaskType, rec *store.TaskRecord) {
+	if d.live[t.ID] != nil {
+		return
+	}
+	if len(d.live) >= maxLiveTasks {
+		d.n.log.Warn("task not followed: too many live tasks", "task", short(t.ID), "limit", maxLiveTasks)
+		return
+	}
+	if rec == nil {
+		err := d.n.db.CreateTask(store.TaskRecord{Task: *t, Signed: env, State: protocol.StatePending,
+			Timeline: []store.Event{{State: protocol.StatePending, Time: time.Now(), Detail: "seen on the mesh", Peer: t.Submitter}}})
+		if errors.Is(err, store.ErrExists) {
+			return // seen before: finished here, or restored already
+		}
+		if err != nil {
+			d.n.log.Warn("task not recorded", "task", short(t.ID), "err", err)
+			return
+		}
+	}
+	d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt)}
+	d.step(t.ID, protocol.EvSeen{}, nil)
+	d.replayEarly(t.ID)
+}
+
+// step feeds one event to a live task's lifecycle and carries out the
+// actions (loop goroutine). env is the result envelope that caused the
+// event, stored in the same transaction.
+func (d *driver) step(id string, ev protocol.Event, env []byte) {
+	lt := d.live[id]
+	if lt == nil {
+		return
+	}
+	now := time.Now()
+	acts := lt.lc.Step(now, ev)
+	var (
+		persists  []protocol.Persist
+		penalties []protocol.Penalize
+		run       bool
+	)
+	for _, a := range acts {
+		switch a := a.(type) {
+		case protocol.Persist:
+			persists = append(persists, a)
+		case protocol.Penalize:
+			penalties = append(penalties, a)
+		case protocol.Run:
+			run = true
+		case protocol.Stop:
+			if lt.cancel != nil {
+				d.n.log.Info("stopping run", "task", short(id), "reason", a.Reason)
+				lt.cancel()
+			}
+		case protocol.WakeAt:
+			lt.wake = a.At
+		}
+	}
+	if err := d.commit(id, now, env, persists, penalties, run); err != nil {
+		d.n.log.Warn("task step not persisted", "task", short(id), "err", err)
+	}
+	for _, p := range penalties {
+		if pid, err := peerID(p.Executor); err == nil {
+			d.n.rep.rejected(pid)
+		}
+	}
+	if run {
+		d.startRun(lt)
+	}
+	if lt.lc.State().Terminal() {
+		delete(d.live, id)
+		d.early.drop(id)
+	}
+	if len(persists) > 0 {
+		d.notify(id)
+		if d.live[id] != nil {
+			d.replayEarly(id) // a turn may have come for a result kept as early
+		}
+	}
+}
+
+// commit writes one step: the result envelope, each state change with its
+// timeline entry, the settlement (output, settling executors, failure),
+// this node's claim on a run, and the audit entries, in one transaction.
+func (d *driver) commit(id string, now time.Time, env []byte, ps []protocol.Persist, pen []protocol.Penalize, run bool) error {
+	if env == nil && len(ps) == 0 && len(pen) == 0 && !run {
+		return nil
+	}
+	self := d.n.id.String()
+	var final protocol.TaskState
+	err := d.n.db.Update(func(tx *store.Tx) error {
+		if env != nil {
+			r, err := protocol.OpenResult(env)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutResult(id, r.Executor, env); err != nil && !errors.Is(err, store.ErrExists) {
+				return err
+			}
+		}
+		rec, err := tx.UpdateTask(id, func(rec *store.TaskRecord) error {
+			for _, p := range ps {
+				if p.State != rec.State {
+					if err := protocol.Transition(rec.State, p.State); err != nil {
+						return err
+					}
+					rec.State = p.State
+				}
+				rec.AddEvent(store.Event{State: p.State, Time: now, Detail: p.Detail, Peer: p.Peer})
+				if p.Reason != "" && rec.Reason == "" {
+					rec.Reason = p.Reason
+				}
+				if p.Peer != "" && p.State == protocol.StateRunning && !slices.Contains(rec.Executors, p.Peer) {
+					rec.Executors = append(rec.Executors, p.Peer)
+				}
+				if s := p.Settlement; s != nil {
+					rec.Settled, rec.Failure = s.Executors, s.Failure
+					if s.Failure == nil {
+						out, err := settledOutput(tx, id, s.Executors[0])
+						if err != nil {
+							return err
+						}
+						rec.Output = out
+					}
+				}
+			}
+			if run && !slices.Contains(rec.Executors, self) {
+				rec.Executors = append(rec.Executors, self)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		final = rec.State
+		for _, p := range pen {
+			if _, err := tx.Append(store.AuditEntry{Kind: "result.refuted", Actor: p.Executor, Subject: id, Detail: p.Detail}); err != nil {
+				return err
+			}
+		}
+		if final.Terminal() {
+			last := rec.Timeline[len(rec.Timeline)-1]
+			if _, err := tx.Append(store.AuditEntry{Kind: "task." + string(final), Actor: last.Peer, Subject: id, Detail: last.Detail}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		d.n.met.tasks.WithLabelValues(string(p.State)).Inc()
+	}
+	if final == protocol.StateAccepted {
+		if rec, err := d.n.db.GetTask(id); err == nil {
+			d.n.met.submitTo.Observe(time.Since(time.UnixMilli(rec.Task.Created)).Seconds())
+		}
+		d.n.log.Info("task accepted", "task", short(id))
+	} else if final.Terminal() {
+		d.n.log.Info("task ended", "task", short(id), "state", final)
+	}
+	return nil
+}
+
+// settledOutput is the output of the executor whose result settled a task.
+func settledOutput(tx *store.Tx, id, executor string) ([]byte, error) {
+	rs, err := tx.Results(id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := protocol.OpenResult(rs[executor])
+	if err != nil {
+		return nil, fmt.Errorf("settling result of %s: %w", protocol.ShortPeer(executor), err)
+	}
+	return r.Output, nil
+}
+
+// startRun starts this node's run of a live task (loop goroutine).
+func (d *driver) startRun(lt *liveTask) {
+	t := lt.lc.Task()
+	ctx, cancel := context.WithDeadline(d.n.ctx, time.UnixMilli(t.Deadline))
+	lt.cancel = cancel
+	d.n.wg.Add(1)
+	go func() {
+		defer d.n.wg.Done()
+		defer cancel()
+		if err := d.n.execute(ctx, t); err != nil && d.n.ctx.Err() == nil {
+			d.n.met.execFailed.WithLabelValues(execFailReason(err)).Inc()
+			d.n.log.Warn("task execution failed", "task", short(t.ID), "type", t.Type, "err", err)
+		}
+		d.post(func() {
+			if lt := d.live[t.ID]; lt != nil {
+				lt.cancel = nil
+			}
+		})
+	}()
+}
+
+// prune deletes finished tasks past the retention (loop goroutine).
+func (d *driver) prune() {
+	if d.n.cfg.TaskRetention <= 0 {
+		return
+	}
+	var ids []string
+	err := d.n.db.Update(func(tx *store.Tx) error {
+		var err error
+		ids, err = tx.PruneTasks(time.Now().Add(-d.n.cfg.TaskRetention), 1000)
+		return err
+	})
+	if err != nil {
+		d.n.log.Warn("finished tasks not pruned", "err", err)
+		return
+	}
+	if len(ids) > 0 {
+		d.n.met.pruned.Add(float64(len(ids)))
+		d.n.log.Debug("finished tasks pruned", "count", len(ids))
+	}
+}
+
+// ---- watchers (API) ----
+
+func (d *driver) notify(id string) {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	for ch := range d.watchers[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (d *driver) watch(id string) (<-chan struct{}, func()) {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	ch := make(chan struct{}, 1)
+	if d.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	if d.watchers[id] == nil {
+		d.watchers[id] = map[chan struct{}]bool{}
+	}
+	d.watchers[id][ch] = true
+	return ch, func() {
+		d.watchMu.Lock()
+		defer d.watchMu.Unlock()
+		if d.watchers[id][ch] {
+			delete(d.watchers[id], ch)
+			if len(d.watchers[id]) == 0 {
+				delete(d.watchers, id)
+			}
+			close(ch)
+		}
+	}
+}
+
+func (d *driver) closeWatchers() {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	d.closed = true
+	for id, ws := range d.watchers {
+		for ch := range ws {
+			close(ch)
+		}
+		delete(d.watchers, id)
+	}
+}

@@ -1,0 +1,331 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// sybilHost is issue 11's attacker: one libp2p host, one connection to
+// its victim, speaking on gossip for identities it made up (gossipsub
+// lets a peer publish messages signed by any key it holds).
+type sybilHost struct {
+	keys   []crypto.PrivKey
+	ids    []peer.ID
+	topics map[string]*pubsub.Topic
+}
+
+func startSybilHost(t *testing.T, victim *Node, identities int) *sybilHost {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	hostKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	h, err := libp2p.New(libp2p.Identity(hostKey), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	ps, err := pubsub.NewGossipSub(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sybilHost{topics: map[string]*pubsub.Topic{}}
+	for _, kind := range []string{mesh.KindHeartbeat, mesh.KindTasks, mesh.KindResults} {
+		if s.topics[kind], err = ps.Join(mesh.TopicName(victim.network.NetworkID, kind)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The host's own identity first: the one its connection proves.
+	s.keys = append(s.keys, hostKey)
+	for len(s.keys) < identities {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		s.keys = append(s.keys, k)
+	}
+	for _, k := range s.keys {
+		id, _ := peer.IDFromPrivateKey(k)
+		s.ids = append(s.ids, id)
+	}
+	if err := h.Connect(ctx, peer.AddrInfo{ID: victim.ID(), Addrs: victim.mesh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // heartbeats for every identity: healthy, idle, capable
+		tick := time.NewTicker(300 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for i, k := range s.keys {
+				now := time.Now()
+				hb := protocol.Heartbeat{NodeID: s.ids[i].String(), Seq: uint64(now.UnixMicro()), Time: now.UnixMilli(),
+					Capabilities: protocol.Capabilities{protocol.CapNodeType: "compute", protocol.CapCPUCores: int64(64), protocol.CapMemoryGB: int64(256)},
+					PolicyVersion: victim.network.Policy.Version, NodeType: "compute", Load: 0, Health: 1, Version: "dev",
+					TaskTypes: victim.reg.IDs(), IntervalMS: 300}
+				data, _ := hb.Encode()
+				_ = s.topics[mesh.KindHeartbeat].Publish(ctx, data, pubsub.WithSecretKeyAndPeerId(k, s.ids[i]))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// forge publishes, for every identity, a signed result with output out.
+func (s *sybilHost) forge(ctx context.Context, t *protocol.Task, out []byte) {
+	for i, k := range s.keys {
+		r := &protocol.Result{TaskID: t.ID, Type: t.Type, Executor: s.ids[i].String(), InputHash: t.InputHash,
+			Output: out, OutputHash: protocol.HashHex(out), Time: time.Now().UnixMilli()}
+		env, err := protocol.Seal(r, k)
+		if err == nil {
+			_ = s.topics[mesh.KindResults].Publish(ctx, env, pubsub.WithSecretKeyAndPeerId(k, s.ids[i]))
+		}
+	}
+}
+
+// One host behind one connection speaks for ten identities: the victim
+// lists them, but ranks at most the one its connection proves, so the
+// forged outputs its identities publish for wasm.exec.v1 tasks (at once,
+// before any turn) never reach a quorum, and every task is accepted with
+// the honest output.
+func TestSybilsBehindOneConnectionCannotReachQuorum(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub := tn.Nodes[0]
+	syb := startSybilHost(t, sub, 10)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		listed := 0
+		for _, id := range syb.ids {
+			if p, ok := sub.mesh.Peer(id); ok && p.Status == protocol.StatusOnline {
+				listed++
+			}
+		}
+		if listed == len(syb.ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("victim lists %d of %d sybil identities: the attack did not take place", listed, len(syb.ids))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var ids []string
+	for range 5 {
+		ids = append(ids, submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("honest"), Module: echoModule(t), Replicas: 2}))
+	}
+	for _, id := range ids {
+		rec, err := sub.db.GetTask(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		syb.forge(context.Background(), &rec.Task, []byte("forged"))
+	}
+	want, _ := json.Marshal(base64.StdEncoding.EncodeToString([]byte("honest")))
+	for _, id := range ids {
+		v := waitTask(t, sub, id, 3*testLease)
+		if v.State != protocol.StateAccepted || string(v.Output) != string(want) {
+			t.Fatalf("task %s: %s %q %s", id[:8], v.State, v.Reason, v.Output)
+		}
+		n := 0
+		for _, c := range v.Candidates {
+			if slices.Contains(syb.ids, peer.ID(mustDecode(t, c))) {
+				n++
+			}
+		}
+		if n > 1 {
+			t.Fatalf("task %s has %d sybil candidates of %d: %v", id[:8], n, len(v.Candidates), v.Candidates)
+		}
+		for _, e := range v.Settled {
+			if slices.Contains(syb.ids, mustDecode(t, e)) {
+				t.Fatalf("task %s settled by a sybil identity %s", id[:8], e)
+			}
+		}
+	}
+}
+
+// waitSeen waits until node n has recorded task id.
+func waitSeen(t *testing.T, n *Node, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := n.db.GetTask(id); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s never saw task %s", n.ID(), id[:8])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustDecode(t *testing.T, s string) peer.ID {
+	t.Helper()
+	id, err := peer.Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// A backup candidate's result before its turn is REJECTED by every
+// validator, even when it is right; the task settles on the turn's rules.
+func TestResultBeforeTurnRefused(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, first, backup := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string {
+		return []string{first.ID().String(), backup.ID().String(), sub.ID().String()}
+	}
+	// The first candidate sits on its result until the test ends.
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	first.tamper = func(*protocol.Result) { <-hold }
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"5"}`)})
+	rec, err := sub.db.GetTask(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSeen(t, backup, id)
+	out := []byte(`{"y":"1"}`)
+	r := &protocol.Result{TaskID: id, Type: rec.Task.Type, Executor: backup.ID().String(), InputHash: rec.Task.InputHash,
+		Input: rec.Task.Input, Output: out, OutputHash: protocol.HashHex(out), Time: time.Now().UnixMilli()}
+	env, err := protocol.Seal(r, backup.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.validateResult(context.Background(), backup.ID(), env); err == nil || protocol.Ignorable(err) || !strings.Contains(err.Error(), "turn has not come") {
+		t.Fatalf("early result from the backup: %v, want a REJECT naming the turn", err)
+	}
+	// Published anyway (its own validator refuses it first): nobody counts it.
+	if err := backup.mesh.Publish(context.Background(), mesh.KindResults, env); err == nil {
+		t.Fatal("the backup's own validator let its early result through")
+	}
+	if v, _ := sub.Task(id); v.State.Terminal() || slices.Contains(v.Settled, backup.ID().String()) {
+		t.Fatalf("early result counted: %+v", v)
+	}
+	release()
+	if v := waitTask(t, sub, id, 2*testLease); v.State != protocol.StateAccepted || v.Settled[0] != first.ID().String() {
+		t.Fatalf("task %s settled by %v", v.State, v.Settled)
+	}
+}
+
+// A module that exits with code 3 and writes its reason to stderr: every
+// replica reports the failure, the quorum confirms it, and the submitter
+// has the exit code and stderr in seconds, not at the deadline, on every
+// node.
+func TestDeterministicFailureReachesSubmitterInSeconds(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub := tn.Nodes[0]
+	mod := exitWithStderr(3, "input rejected: want JSON\n")
+	start := time.Now()
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("nope"), Module: mod, Replicas: 2})
+	v := waitTask(t, sub, id, testLease)
+	if v.State != protocol.StateFailed || v.Failure == nil || v.Failure.ExitCode != 3 || !strings.Contains(string(v.Failure.Stderr), "input rejected") {
+		t.Fatalf("task %s: %q %+v", v.State, v.Reason, v.Failure)
+	}
+	if !strings.Contains(v.Reason, "exit code 3") || !strings.Contains(v.Reason, "input rejected") {
+		t.Fatalf("reason %q names neither the code nor stderr", v.Reason)
+	}
+	if took := time.Since(start); took > testLease/2 {
+		t.Fatalf("failure reached the submitter after %s", took)
+	}
+	for _, n := range tn.Nodes[1:] {
+		waitSeen(t, n, id)
+		if got := waitTask(t, n, id, 5*time.Second); got.State != protocol.StateFailed || got.Failure == nil {
+			t.Fatalf("node %s: %s", n.ID(), got.State)
+		}
+	}
+}
+
+// Every node follows the task: after the node it was submitted to dies,
+// the others still reach accepted and serve the same verifiable bundle.
+func TestResultServedAfterOriginDies(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string { return []string{a.ID().String(), b.ID().String()} }
+	var once sync.Once
+	a.tamper = func(*protocol.Result) { once.Do(sub.Kill) } // the origin dies before any result
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("survive"), Module: echoModule(t), Replicas: 2})
+	var bundles [][]byte
+	for _, n := range []*Node{a, b} {
+		waitSeen(t, n, id)
+		v := waitTask(t, n, id, 2*testLease)
+		if v.State != protocol.StateAccepted {
+			t.Fatalf("node %s: %s %q", n.ID(), v.State, v.Reason)
+		}
+		bun, err := n.Bundle(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := VerifyBundle(bun, n.reg, n.keys); err != nil || !rep.Valid {
+			t.Fatalf("bundle from %s: %v", n.ID(), err)
+		}
+		bundles = append(bundles, bun)
+	}
+	if string(bundles[0]) != string(bundles[1]) {
+		t.Fatal("the two nodes serve different bundles")
+	}
+}
+
+// Cancel: the submitter's signed cancel stops the run and every node
+// marks the task canceled within seconds.
+func TestCancelStopsTheTaskEverywhere(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub := tn.Nodes[0]
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2})
+	time.Sleep(500 * time.Millisecond)
+	if err := sub.Cancel(context.Background(), id, "key pmk_other", "no"); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Fatalf("cancel by another key: %v", err)
+	}
+	start := time.Now()
+	if err := sub.Cancel(context.Background(), id, api.ScopeAdmin, "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tn.Nodes {
+		waitSeen(t, n, id)
+		v := waitTask(t, n, id, 5*time.Second)
+		if v.State != protocol.StateCanceled || !strings.Contains(v.Reason, "changed my mind") {
+			t.Fatalf("node %s: %s %q", n.ID(), v.State, v.Reason)
+		}
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("canceled after %s", took)
+	}
+	for _, n := range tn.Nodes {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			running, _ := n.sb.Load()
+			if running == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s still runs the canceled task", n.ID())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// Empty input works for every type that takes raw bytes, inline.
+func TestEmptyInputAccepted(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	id := submit(t, tn.Nodes[0], api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Replicas: 2})
+	if v := waitTask(t, tn.Nodes[0], id, 2*testLease); v.State != protocol.StateAccepted || string(v.Output) != `""` {
+		t.Fatalf("empty input: %s %q %s", v.State, v.Reason, v.Output)
+	}
+}

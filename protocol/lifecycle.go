@@ -1,0 +1,512 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ErrNotYourTurn is a result or progress from a candidate whose turn has
+// not come: neither its scheduled start (within the clock skew) nor an
+// event that moved it forward (a leave, a split, a failure to confirm).
+var ErrNotYourTurn = errors.New("candidate's turn has not come")
+
+// The task lifecycle is a pure state machine: every node that has seen a
+// task runs one Lifecycle for it, feeds it what the mesh delivers (Event)
+// with the time it was delivered, and carries out what Step returns
+// (Action). It reads no clock, does no I/O and starts no goroutine, so
+// every node that is fed the same events reaches the same final state,
+// and its tests are tables (see docs/LIFECYCLE.md for the rules).
+type Lifecycle struct {
+	self  string // this node's peer id
+	task  *Task
+	tt    TaskType
+	state TaskState
+
+	// activated[i] is when candidate i's turn came (zero: not yet) and
+	// why; once set it never changes.
+	activated []time.Time
+	why       []string
+	gone      map[string]bool // candidates that left the network
+
+	delivered map[string]*Delivery // executor -> its one result
+	order     []string             // executors in delivery order
+	wanted    int                  // results wanted before the next candidate starts
+	ran       bool                 // this node started its own run
+}
+
+// Delivery is one verified result as the lifecycle sees it.
+type Delivery struct {
+	Executor string
+	Outcome  string   // Result.Outcome
+	Failure  *Failure // nil for an output
+}
+
+// Event is something that happened to a task.
+type Event interface{ isEvent() }
+
+// EvSeen is the first event of a lifecycle: the task was seen (on the
+// mesh, or submitted here).
+type EvSeen struct{}
+
+// EvRestored replaces EvSeen after a restart: the stored state, whether
+// this node had started its own run, and the stored results in order.
+type EvRestored struct {
+	State   TaskState
+	Ran     bool
+	Results []Delivery
+}
+
+// EvProgress is an executor's announcement that it runs or proves.
+type EvProgress struct {
+	Executor string
+	State    TaskState
+}
+
+// EvResult is a result that passed the results validator (its proof
+// verified, for groth16 types).
+type EvResult struct{ Delivery }
+
+// EvPeerLeft is a peer's signed leave.
+type EvPeerLeft struct{ Peer string }
+
+// EvCancel is the submitter's signed cancel.
+type EvCancel struct{ Reason string }
+
+// EvTick is the passing of time (the driver's wake-up).
+type EvTick struct{}
+
+func (EvSeen) isEvent()     {}
+func (EvRestored) isEvent() {}
+func (EvProgress) isEvent() {}
+func (EvResult) isEvent()   {}
+func (EvPeerLeft) isEvent() {}
+func (EvCancel) isEvent()   {}
+func (EvTick) isEvent()     {}
+
+// Action is something the driver must do after a step.
+type Action interface{ isAction() }
+
+// Persist records a state (which may equal the current one) with a
+// timeline entry. Settlement is set when the task ends accepted or failed
+// by a quorum.
+type Persist struct {
+	State      TaskState
+	Detail     string
+	Peer       string // who caused it, if anyone
+	Reason     string // failed or canceled: why
+	Settlement *Settlement
+}
+
+// Settlement is how a task ended: the outcome agreed, who agreed, and who
+// dissented.
+type Settlement struct {
+	Outcome    string
+	Executors  []string // agreeing, in delivery order
+	Failure    *Failure // the agreed failure, if the outcome is one
+	Dissenters []string
+}
+
+// Run tells the driver to start this node's run of the task.
+type Run struct{}
+
+// Stop tells the driver to stop this node's run, if one is going.
+type Stop struct{ Reason string }
+
+// WakeAt asks for an EvTick at At (the latest request replaces earlier
+// ones; a zero At means no wake-up is needed).
+type WakeAt struct{ At time.Time }
+
+// Penalize records that an executor delivered an outcome the quorum
+// refuted.
+type Penalize struct {
+	Executor string
+	Detail   string
+}
+
+func (Persist) isAction()  {}
+func (Run) isAction()      {}
+func (Stop) isAction()     {}
+func (WakeAt) isAction()   {}
+func (Penalize) isAction() {}
+
+// NewLifecycle returns the lifecycle of a checked task as seen by node
+// self. Its first event must be EvSeen or EvRestored.
+func NewLifecycle(self string, t *Task, tt TaskType) *Lifecycle {
+	return &Lifecycle{
+		self: self, task: t, tt: tt, state: StatePending,
+		activated: make([]time.Time, len(t.Candidates)), why: make([]string, len(t.Candidates)),
+		gone: map[string]bool{}, delivered: map[string]*Delivery{},
+		wanted: t.Replicas,
+	}
+}
+
+// Task returns the task.
+func (l *Lifecycle) Task() *Task { return l.task }
+
+// State returns the current state.
+func (l *Lifecycle) State() TaskState { return l.state }
+
+// Ran reports whether this node started its own run.
+func (l *Lifecycle) Ran() bool { return l.ran }
+
+// replicated reports whether the type is verified by agreeing replicas.
+func (l *Lifecycle) replicated() bool { return l.tt.Verification.Kind == VerifyReplicated }
+
+// maxResults is how many results the task may collect before it fails for
+// want of agreement.
+func (l *Lifecycle) maxResults() int {
+	return min(max(l.tt.MaxReplicas, l.task.Replicas), len(l.task.Candidates))
+}
+
+// quorum is how many equal outcomes settle the task: the type's quorum
+// for replicated types; for groth16 types one verified output, or two
+// equal failure reports (one lying report cannot fail a task).
+func (l *Lifecycle) quorum(failure bool) int {
+	switch {
+	case l.replicated():
+		return l.tt.Verification.Quorum
+	case failure:
+		return 2
+	}
+	return 1
+}
+
+// TurnSkew is how far before its scheduled start a candidate's result is
+// still taken as on its turn: the clock difference between honest nodes
+// that turns tolerate. It is much smaller than the skew allowed for a
+// message's own time (DefaultClockSkew), which would let a backup deliver
+// a whole lease early. A result refused as early is kept and looked at
+// again when the receiver's lifecycle reaches that turn.
+const TurnSkew = 2 * time.Second
+
+// CheckTurn decides whether executor may deliver now: it must be a
+// candidate, and its turn must have come (activated by an event, or its
+// scheduled start within skew of now; see TurnSkew).
+func (l *Lifecycle) CheckTurn(executor string, now time.Time, skew time.Duration) error {
+	i := l.task.CandidateIndex(executor)
+	if i < 0 {
+		return fmt.Errorf("%w: %s", ErrExecutorNotAllowed, executor)
+	}
+	if !l.activated[i].IsZero() || !now.Add(skew).Before(l.task.StartAt(i)) {
+		return nil
+	}
+	return fmt.Errorf("%w: candidate %d (%s) starts at %s, %s from now", ErrNotYourTurn, i, ShortPeer(executor),
+		l.task.StartAt(i).UTC().Format(time.RFC3339), l.task.StartAt(i).Sub(now).Round(time.Millisecond))
+}
+
+// HasDelivered reports whether executor's result is already counted.
+func (l *Lifecycle) HasDelivered(executor string) bool { return l.delivered[executor] != nil }
+
+// Step applies one event at time now and returns what to do.
+func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
+	var out []Action
+	if l.state.Terminal() {
+		return nil
+	}
+	switch e := ev.(type) {
+	case EvSeen:
+		l.state = StateAssigned
+		out = append(out, Persist{State: StateAssigned, Peer: l.task.Submitter,
+			Detail: "candidates: " + strings.Join(shortList(l.task.Candidates), ", ")})
+	case EvRestored:
+		l.state, l.ran = e.State, e.Ran
+		if !l.state.Valid() || l.state == StatePending {
+			l.state = StateAssigned
+		}
+		for i := range e.Results {
+			l.record(&e.Results[i])
+		}
+	case EvProgress:
+		out = append(out, l.progress(now, e)...)
+	case EvResult:
+		if l.delivered[e.Executor] != nil || l.task.CandidateIndex(e.Executor) < 0 {
+			return nil
+		}
+		d := e.Delivery
+		l.record(&d)
+		detail := "output sha256 " + shortHash(d.Outcome)
+		if d.Failure != nil {
+			detail = "failure: " + d.Failure.Summary()
+		}
+		if l.state != StateVerifying {
+			l.state = StateVerifying
+		}
+		out = append(out, Persist{State: StateVerifying, Peer: d.Executor, Detail: "result from " + ShortPeer(d.Executor) + ": " + detail})
+	case EvPeerLeft:
+		i := l.task.CandidateIndex(e.Peer)
+		if i < 0 || l.gone[e.Peer] {
+			break
+		}
+		l.gone[e.Peer] = true
+		if !l.activated[i].IsZero() && l.delivered[e.Peer] == nil {
+			// It will not deliver: its successor need not wait out a lease.
+			if j := l.activate(now, "candidate "+ShortPeer(e.Peer)+" left"); j >= 0 {
+				out = append(out, l.takeover(j))
+			}
+		}
+	case EvCancel:
+		l.state = StateCanceled
+		reason := "canceled by the submitter"
+		if e.Reason != "" {
+			reason += ": " + e.Reason
+		}
+		out = append(out, Persist{State: StateCanceled, Peer: l.task.Submitter, Detail: reason, Reason: reason})
+		if l.ran {
+			out = append(out, Stop{Reason: reason})
+		}
+		return append(out, WakeAt{})
+	case EvTick:
+	}
+	return append(out, l.advance(now)...)
+}
+
+func (l *Lifecycle) record(d *Delivery) {
+	if l.delivered[d.Executor] != nil || l.task.CandidateIndex(d.Executor) < 0 {
+		return
+	}
+	c := *d
+	l.delivered[d.Executor] = &c
+	l.order = append(l.order, d.Executor)
+	if i := l.task.CandidateIndex(d.Executor); l.activated[i].IsZero() {
+		l.activated[i] = time.UnixMilli(l.task.Created) // a restored or replayed delivery had its turn
+	}
+}
+
+func (l *Lifecycle) progress(now time.Time, e EvProgress) []Action {
+	i := l.task.CandidateIndex(e.Executor)
+	if i < 0 || l.delivered[e.Executor] != nil {
+		return nil
+	}
+	next := e.State
+	if next != StateRunning && next != StateProving {
+		return nil
+	}
+	if next == StateRunning && (l.state == StateRunning || l.state == StateProving || l.state == StateVerifying) {
+		// Another executor is further along: keep the state, note the start.
+		return []Action{Persist{State: l.state, Peer: e.Executor, Detail: "running on " + ShortPeer(e.Executor)}}
+	}
+	if stateOrder[next] < stateOrder[l.state] {
+		return nil
+	}
+	l.state = next
+	return []Action{Persist{State: next, Peer: e.Executor, Detail: string(next) + " on " + ShortPeer(e.Executor)}}
+}
+
+// takeover is the timeline entry of candidate j's turn coming early or by
+// its lease.
+func (l *Lifecycle) takeover(j int) Action {
+	l.state = StateAssigned
+	return Persist{State: StateAssigned, Peer: l.task.Candidates[j],
+		Detail: fmt.Sprintf("candidate %d (%s) takes over: %s", j, ShortPeer(l.task.Candidates[j]), l.why[j])}
+}
+
+// activate starts the turn of the next candidate whose turn has not come;
+// -1 if none is left.
+func (l *Lifecycle) activate(now time.Time, why string) int {
+	for i := range l.activated {
+		if l.activated[i].IsZero() && !l.gone[l.task.Candidates[i]] {
+			l.activated[i], l.why[i] = now, why
+			return i
+		}
+	}
+	return -1
+}
+
+// advance applies the rules that follow from the current facts: settle on
+// a quorum, fail at the deadline or when no agreement is possible, start
+// further candidates on a split, start candidates whose lease came, run
+// this node's turn, and ask for the next wake-up.
+func (l *Lifecycle) advance(now time.Time) []Action {
+	if s := l.settlement(); s != nil {
+		return l.settle(s)
+	}
+	var out []Action
+	// Candidates whose scheduled start has come.
+	deadline := time.UnixMilli(l.task.Deadline)
+	for i := range l.activated {
+		if l.activated[i].IsZero() && !now.Before(l.task.StartAt(i)) {
+			l.activated[i] = l.task.StartAt(i)
+			if i >= l.task.Replicas {
+				l.why[i] = "the lease of the candidate before it ran out"
+				if len(l.order) < l.wanted && !l.gone[l.task.Candidates[i]] && now.Before(deadline) {
+					out = append(out, l.takeover(i))
+				}
+			}
+		}
+	}
+	if !now.Before(deadline) {
+		return l.fail(fmt.Sprintf("deadline passed: %s", l.account()), nil)
+	}
+	// Every active candidate has answered and nothing is settled: a split
+	// (or a failure to confirm). Want more results, up to the cap.
+	if len(l.order) >= l.wanted {
+		short := l.shortfall()
+		if len(l.order)+short > l.maxResults() {
+			return l.fail(fmt.Sprintf("no quorum: %s; %d result(s) is the most this task may collect", l.account(), l.maxResults()), nil)
+		}
+		l.wanted = len(l.order) + short
+		for l.activeCount() < l.wanted {
+			j := l.activate(now, "results so far do not settle the task ("+l.account()+")")
+			if j < 0 {
+				return l.fail(fmt.Sprintf("no quorum: %s; no candidate left to ask", l.account()), nil)
+			}
+			out = append(out, l.takeover(j))
+		}
+	}
+	if me := l.task.CandidateIndex(l.self); me >= 0 && !l.ran && !l.activated[me].IsZero() &&
+		len(l.order) < l.wanted && !l.gone[l.self] {
+		l.ran = true
+		out = append(out, Run{})
+	}
+	return append(out, WakeAt{At: l.nextWake()})
+}
+
+func (l *Lifecycle) activeCount() int {
+	n := 0
+	for i, at := range l.activated {
+		if !at.IsZero() && (!l.gone[l.task.Candidates[i]] || l.delivered[l.task.Candidates[i]] != nil) {
+			n++
+		}
+	}
+	return n
+}
+
+// shortfall is how many more results could settle the task: the quorum
+// minus the largest group of equal outcomes (a groth16 failure waits for
+// one confirmation).
+func (l *Lifecycle) shortfall() int {
+	best := 0
+	for _, g := range l.groups() {
+		if need := l.quorum(g.failure) - len(g.executors); best == 0 || need < best {
+			best = need
+		}
+	}
+	return max(best, 1)
+}
+
+type group struct {
+	outcome   string
+	failure   bool
+	executors []string
+}
+
+// groups are the delivered results grouped by outcome, in the order of
+// each group's first delivery.
+func (l *Lifecycle) groups() []group {
+	var gs []group
+	idx := map[string]int{}
+	for _, e := range l.order {
+		d := l.delivered[e]
+		k, ok := idx[d.Outcome]
+		if !ok {
+			k = len(gs)
+			idx[d.Outcome] = k
+			gs = append(gs, group{outcome: d.Outcome, failure: d.Failure != nil})
+		}
+		gs[k].executors = append(gs[k].executors, e)
+	}
+	return gs
+}
+
+func (l *Lifecycle) settlement() *Settlement {
+	for _, g := range l.groups() {
+		if len(g.executors) < l.quorum(g.failure) {
+			continue
+		}
+		s := &Settlement{Outcome: g.outcome, Executors: g.executors[:l.quorum(g.failure)]}
+		if g.failure {
+			s.Failure = l.delivered[g.executors[0]].Failure
+		}
+		for _, e := range l.order {
+			if l.delivered[e].Outcome != g.outcome {
+				s.Dissenters = append(s.Dissenters, e)
+			}
+		}
+		return s
+	}
+	return nil
+}
+
+func (l *Lifecycle) settle(s *Settlement) []Action {
+	var out []Action
+	if s.Failure == nil {
+		l.state = StateAccepted
+		detail := "proof verified"
+		if l.replicated() {
+			detail = fmt.Sprintf("%d replicas agree on output sha256 %s", len(s.Executors), shortHash(s.Outcome))
+		}
+		out = append(out, Persist{State: StateAccepted, Peer: s.Executors[0], Detail: detail, Settlement: s})
+	} else {
+		reason := fmt.Sprintf("the module failed: %s (confirmed by %s)", s.Failure.Summary(), strings.Join(shortList(s.Executors), ", "))
+		out = l.fail(reason, s)
+	}
+	for _, d := range s.Dissenters {
+		out = append(out, Penalize{Executor: d, Detail: fmt.Sprintf("outcome %s refuted by %s",
+			shortHash(l.delivered[d].Outcome), strings.Join(shortList(s.Executors), ", "))})
+	}
+	if l.ran && !l.HasDelivered(l.self) {
+		out = append(out, Stop{Reason: "task settled"})
+	}
+	return append(out, WakeAt{})
+}
+
+func (l *Lifecycle) fail(reason string, s *Settlement) []Action {
+	l.state = StateFailed
+	out := []Action{Persist{State: StateFailed, Detail: reason, Reason: reason, Settlement: s}}
+	if s == nil && l.ran && !l.HasDelivered(l.self) {
+		out = append(out, Stop{Reason: "task failed"})
+	}
+	if s == nil {
+		out = append(out, WakeAt{})
+	}
+	return out
+}
+
+// account names every outcome and who sent it, or that nobody delivered.
+func (l *Lifecycle) account() string {
+	gs := l.groups()
+	if len(gs) == 0 {
+		return fmt.Sprintf("no result from %d candidate(s)", l.activeCount())
+	}
+	parts := make([]string, 0, len(gs))
+	for _, g := range gs {
+		what := "output sha256 " + shortHash(g.outcome)
+		if g.failure {
+			what = "failure (" + l.delivered[g.executors[0]].Failure.Summary() + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s from %s", what, strings.Join(shortList(g.executors), ",")))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " vs ")
+}
+
+// nextWake is the earliest scheduled start still to come, or the deadline.
+func (l *Lifecycle) nextWake() time.Time {
+	at := time.UnixMilli(l.task.Deadline)
+	for i := range l.activated {
+		if s := l.task.StartAt(i); l.activated[i].IsZero() && s.Before(at) {
+			at = s
+		}
+	}
+	return at
+}
+
+func shortList(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = ShortPeer(id)
+	}
+	return out
+}
+
+// shortHash is a hash as people read it in a timeline.
+func shortHash(h string) string {
+	h = strings.TrimPrefix(h, "failure:")
+	if len(h) > 16 {
+		return h[:16]
+	}
+	return h
+}
