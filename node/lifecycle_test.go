@@ -70,7 +70,7 @@ func startSybilHost(t *testing.T, victim *Node, identities int) *sybilHost {
 			for i, k := range s.keys {
 				now := time.Now()
 				hb := protocol.Heartbeat{NodeID: s.ids[i].String(), Seq: uint64(now.UnixMicro()), Time: now.UnixMilli(),
-					Capabilities: protocol.Capabilities{protocol.CapNodeType: "compute", protocol.CapCPUCores: int64(64), protocol.CapMemoryGB: int64(256)},
+					Capabilities:  protocol.Capabilities{protocol.CapNodeType: "compute", protocol.CapCPUCores: int64(64), protocol.CapMemoryGB: int64(256)},
 					PolicyVersion: victim.network.Policy.Version, NodeType: "compute", Load: 0, Health: 1, Version: "dev",
 					TaskTypes: victim.reg.IDs(), IntervalMS: 300}
 				data, _ := hb.Encode()
