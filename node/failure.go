@@ -12,20 +12,18 @@ import (
 // node was stopped, the task canceled): those are not the module's fault
 // and are not reported.
 func failureReport(err error) *protocol.Failure {
-	kinds := []struct {
-		err  error
-		trap string
-	}{
-		{sandbox.ErrFuelExhausted, protocol.TrapFuel}, {sandbox.ErrMemoryLimit, protocol.TrapMemory},
-		{sandbox.ErrTimeout, protocol.TrapTime}, {sandbox.ErrInvalidModule, protocol.TrapBadModule},
-		{sandbox.ErrExit, protocol.TrapNone}, {sandbox.ErrTrap, protocol.TrapGuest},
+	var f *sandbox.Failure
+	if !errors.As(err, &f) {
+		return nil
 	}
-	for _, k := range kinds {
-		if errors.Is(err, k.err) {
-			return &protocol.Failure{Trap: k.trap, ExitCode: -1, Message: clipMessage(err)}
-		}
+	rep := &protocol.Failure{Trap: string(f.Kind), ExitCode: f.ExitCode, Message: clipMessage(f.Err)}
+	if len(f.Stderr) > 0 {
+		rep.Stderr = f.Stderr[max(len(f.Stderr)-protocol.MaxStderrTail, 0):]
 	}
-	return nil
+	if rep.Trap == protocol.TrapNone && rep.ExitCode == 0 {
+		rep.Trap, rep.ExitCode = protocol.TrapGuest, -1 // never confused with success
+	}
+	return rep
 }
 
 func clipMessage(err error) string {

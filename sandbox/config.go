@@ -104,4 +104,9 @@ type Stats struct {
 	PeakMemoryPages uint32
 	// OutputBytes is the size of the output.
 	OutputBytes int
+	// ExitCode is the guest's exit code (0 for a normal end).
+	ExitCode int
+	// Stderr is the last Config.StderrTail bytes the guest wrote to
+	// stderr, also when it succeeded.
+	Stderr []byte
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
@@ -58,6 +59,23 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		t.skipped = true
 	}
 	return n, nil
+}
+
+// last returns the last max bytes the guest wrote, exactly (head and
+// tail are contiguous unless bytes between them were dropped, and then
+// the tail alone holds at least max bytes).
+func (t *tailBuffer) last() []byte {
+	all := t.buf
+	if !t.skipped {
+		all = append(append([]byte(nil), t.head...), t.buf...)
+	}
+	if len(all) > t.max {
+		all = all[len(all)-t.max:]
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	return bytes.Clone(all)
 }
 
 func (t *tailBuffer) String() string {

@@ -246,7 +246,7 @@ func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]
 		return nil, st, err
 	}
 	if lim.MaxModuleBytes > 0 && len(module) > lim.MaxModuleBytes {
-		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes)
+		return nil, st, guestFailure(fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes), -1, nil)
 	}
 	if len(input) > lim.MaxInputBytes {
 		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrInputTooLarge, len(input), lim.MaxInputBytes)
@@ -261,6 +261,9 @@ func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]
 	defer s.releaseSlot()
 	e, err := s.load(ctx, module)
 	if err != nil {
+		if errors.Is(err, ErrInvalidModule) {
+			err = guestFailure(err, -1, nil)
+		}
 		return nil, st, err
 	}
 	defer s.modules.release(e)
@@ -275,15 +278,38 @@ const (
 	stopClosing
 )
 
-// execute instantiates the module afresh and runs it to its end.
+// execute instantiates the module afresh and runs it to its end; a failure
+// the guest caused is a *Failure with its exit code and stderr tail.
 func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits) ([]byte, Stats, error) {
+	stderr := &tailBuffer{max: s.cfg.StderrTail}
+	out, st, code, err := s.run(ctx, mod, input, lim, stderr)
+	st.ExitCode, st.Stderr = code, stderr.last()
+	return out, st, guestFailure(err, code, st.Stderr)
+}
+
+// run is execute's body: the output, the stats, the guest's exit code.
+func (s *Sandbox) run(ctx context.Context, mod *compiled, input []byte, lim Limits, stderr *tailBuffer) ([]byte, Stats, int, error) {
+	out, st, err := s.runGuest(ctx, mod, input, lim, stderr)
+	var code exitCodeError
+	if errors.As(err, &code) {
+		return out, st, int(code), err
+	}
+	return out, st, 0, err
+}
+
+// exitCodeError carries a non-zero exit code inside an ErrExit error.
+type exitCodeError uint32
+
+func (e exitCodeError) Error() string { return fmt.Sprintf("exit code %d", uint32(e)) }
+
+// runGuest instantiates the module afresh and runs it to its end.
+func (s *Sandbox) runGuest(ctx context.Context, mod *compiled, input []byte, lim Limits, stderr *tailBuffer) ([]byte, Stats, error) {
 	var st Stats
 	if mod.memoryMin > lim.MaxMemoryPages {
 		return nil, st, fmt.Errorf("%w: the module starts with %d pages, limit %s",
 			ErrMemoryLimit, mod.memoryMin, pages(lim.MaxMemoryPages))
 	}
 	stdout := &boundedBuffer{max: lim.MaxOutputBytes}
-	stderr := &tailBuffer{max: s.cfg.StderrTail}
 	clock := &virtualClock{}
 	mem := &memoryLimiter{limit: uint64(lim.MaxMemoryPages) << 16}
 	mcfg := wazero.NewModuleConfig().
@@ -383,7 +409,7 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 	case mem.refused:
 		return nil, st, fmt.Errorf("%w: limit %s, memory.grow refused, then: %w", ErrMemoryLimit, pages(lim.MaxMemoryPages), describe(err, nil))
 	case exit != nil:
-		return nil, st, fmt.Errorf("%w: code %d: stderr: %q", ErrExit, exit.ExitCode(), stderr.String())
+		return nil, st, fmt.Errorf("%w: %w: stderr: %q", ErrExit, exitCodeError(exit.ExitCode()), stderr.String())
 	default:
 		return nil, st, fmt.Errorf("%w: %w", ErrTrap, describe(err, stderr))
 	}

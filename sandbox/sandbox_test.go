@@ -423,3 +423,58 @@ func walk(dir string, each func()) error {
 	}
 	return nil
 }
+
+// Every failure the guest causes is a *Failure with its kind, exit code
+// and the exact last bytes of stderr; a run the caller stops is not.
+func TestFailureReports(t *testing.T) {
+	s := newSandbox(t)
+	lim := testLimits()
+	long := bytes.Repeat([]byte("0123456789abcdef"), 128) // 2 KiB
+	long = append(long, "the end\n"...)
+	recursion := command(wt.Cat(wt.Call(fnStart), wt.End)).Bytes()
+	tests := []struct {
+		name   string
+		module []byte
+		input  []byte
+		lim    Limits
+		kind   TrapKind
+		code   int
+		stderr []byte
+	}{
+		{"exit 3 with a reason", command(wt.Cat(writeOut(2, 100, 4), exit(3), wt.End), wt.Data{Offset: 100, Bytes: []byte("boom")}).Bytes(), nil, lim, TrapNone, 3, []byte("boom")},
+		{"stderr over a KiB keeps its last KiB", command(wt.Cat(writeOut(2, 100, int32(len(long))), exit(1), wt.End), wt.Data{Offset: 100, Bytes: long}).Bytes(), nil, lim, TrapNone, 1, long[len(long)-1024:]},
+		{"fuel", spinModule(), nil, lim, TrapFuel, -1, nil},
+		{"time", spinModule(), nil, func() Limits { l := lim; l.Fuel = 1 << 62; l.Timeout = 100 * time.Millisecond; return l }(), TrapTime, -1, nil},
+		{"memory", growModule(), nil, func() Limits { l := lim; l.MaxMemoryPages = 4; return l }(), TrapMemory, -1, nil},
+		{"stack", recursion, nil, func() Limits { l := lim; l.Fuel = 1 << 62; return l }(), TrapStack, -1, nil},
+		{"output limit", echoModule(), bytes.Repeat([]byte("a"), 1000), func() Limits { l := lim; l.MaxOutputBytes = 999; return l }(), TrapOutputLimit, -1, nil},
+		{"bad module", []byte("not wasm"), nil, lim, TrapBadModule, -1, nil},
+		{"unreachable", command(wt.Cat(wt.Unreachable, wt.End)).Bytes(), nil, lim, TrapGuest, -1, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := s.Run(context.Background(), tc.module, tc.input, tc.lim)
+			var f *Failure
+			if !errors.As(err, &f) {
+				t.Fatalf("err = %v, not a *Failure", err)
+			}
+			if f.Kind != tc.kind || f.ExitCode != tc.code {
+				t.Fatalf("kind %q code %d, want %q %d (%v)", f.Kind, f.ExitCode, tc.kind, tc.code, err)
+			}
+			if tc.stderr != nil && !bytes.Equal(f.Stderr, tc.stderr) {
+				t.Fatalf("stderr %q, want %q", f.Stderr, tc.stderr)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	_, _, err := s.Run(ctx, spinModule(), nil, func() Limits { l := lim; l.Fuel = 1 << 62; return l }())
+	var f *Failure
+	if err == nil || errors.As(err, &f) {
+		t.Fatalf("a run the caller stopped: %v (a Failure: %v)", err, f != nil)
+	}
+	out, st, err := s.Run(context.Background(), command(wt.Cat(writeOut(2, 100, 4), wt.End), wt.Data{Offset: 100, Bytes: []byte("warn")}).Bytes(), nil, lim)
+	if err != nil || out != nil && len(out) != 0 || string(st.Stderr) != "warn" || st.ExitCode != 0 {
+		t.Fatalf("success with stderr: %q %+v %v", out, st, err)
+	}
+}
