@@ -1,20 +1,33 @@
 package protocol
 
 import (
+	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func FuzzDecodeHeartbeat(f *testing.F) {
 	f.Add([]byte(`{"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[`))
+	// Issue 12: duplicate and case-variant keys, terminal escapes.
+	f.Add([]byte(`{"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"seq":2,"time":1,"capabilities":{"cpu_cores":2,"cpu_cores":3},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000}`))
+	f.Add([]byte(`{"NODE_ID":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000}`))
+	f.Add([]byte(`{"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","region":"\u001b[31mred\r\n","load":0,"health":1,"version":"1.0\u001b[2J","listen_addrs":["/ip4/1.2.3.4/tcp/1\r\nforged row"],"interval_ms":1000}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHeartbeat(data)
 		if err != nil {
 			return
 		}
 		_, _ = ValidateHeartbeat(h, HeartbeatCheck{Now: time.Now(), Skew: time.Second, Policy: DefaultPolicy()})
+		for _, s := range append([]string{h.Region, h.Version, h.NodeType}, h.ListenAddrs...) {
+			if strings.ContainsFunc(s, unicode.IsControl) {
+				t.Fatalf("decoded heartbeat holds a control character: %q", s)
+			}
+		}
 		if _, err := h.Encode(); err != nil && len(data) < MaxHeartbeatBytes/2 {
 			t.Fatalf("decoded heartbeat does not re-encode: %v", err)
 		}
@@ -83,5 +96,37 @@ func FuzzDecodeTaskMessage(f *testing.F) {
 		}
 		_ = m.Task.ContentID()
 		_ = CheckInput(m.Task.Type, m.Task.Input)
+	})
+}
+
+// FuzzDecodeStrict: whatever DecodeStrict accepts has no duplicate key and
+// no case-variant key, so any other JSON parser reads the same document.
+func FuzzDecodeStrict(f *testing.F) {
+	f.Add([]byte(`{"format":"v1","input_hash":"aa","results":[{"task_id":"x"}]}`))
+	f.Add([]byte(`{"format":"v1","input_hash":"aa","input_hash":"bb"}`))
+	f.Add([]byte(`{"FORMAT":"v1"}`))
+	f.Add([]byte(`{"results":[],"results":[{"task_id":"x"}]}`))
+	f.Add([]byte(`{"raw":{"k":1,"k":2},"meta":{"a":"b"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b bundleLike
+		if err := DecodeStrict(data, 1<<16, &b); err != nil {
+			return
+		}
+		var generic any
+		if err := DecodeStrict(data, 1<<16, &generic); err != nil {
+			t.Fatalf("accepted as a bundle but not as a generic value: %v", err)
+		}
+		if m, ok := generic.(map[string]any); ok {
+			names := jsonFields(reflect.TypeFor[bundleLike]())
+			for k := range m {
+				if _, ok := names[k]; !ok {
+					t.Fatalf("accepted key %q that is not a field name", k)
+				}
+			}
+		}
+		var again bundleLike
+		if err := json.Unmarshal(data, &again); err != nil {
+			t.Fatalf("encoding/json refuses what DecodeStrict accepted: %v", err)
+		}
 	})
 }

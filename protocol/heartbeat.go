@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // MaxHeartbeatBytes bounds an encoded heartbeat; larger ones are REJECTED.
@@ -74,10 +75,63 @@ func (h *Heartbeat) checkForm() error {
 	if h.IntervalMS < 100 || h.IntervalMS > int64(time.Hour/time.Millisecond) {
 		return fmt.Errorf("%w: interval_ms %d not within 100..3600000", ErrMalformed, h.IntervalMS)
 	}
-	if len(h.TaskTypes) > 32 || len(h.ListenAddrs) > 16 || len(h.Version) > 64 {
-		return fmt.Errorf("%w: too many task types or addresses", ErrMalformed)
+	if len(h.TaskTypes) > MaxHeartbeatTaskTypes || len(h.ListenAddrs) > MaxHeartbeatAddrs {
+		return fmt.Errorf("%w: %d task types and %d listen addresses (at most %d and %d)", ErrMalformed, len(h.TaskTypes), len(h.ListenAddrs), MaxHeartbeatTaskTypes, MaxHeartbeatAddrs)
+	}
+	// Every string below is shown to people (proofmesh peers, the
+	// dashboard, logs): none may carry a control character or anything
+	// beyond its field's alphabet.
+	if h.Region != "" && !tokenOf(h.Region, 32, isRegionChar) {
+		return fmt.Errorf("%w: region %q must be 1-32 of [a-z0-9-]", ErrMalformed, h.Region)
+	}
+	if h.NodeType != "" && !tokenOf(h.NodeType, 32, isRegionChar) {
+		return fmt.Errorf("%w: node_type %q must be 1-32 of [a-z0-9-]", ErrMalformed, h.NodeType)
+	}
+	if h.Version != "" && !tokenOf(h.Version, 64, isVersionChar) {
+		return fmt.Errorf("%w: version %q must be 1-64 of [A-Za-z0-9._+-]", ErrMalformed, h.Version)
+	}
+	for _, tt := range h.TaskTypes {
+		if !tokenOf(tt, 64, isTaskTypeChar) {
+			return fmt.Errorf("%w: task type %q must be 1-64 of [a-z0-9._-]", ErrMalformed, tt)
+		}
+	}
+	for _, a := range h.ListenAddrs {
+		if len(a) > MaxListenAddrLen {
+			return fmt.Errorf("%w: listen address of %d bytes (at most %d)", ErrMalformed, len(a), MaxListenAddrLen)
+		}
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("%w: listen address %q is not a multiaddr: %v", ErrMalformed, a, err)
+		}
 	}
 	return nil
+}
+
+// Bounds of a heartbeat's lists.
+const (
+	MaxHeartbeatTaskTypes = 32
+	MaxHeartbeatAddrs     = 16
+	MaxListenAddrLen      = 256 // bytes of one listen multiaddr in its text form
+)
+
+// tokenOf reports whether s is 1..maxLen bytes, each allowed by ok.
+func tokenOf(s string, maxLen int, ok func(byte) bool) bool {
+	if len(s) == 0 || len(s) > maxLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isRegionChar(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' }
+
+func isTaskTypeChar(c byte) bool { return isRegionChar(c) || c == '.' || c == '_' }
+
+func isVersionChar(c byte) bool {
+	return isTaskTypeChar(c) || c >= 'A' && c <= 'Z' || c == '+'
 }
 
 // HeartbeatCheck carries what a validator knows when it judges a heartbeat.

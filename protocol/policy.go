@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -315,26 +314,3 @@ func DecodePolicy(data []byte) (Policy, error) {
 
 // MaxPolicyBytes bounds an encoded policy.
 const MaxPolicyBytes = 64 << 10
-
-// decodeStrict decodes JSON of at most limit bytes into v, refusing unknown
-// fields and trailing data, and keeping numbers exact.
-func decodeStrict(data []byte, limit int, v any) error {
-	if len(data) > limit {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(data), limit)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	// dec.More is false before a stray ']' or '}', so look at the bytes.
-	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
-		return fmt.Errorf("%w: trailing data after JSON value", ErrMalformed)
-	}
-	return nil
-}
-
-// DecodeStrict decodes outside JSON into v: size-bounded, no unknown
-// fields, no trailing data.
-func DecodeStrict(data []byte, limit int, v any) error { return decodeStrict(data, limit, v) }

@@ -547,3 +547,59 @@ func TestLimiterRefillsAndForgets(t *testing.T) {
 		t.Fatalf("%d buckets kept", l.Len())
 	}
 }
+
+// Issue 12, attack 3: a heartbeat whose region, version or listen_addrs
+// carried "\x1b[31m…\r\n" was accepted, and proofmesh peers printed it as
+// raw escape sequences and a forged extra row. Such a heartbeat is
+// REJECTED (malformed), by the decoder and by the validator.
+func TestTerminalEscapesInHeartbeatRejected(t *testing.T) {
+	_, me := newKey(t)
+	now := time.Now()
+	check := HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, Policy: DefaultPolicy()}
+	long := "/ip4/1.2.3.4/tcp/1/p2p-circuit" + strings.Repeat("/ip4/1.2.3.4/tcp/1", 20)
+	tests := []struct {
+		name   string
+		mutate func(h *Heartbeat)
+	}{
+		{"escape in region", func(h *Heartbeat) { h.Region = "\x1b[31meu-west\r\n" }},
+		{"upper case region", func(h *Heartbeat) { h.Region = "EU" }},
+		{"region too long", func(h *Heartbeat) { h.Region = strings.Repeat("a", 33) }},
+		{"escape in version", func(h *Heartbeat) { h.Version = "1.0\x1b[2J" }},
+		{"newline in version", func(h *Heartbeat) { h.Version = "1.0\r\n12D3Koo fake online" }},
+		{"space in version", func(h *Heartbeat) { h.Version = "1.0 beta" }},
+		{"version too long", func(h *Heartbeat) { h.Version = strings.Repeat("v", 65) }},
+		{"escape in node type", func(h *Heartbeat) { h.NodeType = "compute\x1b[0m"; delete(h.Capabilities, CapNodeType) }},
+		{"escape in task type", func(h *Heartbeat) { h.TaskTypes = []string{"mimc.chain.v1\x07"} }},
+		{"listen addr with a forged row", func(h *Heartbeat) { h.ListenAddrs = []string{"/ip4/1.2.3.4/tcp/1\r\nforged row"} }},
+		{"listen addr not a multiaddr", func(h *Heartbeat) { h.ListenAddrs = []string{"hello"} }},
+		{"listen addr too long", func(h *Heartbeat) { h.ListenAddrs = []string{long} }},
+		{"too many listen addrs", func(h *Heartbeat) {
+			for range MaxHeartbeatAddrs + 1 {
+				h.ListenAddrs = append(h.ListenAddrs, "/ip4/1.2.3.4/tcp/1")
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := validHeartbeat(me, 1, now)
+			tc.mutate(h)
+			if _, err := ValidateHeartbeat(h, check); !errors.Is(err, ErrMalformed) || Ignorable(err) {
+				t.Fatalf("ValidateHeartbeat = %v, want a REJECT (ErrMalformed)", err)
+			}
+			b, err := json.Marshal(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := DecodeHeartbeat(b); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeHeartbeat = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	h := validHeartbeat(me, 1, now)
+	h.Region, h.Version = "eu-west-1", "v0.3.1-rc.1+abc_def"
+	h.TaskTypes = []string{"mimc.chain.v1", "wasm.exec.v1"}
+	h.ListenAddrs = []string{"/ip4/10.0.0.1/tcp/4001/p2p/" + me.String(), "/ip6/::1/udp/4001/quic-v1"}
+	if _, err := ValidateHeartbeat(h, check); err != nil {
+		t.Fatalf("an honest heartbeat refused: %v", err)
+	}
+}

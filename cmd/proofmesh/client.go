@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -176,16 +178,7 @@ func peersCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &peers); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEER\tSTATUS\tTYPE\tREGION\tLOAD\tLAST SEEN\tVERIFIED\tREJECTED")
-			for _, p := range peers {
-				seen := "-"
-				if !p.LastSeen.IsZero() {
-					seen = time.Since(p.LastSeen).Round(time.Second).String() + " ago"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", p.ID, p.Status, p.NodeType, p.Region, p.Load, seen, p.Verified, p.Rejected)
-			}
-			return tw.Flush()
+			return printPeers(cmd.OutOrStdout(), peers, time.Now())
 		},
 	}
 	cf.add(cmd)
@@ -213,18 +206,70 @@ func tasksCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &ts); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TASK\tTYPE\tSTATE\tCREATED\tREASON")
-			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.TaskID, t.Type, t.State, t.Created.Local().Format(time.TimeOnly), t.Reason)
-			}
-			return tw.Flush()
+			return printTasks(cmd.OutOrStdout(), ts)
 		},
 	}
 	cf.add(cmd)
 	cmd.Flags().StringVar(&state, "state", "", "only tasks in this state")
 	return cmd
 }
+
+// printPeers prints the peer table for people. Every cell that comes from
+// outside passes through cell, so a peer cannot colour the terminal, move
+// the cursor or forge a row.
+func printPeers(w io.Writer, peers []api.PeerView, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATUS\tTYPE\tREGION\tLOAD\tLAST SEEN\tVERIFIED\tREJECTED")
+	for _, p := range peers {
+		seen := "-"
+		if !p.LastSeen.IsZero() {
+			seen = now.Sub(p.LastSeen).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", cell(p.ID), cell(string(p.Status)), cell(p.NodeType), cell(p.Region), p.Load, seen, p.Verified, p.Rejected)
+	}
+	return tw.Flush()
+}
+
+// printTasks prints the task table for people, every outside cell escaped.
+func printTasks(w io.Writer, ts []api.TaskView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tTYPE\tSTATE\tCREATED\tREASON")
+	for _, t := range ts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(t.TaskID), cell(t.Type), cell(string(t.State)), t.Created.Local().Format(time.TimeOnly), cell(t.Reason))
+	}
+	return tw.Flush()
+}
+
+// cell makes a string from outside safe to print in a table: control
+// characters (escape, carriage return, newline, tab, DEL, C1), Unicode
+// format characters (bidirectional overrides) and invalid UTF-8 print as
+// Go escapes (\x1b, \u202e), so nothing reaches the terminal as a control
+// sequence and no value can end a row or a column.
+func cell(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, needsEscape) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				fmt.Fprintf(&b, "\\x%02x", s[i]) // a byte that is not UTF-8
+				continue
+			}
+		}
+		switch {
+		case needsEscape(r) && r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case needsEscape(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func needsEscape(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
 
 func taskCmd() *cobra.Command {
 	var cf clientFlags

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// Issue 12, attack 3: proofmesh peers printed a peer's "\x1b[31m…\r\n" as
+// raw escape sequences and a forged extra row. Whatever a node's API
+// returns (an older node, a stored row, a bug upstream), the tables print
+// control characters escaped: one row per peer or task, no escape byte.
+func TestTerminalEscapesPrintedEscaped(t *testing.T) {
+	now := time.Now()
+	peers := []api.PeerView{{
+		ID: "12D3KooWevil", Status: protocol.StatusOnline, NodeType: "compute\tx",
+		Region:   "\x1b[31meu\r\n12D3KooWforged  online  compute  eu  0.00  1s ago  0  0\u202e\xff",
+		LastSeen: now,
+	}}
+	var out bytes.Buffer
+	if err := printPeers(&out, peers, now); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, out.String(), 2, `\x1b[31meu\x0d\x0a12D3KooWforged`, `\u202e\xff`, `compute\x09x`)
+
+	tasks := []api.TaskView{{TaskID: "t1", Type: "mimc.chain.v1", State: "failed", Reason: "bad\x1b]0;pwned\x07\nt2\tfake"}}
+	out.Reset()
+	if err := printTasks(&out, tasks); err != nil {
+		t.Fatal(err)
+	}
+	checkTable(t, out.String(), 2, `bad\x1b]0;pwned\x07\x0at2\x09fake`)
+}
+
+func checkTable(t *testing.T, got string, rows int, want ...string) {
+	t.Helper()
+	if n := strings.Count(got, "\n"); n != rows {
+		t.Errorf("%d lines, want %d:\n%s", n, rows, got)
+	}
+	if strings.ContainsAny(got, "\x1b\r\x07\u202e") || !strings.ContainsFunc(got, func(r rune) bool { return r == '\n' }) {
+		t.Errorf("raw control characters printed: %q", got)
+	}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("output %q lacks %q", got, w)
+		}
+	}
+}
+
+func TestCellLeavesPlainTextAlone(t *testing.T) {
+	for _, s := range []string{"", "eu-west-1", "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo", "région ü 日本", "a\\x1b"} {
+		if got := cell(s); got != s {
+			t.Errorf("cell(%q) = %q", s, got)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package protocol
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// bundleLike has the shape of a proof bundle: the fields whose duplicates
+// or case variants made two parsers read two different bundles.
+type bundleLike struct {
+	Format    string            `json:"format"`
+	InputHash string            `json:"input_hash"`
+	Results   []Result          `json:"results"`
+	Meta      map[string]string `json:"meta,omitempty"`
+	Inner     *struct {
+		Hash string `json:"hash"`
+	} `json:"inner,omitempty"`
+	Raw any `json:"raw,omitempty"`
+}
+
+// Issue 12, attack 5: encoding/json keeps the last of duplicate keys and
+// matches keys case-insensitively, so a bundle with a duplicated
+// input_hash, a key spelled FORMAT, or two results keys verified VALID.
+// Each is refused, naming the key.
+func TestParserDifferentialDuplicateAndCaseVariantKeys(t *testing.T) {
+	cases := []struct {
+		name, json, key string
+	}{
+		{"duplicate input_hash", `{"format":"v1","input_hash":"aa","input_hash":"bb"}`, `"input_hash"`},
+		{"key spelled FORMAT", `{"FORMAT":"v1","input_hash":"aa"}`, `"FORMAT"`},
+		{"two results keys", `{"format":"v1","results":[],"results":[{"task_id":"x"}]}`, `"results"`},
+		{"duplicate inside an array element", `{"results":[{"task_id":"x","task_id":"y"}]}`, `"task_id"`},
+		{"case variant inside an array element", `{"results":[{"Task_ID":"x"}]}`, `"Task_ID"`},
+		{"case variant in a nested struct", `{"inner":{"HASH":"x"}}`, `"HASH"`},
+		{"case variant two levels down", `{"results":[{"stats":{"Wall_MS":1}}]}`, `"Wall_MS"`},
+		{"duplicate map key", `{"meta":{"a":"1","a":"2"}}`, `"a"`},
+		{"duplicate inside an untyped value", `{"raw":[{"k":1,"k":2}]}`, `"k"`},
+		{"escaped duplicate", `{"format":"v1","form\u0061t":"v2"}`, `"format"`},
+		{"unicode case fold (long s)", `{"format":"v1","input_haſh":"aa"}`, `"input_haſh"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var b bundleLike
+			err := DecodeStrict([]byte(c.json), 1<<10, &b)
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("DecodeStrict(%s) = %v, want ErrMalformed", c.json, err)
+			}
+			if !strings.Contains(err.Error(), c.key) {
+				t.Errorf("error %q does not name the key %s", err, c.key)
+			}
+		})
+	}
+	var b bundleLike
+	ok := `{"format":"v1","input_hash":"aa","results":[{"task_id":"x","stats":{"wall_ms":1}}],"meta":{"a":"1","A":"2"},"inner":{"hash":"h"},"raw":{"k":1,"K":[1,{"x":2}]}}`
+	if err := DecodeStrict([]byte(ok), 1<<10, &b); err != nil {
+		t.Fatalf("a well-formed document refused: %v", err)
+	}
+	if b.Results[0].TaskID != "x" || b.Meta["A"] != "2" || b.Inner.Hash != "h" {
+		t.Fatalf("decoded %+v", b)
+	}
+}
+
+// The heartbeat decoder, a caller of DecodeStrict, refuses the same.
+func TestDecodeHeartbeatRefusesDuplicateAndCaseVariantKeys(t *testing.T) {
+	base := `"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000`
+	if _, err := DecodeHeartbeat([]byte("{" + base + "}")); err != nil {
+		t.Fatalf("valid heartbeat refused: %v", err)
+	}
+	for _, extra := range []string{`,"seq":2`, `,"SEQ":2`, `,"capabilities":{"cpu_cores":4}`} {
+		if _, err := DecodeHeartbeat([]byte("{" + base + extra + "}")); !errors.Is(err, ErrMalformed) {
+			t.Errorf("heartbeat with %s: %v, want ErrMalformed", extra, err)
+		}
+	}
+	dupCap := strings.Replace(base, `{"cpu_cores":2}`, `{"cpu_cores":2,"cpu_cores":256}`, 1)
+	if _, err := DecodeHeartbeat([]byte("{" + dupCap + "}")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("heartbeat with a duplicate capability: %v, want ErrMalformed", err)
+	}
+}
+
+// The pre-pass is linear and needs no Go stack per nesting level: deep
+// nesting is left to encoding/json's own depth limit.
+func TestDecodeStrictDeepNesting(t *testing.T) {
+	deep := strings.Repeat(`{"raw":`, 20000) + "1" + strings.Repeat("}", 20000)
+	var b bundleLike
+	if err := DecodeStrict([]byte(deep), 1<<20, &b); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("deep nesting: %v, want ErrMalformed", err)
+	}
+	wide := "[" + strings.Repeat(`{"k":1},`, 50000) + `{"k":1}]`
+	var a []map[string]int
+	if err := DecodeStrict([]byte(wide), 1<<20, &a); err != nil || len(a) != 50001 {
+		t.Fatalf("wide array: %d, %v", len(a), err)
+	}
+}
