@@ -368,3 +368,53 @@ func TestBlobs(t *testing.T) {
 		t.Fatalf("after repair: %q, %v", b, err)
 	}
 }
+
+// Finished tasks past the retention go with their results; live ones and
+// recent ones stay; a timeline never grows past MaxTimeline.
+func TestPruneTasksAndBoundedTimeline(t *testing.T) {
+	db, _ := openT(t)
+	for i, st := range []protocol.TaskState{protocol.StateAccepted, protocol.StateRunning, protocol.StateFailed} {
+		r := newTask(fmt.Sprintf("t%d", i), int64(i+1))
+		r.State = st
+		if err := db.CreateTask(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.PutResult(r.Task.ID, "exec", []byte("env")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var gone []string
+	if err := db.Update(func(tx *Tx) error {
+		var err error
+		gone, err = tx.PruneTasks(time.Now().Add(time.Hour), 1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(gone, ",") != "t0" {
+		t.Fatalf("pruned %v, want the oldest finished task only (limit 1)", gone)
+	}
+	if _, err := db.GetTask("t0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pruned task still there: %v", err)
+	}
+	if rs, _ := db.Results("t0"); len(rs) != 0 {
+		t.Fatalf("pruned task's results still there: %v", rs)
+	}
+	if err := db.Update(func(tx *Tx) error {
+		var err error
+		gone, err = tx.PruneTasks(time.Now().Add(-time.Hour), 10)
+		return err
+	}); err != nil || len(gone) != 0 {
+		t.Fatalf("pruned recent tasks: %v %v", gone, err)
+	}
+	if list, _ := db.ListTasks(TaskFilter{}); len(list) != 2 {
+		t.Fatalf("%d tasks left, want 2", len(list))
+	}
+	var r TaskRecord
+	for i := range 3 * MaxTimeline {
+		r.AddEvent(Event{Detail: fmt.Sprint(i)})
+	}
+	if len(r.Timeline) != MaxTimeline || r.Timeline[len(r.Timeline)-1].Detail != fmt.Sprint(3*MaxTimeline-1) {
+		t.Fatalf("timeline of %d events, last %q", len(r.Timeline), r.Timeline[len(r.Timeline)-1].Detail)
+	}
+}

@@ -210,6 +210,7 @@ Example:
 	f.StringVar(&cfg.APIAddr, "api", cfg.APIAddr, "HTTP API host:port; empty disables it (beyond loopback a token is required)")
 	f.StringVar(&networkFile, "network", "", "path to network.json (default: the built-in network \""+bootstrap.DefaultNetworkID+"\")")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", cfg.HeartbeatInterval, "base heartbeat interval (stretched as the network grows)")
+	f.DurationVar(&cfg.TaskRetention, "task-retention", cfg.TaskRetention, "how long finished tasks, their results and bundles are kept (0: forever)")
 	f.IntVar(&cfg.Declared.CPUCores, "cpu-cores", 0, "declared CPU cores (default: detected)")
 	f.IntVar(&cfg.Declared.MemoryGB, "memory-gb", 0, "declared memory in GiB (default: detected)")
 	f.BoolVar(&cfg.Declared.GPU, "gpu", false, "declare a GPU (mlp.infer.v1 needs one)")
