@@ -373,9 +373,21 @@ func TestBlobs(t *testing.T) {
 // recent ones stay; a timeline never grows past MaxTimeline.
 func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 	db, _ := openT(t)
+	shared, err := db.PutBlob([]byte("module used by t0 and t1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := db.PutBlob([]byte("module of t0 only"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, st := range []protocol.TaskState{protocol.StateAccepted, protocol.StateRunning, protocol.StateFailed} {
 		r := newTask(fmt.Sprintf("t%d", i), int64(i+1))
 		r.State = st
+		r.Task.ModuleHash = shared
+		if i == 0 {
+			r.Task.InputHash, r.Task.InputSize = own, protocol.MaxInlineInput+1
+		}
 		if err := db.CreateTask(r); err != nil {
 			t.Fatal(err)
 		}
@@ -399,6 +411,9 @@ func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 	}
 	if rs, _ := db.Results("t0"); len(rs) != 0 {
 		t.Fatalf("pruned task's results still there: %v", rs)
+	}
+	if db.HasBlob(own) || !db.HasBlob(shared) {
+		t.Fatalf("blobs after pruning: own %v (want gone), shared %v (want kept)", db.HasBlob(own), db.HasBlob(shared))
 	}
 	if err := db.Update(func(tx *Tx) error {
 		var err error

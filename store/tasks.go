@@ -273,8 +273,9 @@ func (tx *Tx) DeleteTask(id string) error {
 }
 
 // PruneTasks deletes finished tasks (with their results) last updated
-// before cutoff, at most limit of them, oldest created first; it returns
-// the ids deleted.
+// before cutoff, at most limit of them, oldest created first, and the
+// blobs (inputs sent by hash, modules) that only they referenced; it
+// returns the ids deleted.
 func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 	idx, err := tx.bucket(bucketTasksCreated)
 	if err != nil {
@@ -299,12 +300,55 @@ func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 			ids = append(ids, string(id))
 		}
 	}
+	blobs := map[string]bool{}
 	for _, id := range ids {
+		r, err := tx.GetTask(id)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range taskBlobs(&r) {
+			blobs[h] = true
+		}
 		if err := tx.DeleteTask(id); err != nil {
 			return nil, err
 		}
 	}
+	if len(blobs) == 0 {
+		return ids, nil
+	}
+	// Keep the blobs a remaining task still names.
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		r, err := decodeTask(k[8:], tasks.Get(k[8:]))
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range taskBlobs(&r) {
+			delete(blobs, h)
+		}
+	}
+	bb, err := tx.bucket(bucketBlobs)
+	if err != nil {
+		return nil, err
+	}
+	for h := range blobs {
+		if err := bb.Delete([]byte(h)); err != nil {
+			return nil, err
+		}
+	}
 	return ids, nil
+}
+
+// taskBlobs are the blobs a task names: its module and an input sent by
+// hash.
+func taskBlobs(r *TaskRecord) []string {
+	var hs []string
+	if r.Task.ModuleHash != "" {
+		hs = append(hs, r.Task.ModuleHash)
+	}
+	if !protocol.InlineInput(r.Task.InputSize) && r.Task.InputHash != "" {
+		hs = append(hs, r.Task.InputHash)
+	}
+	return hs
 }
 
 // ListTasks returns the records that match f, newest (by Task.Created)
