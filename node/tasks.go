@@ -646,11 +646,3 @@ func short(id string) string {
 	}
 	return id
 }
-
-func shortIDs(ids []string) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = protocol.ShortPeer(id)
-	}
-	return out
-}

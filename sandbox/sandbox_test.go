@@ -474,7 +474,7 @@ func TestFailureReports(t *testing.T) {
 		t.Fatalf("a run the caller stopped: %v (a Failure: %v)", err, f != nil)
 	}
 	out, st, err := s.Run(context.Background(), command(wt.Cat(writeOut(2, 100, 4), wt.End), wt.Data{Offset: 100, Bytes: []byte("warn")}).Bytes(), nil, lim)
-	if err != nil || out != nil && len(out) != 0 || string(st.Stderr) != "warn" || st.ExitCode != 0 {
+	if err != nil || len(out) != 0 || string(st.Stderr) != "warn" || st.ExitCode != 0 {
 		t.Fatalf("success with stderr: %q %+v %v", out, st, err)
 	}
 }
