@@ -48,7 +48,7 @@ func BenchmarkLoopMetering(b *testing.B) {
 	defer doneRT.Close(ctx)
 
 	wasm := countdownLoop()
-	res, err := meter.Instrument(wasm)
+	res, err := meter.Instrument(wasm, meter.Bounds{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func FuzzInstrument(f *testing.F) {
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	f.Cleanup(func() { r.Close(ctx) })
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		res, err := Instrument(wasm)
+		res, err := Instrument(wasm, Bounds{})
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("unclassified error: %v", err)
