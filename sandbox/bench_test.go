@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func BenchmarkLoopMetering(b *testing.B) {
 	defer doneRT.Close(ctx)
 
 	wasm := countdownLoop()
-	res, err := meter.Instrument(wasm)
+	res, err := meter.Instrument(wasm, meter.Bounds{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -310,4 +311,48 @@ func benchCache(b *testing.B) wazero.CompilationCache {
 	}
 	b.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// BenchmarkCompileBomb times, side by side, refusing the compile
+// bomb (200,000 nested blocks, 600 KB) by the structure bounds, checking
+// the bounds of the mimc guest (3.8 MB), and what wazero would spend on
+// bombs the bounds refuse: 10,000 nested blocks, and 12,000 ifs in a row
+// (control weight 1.44·10^8, past the default 10^8).
+func BenchmarkCompileBomb(b *testing.B) {
+	ctx := context.Background()
+	bounds := DefaultConfig().bounds()
+	bomb := nestedBlocks(200_000)
+	mimcWasm, _ := tasks.Module(spec.TypeMiMCChain)
+	deep, chain := nestedBlocks(10_000), ifChain(12_000)
+	var tRefuse, tMiMC, tDeep, tChain time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if _, err := meter.Instrument(bomb, bounds); !errors.Is(err, meter.ErrBound) {
+			b.Fatalf("bomb: %v", err)
+		}
+		t1 := time.Now()
+		if _, err := meter.Instrument(mimcWasm, bounds); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		tRefuse += t1.Sub(t0)
+		tMiMC += t2.Sub(t1)
+		for _, c := range []struct {
+			wasm []byte
+			t    *time.Duration
+		}{{deep, &tDeep}, {chain, &tChain}} {
+			r := wazero.NewRuntime(ctx)
+			t3 := time.Now()
+			if _, err := r.CompileModule(ctx, c.wasm); err != nil {
+				b.Fatal(err)
+			}
+			*c.t += time.Since(t3)
+			r.Close(ctx)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(tRefuse.Microseconds())/n/1000, "refuse-200k-nested-ms")
+	b.ReportMetric(float64(tMiMC.Microseconds())/n/1000, "check-mimc-ms")
+	b.ReportMetric(float64(tDeep.Microseconds())/n/1000, "wazero-10k-nested-ms")
+	b.ReportMetric(float64(tChain.Microseconds())/n/1000, "wazero-12k-ifs-ms")
 }

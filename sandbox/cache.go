@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -42,28 +43,38 @@ func newModuleCache(max int) *moduleCache {
 	return &moduleCache{max: max, entries: make(map[[32]byte]*cacheEntry)}
 }
 
-// acquire returns the compiled module for key, compiling it with compile
-// on a miss. The caller releases the entry when done with it.
-func (c *moduleCache) acquire(ctx context.Context, key [32]byte, compile func() (*compiled, error)) (*cacheEntry, error) {
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	if ok {
+// compiler is how the cache has a module compiled: wait for a compiler
+// (under the caller's context), then start compile in the background
+// with it, so that a caller who stops waiting leaves promptly.
+type compiler struct {
+	wait    func(context.Context) error
+	start   func(func())
+	compile func() (*compiled, error)
+}
+
+// acquire returns the compiled module for key, compiling it with c on a
+// miss. The caller releases the entry when done with it.
+func (c *moduleCache) acquire(ctx context.Context, key [32]byte, comp compiler) (*cacheEntry, error) {
+	for {
+		c.mu.Lock()
+		e, ok := c.entries[key]
+		if !ok {
+			break // with c.mu held
+		}
 		e.refs++
 		c.lru.MoveToFront(e.elem)
 		c.mu.Unlock()
-		select {
-		case <-e.ready:
-		case <-ctx.Done():
-			c.release(e)
-			return nil, ctx.Err()
+		err := c.await(ctx, e)
+		if err == nil {
+			return e, nil
 		}
-		if e.err != nil {
-			c.release(e)
-			return nil, e.err
+		if errors.Is(err, ErrInvalidModule) || ctx.Err() != nil {
+			return nil, err
 		}
-		return e, nil
+		// Not a property of the module: the caller who was to compile it
+		// stopped waiting for a compiler, say. Try again.
 	}
-	e = &cacheEntry{key: key, ready: make(chan struct{}), refs: 1}
+	e := &cacheEntry{key: key, ready: make(chan struct{}), refs: 2} // ours and the compiler's
 	e.elem = c.lru.PushFront(e)
 	c.entries[key] = e
 	var evict []*compiled
@@ -78,23 +89,50 @@ func (c *moduleCache) acquire(ctx context.Context, key [32]byte, compile func() 
 	c.mu.Unlock()
 	closeAll(evict)
 
-	mod, err := compile()
+	if err := comp.wait(ctx); err != nil {
+		c.finish(e, nil, err)
+	} else {
+		comp.start(func() {
+			mod, err := comp.compile()
+			c.finish(e, mod, err)
+		})
+	}
+	if err := c.await(ctx, e); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// await waits for e to be compiled; on an error it releases e.
+func (c *moduleCache) await(ctx context.Context, e *cacheEntry) error {
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		c.release(e)
+		return fmt.Errorf("sandbox: waiting for a compilation: %w", ctx.Err())
+	}
+	if e.err != nil {
+		c.release(e)
+		return e.err
+	}
+	return nil
+}
+
+// finish records the outcome of a compilation and drops the compiler's
+// reference.
+func (c *moduleCache) finish(e *cacheEntry, mod *compiled, err error) {
 	c.mu.Lock()
 	e.mod, e.err = mod, err
 	if err != nil && !errors.Is(err, ErrInvalidModule) && !e.evicted {
 		// Not a property of the module (the runtime closed, say):
 		// forget it, a later run tries again.
 		c.lru.Remove(e.elem)
-		delete(c.entries, key)
+		delete(c.entries, e.key)
 		e.evicted = true
 	}
 	c.mu.Unlock()
 	close(e.ready)
-	if err != nil {
-		c.release(e)
-		return nil, err
-	}
-	return e, nil
+	c.release(e)
 }
 
 // release gives back an entry; an evicted one is closed by its last user.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/proofmesh/proofmesh/sandbox/internal/meter"
 )
 
 // Config configures a Sandbox.
@@ -11,15 +13,41 @@ type Config struct {
 	// CacheDir holds wazero's compilation cache on disk, so a module is
 	// compiled once per node, not once per process. Empty: memory only.
 	CacheDir string
-	// Workers bounds the runs (and compilations) that execute at once;
-	// more runs wait in line.
+	// Workers bounds the runs that execute at once; more runs wait in
+	// line. Compiling does not take a worker.
 	Workers int
+	// Compilers bounds the modules compiled at once, apart from the
+	// workers, so that compile work cannot starve runs of compiled
+	// modules. Zero: the default.
+	Compilers int
 	// CachedModules bounds the compiled modules kept in memory (LRU).
 	CachedModules int
 	// StderrTail is how many of the last bytes of a guest's stderr are
-	// kept (with its first 256 bytes) for the messages of ErrExit and
-	// ErrTrap.
+	// kept, for Stats.Stderr and Failure.Stderr (and, with its first 256
+	// bytes, for error messages).
 	StderrTail int
+
+	// Bounds on a module's structure, checked in one linear pass before
+	// it is compiled (see package meter): wazero's compile time grows
+	// faster than linearly with some of them and cannot be interrupted.
+	// A module past one is refused with ErrInvalidModule. Zero: the
+	// default.
+
+	// MaxNesting bounds the depth of nested blocks in one function.
+	MaxNesting int
+	// MaxFunctions bounds a module's functions, imported and defined.
+	MaxFunctions int
+	// MaxLocals bounds the locals of one function (at most 50,000).
+	MaxLocals int
+	// MaxBodyBytes bounds the code of one function, in bytes.
+	MaxBodyBytes int
+	// MaxInstructions bounds the instructions of all functions.
+	MaxInstructions int
+	// MaxControlWeight bounds the sum over functions of the square of
+	// each one's control instructions (block, loop, if, else, br, br_if,
+	// br_table): wazero compiles a function in time that grows with the
+	// square of its branches.
+	MaxControlWeight int
 }
 
 // DefaultConfig returns a complete configuration.
@@ -28,7 +56,44 @@ func DefaultConfig() Config {
 		CacheDir:      "",               // compiled code in memory only
 		Workers:       runtime.NumCPU(), // one run per core
 		CachedModules: 16,               // a Go guest compiles to ≈ 10 MB of code
-		StderrTail:    1 << 10,          // 1 KiB of stderr in error messages
+		StderrTail:    1 << 10,          // 1 KiB of stderr in failure reports
+		// Half the cores, at most 2: compiling never takes more.
+		Compilers: max(1, min(2, runtime.NumCPU()/2)),
+		// Measured on the Go guests (GOOS=wasip1): mimc.wasm nests 549
+		// deep, an 11 MB Go program 570 (Go opens one block per call
+		// site of a function). A bomb of 200,000 nested blocks is 600 KB.
+		MaxNesting:      2048,
+		MaxFunctions:    50_000,    // an 11 MB Go program has 6,553
+		MaxLocals:       50_000,    // as V8 and wasmtime; Go uses 20
+		MaxBodyBytes:    1 << 20,   // Go's largest: 50 KB; V8 allows 7.6 MB
+		MaxInstructions: 8_000_000, // an 11 MB Go program has 3.2 million
+		// An 11 MB Go program weighs 5.3·10^7, mimc.wasm 1.8·10^7; 8,000
+		// ifs in one function weigh 6.4·10^7 and compile in 2.3 s on 2
+		// cores, so the heaviest module allowed compiles in seconds.
+		MaxControlWeight: 100_000_000,
+	}
+}
+
+// withDefaults fills the zero fields that have a default.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	for _, f := range []struct{ v, d *int }{
+		{&c.Compilers, &d.Compilers}, {&c.MaxNesting, &d.MaxNesting}, {&c.MaxFunctions, &d.MaxFunctions},
+		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
+		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.d
+		}
+	}
+	return c
+}
+
+// bounds are the structure bounds for package meter.
+func (c Config) bounds() meter.Bounds {
+	return meter.Bounds{
+		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
+		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
 	}
 }
 
@@ -42,6 +107,23 @@ func (c Config) Validate() error {
 	}
 	if c.StderrTail < 0 || c.StderrTail > 1<<20 {
 		return fmt.Errorf("sandbox config: stderr tail %d out of 0..1 MiB", c.StderrTail)
+	}
+	if c.Compilers < 0 || c.Compilers > 64 {
+		return fmt.Errorf("sandbox config: compilers %d out of 1..64 (0: the default)", c.Compilers)
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+	}{
+		{"max nesting", c.MaxNesting}, {"max functions", c.MaxFunctions}, {"max body bytes", c.MaxBodyBytes},
+		{"max instructions", c.MaxInstructions}, {"max control weight", c.MaxControlWeight},
+	} {
+		if b.v < 0 {
+			return fmt.Errorf("sandbox config: %s %d is negative (0: the default)", b.name, b.v)
+		}
+	}
+	if c.MaxLocals < 0 || c.MaxLocals > meter.MaxLocals {
+		return fmt.Errorf("sandbox config: max locals %d out of 1..%d (0: the default)", c.MaxLocals, meter.MaxLocals)
 	}
 	return nil
 }
@@ -104,9 +186,10 @@ type Stats struct {
 	PeakMemoryPages uint32
 	// OutputBytes is the size of the output.
 	OutputBytes int
-	// ExitCode is the guest's exit code (0 for a normal end).
+	// ExitCode is the code the guest passed to proc_exit: 0 when it
+	// returned from _start, -1 when it did not exit (it trapped).
 	ExitCode int
 	// Stderr is the last Config.StderrTail bytes the guest wrote to
-	// stderr, also when it succeeded.
+	// stderr, exactly as written; nil when it wrote nothing.
 	Stderr []byte
 }

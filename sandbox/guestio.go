@@ -37,57 +37,56 @@ const stderrHead = 256
 // tailBuffer is a guest's stderr: it accepts everything and keeps the
 // first stderrHead bytes and the last max bytes.
 type tailBuffer struct {
-	head    []byte
-	buf     []byte // the tail
-	max     int
-	skipped bool // bytes between head and tail were dropped
+	head  []byte
+	buf   []byte // ends with the last max bytes written
+	max   int
+	total int // bytes written
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	n := len(p)
+	t.total += n
 	if k := min(stderrHead-len(t.head), len(p)); k > 0 {
 		t.head = append(t.head, p[:k]...)
-		p = p[k:]
 	}
 	if len(p) > t.max {
 		p = p[len(p)-t.max:]
-		t.skipped = true
 	}
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > 2*t.max {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-		t.skipped = true
 	}
 	return n, nil
 }
 
-// last returns the last max bytes the guest wrote, exactly (head and
-// tail are contiguous unless bytes between them were dropped, and then
-// the tail alone holds at least max bytes).
-func (t *tailBuffer) last() []byte {
-	all := t.buf
-	if !t.skipped {
-		all = append(append([]byte(nil), t.head...), t.buf...)
+// tail returns a copy of the last max bytes written, nil if none.
+func (t *tailBuffer) tail() []byte {
+	b := t.buf
+	if len(b) > t.max {
+		b = b[len(b)-t.max:]
 	}
-	if len(all) > t.max {
-		all = all[len(all)-t.max:]
-	}
-	if len(all) == 0 {
+	if len(b) == 0 {
 		return nil
 	}
-	return bytes.Clone(all)
+	return bytes.Clone(b)
 }
 
+// String returns the head and the tail, or everything if they overlap.
 func (t *tailBuffer) String() string {
-	tail := t.buf
-	if len(tail) > t.max {
-		tail = tail[len(tail)-t.max:]
-		t.skipped = true
+	tail := t.tail()
+	if over := len(t.head) + len(tail) - t.total; over >= 0 {
+		return string(t.head) + string(tail[over:])
 	}
-	if t.skipped {
-		return string(t.head) + " … " + string(tail)
+	return string(t.head) + " … " + string(tail)
+}
+
+// headBeyondClip returns the head when a Failure's message, which shows
+// the last stderrClip bytes, would not show it; nil otherwise.
+func (t *tailBuffer) headBeyondClip() []byte {
+	if t.total <= min(stderrClip, t.max) {
+		return nil
 	}
-	return string(t.head) + string(tail)
+	return t.head
 }
 
 // virtualEpoch is what a guest's wall clock reads at the start of a run.

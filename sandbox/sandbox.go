@@ -41,6 +41,7 @@ type Sandbox struct {
 	wasi    map[string]api.FunctionDefinition
 	modules *moduleCache
 	slots   chan struct{} // one token per worker
+	comps   chan struct{} // one token per compiler
 
 	closing   chan struct{} // closed by Close: watchdogs stop their runs
 	closeOnce sync.Once
@@ -51,6 +52,7 @@ type Sandbox struct {
 	running     atomic.Int32 // runs holding a worker slot
 	waiting     atomic.Int32 // runs waiting for one
 	peakRunning atomic.Int32 // high-water mark of running, for tests
+	compiling   atomic.Int32 // compilations holding a compiler, for tests
 }
 
 // New creates a sandbox. Close releases it.
@@ -58,6 +60,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	var ccache wazero.CompilationCache
 	if cfg.CacheDir != "" {
 		var err error
@@ -86,6 +89,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		wasi:    r.Module(wasiModule).ExportedFunctionDefinitions(),
 		modules: newModuleCache(cfg.CachedModules),
 		slots:   make(chan struct{}, cfg.Workers),
+		comps:   make(chan struct{}, cfg.Compilers),
 		closing: make(chan struct{}),
 	}
 	return s, nil
@@ -163,17 +167,13 @@ func (s *Sandbox) releaseSlot() {
 }
 
 // Compile checks and compiles a module into the cache without running
-// it, so that a later Run starts warm. Its errors are Run's: the module
-// errors, ErrClosed, or the context's.
+// it, so that a later Run starts warm. Its errors are Run's: a *Failure
+// of kind TrapBadModule, ErrClosed, or the context's.
 func (s *Sandbox) Compile(ctx context.Context, module []byte) error {
 	if err := s.begin(); err != nil {
 		return err
 	}
 	defer s.runs.Done()
-	if err := s.acquireSlot(ctx); err != nil {
-		return err
-	}
-	defer s.releaseSlot()
 	e, err := s.load(ctx, module)
 	if err != nil {
 		return err
@@ -182,17 +182,53 @@ func (s *Sandbox) Compile(ctx context.Context, module []byte) error {
 	return nil
 }
 
-// load returns the cached compiled module, compiling it on a miss.
+// load returns the cached compiled module, compiling it on a miss with
+// a compiler (not a worker). The caller has registered with begin. A
+// compilation outlives a caller that stops waiting for it: wazero cannot
+// interrupt one, and the next run of the module finds it done.
 func (s *Sandbox) load(ctx context.Context, module []byte) (*cacheEntry, error) {
 	key := sha256.Sum256(module)
-	return s.modules.acquire(ctx, key, func() (*compiled, error) {
-		return s.compile(ctx, module)
+	e, err := s.modules.acquire(ctx, key, compiler{
+		wait: s.acquireCompiler,
+		start: func(f func()) {
+			s.runs.Add(1) // the caller's registration keeps the count above 0
+			go func() {
+				defer s.runs.Done()
+				defer s.releaseCompiler()
+				f()
+			}()
+		},
+		compile: func() (*compiled, error) { return s.compile(module) },
 	})
+	if errors.Is(err, ErrInvalidModule) {
+		return nil, &Failure{Kind: TrapBadModule, ExitCode: -1, Err: err}
+	}
+	return e, err
 }
 
-// compile instruments, checks and compiles a module.
-func (s *Sandbox) compile(ctx context.Context, module []byte) (*compiled, error) {
-	res, err := meter.Instrument(module)
+// acquireCompiler waits for a compiler.
+func (s *Sandbox) acquireCompiler(ctx context.Context) error {
+	select {
+	case s.comps <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("sandbox: waiting for a compiler: %w", ctx.Err())
+	case <-s.closing:
+		return ErrClosed
+	}
+	s.compiling.Add(1)
+	return nil
+}
+
+func (s *Sandbox) releaseCompiler() {
+	s.compiling.Add(-1)
+	<-s.comps
+}
+
+// compile instruments, checks and compiles a module. The structure
+// bounds are checked by meter.Instrument, before wazero sees the module.
+func (s *Sandbox) compile(module []byte) (*compiled, error) {
+	ctx := context.Background() // wazero does not stop a compilation anyway
+	res, err := meter.Instrument(module, s.cfg.bounds())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
 	}
@@ -207,9 +243,6 @@ func (s *Sandbox) compile(ctx context.Context, module []byte) (*compiled, error)
 	}
 	cm, err := s.runtime.CompileModule(ctx, res.Module)
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("sandbox: compile: %w", err)
-		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
 	}
 	fail := func(format string, args ...any) (*compiled, error) {
@@ -237,8 +270,10 @@ func (s *Sandbox) compile(ctx context.Context, module []byte) (*compiled, error)
 func sameTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
 
 // Run runs module with input on stdin under lim and returns what it wrote
-// on stdout. It waits for a worker first, and compiles the module unless
-// it is cached. Errors: the sentinels of this package (errors.Is), or the
+// on stdout. It compiles the module unless it is cached (waiting for a
+// compiler), then waits for a worker. When the module fails, the error is
+// a *Failure (errors.As) that wraps a sentinel of this package (errors.Is);
+// other errors are ErrClosed, ErrInvalidLimits, ErrInputTooLarge or the
 // context's when ctx ends first. Stats are filled as far as the run got.
 func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]byte, Stats, error) {
 	var st Stats
@@ -246,7 +281,8 @@ func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]
 		return nil, st, err
 	}
 	if lim.MaxModuleBytes > 0 && len(module) > lim.MaxModuleBytes {
-		return nil, st, guestFailure(fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes), -1, nil)
+		return nil, st, &Failure{Kind: TrapBadModule, ExitCode: -1,
+			Err: fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes)}
 	}
 	if len(input) > lim.MaxInputBytes {
 		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrInputTooLarge, len(input), lim.MaxInputBytes)
@@ -255,18 +291,15 @@ func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]
 		return nil, st, err
 	}
 	defer s.runs.Done()
+	e, err := s.load(ctx, module)
+	if err != nil {
+		return nil, st, err
+	}
+	defer s.modules.release(e)
 	if err := s.acquireSlot(ctx); err != nil {
 		return nil, st, err
 	}
 	defer s.releaseSlot()
-	e, err := s.load(ctx, module)
-	if err != nil {
-		if errors.Is(err, ErrInvalidModule) {
-			err = guestFailure(err, -1, nil)
-		}
-		return nil, st, err
-	}
-	defer s.modules.release(e)
 	return s.execute(ctx, e.mod, input, lim)
 }
 
@@ -278,38 +311,18 @@ const (
 	stopClosing
 )
 
-// execute instantiates the module afresh and runs it to its end; a failure
-// the guest caused is a *Failure with its exit code and stderr tail.
+// execute instantiates the module afresh and runs it to its end.
 func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits) ([]byte, Stats, error) {
-	stderr := &tailBuffer{max: s.cfg.StderrTail}
-	out, st, code, err := s.run(ctx, mod, input, lim, stderr)
-	st.ExitCode, st.Stderr = code, stderr.last()
-	return out, st, guestFailure(err, code, st.Stderr)
-}
-
-// run is execute's body: the output, the stats, the guest's exit code.
-func (s *Sandbox) run(ctx context.Context, mod *compiled, input []byte, lim Limits, stderr *tailBuffer) ([]byte, Stats, int, error) {
-	out, st, err := s.runGuest(ctx, mod, input, lim, stderr)
-	var code exitCodeError
-	if errors.As(err, &code) {
-		return out, st, int(code), err
+	st := Stats{ExitCode: -1}
+	fail := func(kind TrapKind, err error) ([]byte, Stats, error) {
+		return nil, st, &Failure{Kind: kind, ExitCode: st.ExitCode, Stderr: st.Stderr, Err: err}
 	}
-	return out, st, 0, err
-}
-
-// exitCodeError carries a non-zero exit code inside an ErrExit error.
-type exitCodeError uint32
-
-func (e exitCodeError) Error() string { return fmt.Sprintf("exit code %d", uint32(e)) }
-
-// runGuest instantiates the module afresh and runs it to its end.
-func (s *Sandbox) runGuest(ctx context.Context, mod *compiled, input []byte, lim Limits, stderr *tailBuffer) ([]byte, Stats, error) {
-	var st Stats
 	if mod.memoryMin > lim.MaxMemoryPages {
-		return nil, st, fmt.Errorf("%w: the module starts with %d pages, limit %s",
-			ErrMemoryLimit, mod.memoryMin, pages(lim.MaxMemoryPages))
+		return fail(TrapMemory, fmt.Errorf("%w: the module starts with %d pages, limit %s",
+			ErrMemoryLimit, mod.memoryMin, pages(lim.MaxMemoryPages)))
 	}
 	stdout := &boundedBuffer{max: lim.MaxOutputBytes}
+	stderr := &tailBuffer{max: s.cfg.StderrTail}
 	clock := &virtualClock{}
 	mem := &memoryLimiter{limit: uint64(lim.MaxMemoryPages) << 16}
 	mcfg := wazero.NewModuleConfig().
@@ -330,16 +343,17 @@ func (s *Sandbox) runGuest(ctx context.Context, mod *compiled, input []byte, lim
 	inst, err := s.runtime.InstantiateModule(ictx, mod.cm, mcfg)
 	if err != nil {
 		st.Wall = time.Since(started)
+		st.Stderr = stderr.tail()
 		if mem.refused {
-			return nil, st, fmt.Errorf("%w: limit %s", ErrMemoryLimit, pages(lim.MaxMemoryPages))
+			return fail(TrapMemory, fmt.Errorf("%w: limit %s", ErrMemoryLimit, pages(lim.MaxMemoryPages)))
 		}
-		return nil, st, fmt.Errorf("%w: instantiate: %w", ErrTrap, err)
+		return fail(TrapGuest, fmt.Errorf("%w: instantiate: %w", ErrTrap, describe(err, nil)))
 	}
 	defer inst.Close(context.Background())
 	used, ok1 := inst.ExportedGlobal(meter.FuelUsedExport).(api.MutableGlobal)
 	limit, ok2 := inst.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal)
 	if !ok1 || !ok2 {
-		return nil, st, fmt.Errorf("%w: the metered module lacks its fuel globals", ErrInvalidModule)
+		return fail(TrapBadModule, fmt.Errorf("%w: the metered module lacks its fuel globals", ErrInvalidModule))
 	}
 	budget := int64(min(lim.Fuel, maxBudget))
 	limit.Set(uint64(budget))
@@ -388,43 +402,58 @@ func (s *Sandbox) runGuest(ctx context.Context, mod *compiled, input []byte, lim
 	}
 	st.FuelUsed = uint64(min(max(spent, 0), budget))
 
+	st.Stderr = stderr.tail()
 	var exit *sys.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 0 {
-		err = nil
+	switch {
+	case err == nil:
+		st.ExitCode = 0
+	case errors.As(err, &exit):
+		st.ExitCode = int(exit.ExitCode())
+		if st.ExitCode == 0 {
+			err = nil
+		}
 	}
 	switch {
 	case stdout.overflow:
-		return nil, st, fmt.Errorf("%w: more than %d bytes", ErrOutputTooLarge, lim.MaxOutputBytes)
+		return fail(TrapOutputLimit, fmt.Errorf("%w: more than %d bytes", ErrOutputTooLarge, lim.MaxOutputBytes))
 	case err == nil:
 		st.OutputBytes = len(stdout.buf)
 		return stdout.buf, st, nil
 	case reason == stopTimeout:
-		return nil, st, fmt.Errorf("%w: %s", ErrTimeout, lim.Timeout)
-	case reason == stopContext:
+		return fail(TrapTime, fmt.Errorf("%w: %s", ErrTimeout, lim.Timeout))
+	case reason == stopContext: // not the module's doing: no Failure
 		return nil, st, fmt.Errorf("sandbox: run stopped: %w", context.Cause(ctx))
 	case reason == stopClosing:
 		return nil, st, fmt.Errorf("%w: run stopped", ErrClosed)
 	case spent > budget:
-		return nil, st, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel)
+		return fail(TrapFuel, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel))
 	case mem.refused:
-		return nil, st, fmt.Errorf("%w: limit %s, memory.grow refused, then: %w", ErrMemoryLimit, pages(lim.MaxMemoryPages), describe(err, nil))
+		return fail(TrapMemory, fmt.Errorf("%w: limit %s, memory.grow refused, then: %w", ErrMemoryLimit, pages(lim.MaxMemoryPages), describe(err, nil)))
 	case exit != nil:
-		return nil, st, fmt.Errorf("%w: %w: stderr: %q", ErrExit, exitCodeError(exit.ExitCode()), stderr.String())
-	default:
-		return nil, st, fmt.Errorf("%w: %w", ErrTrap, describe(err, stderr))
+		msg := fmt.Errorf("%w: code %d", ErrExit, exit.ExitCode())
+		if h := stderr.headBeyondClip(); h != nil {
+			msg = fmt.Errorf("%w: stderr began %q", msg, h)
+		}
+		return fail(TrapNone, msg)
 	}
+	trap := describe(err, stderr)
+	if strings.Contains(trap.Error(), "stack overflow") { // wazero's ErrRuntimeStackOverflow is internal
+		return fail(TrapStack, fmt.Errorf("%w: %w", ErrTrap, trap))
+	}
+	return fail(TrapGuest, fmt.Errorf("%w: %w", ErrTrap, trap))
 }
 
 // describe shortens a runtime error to its first line (wazero appends a
-// stack trace) and adds what is kept of stderr, if any.
+// stack trace) and adds the start of stderr when the Failure's message,
+// which shows its end, would not show it.
 func describe(err error, stderr *tailBuffer) error {
 	msg := err.Error()
 	if i := strings.IndexByte(msg, '\n'); i >= 0 {
 		msg = msg[:i]
 	}
 	if stderr != nil {
-		if t := stderr.String(); t != "" {
-			return fmt.Errorf("%s (stderr: %q)", msg, t)
+		if h := stderr.headBeyondClip(); h != nil {
+			return fmt.Errorf("%s (stderr began %q)", msg, h)
 		}
 	}
 	return errors.New(msg)

@@ -1,6 +1,9 @@
 package meter
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Opcodes the meter needs by name.
 const (
@@ -82,10 +85,37 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		fn.reset(m, &reader{b: body, base: r.base + start})
-		if err := fn.decode(); err != nil {
-			return nil, fmt.Errorf("function %d: %w", m.importFuncs+i, err)
+		idx := m.importFuncs + i
+		b := m.bounds
+		if b.MaxBodyBytes > 0 && len(body) > b.MaxBodyBytes {
+			return nil, fmt.Errorf("%w: function %d has a body of %d bytes, limit %d", ErrBound, idx, len(body), b.MaxBodyBytes)
 		}
+		fn.reset(m, &reader{b: body, base: r.base + start})
+		if err := fn.decode(idx); errors.Is(err, ErrBound) {
+			return nil, err // names the function
+		} else if err != nil {
+			return nil, fmt.Errorf("function %d: %w", idx, err)
+		}
+		// The whole body is decoded first (linear in its size), so that
+		// the message gives its real depth.
+		if b.MaxNesting > 0 && fn.maxDepth > b.MaxNesting {
+			return nil, fmt.Errorf("%w: function %d nests blocks %d deep, limit %d", ErrBound, idx, fn.maxDepth, b.MaxNesting)
+		}
+		res := &m.res
+		res.Instructions += fn.instructions
+		if b.MaxInstructions > 0 && res.Instructions > b.MaxInstructions {
+			return nil, fmt.Errorf("%w: functions %d to %d hold %d instructions, limit %d",
+				ErrBound, m.importFuncs, idx, res.Instructions, b.MaxInstructions)
+		}
+		res.ControlWeight += fn.control * fn.control // < 2^31 * 2^31: no overflow
+		if b.MaxControlWeight > 0 && res.ControlWeight > b.MaxControlWeight {
+			return nil, fmt.Errorf("%w: function %d has %d branches and blocks, which brings the module's control weight to %d, limit %d",
+				ErrBound, idx, fn.control, res.ControlWeight, b.MaxControlWeight)
+		}
+		res.MaxControl = max(res.MaxControl, fn.control)
+		res.MaxNesting = max(res.MaxNesting, fn.maxDepth)
+		res.MaxLocals = max(res.MaxLocals, fn.locals)
+		res.MaxBodyBytes = max(res.MaxBodyBytes, len(body))
 		nb := fn.emit(fuel)
 		out = appendU32(out, uint32(len(nb)))
 		out = append(out, nb...)
@@ -97,43 +127,54 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 
 // funcState decodes one function body; it is reused between bodies.
 type funcState struct {
-	m        *module
-	r        *reader
-	codeFrom int   // offset of the first instruction (after the locals)
-	costs    []int // per region: instructions executed per entry
-	stack    []frame
-	loops    []injection
-	nb       []byte
+	m            *module
+	r            *reader
+	codeFrom     int // offset of the first instruction (after the locals)
+	locals       int // declared, parameters not included
+	maxDepth     int // of nested blocks
+	control      int // block, loop, if, else, br, br_if, br_table
+	instructions int
+	costs        []int // per region: instructions executed per entry
+	stack        []frame
+	loops        []injection
+	nb           []byte
 }
 
 func (f *funcState) reset(m *module, r *reader) {
 	f.m, f.r = m, r
+	f.locals, f.maxDepth, f.instructions, f.control = 0, 0, 0, 0
 	f.costs = f.costs[:0]
 	f.stack = f.stack[:0]
 	f.loops = f.loops[:0]
 }
 
-func (f *funcState) decode() error {
+// decode reads the body of function idx, measuring it.
+func (f *funcState) decode(idx int) error {
 	r := f.r
 	groups, err := r.count(2)
 	if err != nil {
 		return err
 	}
-	locals := 0
+	var locals uint64 // groups*2^32 at most: no overflow
 	for range groups {
 		k, err := r.u32()
 		if err != nil {
 			return err
 		}
-		if locals += int(k); locals > MaxLocals {
-			// The runtime allocates the declared locals before it
-			// validates them: a few bytes could ask for gigabytes.
-			return fmt.Errorf("%w: more than %d locals", ErrUnsupported, MaxLocals)
-		}
+		locals += uint64(k)
 		if err := readValType(r); err != nil {
 			return err
 		}
 	}
+	if b := f.m.bounds.MaxLocals; b > 0 && locals > uint64(b) {
+		return fmt.Errorf("%w: function %d declares %d locals, limit %d", ErrBound, idx, locals, b)
+	}
+	if locals > MaxLocals {
+		// The runtime allocates the declared locals before it validates
+		// them: a few bytes could ask for gigabytes.
+		return fmt.Errorf("%w: %d locals, more than %d", ErrUnsupported, locals, MaxLocals)
+	}
+	f.locals = int(locals)
 	f.codeFrom = r.off
 	f.costs = append(f.costs, 0)
 	f.stack = append(f.stack, frame{region: 0})
@@ -142,6 +183,7 @@ func (f *funcState) decode() error {
 			return r.errorf("function body ends inside a block")
 		}
 		top := &f.stack[len(f.stack)-1]
+		f.instructions++
 		f.costs[top.region]++
 		if f.costs[top.region] > maxRegionCost {
 			return fmt.Errorf("%w: function too large", ErrUnsupported)
@@ -151,11 +193,16 @@ func (f *funcState) decode() error {
 			return err
 		}
 		switch op {
+		case opBlock, opIf, opLoop, opElse, opBr, opBrIf, opBrTable:
+			f.control++
+		}
+		switch op {
 		case opBlock, opIf:
 			if err := f.blockType(); err != nil {
 				return err
 			}
 			f.stack = append(f.stack, frame{region: top.region})
+			f.maxDepth = max(f.maxDepth, len(f.stack)-1)
 		case opLoop:
 			if err := f.blockType(); err != nil {
 				return err
@@ -164,6 +211,7 @@ func (f *funcState) decode() error {
 			region := len(f.costs) - 1
 			f.loops = append(f.loops, injection{pos: r.off, region: region})
 			f.stack = append(f.stack, frame{region: region, isLoop: true})
+			f.maxDepth = max(f.maxDepth, len(f.stack)-1)
 		case opEnd:
 			f.stack = f.stack[:len(f.stack)-1]
 		default:

@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -108,7 +109,8 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 }
 
 // FuzzInstrument feeds the meter arbitrary bytes. It must not panic, must
-// classify every refusal, and must agree with wazero's validator on what
+// classify every refusal, must refuse a module exactly when it passes a
+// structure bound (checkBounds), and must agree with wazero's validator on what
 // it accepts: the instrumented module is valid exactly when the original
 // is (without its custom sections, which the meter drops). (Refused inputs are not given to wazero: its decoder sizes tables by
 // the counts a module declares, which is why the meter checks them all.)
@@ -118,7 +120,10 @@ func FuzzInstrument(f *testing.F) {
 		Types: []wt.Type{{}}, Funcs: []wt.Func{{Code: wt.Cat(wt.Nop, wt.End)}}, Start: &start,
 		HasMemory: true, Data: []wt.Data{{Offset: 8, Bytes: []byte("hi")}},
 	}
-	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart} {
+	nested := wt.Module{Types: []wt.Type{{}}, Funcs: []wt.Func{{Code: wt.Cat(
+		bytes.Repeat(wt.Block, 20), wt.Loop, wt.I32Const(0), wt.If, wt.Nop, wt.Else, wt.End, wt.End, bytes.Repeat(wt.End, 21),
+	)}}}
+	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested} {
 		f.Add(m.Bytes())
 	}
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
@@ -127,13 +132,14 @@ func FuzzInstrument(f *testing.F) {
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	f.Cleanup(func() { r.Close(ctx) })
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		res, err := Instrument(wasm)
+		res, err := Instrument(wasm, Bounds{})
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("unclassified error: %v", err)
 			}
 			return
 		}
+		checkBounds(t, wasm, res)
 		orig, origErr := r.CompileModule(ctx, withoutCustomSections(wasm))
 		if origErr == nil {
 			defer orig.Close(ctx)
@@ -146,6 +152,55 @@ func FuzzInstrument(f *testing.F) {
 			t.Fatalf("original: %v; instrumented: %v", origErr, instErr)
 		}
 	})
+}
+
+// checkBounds checks the structure bounds against the figures measured
+// without bounds: a module is refused with ErrBound exactly when it
+// passes a bound, for bounds at, and just below, its own figures.
+func checkBounds(t *testing.T, wasm []byte, res *Result) {
+	funcs := res.Functions + countImportedFuncs(res)
+	at := Bounds{
+		MaxNesting: res.MaxNesting, MaxFunctions: funcs, MaxLocals: res.MaxLocals, MaxBodyBytes: res.MaxBodyBytes,
+		MaxInstructions: res.Instructions, MaxControlWeight: res.ControlWeight,
+	}
+	if _, err := Instrument(wasm, at.zeroToOne()); err != nil {
+		t.Fatalf("refused at its own figures %+v: %v", at, err)
+	}
+	for i := range at.fields() {
+		if *at.fields()[i] < 2 {
+			continue // a bound of 0 is no bound
+		}
+		below := at.zeroToOne()
+		*below.fields()[i]--
+		if _, err := Instrument(wasm, below); !errors.Is(err, ErrBound) {
+			t.Fatalf("bound %d one below the module's figure (%+v): err = %v, want ErrBound", i, below, err)
+		}
+	}
+}
+
+// fields lists the bounds, for tests.
+func (b *Bounds) fields() []*int {
+	return []*int{&b.MaxNesting, &b.MaxFunctions, &b.MaxLocals, &b.MaxBodyBytes, &b.MaxInstructions, &b.MaxControlWeight}
+}
+
+// zeroToOne turns zero figures into bounds of 1 (zero would be no bound).
+func (b Bounds) zeroToOne() Bounds {
+	for _, f := range b.fields() {
+		if *f == 0 {
+			*f = 1
+		}
+	}
+	return b
+}
+
+func countImportedFuncs(res *Result) int {
+	n := 0
+	for _, im := range res.Imports {
+		if im.Kind == KindFunc {
+			n++
+		}
+	}
+	return n
 }
 
 // withoutCustomSections returns a well-formed module without its custom

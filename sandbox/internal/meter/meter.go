@@ -41,14 +41,45 @@ import (
 	"fmt"
 )
 
-// Errors of Instrument. Both mean the module cannot run metered.
+// Errors of Instrument. All mean the module cannot run metered.
 var (
 	// ErrMalformed: the bytes are not a well-formed WebAssembly binary.
 	ErrMalformed = errors.New("malformed wasm module")
 	// ErrUnsupported: a well-formed module that uses something the meter
 	// does not handle (a proposal beyond WebAssembly 2.0, a reserved name).
 	ErrUnsupported = errors.New("unsupported wasm module")
+	// ErrBound: the module passes one of the Bounds; the message names
+	// the bound, the module's value and the limit.
+	ErrBound = errors.New("module out of bounds")
 )
+
+// Bounds limit the structure of a module, so that the work of compiling
+// it is bounded before anything compiles it: a compiler's cost grows with
+// these figures, some faster than linearly (wazero's with the nesting of
+// blocks). Instrument measures them in the pass that decodes every
+// instruction anyway, so checking them costs time linear in the module's
+// size. A zero field is no bound.
+type Bounds struct {
+	// MaxNesting bounds the depth of blocks, loops and ifs open at once
+	// in one function body (the body itself is depth 0).
+	MaxNesting int
+	// MaxFunctions bounds the functions of the module, imported and
+	// defined.
+	MaxFunctions int
+	// MaxLocals bounds the locals one function declares, parameters not
+	// included; MaxLocals (the constant) applies in any case.
+	MaxLocals int
+	// MaxBodyBytes bounds the size of one function body, in bytes.
+	MaxBodyBytes int
+	// MaxInstructions bounds the instructions of all function bodies
+	// together (each end, else and block opener counts as one).
+	MaxInstructions int
+	// MaxControlWeight bounds the sum, over the functions, of the square
+	// of each one's control instructions (block, loop, if, else, br,
+	// br_if, br_table): wazero's compile time grows with the square of a
+	// function's basic blocks, whatever their nesting.
+	MaxControlWeight int
+}
 
 // Names the instrumented module exports for the host.
 const (
@@ -91,6 +122,13 @@ type Result struct {
 	// Functions is the number of functions defined by the module, and
 	// Loops the number of loop headers metered.
 	Functions, Loops int
+	// The module's figures for each of the Bounds: the deepest nesting,
+	// the most locals and the largest body of any function, and the
+	// instructions of all bodies.
+	MaxNesting, MaxLocals, MaxBodyBytes, Instructions int
+	// MaxControl is the most control instructions of any function, and
+	// ControlWeight the sum of their squares (see Bounds).
+	MaxControl, ControlWeight int
 }
 
 // Section ids.
@@ -128,6 +166,7 @@ type section struct {
 
 // module holds what Instrument learns while it reads the sections.
 type module struct {
+	bounds         Bounds
 	res            Result
 	importFuncs    int
 	importGlobals  int
@@ -139,9 +178,10 @@ type module struct {
 	funcTypes      []uint32 // per function, imported ones first
 }
 
-// Instrument returns the metered version of a module; see the package
-// comment for what it does. It never modifies wasm.
-func Instrument(wasm []byte) (*Result, error) {
+// Instrument returns the metered version of a module, or refuses it when
+// it passes a bound of b (ErrBound); see the package comment for what it
+// does. It never modifies wasm.
+func Instrument(wasm []byte, b Bounds) (*Result, error) {
 	if len(wasm) < len(header) || string(wasm[:len(header)]) != string(header) {
 		return nil, fmt.Errorf("%w: no WebAssembly version 1 header", ErrMalformed)
 	}
@@ -178,7 +218,7 @@ func Instrument(wasm []byte) (*Result, error) {
 		sections = append(sections, section{id: id, content: content, offset: off})
 	}
 
-	m := &module{exportNames: make(map[string]bool)}
+	m := &module{bounds: b, exportNames: make(map[string]bool)}
 	// First pass: everything the code section depends on.
 	for _, s := range sections {
 		sr := &reader{b: s.content, base: s.offset}
@@ -219,6 +259,9 @@ func Instrument(wasm []byte) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if n := len(m.funcTypes); b.MaxFunctions > 0 && n > b.MaxFunctions {
+		return nil, fmt.Errorf("%w: %d functions (%d imported), limit %d", ErrBound, n, m.importFuncs, b.MaxFunctions)
 	}
 	if m.res.HasStart {
 		// The runtime would check the start function's type; as an export

@@ -42,7 +42,7 @@ func (g meterGlobals) spent() int64 { return int64(g.used.Get()) }
 func instantiate(t testing.TB, r wazero.Runtime, wasm []byte, fuel int64) (api.Module, meterGlobals) {
 	t.Helper()
 	ctx := context.Background()
-	res, err := Instrument(wasm)
+	res, err := Instrument(wasm, Bounds{})
 	if err != nil {
 		t.Fatalf("Instrument: %v", err)
 	}
@@ -157,7 +157,7 @@ func TestStartSectionBecomesExport(t *testing.T) {
 		Exports: []wt.Export{{Name: "g", Kind: wt.KindGlobal, Index: 0}},
 		Start:   &start,
 	}
-	res, err := Instrument(m.Bytes())
+	res, err := Instrument(m.Bytes(), Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := Instrument(tc.wasm)
+			res, err := Instrument(tc.wasm, Bounds{})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
@@ -309,7 +309,7 @@ func TestGoGuests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Instrument(wasm)
+		res, err := Instrument(wasm, Bounds{})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -324,6 +324,7 @@ func TestGoGuests(t *testing.T) {
 		if _, err := r.CompileModule(ctx, res.Module); err != nil {
 			t.Fatalf("%s: instrumented module does not compile: %v", name, err)
 		}
-		t.Logf("%s: %d functions, %d loops, %d -> %d bytes", name, res.Functions, res.Loops, len(wasm), len(res.Module))
+		t.Logf("%s: %d functions, %d loops, %d -> %d bytes; nesting %d, locals %d, largest body %d bytes, %d instructions",
+			name, res.Functions, res.Loops, len(wasm), len(res.Module), res.MaxNesting, res.MaxLocals, res.MaxBodyBytes, res.Instructions)
 	}
 }

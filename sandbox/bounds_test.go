@@ -1,0 +1,159 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/sandbox/internal/meter"
+	wt "github.com/proofmesh/proofmesh/sandbox/internal/wasmtest"
+)
+
+// nestedBlocks is a command whose _start nests depth blocks: the compile
+// bomb of the issue at depth 200,000 (600 KB).
+func nestedBlocks(depth int) []byte {
+	code := make([]byte, 0, 3*depth+1)
+	for range depth {
+		code = append(code, wt.Block...)
+	}
+	for range depth {
+		code = append(code, wt.End...)
+	}
+	return command(append(code, wt.End...)).Bytes()
+}
+
+// ifChain is a command whose _start runs n ifs one after the other: no
+// nesting, yet wazero's compile time grows with n squared.
+func ifChain(n int) []byte {
+	var code []byte
+	for range n {
+		code = append(code, wt.Cat(wt.I32Const(0), wt.If, wt.Nop, wt.End)...)
+	}
+	return command(append(code, wt.End...)).Bytes()
+}
+
+// TestCompileBombsAreRefused pushes a real module past every structure
+// bound of the default configuration; each is refused before wazero
+// compiles it, with an error that names the bound, the value and the
+// limit.
+func TestCompileBombsAreRefused(t *testing.T) {
+	d := DefaultConfig()
+	manyFuncs := command(wt.Cat(wt.End))
+	for range d.MaxFunctions {
+		manyFuncs.Funcs = append(manyFuncs.Funcs, wt.Func{Code: wt.Cat(wt.End)})
+	}
+	manyLocals := withLocals(command(wt.Cat(wt.End)), 0, wt.I32)
+	manyLocals.Funcs[0].Locals = append([]byte{1}, append(wt.U32(uint32(d.MaxLocals+1)), wt.I32)...)
+	bigBody := command(append(make([]byte, d.MaxBodyBytes), wt.End...)) // nops
+	for i := range bigBody.Funcs[0].Code[:d.MaxBodyBytes] {
+		bigBody.Funcs[0].Code[i] = wt.Nop[0]
+	}
+	manyInstr := command(wt.Cat(wt.End))
+	per := d.MaxBodyBytes / 2
+	for range d.MaxInstructions/per + 1 {
+		manyInstr.Funcs = append(manyInstr.Funcs, wt.Func{Code: append(make([]byte, per-1), wt.End...)}) // nops
+	}
+
+	tests := []struct {
+		name    string
+		module  []byte
+		message string
+	}{
+		{"200,000 nested blocks", nestedBlocks(200_000), "function 10 nests blocks 200000 deep, limit 2048"},
+		{"nesting one past the limit", nestedBlocks(d.MaxNesting + 1), "nests blocks 2049 deep, limit 2048"},
+		{"functions", manyFuncs.Bytes(), "50011 functions (10 imported), limit 50000"},
+		{"locals", manyLocals.Bytes(), "function 10 declares 50001 locals, limit 50000"},
+		{"body size", bigBody.Bytes(), "function 10 has a body of 1048578 bytes, limit 1048576"},
+		{"instructions", manyInstr.Bytes(), "instructions, limit 8000000"},
+		{"20,000 ifs in a row", ifChain(20_000), "function 10 has 20000 branches and blocks, which brings the module's control weight to 400000000, limit 100000000"},
+	}
+	s := newSandbox(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := s.Run(context.Background(), tc.module, nil, testLimits())
+			var f *Failure
+			if !errors.As(err, &f) || f.Kind != TrapBadModule || !errors.Is(err, ErrInvalidModule) {
+				t.Fatalf("err = %v, want a bad_module Failure", err)
+			}
+			if !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("error %q does not say %q", err, tc.message)
+			}
+		})
+	}
+}
+
+// TestBuiltInGuestsWithinBounds checks that the Go guests (GOOS=wasip1)
+// pass the default bounds with room to spare: at most half of each.
+func TestBuiltInGuestsWithinBounds(t *testing.T) {
+	d := DefaultConfig()
+	for _, name := range []string{"mimc.wasm", "mlp.wasm"} {
+		wasm, err := os.ReadFile(filepath.Join("..", "tasks", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := meter.Instrument(wasm, d.bounds())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, c := range []struct {
+			what     string
+			v, bound int
+		}{
+			{"nesting", res.MaxNesting, d.MaxNesting}, {"functions", res.Functions, d.MaxFunctions},
+			{"locals", res.MaxLocals, d.MaxLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
+			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight},
+		} {
+			if c.v > c.bound/2 {
+				t.Errorf("%s: %s %d, more than half the bound %d", name, c.what, c.v, c.bound)
+			}
+		}
+	}
+}
+
+// TestCompilingTakesNoWorker checks that compile work cannot starve runs:
+// while the only compiler is busy with a slow compilation (6,000 ifs in a
+// row, within the bounds: seconds of wazero's time), a cached module runs
+// on the only worker, and a run that waits for the compiler leaves as
+// soon as its context ends.
+func TestCompilingTakesNoWorker(t *testing.T) {
+	s := newSandbox(t, func(c *Config) { c.Workers = 1; c.Compilers = 1 })
+	ctx := context.Background()
+	if err := s.Compile(ctx, echoModule()); err != nil {
+		t.Fatal(err)
+	}
+	slow := ifChain(6000)
+	compiled := make(chan error, 1)
+	go func() { compiled <- s.Compile(ctx, slow) }()
+	waitFor(t, func() bool { return s.compiling.Load() == 1 })
+
+	for range 3 {
+		if out, _, err := s.Run(ctx, echoModule(), []byte("warm"), testLimits()); err != nil || string(out) != "warm" {
+			t.Fatalf("cached module: %q, %v", out, err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := s.Run(wctx, countModule(7), nil, testLimits())
+	var f *Failure
+	if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &f) {
+		t.Fatalf("waiting for the compiler: err = %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("left %s after its context ended", el)
+	}
+	if s.compiling.Load() != 1 {
+		t.Fatal("the slow compilation ended before the checks: they proved nothing")
+	}
+	if err := <-compiled; err != nil {
+		t.Fatal(err)
+	}
+	// The module whose caller gave up compiles for the next caller.
+	if out, _, err := s.Run(ctx, countModule(7), nil, testLimits()); err != nil || string(out) != "ok" {
+		t.Fatalf("after the compiler is free: %q, %v", out, err)
+	}
+}
