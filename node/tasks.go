@@ -274,8 +274,11 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 	case !known:
 		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
 	case errors.Is(turn, protocol.ErrNotYet):
+		if _, err := n.db.GetTask(p.TaskID); err == nil {
+			return nil, fmt.Errorf("%w: progress of a task that is over here", protocol.ErrStale)
+		}
 		n.lc.early.add(p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now})
-		return nil, fmt.Errorf("%w: progress of a task not live here", protocol.ErrNotYet)
+		return nil, fmt.Errorf("%w: progress of a task not seen", protocol.ErrNotYet)
 	case errors.Is(turn, protocol.ErrNotYourTurn):
 		// Progress is only news: an early one is not worth a penalty.
 		return nil, fmt.Errorf("%w: %v", protocol.ErrNotYet, turn)
