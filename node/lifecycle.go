@@ -65,6 +65,38 @@ func (d *driver) do(ctx context.Context, fn func()) bool {
 	}
 }
 
+// admit checks a message about task id against its live lifecycle on the
+// loop goroutine: ErrStale for a task that is over here, ErrNotYet for one
+// not seen yet, else what check says. A message that may become checkable
+// later (task not seen, turn not come) is kept in the same step, so the
+// replay that follows the task's arrival or its turn cannot miss it.
+func (d *driver) admit(ctx context.Context, id string, m earlyMessage, check func(*protocol.Lifecycle) error) (*protocol.Task, error) {
+	var (
+		task *protocol.Task
+		err  error
+	)
+	ok := d.do(ctx, func() {
+		lt := d.live[id]
+		if lt == nil {
+			if _, e := d.n.db.GetTask(id); e == nil {
+				err = fmt.Errorf("%w: task %s is over here", protocol.ErrStale, short(id))
+				return
+			}
+			d.early.add(id, m)
+			err = fmt.Errorf("%w: task %s not seen yet", protocol.ErrNotYet, short(id))
+			return
+		}
+		task = lt.lc.Task()
+		if err = check(lt.lc); errors.Is(err, protocol.ErrNotYourTurn) {
+			d.early.add(id, m)
+		}
+	})
+	if !ok {
+		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
+	}
+	return task, err
+}
+
 // post queues fn for the loop goroutine without waiting.
 func (d *driver) post(fn func()) {
 	select {

@@ -247,13 +247,14 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 		return taskSeen{msg.Task, msg.TaskEnv, tt}, nil
 	case msg.Cancel != nil:
 		c := msg.Cancel
-		rec, err := n.db.GetTask(c.TaskID)
+		_, err := n.lc.admit(ctx, c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
+			if lc.Task().Submitter != c.Submitter {
+				return fmt.Errorf("%w: cancel of %s signed by %s, not its submitter", protocol.ErrForged, short(c.TaskID), c.Submitter)
+			}
+			return nil
+		})
 		if err != nil {
-			n.lc.early.add(c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now})
-			return nil, fmt.Errorf("%w: cancel of a task not seen", protocol.ErrNotYet)
-		}
-		if rec.Task.Submitter != c.Submitter {
-			return nil, fmt.Errorf("%w: cancel of %s signed by %s, not its submitter", protocol.ErrForged, short(c.TaskID), c.Submitter)
+			return nil, err
 		}
 		return c, nil
 	}
@@ -261,29 +262,16 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 	if p.Executor != from.String() {
 		return nil, fmt.Errorf("%w: progress for %s sent by %s", protocol.ErrForged, p.Executor, from)
 	}
-	var turn error
-	known := n.lc.do(ctx, func() {
-		lt := n.lc.live[p.TaskID]
-		if lt == nil {
-			turn = protocol.ErrNotYet
-			return
-		}
-		turn = lt.lc.CheckTurn(p.Executor, now, protocol.TurnSkew)
+	_, err = n.lc.admit(ctx, p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
+		return lc.CheckTurn(p.Executor, now, protocol.TurnSkew)
 	})
-	switch {
-	case !known:
-		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
-	case errors.Is(turn, protocol.ErrNotYet):
-		if _, err := n.db.GetTask(p.TaskID); err == nil {
-			return nil, fmt.Errorf("%w: progress of a task that is over here", protocol.ErrStale)
-		}
-		n.lc.early.add(p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now})
-		return nil, fmt.Errorf("%w: progress of a task not seen", protocol.ErrNotYet)
-	case errors.Is(turn, protocol.ErrNotYourTurn):
-		// Progress is only news: an early one is not worth a penalty.
-		return nil, fmt.Errorf("%w: %v", protocol.ErrNotYet, turn)
-	case turn != nil:
-		return nil, turn
+	if errors.Is(err, protocol.ErrNotYourTurn) {
+		// Progress is only news: an early one is not worth a penalty (it is
+		// kept, and counted once this node sees the turn come).
+		return nil, fmt.Errorf("%w: %v", protocol.ErrNotYet, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -581,37 +569,16 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 		return nil, fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
 	}
 	now := time.Now()
-	var (
-		turn error
-		task *protocol.Task
-	)
-	if !n.lc.do(ctx, func() {
-		lt := n.lc.live[r.TaskID]
-		switch {
-		case lt == nil:
-			turn = protocol.ErrNotYet
-		case lt.lc.HasDelivered(r.Executor):
-			turn = fmt.Errorf("%w: result of %s for %s already counted", protocol.ErrDuplicate, protocol.ShortPeer(r.Executor), short(r.TaskID))
-		default:
-			task, turn = lt.lc.Task(), lt.lc.CheckTurn(r.Executor, now, protocol.TurnSkew)
+	// REJECTED if early, and kept: if this node later learns of the event
+	// that moved the turn forward (a leave, a split), it looks again.
+	task, err := n.lc.admit(ctx, r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
+		if lc.HasDelivered(r.Executor) {
+			return fmt.Errorf("%w: result of %s for %s already counted", protocol.ErrDuplicate, protocol.ShortPeer(r.Executor), short(r.TaskID))
 		}
-	}) {
-		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
-	}
-	if errors.Is(turn, protocol.ErrNotYet) {
-		if _, err := n.db.GetTask(r.TaskID); err == nil {
-			return nil, fmt.Errorf("%w: result of a task that is over here", protocol.ErrStale)
-		}
-		n.lc.early.add(r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now})
-		return nil, fmt.Errorf("%w: result of a task not seen", protocol.ErrNotYet)
-	}
-	if errors.Is(turn, protocol.ErrNotYourTurn) {
-		// REJECTED, and kept: if this node later learns of the event that
-		// moved the turn forward (a leave, a split), it looks again.
-		n.lc.early.add(r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now})
-	}
-	if turn != nil {
-		return nil, turn
+		return lc.CheckTurn(r.Executor, now, protocol.TurnSkew)
+	})
+	if err != nil {
+		return nil, err
 	}
 	tt := n.reg[task.Type]
 	if err := checkResultAgainstTask(r, task, tt); err != nil {
