@@ -88,7 +88,7 @@ func (h *Heartbeat) checkForm() error {
 		return fmt.Errorf("%w: node_type %q must be 1-32 of [a-z0-9-]", ErrMalformed, h.NodeType)
 	}
 	if h.Version != "" && !tokenOf(h.Version, 64, isVersionChar) {
-		return fmt.Errorf("%w: version %q must be 1-64 of [A-Za-z0-9._+-]", ErrMalformed, h.Version)
+		return fmt.Errorf("%w: version %q must be 1-64 of [A-Za-z0-9._+/-]", ErrMalformed, h.Version)
 	}
 	for _, tt := range h.TaskTypes {
 		if !tokenOf(tt, 64, isTaskTypeChar) {
@@ -131,7 +131,7 @@ func isRegionChar(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <=
 func isTaskTypeChar(c byte) bool { return isRegionChar(c) || c == '.' || c == '_' }
 
 func isVersionChar(c byte) bool {
-	return isTaskTypeChar(c) || c >= 'A' && c <= 'Z' || c == '+'
+	return isTaskTypeChar(c) || c >= 'A' && c <= 'Z' || c == '+' || c == '/'
 }
 
 // HeartbeatCheck carries what a validator knows when it judges a heartbeat.
