@@ -452,11 +452,10 @@ func (n *Node) flushPeers() {
 	for _, p := range peers {
 		rows = append(rows, n.peerRow(p))
 	}
-	if err := n.db.PutPeers(rows); err != nil {
+	// The live table is bounded (rows, retention): the store mirrors it,
+	// so evicted and purged peers leave the disk too.
+	if err := n.db.SyncPeers(rows); err != nil {
 		n.log.Warn("peer table not flushed", "err", err)
-	}
-	if _, err := n.db.PurgeDeleted(time.Now().Add(-24 * time.Hour)); err != nil {
-		n.log.Warn("tombstones not purged", "err", err)
 	}
 }
 
