@@ -116,7 +116,6 @@ func TestIdentityFloodThroughOneConnectionBounded(t *testing.T) {
 	t.Logf("%d heartbeats of forged identities in %s: %d rows, %d forged admitted, %.0f refused", sybils, elapsed.Round(time.Millisecond), rows, admitted, testutil.ToFloat64(refused))
 }
 
-
 // A full table evicts a tombstone, then an offline, then a stale row,
 // never a connected peer's or an online one; with only online rows left a
 // new identity is refused (IGNORE) unless it is directly connected.
