@@ -44,6 +44,20 @@ type Config struct {
 	ClockSkew time.Duration
 	// TombstoneRetention is how long a peer that left is kept as deleted.
 	TombstoneRetention time.Duration
+	// OfflineRetention is how long an offline peer (no heartbeat for 10
+	// of its intervals, no connection) is kept before its row is purged.
+	OfflineRetention time.Duration
+	// MaxPeers bounds the live peer table's rows. A new identity in a
+	// full table evicts a deleted, offline or stale row (the longest
+	// unseen first, never a directly connected peer's) or is refused;
+	// directly connected peers are always listed.
+	MaxPeers int
+	// NewPeerRate and NewPeerBurst bound, per forwarding peer, how many
+	// identities never seen before it may bring into the table a second:
+	// one connection cannot publish heartbeats for thousands of forged
+	// identities and have them listed and persisted.
+	NewPeerRate  float64
+	NewPeerBurst int
 
 	// ConnLow and ConnHigh are the connection manager's water marks. The
 	// resource manager's connection limits are derived from ConnHigh, so
@@ -106,6 +120,10 @@ func DefaultConfig() Config {
 		HeartbeatBudget:    10,               // network-wide heartbeats per second (a 200-node mocknet holds 10/s: NOTES.md)
 		ClockSkew:          protocol.DefaultClockSkew,
 		TombstoneRetention: 24 * time.Hour, // deleted peers kept a day
+		OfflineRetention:   24 * time.Hour, // offline peers kept a day
+		MaxPeers:           1000,           // rows of the peer table (≈ 10 KiB each with the last heartbeat)
+		NewPeerRate:        5,              // new identities a second per forwarding peer
+		NewPeerBurst:       100,            // after a burst of 100: a joining node meets a 100-node network at once through one peer
 		ConnLow:            64,             // trim down to 64 connections
 		ConnHigh:           192,            // when above 192
 		ResourceMemory:     256 << 20,      // a small node: 256 MiB for libp2p
@@ -144,6 +162,12 @@ func (c *Config) Validate() error {
 		return bad("resource memory %d bytes: need at least 64 MiB", c.ResourceMemory)
 	case c.Host == nil && c.ResourceFDs < c.ConnHigh*3/2+32:
 		return bad("resource fds %d: need at least %d for %d connections (1.5 x conn high) and the listeners", c.ResourceFDs, c.ConnHigh*3/2+32, c.ConnHigh*3/2)
+	case c.MaxPeers < 16:
+		return bad("max peers %d: need at least 16", c.MaxPeers)
+	case c.NewPeerRate <= 0 || c.NewPeerBurst < 1:
+		return bad("new peer rate %g/s burst %d: both must be positive", c.NewPeerRate, c.NewPeerBurst)
+	case c.TombstoneRetention <= 0 || c.OfflineRetention <= 0:
+		return bad("tombstone and offline retentions must be positive")
 	case c.DiscoveryInterval <= 0:
 		return bad("discovery interval must be positive")
 	case c.MaxBlobBytes <= 0:

@@ -107,12 +107,15 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m := &Mesh{
 		cfg:     cfg,
 		log:     log.With("subsys", "mesh"),
-		table:   newTable(),
 		topics:  make(map[string]*pubsub.Topic),
 		events:  make(chan PeerInfo, 256),
 		blobSem: make(chan struct{}, blobServers),
 	}
+	m.table = newBoundedTable(cfg.MaxPeers, cfg.NewPeerRate, float64(cfg.NewPeerBurst), func(p peer.ID) bool {
+		return m.h != nil && m.h.Network().Connectedness(p) == network.Connected
+	})
 	m.met = newMetrics(reg, m.table)
+	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
 	m.floods = newFloodScore()
@@ -371,7 +374,7 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 			}
 			return pubsub.ValidationIgnore
 		}
-		val, err := v(ctx, msg.GetFrom(), msg.Data)
+		val, err := v(context.WithValue(ctx, viaKey{}, via), msg.GetFrom(), msg.Data)
 		if err == nil {
 			msg.ValidatorData = val
 		}
@@ -382,6 +385,19 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 		}
 		return res
 	}
+}
+
+// viaKey carries, in a validator's context, the peer that forwarded the
+// message (the origin itself on a direct first hop).
+type viaKey struct{}
+
+// forwarder returns the peer that forwarded the message being validated;
+// from if unknown.
+func forwarder(ctx context.Context, from peer.ID) peer.ID {
+	if via, ok := ctx.Value(viaKey{}).(peer.ID); ok && via != "" {
+		return via
+	}
+	return from
 }
 
 // verdict is the one place where errors become gossip verdicts.
@@ -396,11 +412,11 @@ func verdict(err error) (pubsub.ValidationResult, string) {
 	}
 }
 
-func (m *Mesh) validateHeartbeat(_ context.Context, from peer.ID, data []byte) error {
+func (m *Mesh) validateHeartbeat(ctx context.Context, from peer.ID, data []byte) error {
 	if from == m.h.ID() {
 		return nil
 	}
-	err := m.acceptHeartbeat(from, data)
+	err := m.acceptHeartbeat(from, forwarder(ctx, from), data)
 	if err != nil {
 		_, word := verdict(err)
 		m.met.hbRefused.WithLabelValues(protocol.Reason(err), word).Inc()
@@ -410,7 +426,7 @@ func (m *Mesh) validateHeartbeat(_ context.Context, from peer.ID, data []byte) e
 	return nil
 }
 
-func (m *Mesh) acceptHeartbeat(from peer.ID, data []byte) error {
+func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	hb, err := protocol.DecodeHeartbeat(data)
 	if err != nil {
 		return err
@@ -422,7 +438,7 @@ func (m *Mesh) acceptHeartbeat(from peer.ID, data []byte) error {
 	if err != nil {
 		return err
 	}
-	info, notable, err := m.table.observe(hb, caps, now)
+	info, notable, err := m.table.observe(hb, caps, via, now)
 	if err != nil {
 		return err
 	}
@@ -575,8 +591,8 @@ func (m *Mesh) maintenanceLoop() {
 		case <-m.ctx.Done():
 			return
 		case now := <-t.C:
-			for _, id := range m.table.purge(now.Add(-m.cfg.TombstoneRetention)) {
-				m.log.Debug("tombstone purged", "peer", id)
+			for _, id := range m.table.purge(now, now.Add(-m.cfg.TombstoneRetention), now.Add(-m.cfg.OfflineRetention)) {
+				m.log.Debug("peer purged", "peer", id)
 			}
 		}
 	}

@@ -14,6 +14,8 @@ type metrics struct {
 	gossip     *prometheus.CounterVec // topic, verdict
 	interval   prometheus.Gauge
 	blobs      *prometheus.CounterVec // direction, outcome
+	admissions *prometheus.CounterVec // outcome
+	evictions  *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer, t *table) *metrics {
@@ -38,8 +40,20 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 			Name: "proofmesh_blob_transfers_total",
 			Help: "Blob stream transfers, by direction (served, fetched) and outcome.",
 		}, []string{"direction", "outcome"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_peer_admissions_total",
+			Help: "New identities seen in heartbeats, by outcome (admitted, admitted_direct, refused_rate: the forwarding peer is over its admission rate, refused_full: the table is full of online rows).",
+		}, []string{"outcome"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_peer_evictions_total",
+			Help: "Rows removed from the live peer table, by reason (capacity, offline_retention, tombstone_retention).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs)
+	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "proofmesh_peer_table_rows",
+		Help: "Rows in the live peer table, tombstones included (bounded by the mesh's MaxPeers).",
+	}, func() float64 { return float64(t.len()) }))
 	for _, st := range []protocol.PeerStatus{protocol.StatusOnline, protocol.StatusStale, protocol.StatusOffline, protocol.StatusDeleted} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "proofmesh_peers",

@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -33,13 +34,31 @@ type peerEntry struct {
 
 // table is the live peer table. Statuses are derived on read from the last
 // heartbeat and the interval the peer announced, so no timer per peer is
-// needed.
+// needed. It is bounded: at most maxRows rows (a full table evicts a
+// deleted, offline or stale row, never a directly connected peer's), new
+// identities admitted at a rate per forwarding peer, and offline rows and
+// tombstones purged after their retention (purge).
 type table struct {
 	mu    sync.Mutex
 	peers map[peer.ID]*peerEntry
+
+	maxRows   int
+	admit     *protocol.Limiter  // new identities, keyed by forwarding peer
+	connected func(peer.ID) bool // a live connection to the peer
+	met       *metrics           // nil in tests of the table alone
 }
 
-func newTable() *table { return &table{peers: make(map[peer.ID]*peerEntry)} }
+func newTable() *table {
+	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt, connected: func(peer.ID) bool { return false }}
+}
+
+// newBoundedTable returns a table of at most maxRows rows admitting new
+// identities at rate per second (burst) per forwarding peer.
+func newBoundedTable(maxRows int, rate, burst float64, connected func(peer.ID) bool) *table {
+	t := newTable()
+	t.maxRows, t.admit, t.connected = maxRows, protocol.NewLimiter(rate, burst), connected
+	return t
+}
 
 func (t *table) lastSeq(id peer.ID) uint64 {
 	t.mu.Lock()
@@ -54,7 +73,14 @@ func (t *table) lastSeq(id peer.ID) uint64 {
 // under the lock (validators run concurrently) and reports whether the peer
 // is new or came back from deleted or offline, the moments worth
 // persisting.
-func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, now time.Time) (info PeerInfo, notable bool, err error) {
+//
+// via is the peer that forwarded the heartbeat: a new identity costs via
+// one token of its admission bucket (none if it is the identity itself on
+// a direct connection), and is refused (ErrNotYet: IGNORE, honest relays
+// are not penalised) when the bucket is empty or the table is full of
+// rows that may not be evicted. Only an admitted identity is ever
+// reported, so only it is persisted.
+func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via peer.ID, now time.Time) (info PeerInfo, notable bool, err error) {
 	id, err := peer.Decode(hb.NodeID)
 	if err != nil {
 		return PeerInfo{}, false, fmt.Errorf("%w: node_id: %v", protocol.ErrMalformed, err)
@@ -63,6 +89,9 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, now 
 	defer t.mu.Unlock()
 	e, ok := t.peers[id]
 	if !ok {
+		if err := t.admitLocked(id, via, now); err != nil {
+			return PeerInfo{}, false, err
+		}
 		e = &peerEntry{info: PeerInfo{ID: id, FirstSeen: now}}
 		t.peers[id] = e
 		notable = true
@@ -87,6 +116,74 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, now 
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
 	return e.snapshot(now), notable, nil
+}
+
+// admitLocked decides whether a new identity id, forwarded by via, gets a
+// row, evicting one if the table is full. The caller holds mu.
+func (t *table) admitLocked(id, via peer.ID, now time.Time) error {
+	direct := via == id && t.connected(id)
+	if !direct && t.admit != nil && !t.admit.Allow(string(via), now) {
+		t.count("refused_rate")
+		return fmt.Errorf("%w: new identity %s: forwarding peer %s is over its admission rate", protocol.ErrNotYet, id, via)
+	}
+	if len(t.peers) < t.maxRows {
+		t.count("admitted")
+		return nil
+	}
+	if victim, ok := t.evictableLocked(now); ok {
+		delete(t.peers, victim)
+		t.evicted("capacity", 1)
+		t.count("admitted")
+		return nil
+	}
+	if direct {
+		// A peer we hold a connection to is always listed: connections
+		// are bounded by the connection manager, so the table stays
+		// within maxRows plus the connection limit.
+		t.count("admitted_direct")
+		return nil
+	}
+	t.count("refused_full")
+	return fmt.Errorf("%w: new identity %s: peer table full (%d rows, none offline, stale or deleted)", protocol.ErrNotYet, id, t.maxRows)
+}
+
+// evictableLocked picks the row to make room with: a tombstone first,
+// then an offline, then a stale row, the longest unseen first; never an
+// online row, never a directly connected peer.
+func (t *table) evictableLocked(now time.Time) (peer.ID, bool) {
+	rank := map[protocol.PeerStatus]int{protocol.StatusDeleted: 0, protocol.StatusOffline: 1, protocol.StatusStale: 2}
+	var best peer.ID
+	bestRank, found := 0, false
+	var bestSeen time.Time
+	for id, e := range t.peers {
+		r, ok := rank[e.status(now)]
+		if !ok || t.connected(id) {
+			continue
+		}
+		if !found || r < bestRank || r == bestRank && e.info.LastSeen.Before(bestSeen) {
+			best, bestRank, bestSeen, found = id, r, e.info.LastSeen, true
+		}
+	}
+	return best, found
+}
+
+func (t *table) count(outcome string) {
+	if t.met != nil {
+		t.met.admissions.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (t *table) evicted(reason string, n int) {
+	if t.met != nil && n > 0 {
+		t.met.evictions.WithLabelValues(reason).Add(float64(n))
+	}
+}
+
+// len returns the number of rows.
+func (t *table) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.peers)
 }
 
 // leave marks a peer deleted. Unknown peers and peers already deleted are
@@ -173,12 +270,18 @@ func (t *table) counts(now time.Time) map[protocol.PeerStatus]int {
 	return c
 }
 
-// restore loads rows saved by an earlier run. Rows already present (seen
-// since start) win.
+// restore loads rows saved by an earlier run, the most recently seen
+// first, up to the table's bound. Rows already present (seen since start)
+// win.
 func (t *table) restore(rows []PeerInfo) {
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b PeerInfo) int { return b.LastSeen.Compare(a.LastSeen) })
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range rows {
+		if len(t.peers) >= t.maxRows {
+			return
+		}
 		if _, ok := t.peers[r.ID]; ok || r.ID == "" {
 			continue
 		}
@@ -187,16 +290,29 @@ func (t *table) restore(rows []PeerInfo) {
 	}
 }
 
-// purge drops tombstones deleted before cutoff and returns their ids.
-func (t *table) purge(cutoff time.Time) []peer.ID {
+// purge drops tombstones deleted before deletedBefore and offline rows
+// last seen before offlineBefore (never a directly connected peer's), and
+// returns their ids.
+func (t *table) purge(now, deletedBefore, offlineBefore time.Time) []peer.ID {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var gone []peer.ID
+	var tombs, offline int
 	for id, e := range t.peers {
-		if !e.info.DeletedAt.IsZero() && e.info.DeletedAt.Before(cutoff) {
+		switch {
+		case !e.info.DeletedAt.IsZero():
+			if e.info.DeletedAt.Before(deletedBefore) {
+				delete(t.peers, id)
+				gone = append(gone, id)
+				tombs++
+			}
+		case e.status(now) == protocol.StatusOffline && e.info.LastSeen.Before(offlineBefore) && !t.connected(id):
 			delete(t.peers, id)
 			gone = append(gone, id)
+			offline++
 		}
 	}
+	t.evicted("tombstone_retention", tombs)
+	t.evicted("offline_retention", offline)
 	return gone
 }

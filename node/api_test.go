@@ -124,8 +124,9 @@ func TestAPIAuthStatusCodesAndMetrics(t *testing.T) {
 }
 
 // A token guesser is stopped after a few failures (429 with Retry-After),
-// even when it finally guesses right, and every response carries the
-// security headers.
+// while the holder of the right token, from the same address, is served
+// (issue 12: the guesser's failures used to lock the admin out), and every
+// response carries the security headers.
 func TestAPIAuthFailuresLimited(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	n := tn.Nodes[0]
@@ -144,7 +145,7 @@ func TestAPIAuthFailuresLimited(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+	if resp.StatusCode != 200 {
 		t.Fatalf("right token right after a guessing spree: %d", resp.StatusCode)
 	}
 	for _, h := range []string{"X-Content-Type-Options", "Content-Security-Policy", "Cache-Control"} {

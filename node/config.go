@@ -9,6 +9,7 @@ import (
 
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/node/api"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -25,6 +26,9 @@ type Config struct {
 	APIAddr string
 	// APIToken overrides the token in DataDir (tests, testnets).
 	APIToken string
+	// API holds the HTTP API's limits: rates per credential and per
+	// address, timeouts, connections per client, event streams.
+	API api.Config
 	// Network is the network to join; nil means the built-in default.
 	Network *bootstrap.Network
 	// HeartbeatInterval is the base heartbeat interval.
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 	return Config{
 		ListenAddrs:       mc.ListenAddrs,
 		APIAddr:           "127.0.0.1:8080",
+		API:               api.DefaultConfig(),
 		HeartbeatInterval: mc.HeartbeatInterval,
 		DHT:               mc.DHT,
 		SandboxWorkers:    2, // WASM runs at once; more queue
@@ -123,6 +128,9 @@ func (c *Config) Validate() error {
 			return bad("--api %q: %v (want host:port)", c.APIAddr, err)
 		}
 		_ = host
+		if err := c.API.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 	}
 	return nil
 }

@@ -289,10 +289,11 @@ func (n *Node) serveAPI() error {
 	if err != nil {
 		return fmt.Errorf("api listen on %s: %w", n.cfg.APIAddr, err)
 	}
-	n.apiLn = ln
+	capped := api.Listen(ln, n.cfg.API.MaxConnsPerClient)
+	n.apiLn = capped
 	n.authSeen = map[string]time.Time{}
-	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure, AuditSuccess: n.auditAuthSuccess, CORSOrigins: n.cfg.CORSOrigins})
-	n.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	h := api.Handler(n, api.Options{Token: n.token, Metrics: n.promReg, Logger: n.log, Audit: n.auditAuthFailure, AuditSuccess: n.auditAuthSuccess, CORSOrigins: n.cfg.CORSOrigins, Config: n.cfg.API})
+	n.apiSrv = api.NewServer(h, n.cfg.API, capped)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -452,11 +453,10 @@ func (n *Node) flushPeers() {
 	for _, p := range peers {
 		rows = append(rows, n.peerRow(p))
 	}
-	if err := n.db.PutPeers(rows); err != nil {
+	// The live table is bounded (rows, retention): the store mirrors it,
+	// so evicted and purged peers leave the disk too.
+	if err := n.db.SyncPeers(rows); err != nil {
 		n.log.Warn("peer table not flushed", "err", err)
-	}
-	if _, err := n.db.PurgeDeleted(time.Now().Add(-24 * time.Hour)); err != nil {
-		n.log.Warn("tombstones not purged", "err", err)
 	}
 }
 

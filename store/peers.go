@@ -202,3 +202,73 @@ func (db *DB) PurgeDeleted(before time.Time) (int, error) {
 	})
 	return n, err
 }
+
+// SyncPeers makes the stored table the given rows, in one transaction:
+// each row is stored and every stored row not among them (evicted or
+// purged from the bounded live table) is deleted, so the store holds no
+// more peers than the live table does.
+func (db *DB) SyncPeers(ps []Peer) error {
+	keep := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		keep[p.ID] = true
+	}
+	return db.Update(func(tx *Tx) error {
+		b, err := tx.bucket(bucketPeers)
+		if err != nil {
+			return err
+		}
+		var doomed [][]byte
+		if err := b.ForEach(func(k, _ []byte) error {
+			if !keep[string(k)] {
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("drop peer %s: %w", k, err)
+			}
+		}
+		for i := range ps {
+			if err := tx.PutPeer(ps[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PurgeOffline removes the rows, tombstones excluded, last seen before
+// before (offline peers past their retention), and returns how many.
+func (db *DB) PurgeOffline(before time.Time) (int, error) {
+	var n int
+	err := db.Update(func(tx *Tx) error {
+		b, err := tx.bucket(bucketPeers)
+		if err != nil {
+			return err
+		}
+		var doomed [][]byte
+		if err := b.ForEach(func(k, v []byte) error {
+			p, err := decodePeer(k, v)
+			if err != nil {
+				return err
+			}
+			if !p.Deleted() && p.LastSeen.Before(before) {
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range doomed {
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("purge peer %s: %w", k, err)
+			}
+		}
+		n = len(doomed)
+		return nil
+	})
+	return n, err
+}

@@ -44,10 +44,10 @@ type Options struct {
 	// address and the credential as a fingerprint ("token 1a2b3c4d") or
 	// an API key prefix; optional.
 	AuditSuccess func(remote, credential string)
-	// RatePerSecond and Burst bound each client address's requests.
-	// Zero: 50 per second, burst 100.
-	RatePerSecond float64
-	Burst         int
+	// Config holds the API's rate limits and stream caps (its timeouts and
+	// connection cap apply through NewServer and Listen). Zero:
+	// DefaultConfig().
+	Config Config
 	// CORSOrigins are the browser origins allowed to call the API
 	// (exact matches, e.g. "https://dashboard.example"). Empty: none; no
 	// CORS header is ever sent.
@@ -57,39 +57,56 @@ type Options struct {
 type server struct {
 	b     Backend
 	opt   Options
+	cfg   Config
 	log   *slog.Logger
-	tiers map[string]*protocol.Limiter
-	codes *prometheus.CounterVec
+	tiers map[string]*protocol.Limiter // keyed by credential
+	anon  *protocol.Limiter            // unauthenticated requests, keyed by address
+	fails *protocol.Limiter            // failed authentications, keyed by address
+	// tokenID is the node token's name in limits and audit entries.
+	tokenID string
+	streams *streamSlots
+	codes   *prometheus.CounterVec
 }
 
-// Rate-limit tiers, each a token bucket per client address: general
-// requests; submissions and proof verifications, which cost the node
-// work; and authentication failures, which stop a token guesser after a
-// few tries (one more per second).
+// Rate-limit tiers, each a token bucket per credential (the node's token
+// or an API key): general requests; submissions and proof verifications,
+// which cost the node work. Requests without a valid credential are
+// limited per client address in buckets of their own (anon, fails), so
+// the holder of a valid credential never pays for others' failures.
 const (
 	tierGeneral = "general"
 	tierSubmit  = "submit"
 	tierVerify  = "verify"
-	tierAuth    = "auth_failure"
 )
 
-// Handler returns the API's HTTP handler.
-func Handler(b Backend, opt Options) http.Handler {
+func newServer(b Backend, opt Options) *server {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.RatePerSecond <= 0 {
-		opt.RatePerSecond, opt.Burst = 50, 100
+	cfg := opt.Config
+	if cfg == (Config{}) {
+		cfg = DefaultConfig()
 	}
-	s := &server{b: b, opt: opt, log: opt.Logger.With("subsys", "api"), tiers: map[string]*protocol.Limiter{
-		tierGeneral: protocol.NewLimiter(opt.RatePerSecond, float64(opt.Burst)),
+	s := &server{b: b, opt: opt, cfg: cfg, log: opt.Logger.With("subsys", "api"), tiers: map[string]*protocol.Limiter{
+		tierGeneral: protocol.NewLimiter(cfg.RatePerSecond, float64(cfg.Burst)),
 		tierSubmit:  protocol.NewLimiter(10, 20),
 		tierVerify:  protocol.NewLimiter(10, 20),
-		tierAuth:    protocol.NewLimiter(1, 10),
-	}}
+	},
+		anon:    protocol.NewLimiter(cfg.AnonRatePerSecond, float64(cfg.AnonBurst)),
+		fails:   protocol.NewLimiter(cfg.AuthFailureRate, float64(cfg.AuthFailureBurst)),
+		tokenID: "token " + Fingerprint(opt.Token),
+		streams: newStreamSlots(cfg.MaxStreamsPerClient, cfg.MaxStreams),
+	}
 	s.codes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "proofmesh_api_requests_total", Help: "API requests, by route and status code.",
 	}, []string{"route", "code"})
+	return s
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(b Backend, opt Options) http.Handler {
+	s := newServer(b, opt)
+	opt = s.opt
 	mux := http.NewServeMux()
 	// Each route names the scope it needs ("" for none): the node's own
 	// token is admin; API keys carry their scope.
@@ -152,8 +169,12 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handler {
 	auth := scope != ""
+	stream := strings.HasSuffix(route, "/events")
 	tier := ""
 	switch route {
 	case "POST /api/v1/tasks":
@@ -173,31 +194,34 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		now := time.Now()
-		// who is the client address, and once authenticated with an API
-		// key also the key: a key is limited wherever it comes from.
-		limitedAs := func(t, who string) bool {
-			if s.tiers[t].Allow(who, now) {
-				return false
-			}
+		tooMany := func(msg string) {
 			sw.Header().Set("Retry-After", "1")
-			writeError(sw, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many %s requests from %s; retry in a second", strings.ReplaceAll(t, "_", " "), who))
-			return true
+			writeError(sw, http.StatusTooManyRequests, "rate_limited", msg)
 		}
-		limited := func(t string) bool { return limitedAs(t, host) }
-		if limited(tierGeneral) || (tier != "" && limited(tier)) {
-			return
-		}
-		if auth && !s.tiers[tierAuth].Has(host, now) {
-			limited(tierAuth)
-			return
-		}
-		if auth {
-			have, err := s.authenticate(r)
-			if err == nil && !ScopeAllows(have, scope) {
+		// Authenticate first (constant time), so that what limits a
+		// request depends on who it is: a valid credential has buckets
+		// of its own, which nobody else's requests spend.
+		cred := ""
+		if auth || r.Header.Get("Authorization") != "" {
+			have, id, err := s.authenticate(r)
+			if err == nil && auth && !ScopeAllows(have, scope) {
 				err = fmt.Errorf("insufficient scope: this key is %q, %s needs %q", have, route, scope)
+				cred = id // a valid credential: its own buckets pay
 			}
-			if err != nil {
-				s.tiers[tierAuth].Allow(host, now) // spend one attempt
+			switch {
+			case err == nil:
+				cred = id
+			case !auth:
+				// A bad credential on an open route is served as
+				// anonymous.
+			case cred == "" && !s.fails.Allow(host, now):
+				tooMany(fmt.Sprintf("too many failed authentications from %s (at most %g a second after %d); retry in a second", host, s.cfg.AuthFailureRate, s.cfg.AuthFailureBurst))
+				return
+			default:
+				if cred != "" && !s.tiers[tierGeneral].Allow(cred, now) {
+					tooMany(fmt.Sprintf("too many requests by %s (at most %g a second after %d); retry in a second", cred, s.cfg.RatePerSecond, s.cfg.Burst))
+					return
+				}
 				s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path, "reason", err)
 				if s.opt.Audit != nil {
 					s.opt.Audit(host, r.URL.Path+": "+err.Error())
@@ -206,16 +230,41 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 				writeError(sw, http.StatusUnauthorized, "unauthorized", err.Error())
 				return
 			}
-			key, isKey := apiKeyPrefix(r)
-			if isKey && (limitedAs(tierGeneral, key) || (tier != "" && limitedAs(tier, key))) {
+		}
+		if cred == "" {
+			if !s.anon.Allow(host, now) {
+				tooMany(fmt.Sprintf("too many unauthenticated requests from %s (at most %g a second after %d); retry in a second", host, s.cfg.AnonRatePerSecond, s.cfg.AnonBurst))
 				return
 			}
-			if s.opt.AuditSuccess != nil {
-				if !isKey {
-					key = "token " + Fingerprint(s.opt.Token)
+		} else {
+			for _, t := range []string{tierGeneral, tier} {
+				if t != "" && !s.tiers[t].Allow(cred, now) {
+					tooMany(fmt.Sprintf("too many %s requests by %s; retry in a second", t, cred))
+					return
 				}
-				s.opt.AuditSuccess(host, key)
 			}
+			if auth && s.opt.AuditSuccess != nil {
+				s.opt.AuditSuccess(host, cred)
+			}
+		}
+		if stream {
+			who := cred
+			if who == "" {
+				who = host
+			}
+			release, err := s.streams.acquire(who)
+			if err != nil {
+				tooMany(err.Error())
+				return
+			}
+			defer release()
+			// An event stream outlives ReadTimeout and WriteTimeout: lift
+			// the read deadline (the request is read) and bound each
+			// write instead, so a client that stops reading is dropped.
+			rc := http.NewResponseController(sw)
+			_ = rc.SetReadDeadline(time.Time{})
+			h(&streamWriter{statusWriter: sw, rc: rc, timeout: s.cfg.StreamWriteTimeout}, r)
+			return
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
 		h(sw, r)
@@ -233,24 +282,33 @@ func securityHeaders(h http.Header) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-// authenticate returns the scope of the request's bearer credential: the
-// node's token (compared in constant time over hashes, so not even the
-// length leaks) is admin; an API key has its own scope.
-func (s *server) authenticate(r *http.Request) (string, error) {
+// authenticate returns the scope of the request's bearer credential and
+// the name it is limited and audited under: the node's token (compared
+// in constant time over hashes, so not even the length leaks) is admin,
+// named by its fingerprint; an API key has its own scope and is named by
+// its public prefix.
+func (s *server) authenticate(r *http.Request) (scope, id string, err error) {
 	if s.opt.Token == "" {
-		return ScopeAdmin, nil // loopback-only node without a token (the node refuses this beyond loopback)
+		// A loopback-only node without a token (the node refuses this
+		// beyond loopback): every local client is the same admin.
+		return ScopeAdmin, "tokenless", nil
 	}
 	given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return "", errors.New("a bearer token is required (Authorization: Bearer <api.token or an API key>)")
+		return "", "", errors.New("a bearer token is required (Authorization: Bearer <api.token or an API key>)")
 	}
 	if s.authorized(given) {
-		return ScopeAdmin, nil
+		return ScopeAdmin, s.tokenID, nil
 	}
 	if strings.HasPrefix(given, "pmk_") && s.b != nil {
-		return s.b.AuthenticateKey(given)
+		scope, err := s.b.AuthenticateKey(given)
+		if err != nil {
+			return "", "", err
+		}
+		key, _ := apiKeyPrefix(r) // the backend checked the key's form
+		return scope, key, nil
 	}
-	return "", errors.New("the bearer token is not valid")
+	return "", "", errors.New("the bearer token is not valid")
 }
 
 // apiKeyPrefix returns the public prefix of the request's API key.

@@ -25,7 +25,7 @@ func BenchmarkTokenCheck(b *testing.B) {
 	measure := func(r *http.Request) time.Duration {
 		start := time.Now()
 		for range 20000 {
-			if _, err := s.authenticate(r); err == nil {
+			if _, _, err := s.authenticate(r); err == nil {
 				b.Fatal("wrong token accepted")
 			}
 		}
@@ -74,7 +74,7 @@ func (nopBackend) AuthenticateKey(string) (string, error) { return ScopeRead, ni
 
 // An API key is rate limited as itself, whichever address it comes from.
 func TestAPIKeyLimitedAcrossAddresses(t *testing.T) {
-	h := Handler(nopBackend{}, Options{Token: strings.Repeat("t", 64), RatePerSecond: 1, Burst: 5})
+	h := Handler(nopBackend{}, Options{Token: strings.Repeat("t", 64), Config: func() Config { c := DefaultConfig(); c.RatePerSecond, c.Burst = 1, 5; return c }()})
 	key := "pmk_abcd0123_" + strings.Repeat("0", 64)
 	get := func(addr string) int {
 		req := httptest.NewRequest("GET", "/api/v1/node", nil)
