@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
@@ -50,4 +51,25 @@ func FuzzDecodeInput(f *testing.F) {
 			t.Fatalf("typed input decoded to invalid JSON %q", in)
 		}
 	})
+}
+
+// Parser differential: a bundle with a duplicated key, a case variant of
+// a key, or two results lists is refused, not read one way here and
+// another elsewhere.
+func TestBundleWithDuplicateOrCaseVariantKeysRefused(t *testing.T) {
+	keys, err := zk.DefaultKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := bootstrap.DefaultNetwork().Registry()
+	for _, b := range []string{
+		`{"format":"proofmesh-bundle/v2","format":"proofmesh-bundle/v2","task":"","results":[]}`,
+		`{"FORMAT":"proofmesh-bundle/v2","task":"","results":[]}`,
+		`{"format":"proofmesh-bundle/v2","task":"","results":[],"results":[]}`,
+	} {
+		_, err := VerifyBundle([]byte(b), reg, keys)
+		if !errors.Is(err, ErrBadBundle) || !(strings.Contains(err.Error(), "duplicate") || strings.Contains(err.Error(), "case")) {
+			t.Errorf("%s: %v", b, err)
+		}
+	}
 }

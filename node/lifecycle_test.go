@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -327,5 +328,55 @@ func TestEmptyInputAccepted(t *testing.T) {
 	id := submit(t, tn.Nodes[0], api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Replicas: 2})
 	if v := waitTask(t, tn.Nodes[0], id, 2*testLease); v.State != protocol.StateAccepted || string(v.Output) != `""` {
 		t.Fatalf("empty input: %s %q %s", v.State, v.Reason, v.Output)
+	}
+}
+
+// Reputation farming: a node that submits tasks to itself and proves them
+// earns no reputation on the nodes that verify its proofs; a proof for
+// another peer's task does.
+func TestSelfSubmittedTaskEarnsNoReputation(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	farmer, other := tn.Nodes[1], tn.Nodes[2]
+	farmer.rankHook = putFirst(farmer.ID().String())
+	id := submit(t, farmer, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"21"}`)})
+	if v := waitTask(t, farmer, id, 3*testLease); v.State != protocol.StateAccepted || v.Settled[0] != farmer.ID().String() {
+		t.Fatalf("self-submitted task %s settled by %v", v.State, v.Settled)
+	}
+	waitSeen(t, other, id)
+	waitTask(t, other, id, 10*time.Second)
+	if verified, _ := other.rep.get(farmer.ID()); verified != 0 {
+		t.Fatalf("self-dealing earned %d verified results on another node", verified)
+	}
+	// The same work for someone else's task counts.
+	sub := tn.Nodes[0]
+	sub.rankHook = putFirst(farmer.ID().String())
+	id = submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"22"}`)})
+	waitSeen(t, other, id)
+	if v := waitTask(t, other, id, 3*testLease); v.State != protocol.StateAccepted {
+		t.Fatalf("task %s", v.State)
+	}
+	if verified, _ := other.rep.get(farmer.ID()); verified != 1 {
+		t.Fatalf("a proof for another peer's task earned %d verified results, want 1", verified)
+	}
+}
+
+// Compile bomb: a module of 200,000 nested blocks is refused at submission
+// at once, naming the bound, without compiling; a mimc task submitted
+// beside it completes.
+func TestCompileBombRefusedAtOnceWhileOthersRun(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	sub := tn.Nodes[0]
+	mimc := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"31"}`)})
+	bomb := nestedBlocks(200_000)
+	start := time.Now()
+	_, err := sub.Submit(context.Background(), api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), Module: bomb, Replicas: 2})
+	if !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), "nests blocks 200000 deep") {
+		t.Fatalf("bomb: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("refusing the bomb took %s", took)
+	}
+	if v := waitTask(t, sub, mimc, 3*testLease); v.State != protocol.StateAccepted {
+		t.Fatalf("mimc beside the bomb: %s %q", v.State, v.Reason)
 	}
 }

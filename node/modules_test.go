@@ -77,3 +77,24 @@ func spinForever() []byte {
 		wasmSection(10, cat([]byte{0x01}, leb(len(body)), body)),
 	)
 }
+
+// nestedBlocks is issue 12's compile bomb: _start opens depth blocks one
+// inside the other (600 KB for 200,000).
+func nestedBlocks(depth int) []byte {
+	body := make([]byte, 0, 1+3*depth+1)
+	body = append(body, 0x00)
+	for range depth {
+		body = append(body, 0x02, 0x40) // block (no result)
+	}
+	for range depth {
+		body = append(body, 0x0b)
+	}
+	body = append(body, 0x0b)
+	return wasmModule(
+		wasmSection(1, []byte{0x01, 0x60, 0x00, 0x00}),
+		wasmSection(3, []byte{0x01, 0x00}),
+		wasmSection(5, []byte{0x01, 0x00, 0x01}),
+		wasmSection(7, cat([]byte{0x02}, wasmName("memory"), []byte{0x02, 0x00}, wasmName("_start"), []byte{0x00, 0x00})),
+		wasmSection(10, cat([]byte{0x01}, leb(len(body)), body)),
+	)
+}

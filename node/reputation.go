@@ -14,6 +14,36 @@ type reputation struct {
 	m  map[peer.ID]*[2]int // verified, rejected
 }
 
+// creditable reports whether a verified result may raise its executor's
+// reputation here: the task's submitter is another peer, of a network
+// origin this node knows and that differs from the executor's. A peer
+// that submits tasks to itself, or to a peer beside it, earns nothing.
+func (n *Node) creditable(submitter, executor string) bool {
+	if submitter == executor {
+		return false
+	}
+	so, ok1 := n.originOf(submitter)
+	eo, ok2 := n.originOf(executor)
+	return ok1 && ok2 && so != eo
+}
+
+// originOf is a peer's network origin as this node knows it: that of its
+// direct connection under the replica diversity rule.
+func (n *Node) originOf(id string) (string, bool) {
+	if id == n.id.String() {
+		return "self", true
+	}
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return "", false
+	}
+	addr, ok := n.mesh.DirectAddr(pid)
+	if !ok {
+		return "", false
+	}
+	return n.network.Diversity().Origin(addr), true
+}
+
 // peerID parses a peer id from a message field.
 func peerID(s string) (peer.ID, error) { return peer.Decode(s) }
 

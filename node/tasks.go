@@ -59,7 +59,11 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 		if len(req.Module) == 0 {
 			return "", fmt.Errorf("%w: type %s needs a module (base64 \"module\")", protocol.ErrBadInput, tt.ID)
 		}
-		if err := n.sb.Compile(ctx, req.Module); err != nil {
+		// Structure and imports only, in linear time: compiling is the
+		// executors' job, in their compile pools, never the API's. A module
+		// that passes this and still fails to compile fails the task with
+		// the executors' confirmed bad_module reports.
+		if err := n.sb.Check(req.Module); err != nil {
 			return "", fmt.Errorf("%w: module: %v", protocol.ErrBadInput, err)
 		}
 		if t.ModuleHash, err = n.db.PutBlob(req.Module); err != nil {
@@ -188,22 +192,20 @@ func decodeInput(tt protocol.TaskType, raw json.RawMessage) ([]byte, error) {
 // replica diversity rule.
 func (n *Node) peerViews() []protocol.PeerView {
 	var out []protocol.PeerView
-	div := n.network.Diversity()
 	for _, p := range n.mesh.Peers() {
 		v := protocol.PeerView{ID: p.ID.String(), Status: p.Status, Capabilities: p.Capabilities}
 		if p.Heartbeat != nil {
 			v.TaskTypes = p.Heartbeat.TaskTypes
 		}
-		if addr, ok := n.mesh.DirectAddr(p.ID); ok {
-			v.Present, v.Origin = true, div.Origin(addr)
-		}
+		v.Origin, v.Present = n.originOf(p.ID.String())
 		v.Verified, v.Rejected = n.rep.get(p.ID)
 		out = append(out, v)
 	}
 	if !n.cfg.BootstrapOnly {
 		hb := n.heartbeat()
 		v := protocol.PeerView{ID: n.id.String(), Status: protocol.StatusOnline, Capabilities: n.caps,
-			TaskTypes: hb.TaskTypes, Present: true, Origin: "self"}
+			TaskTypes: hb.TaskTypes}
+		v.Origin, v.Present = n.originOf(n.id.String())
 		v.Verified, v.Rejected = n.rep.get(n.id)
 		out = append(out, v)
 	}
@@ -597,7 +599,9 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 			n.audit(store.AuditEntry{Kind: "result.rejected", Actor: r.Executor, Subject: r.TaskID, Detail: err.Error()})
 			return nil, err
 		}
-		n.rep.verified(from)
+		if n.creditable(task.Submitter, r.Executor) {
+			n.rep.verified(from)
+		}
 	}
 	return r, nil
 }

@@ -441,6 +441,9 @@ func TestTaskChecks(t *testing.T) {
 	tk.Created = now.Add(-3 * time.Second).UnixMilli()
 	tk.Deadline = now.Add(-time.Second).UnixMilli()
 	tk.ID = tk.ContentID()
+	if _, err := CheckTask(tk, reg, now, time.Second); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("created 3 s ago with 1 s of skew: %v", err)
+	}
 	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrDeadlinePassed) {
 		t.Fatalf("past deadline: %v", err)
 	}

@@ -167,8 +167,8 @@ func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskTy
 	if err := CheckSchedule(t, tt); err != nil {
 		return TaskType{}, err
 	}
-	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew {
-		return TaskType{}, fmt.Errorf("%w: task created %s in the future", ErrClockSkew, -d)
+	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew || d > skew {
+		return TaskType{}, fmt.Errorf("%w: task created %s from now, allowed ±%s", ErrClockSkew, -d, skew)
 	}
 	if !time.UnixMilli(t.Deadline).After(now) {
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrDeadlinePassed)

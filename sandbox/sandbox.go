@@ -228,18 +228,9 @@ func (s *Sandbox) releaseCompiler() {
 // bounds are checked by meter.Instrument, before wazero sees the module.
 func (s *Sandbox) compile(module []byte) (*compiled, error) {
 	ctx := context.Background() // wazero does not stop a compilation anyway
-	res, err := meter.Instrument(module, s.cfg.bounds())
+	res, err := s.check(module)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
-	}
-	for _, im := range res.Imports {
-		if im.Module != wasiModule || im.Kind != meter.KindFunc {
-			return nil, fmt.Errorf("%w: imports %s.%s (kind %d): only %s functions are provided",
-				ErrInvalidModule, im.Module, im.Name, im.Kind, wasiModule)
-		}
-		if _, ok := s.wasi[im.Name]; !ok {
-			return nil, fmt.Errorf("%w: imports %s.%s, which WASI preview 1 does not have", ErrInvalidModule, im.Module, im.Name)
-		}
+		return nil, err
 	}
 	cm, err := s.runtime.CompileModule(ctx, res.Module)
 	if err != nil {
@@ -265,6 +256,36 @@ func (s *Sandbox) compile(module []byte) (*compiled, error) {
 		return fail("_start must take and return nothing")
 	}
 	return &compiled{cm: cm, hasStart: res.HasStart, memoryMin: res.MemoryMin}, nil
+}
+
+// check reads and instruments a module under the structure bounds and
+// checks its imports: linear in the module's size, no compilation.
+func (s *Sandbox) check(module []byte) (*meter.Result, error) {
+	res, err := meter.Instrument(module, s.cfg.bounds())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidModule, err)
+	}
+	for _, im := range res.Imports {
+		if im.Module != wasiModule || im.Kind != meter.KindFunc {
+			return nil, fmt.Errorf("%w: imports %s.%s (kind %d): only %s functions are provided",
+				ErrInvalidModule, im.Module, im.Name, im.Kind, wasiModule)
+		}
+		if _, ok := s.wasi[im.Name]; !ok {
+			return nil, fmt.Errorf("%w: imports %s.%s, which WASI preview 1 does not have", ErrInvalidModule, im.Module, im.Name)
+		}
+	}
+	return res, nil
+}
+
+// Check refuses a module that Run would refuse before compiling it (not
+// WebAssembly, past a structure bound, an import other than WASI preview
+// 1), in time linear in its size and without compiling: what a submitter
+// is told at once. Its errors are *Failure of kind TrapBadModule.
+func (s *Sandbox) Check(module []byte) error {
+	if _, err := s.check(module); err != nil {
+		return &Failure{Kind: TrapBadModule, ExitCode: -1, Err: err}
+	}
+	return nil
 }
 
 func sameTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
