@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,22 +263,35 @@ func (m *Mesh) DirectAddr(p peer.ID) (netip.AddrPort, bool) {
 		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err == nil {
 			continue
 		}
-		na, err := manet.ToNetAddr(c.RemoteMultiaddr())
-		if err != nil {
-			continue
+		if ap, ok := addrPort(c.RemoteMultiaddr()); ok {
+			return ap, true
 		}
-		var ap netip.AddrPort
-		switch a := na.(type) {
-		case *net.TCPAddr:
-			ap = a.AddrPort()
-		case *net.UDPAddr:
-			ap = a.AddrPort()
-		default:
-			continue
-		}
-		return ap, true
 	}
 	return netip.AddrPort{}, false
+}
+
+// addrPort is the IP address and TCP or UDP port of a multiaddr (QUIC
+// addresses included, which manet.ToNetAddr does not convert).
+func addrPort(a ma.Multiaddr) (netip.AddrPort, bool) {
+	ip, err := manet.ToIP(a)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	port, err := a.ValueForProtocol(ma.P_TCP)
+	if err != nil {
+		if port, err = a.ValueForProtocol(ma.P_UDP); err != nil {
+			return netip.AddrPort{}, false
+		}
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(addr.Unmap(), uint16(n)), true
 }
 
 // Peers returns the peer table, sorted by id, statuses computed now.

@@ -211,6 +211,8 @@ func TestVerifierCountsAndRestartKeepsAccepted(t *testing.T) {
 		}
 	})
 	sub, verifier := tn.Nodes[0], tn.Nodes[2]
+	// Another node executes: a node proving its own task earns nothing.
+	sub.rankHook = putFirst(tn.Nodes[1].ID().String())
 	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"11"}`)})
 	v := waitTask(t, sub, id, 3*testLease)
 	if v.State != protocol.StateAccepted || slices.Contains(v.Candidates, verifier.ID().String()) {

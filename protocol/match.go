@@ -133,7 +133,7 @@ func (d Diversity) Origin(addr netip.AddrPort) string {
 		if d.PrivateByHost {
 			return ip.String()
 		}
-		return addr.String()
+		return netip.AddrPortFrom(ip, addr.Port()).String()
 	}
 	bits := d.IPv6Prefix
 	if ip.Is4() {
