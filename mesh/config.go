@@ -52,7 +52,8 @@ type Config struct {
 	// unseen first, never a directly connected peer's) or is refused;
 	// directly connected peers are always listed.
 	MaxPeers int
-	// NewPeerRate and NewPeerBurst bound, per forwarding peer, how many
+	// NewPeerRate and NewPeerBurst bound, per forwarding peer and per
+	// forwarding IP address, how many
 	// identities never seen before it may bring into the table a second:
 	// one connection cannot publish heartbeats for thousands of forged
 	// identities and have them listed and persisted.

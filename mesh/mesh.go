@@ -114,6 +114,16 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.table = newBoundedTable(cfg.MaxPeers, cfg.NewPeerRate, float64(cfg.NewPeerBurst), func(p peer.ID) bool {
 		return m.h != nil && m.h.Network().Connectedness(p) == network.Connected
 	})
+	m.table.sourceIP = func(p peer.ID) string {
+		if m.h == nil {
+			return ""
+		}
+		ap, ok := m.DirectAddr(p)
+		if !ok {
+			return ""
+		}
+		return ap.Addr().String()
+	}
 	m.met = newMetrics(reg, m.table)
 	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)

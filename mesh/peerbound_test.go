@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -192,5 +193,35 @@ func TestAdmissionRatePerForwarder(t *testing.T) {
 	}
 	if err := try("honest"); err != nil {
 		t.Fatalf("another forwarder's newcomer: %v", err)
+	}
+}
+
+// The admission rate is also per forwarding IP: one host opening
+// connections under many keys does not multiply its rate.
+func TestAdmissionRatePerForwardingIP(t *testing.T) {
+	now := time.Now()
+	tb := newBoundedTable(1000, 1, 3, func(peer.ID) bool { return false })
+	tb.sourceIP = func(p peer.ID) string {
+		if p == "elsewhere" {
+			return "198.51.100.9"
+		}
+		return "203.0.113.7" // every other forwarder is one host
+	}
+	try := func(via peer.ID) error {
+		_, id := newIdentity(t)
+		hb := heartbeatFrom(id, 1, nil)
+		_, _, err := tb.observe(&hb, nil, via, now)
+		return err
+	}
+	for i := range 3 {
+		if err := try(peer.ID(fmt.Sprint("key-", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := try("key-3"); !errors.Is(err, protocol.ErrNotYet) {
+		t.Fatalf("fourth new identity from one host under a fresh key: %v", err)
+	}
+	if err := try("elsewhere"); err != nil {
+		t.Fatalf("another host's newcomer: %v", err)
 	}
 }

@@ -44,19 +44,26 @@ type table struct {
 
 	maxRows   int
 	admit     *protocol.Limiter  // new identities, keyed by forwarding peer
+	admitIP   *protocol.Limiter  // new identities, keyed by the forwarder's IP
 	connected func(peer.ID) bool // a live connection to the peer
-	met       *metrics           // nil in tests of the table alone
+	// sourceIP is the IP of the direct connection to a peer ("" unknown):
+	// one host cannot multiply its admission rate by opening connections
+	// under many keys.
+	sourceIP func(peer.ID) string
+	met      *metrics // nil in tests of the table alone
 }
 
 func newTable() *table {
-	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt, connected: func(peer.ID) bool { return false }}
+	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt,
+		connected: func(peer.ID) bool { return false }, sourceIP: func(peer.ID) string { return "" }}
 }
 
 // newBoundedTable returns a table of at most maxRows rows admitting new
-// identities at rate per second (burst) per forwarding peer.
+// identities at rate per second (burst) per forwarding peer, and as much
+// per forwarding IP address.
 func newBoundedTable(maxRows int, rate, burst float64, connected func(peer.ID) bool) *table {
 	t := newTable()
-	t.maxRows, t.admit, t.connected = maxRows, protocol.NewLimiter(rate, burst), connected
+	t.maxRows, t.admit, t.admitIP, t.connected = maxRows, protocol.NewLimiter(rate, burst), protocol.NewLimiter(rate, burst), connected
 	return t
 }
 
@@ -125,6 +132,10 @@ func (t *table) admitLocked(id, via peer.ID, now time.Time) error {
 	if !direct && t.admit != nil && !t.admit.Allow(string(via), now) {
 		t.count("refused_rate")
 		return fmt.Errorf("%w: new identity %s: forwarding peer %s is over its admission rate", protocol.ErrNotYet, id, via)
+	}
+	if ip := t.sourceIP(via); !direct && ip != "" && t.admitIP != nil && !t.admitIP.Allow(ip, now) {
+		t.count("refused_rate")
+		return fmt.Errorf("%w: new identity %s: forwarders at %s are over their admission rate", protocol.ErrNotYet, id, ip)
 	}
 	if len(t.peers) < t.maxRows {
 		t.count("admitted")
