@@ -112,7 +112,7 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	}
 	if err != nil {
 		n.lc.post(func() {
-			n.lc.step(t.ID, protocol.EvCancel{Reason: "not published: " + err.Error()}, nil)
+			n.lc.step(t.ID, protocol.EvAbort{Reason: "not published: " + err.Error()}, nil)
 		})
 		return t.ID, fmt.Errorf("publish task: %w", err)
 	}
@@ -472,22 +472,33 @@ func (n *Node) module(ctx context.Context, t *protocol.Task, tt protocol.TaskTyp
 
 // fetchBlob returns a blob from the store or from the task's submitter;
 // the mesh checks the hash, so a peer cannot substitute other bytes.
+//
+// The submitter is asked first, then the other candidates (which fetched
+// it for their own runs), so a task outlives its submitting node.
 func (n *Node) fetchBlob(ctx context.Context, t *protocol.Task, hash string, limit int64) ([]byte, error) {
 	if b, err := n.db.GetBlob(hash); err == nil {
 		return b, nil
 	}
-	sub, err := peer.Decode(t.Submitter)
-	if err != nil {
-		return nil, err
+	var errs []error
+	for _, src := range append([]string{t.Submitter}, t.Candidates...) {
+		p, err := peer.Decode(src)
+		if err != nil || p == n.id {
+			continue
+		}
+		b, err := n.mesh.FetchBlob(ctx, p, hash, limit)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("from %s: %w", protocol.ShortPeer(src), err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if _, err := n.db.PutBlob(b); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
-	b, err := n.mesh.FetchBlob(ctx, sub, hash, limit)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := n.db.PutBlob(b); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return nil, fmt.Errorf("blob %s: %w", short(hash), errors.Join(errs...))
 }
 
 // ensureProvingKey fetches a missing proving key from peers by the hash of

@@ -75,6 +75,10 @@ type EvPeerLeft struct{ Peer string }
 // EvCancel is the submitter's signed cancel.
 type EvCancel struct{ Reason string }
 
+// EvAbort ends a task that cannot go on here (its submitting node could
+// not publish it).
+type EvAbort struct{ Reason string }
+
 // EvTick is the passing of time (the driver's wake-up).
 type EvTick struct{}
 
@@ -85,6 +89,7 @@ func (EvResult) isEvent()   {}
 func (EvPeerLeft) isEvent() {}
 func (EvCancel) isEvent()   {}
 func (EvTick) isEvent()     {}
+func (EvAbort) isEvent()    {}
 
 // Action is something the driver must do after a step.
 type Action interface{ isAction() }
@@ -258,6 +263,8 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 			out = append(out, Stop{Reason: reason})
 		}
 		return append(out, WakeAt{})
+	case EvAbort:
+		return append(out, l.fail(e.Reason, nil)...)
 	case EvTick:
 	}
 	return append(out, l.advance(now)...)

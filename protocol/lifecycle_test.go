@@ -173,6 +173,10 @@ func TestLifecycleScripts(t *testing.T) {
 			{time.Second, EvCancel{Reason: "changed my mind"}, []string{"persist canceled: canceled by the submitter: changed my mind", "stop", "wake never"}, nil},
 			{2 * time.Second, out("b", "h"), nil, []string{"persist"}},
 		}, StateCanceled},
+		{"an abort fails the task and stops this node's run", "a", lcTask(rep, 2, "a", "b"), rep, []lcStep{
+			{0, EvSeen{}, []string{"run"}, nil},
+			{0, EvAbort{Reason: "not published: no peers"}, []string{"persist failed: not published: no peers", "stop", "wake never"}, nil},
+		}, StateFailed},
 		{"the deadline fails an unanswered task", "x", lcTask(g16, 1, "a", "b"), g16, []lcStep{
 			{0, EvSeen{}, nil, nil},
 			{30 * time.Second, EvTick{}, []string{"persist failed: deadline passed: no result from 2 candidate(s)"}, nil},
