@@ -380,3 +380,53 @@ func TestCompileBombRefusedAtOnceWhileOthersRun(t *testing.T) {
 		t.Fatalf("mimc beside the bomb: %s %q", v.State, v.Reason)
 	}
 }
+
+// Restart mid-task: a node that follows a task (not its executor) is
+// killed and restarted while the task is in flight; it restores the
+// lifecycle with the result it had stored, counts the one that comes
+// after, and reaches accepted like everyone else.
+func TestRestartMidTaskRestoresTheLifecycle(t *testing.T) {
+	tn := startTestnet(t, 4, nil)
+	sub, a, b, watcher := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2], tn.Nodes[3]
+	sub.rankHook = func([]string) []string { return []string{a.ID().String(), b.ID().String()} }
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	a.tamper = func(*protocol.Result) { <-hold }
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("restart"), Module: echoModule(t), Replicas: 2})
+	waitSeen(t, watcher, id)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if rs, _ := watcher.db.Results(id); rs[b.ID().String()] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher never stored b's result")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := watcher.cfg
+	watcher.Kill()
+	back, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = back.Close(context.Background()) })
+	deadline = time.Now().Add(20 * time.Second)
+	for !back.mesh.Connected(a.ID()) || len(back.mesh.Peers()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted watcher did not rejoin")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v, _ := back.Task(id); v.State.Terminal() {
+		t.Fatalf("settled before a's result: %s", v.State)
+	}
+	time.Sleep(2 * time.Second) // the gossip mesh forms around the newcomer
+	release()
+	v := waitTask(t, back, id, 2*testLease)
+	if v.State != protocol.StateAccepted || len(v.Settled) != 2 {
+		t.Fatalf("restarted watcher: %s %q settled by %v", v.State, v.Reason, v.Settled)
+	}
+}
