@@ -1,0 +1,77 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// forgedTask is a wasm.exec.v1 task that passes CheckTask, signed by a
+// key anybody can make up, naming made-up candidates: nobody will ever
+// run it, so it lives until its deadline (32 candidates: 32 leases).
+func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int) []byte {
+	t.Helper()
+	id, _ := peer.IDFromPrivateKey(key)
+	input := []byte(fmt.Sprintf("flood %d", i))
+	tt, err := n.reg.Lookup("wasm.exec.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
+		ModuleHash: protocol.HashHex([]byte("no such module")), ModuleSize: 100, Submitter: id.String(),
+		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), task.Replicas, tt.Lease())
+	task.ID = task.ContentID()
+	env, err := protocol.Seal(&task, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := (&protocol.TaskMessage{Task: env}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// Anyone can sign a task (the submitter is any key, the gossip origin any
+// identity a Sybil host makes up, each with its own 50/s budget), and
+// every validator ACCEPTS and forwards a well-formed one naming made-up
+// candidates. Each such task is followed until its deadline (32 leases).
+// maxLiveTasks of them fill the driver's table on every node, and from
+// then on no honest task is followed anywhere (driver.track refuses it,
+// and the submitting node's own task stays pending, never run).
+func TestTaskFloodCannotCrowdOutHonestTasks(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	victim := tn.Nodes[0]
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	origin, _ := peer.IDFromPrivateKey(key)
+	var cands []string
+	for range protocol.MaxCandidates {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		cands = append(cands, id.String())
+	}
+	ctx := context.Background()
+	for i := range maxLiveTasks {
+		data := forgedTask(t, victim, key, cands, i)
+		v, err := victim.validateTaskMessage(ctx, origin, data)
+		if err != nil {
+			t.Fatalf("forged task %d refused: %v", i, err) // refusing it is one fix
+		}
+		victim.onTaskMessage(mesh.Message{From: origin, Data: data, Value: v})
+	}
+	victim.lc.do(ctx, func() {}) // let the loop catch up
+	id := submit(t, victim, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+	if v := waitTask(t, victim, id, 3*testLease); v.State != protocol.StateAccepted {
+		t.Fatalf("honest task after a flood of forged ones: %s %q", v.State, v.Reason)
+	}
+}
