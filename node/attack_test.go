@@ -75,3 +75,69 @@ func TestTaskFloodCannotCrowdOutHonestTasks(t *testing.T) {
 		t.Fatalf("honest task after a flood of forged ones: %s %q", v.State, v.Reason)
 	}
 }
+
+// A result that arrives before its task (or before this node saw its turn
+// come) is REJECTED, so not forwarded, and kept in the early buffer: that
+// copy is the only one this node will ever get. Anyone can fill the
+// buffer: progress messages for made-up task ids from made-up gossip
+// identities are IGNOREd (no penalty) and kept, 16 per id, 1,024 in all,
+// oldest evicted first. The honest result is evicted, and when its task
+// arrives this node never counts it (the others do: the nodes disagree).
+func TestEarlyBufferFloodCannotEvictHonestResult(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	victim := tn.Nodes[0]
+	ctx := context.Background()
+	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	execKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	exec, _ := peer.IDFromPrivateKey(execKey)
+	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	otherID, _ := peer.IDFromPrivateKey(other)
+	subID, _ := peer.IDFromPrivateKey(subKey)
+	data := forgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}, 0)
+	msg, err := protocol.DecodeTaskMessage(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := msg.Task
+	out := []byte("hello")
+	env, err := protocol.Seal(&protocol.Result{TaskID: task.ID, Type: task.Type, Executor: exec.String(), InputHash: task.InputHash,
+		Output: out, OutputHash: protocol.HashHex(out), Time: time.Now().UnixMilli()}, execKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := victim.validateResult(ctx, exec, env); !protocol.Ignorable(err) {
+		t.Fatalf("result before its task: %v, want kept (not yet)", err)
+	}
+	// The flood: one made-up identity, progress for made-up task ids.
+	floodKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	flooder, _ := peer.IDFromPrivateKey(floodKey)
+	for i := range maxEarlyMessages {
+		p := protocol.Progress{TaskID: protocol.HashHex([]byte(fmt.Sprint("junk", i))), Executor: flooder.String(),
+			State: protocol.StateRunning, Time: time.Now().UnixMilli()}
+		b, _ := (&protocol.TaskMessage{Progress: &p}).Encode()
+		if _, err := victim.validateTaskMessage(ctx, flooder, b); !protocol.Ignorable(err) {
+			t.Fatalf("junk progress %d: %v", i, err)
+		}
+	}
+	v, err := victim.validateTaskMessage(ctx, subID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.onTaskMessage(mesh.Message{From: subID, Data: data, Value: v})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var counted bool
+		victim.lc.do(ctx, func() {
+			if lt := victim.lc.live[task.ID]; lt != nil {
+				counted = lt.lc.HasDelivered(exec.String())
+			}
+		})
+		if counted {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the honest result kept before its task was evicted by junk and never counted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
