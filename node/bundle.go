@@ -68,6 +68,15 @@ func VerifyBundle(data []byte, reg protocol.Registry, keys *zk.KeySet) (api.Veri
 	if err := protocol.CheckSchedule(t, tt); err != nil {
 		return fail("task: %v", err)
 	}
+	// The results are bound to input_hash only: the input the task shows
+	// must be that one.
+	if protocol.InlineInput(t.InputSize) {
+		if len(t.Input) != t.InputSize || protocol.HashHex(t.Input) != t.InputHash {
+			return fail("task: inline input of %d bytes does not match input_hash/input_size", len(t.Input))
+		}
+	} else if t.Input != nil {
+		return fail("task: input of %d bytes must travel by hash", t.InputSize)
+	}
 	if len(b.Results) == 0 || len(b.Results) > protocol.MaxCandidates {
 		return fail("%d results", len(b.Results))
 	}
