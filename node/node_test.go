@@ -300,7 +300,10 @@ func TestEveryBuiltinTypeAccepted(t *testing.T) {
 		t.Fatalf("wasm.exec: %s %s %s", v.State, v.Reason, v.Output)
 	}
 
-	bundle, err := sub.Bundle(mimc)
+	if byPrefix, err := sub.Task(mimc[:8]); err != nil || byPrefix.TaskID != mimc {
+		t.Fatalf("task by its 8-character prefix: %v %v", byPrefix.TaskID, err)
+	}
+	bundle, err := sub.Bundle(mimc[:12])
 	if err != nil {
 		t.Fatal(err)
 	}

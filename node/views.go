@@ -124,12 +124,22 @@ func (n *Node) Tasks(state protocol.TaskState, limit int) ([]api.TaskView, error
 	return out, nil
 }
 
+// record returns the task whose id is id or starts with id (8+ hex
+// characters), with the API's errors: not found, or ambiguous (400).
+func (n *Node) record(id string) (store.TaskRecord, error) {
+	rec, err := n.db.GetTaskByPrefix(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return rec, fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, store.ErrAmbiguous):
+		return rec, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	}
+	return rec, err
+}
+
 // Task returns one task.
 func (n *Node) Task(id string) (api.TaskView, error) {
-	rec, err := n.db.GetTask(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return api.TaskView{}, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
-	}
+	rec, err := n.record(id)
 	if err != nil {
 		return api.TaskView{}, err
 	}
@@ -138,23 +148,22 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 
 // Watch signals every change of a task.
 func (n *Node) Watch(id string) (<-chan struct{}, func(), error) {
-	if _, err := n.Task(id); err != nil {
+	rec, err := n.record(id)
+	if err != nil {
 		return nil, nil, err
 	}
-	ch, stop := n.lc.watch(id)
+	ch, stop := n.lc.watch(rec.Task.ID)
 	return ch, stop, nil
 }
 
 // Bundle returns the accepted result of a task as a bundle for offline
 // audit; api.ErrConflict while the task is not accepted.
 func (n *Node) Bundle(id string) ([]byte, error) {
-	rec, err := n.db.GetTask(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
-	}
+	rec, err := n.record(id)
 	if err != nil {
 		return nil, err
 	}
+	id = rec.Task.ID
 	if rec.State != protocol.StateAccepted {
 		return nil, fmt.Errorf("task %s is %s, not accepted: %w", id, rec.State, api.ErrConflict)
 	}

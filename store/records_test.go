@@ -433,3 +433,24 @@ func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 		t.Fatalf("timeline of %d events, last %q", len(r.Timeline), r.Timeline[len(r.Timeline)-1].Detail)
 	}
 }
+
+// A task id may be given by a unique prefix of 8+ hex characters.
+func TestResolveTaskIDByPrefix(t *testing.T) {
+	db, _ := openT(t)
+	for _, id := range []string{"abcdef0011", "abcdef0022", "12345678ff"} {
+		if err := db.CreateTask(newTask(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := db.GetTaskByPrefix("12345678"); err != nil || r.Task.ID != "12345678ff" {
+		t.Fatalf("unique prefix: %v %v", r.Task.ID, err)
+	}
+	if _, err := db.GetTaskByPrefix("abcdef00"); !errors.Is(err, ErrAmbiguous) || !strings.Contains(err.Error(), "abcdef0011") {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	for _, bad := range []string{"1234567", "../../etc", "ABCDEF00", "99999999"} {
+		if _, err := db.GetTaskByPrefix(bad); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -223,6 +225,37 @@ func (tx *Tx) Advance(id string, to protocol.TaskState, ev Event) (TaskRecord, e
 		}
 		return nil
 	})
+}
+
+// MinTaskIDPrefix is the shortest prefix of a task id people may use.
+const MinTaskIDPrefix = 8
+
+// ErrAmbiguous is a task id prefix that more than one task has.
+var ErrAmbiguous = errors.New("ambiguous task id prefix")
+
+// ResolveTaskID returns the full id of the one task whose id starts with
+// prefix (a whole id, or at least MinTaskIDPrefix hex characters):
+// ErrNotFound if none, ErrAmbiguous (naming some) if several.
+func (tx *Tx) ResolveTaskID(prefix string) (string, error) {
+	if len(prefix) < MinTaskIDPrefix || len(prefix) > 64 || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("task %q: %w (give the id, or at least its first %d hex characters)", prefix, ErrNotFound, MinTaskIDPrefix)
+	}
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	c := tasks.Cursor()
+	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(found) < 3; k, _ = c.Next() {
+		found = append(found, string(k))
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("task %s: %w", prefix, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("task %s: %w: %s, … (give more characters)", prefix, ErrAmbiguous, strings.Join(found, ", "))
 }
 
 // MaxTimeline bounds a task's timeline: later events replace the ones
@@ -451,6 +484,21 @@ func (db *DB) AdvanceAudited(id string, to protocol.TaskState, ev Event, a Audit
 		return TaskRecord{}, AuditEntry{}, err
 	}
 	return r, out, nil
+}
+
+// GetTaskByPrefix returns the record of the one task whose id starts with
+// prefix; see Tx.ResolveTaskID.
+func (db *DB) GetTaskByPrefix(prefix string) (TaskRecord, error) {
+	var r TaskRecord
+	err := db.View(func(tx *Tx) error {
+		id, err := tx.ResolveTaskID(prefix)
+		if err != nil {
+			return err
+		}
+		r, err = tx.GetTask(id)
+		return err
+	})
+	return r, err
 }
 
 // ListTasks returns the records that match f, newest (by Task.Created)
