@@ -112,8 +112,21 @@ func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
 }
 
 // Tasks lists tasks, newest first.
-func (n *Node) Tasks(state protocol.TaskState, limit int) ([]api.TaskView, error) {
-	recs, err := n.db.ListTasks(store.TaskFilter{State: state, Limit: limit})
+func (n *Node) Tasks(q api.TaskQuery) ([]api.TaskView, error) {
+	if q.Type != "" {
+		if _, err := n.reg.Lookup(q.Type); err != nil {
+			return nil, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		}
+	}
+	after := ""
+	if q.After != "" {
+		rec, err := n.record(q.After)
+		if err != nil {
+			return nil, fmt.Errorf("after: %w", err)
+		}
+		after = rec.Task.ID
+	}
+	recs, err := n.db.ListTasks(store.TaskFilter{State: q.State, Type: q.Type, Limit: q.Limit, After: after})
 	if err != nil {
 		return nil, err
 	}

@@ -454,3 +454,36 @@ func TestResolveTaskIDByPrefix(t *testing.T) {
 		}
 	}
 }
+
+// Listing pages through tasks newest first with a cursor, by type.
+func TestListTasksByTypeWithCursor(t *testing.T) {
+	db, _ := openT(t)
+	for i := range 5 {
+		r := newTask(fmt.Sprintf("task%d", i), int64(i+1))
+		if i%2 == 1 {
+			r.Task.Type = "wasm.exec.v1"
+		}
+		if err := db.CreateTask(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(rs []TaskRecord) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Task.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	page1, _ := db.ListTasks(TaskFilter{Limit: 2})
+	page2, _ := db.ListTasks(TaskFilter{Limit: 2, After: page1[len(page1)-1].Task.ID})
+	page3, _ := db.ListTasks(TaskFilter{Limit: 2, After: page2[len(page2)-1].Task.ID})
+	if got := ids(page1) + "|" + ids(page2) + "|" + ids(page3); got != "task4,task3|task2,task1|task0" {
+		t.Fatalf("pages %s", got)
+	}
+	if got, _ := db.ListTasks(TaskFilter{Type: "wasm.exec.v1"}); ids(got) != "task3,task1" {
+		t.Fatalf("by type: %s", ids(got))
+	}
+	if _, err := db.ListTasks(TaskFilter{After: "nope0000"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown cursor: %v", err)
+	}
+}

@@ -52,12 +52,15 @@ type Event struct {
 // TaskFilter selects tasks for ListTasks. Zero fields select everything.
 type TaskFilter struct {
 	State  protocol.TaskState // only this state
+	Type   string             // only this task type
+	After  string             // start after this task id (a cursor: the last id of the page before)
 	Limit  int                // at most this many; <= 0 means no limit
 	Origin *bool              // only tasks submitted here (true) or elsewhere (false)
 }
 
 func (f *TaskFilter) match(r *TaskRecord) bool {
-	return (f.State == "" || r.State == f.State) && (f.Origin == nil || *f.Origin == r.Origin)
+	return (f.State == "" || r.State == f.State) && (f.Type == "" || r.Task.Type == f.Type) &&
+		(f.Origin == nil || *f.Origin == r.Origin)
 }
 
 // createdKey is the index key of a record: newest-first listing walks the
@@ -397,7 +400,22 @@ func (tx *Tx) ListTasks(f TaskFilter) ([]TaskRecord, error) {
 	}
 	out := []TaskRecord{} // not nil: an empty list encodes as []
 	c := idx.Cursor()
-	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+	k, _ := c.Last()
+	if f.After != "" {
+		v := tasks.Get([]byte(f.After))
+		if v == nil {
+			return nil, fmt.Errorf("after %q: %w", f.After, ErrNotFound)
+		}
+		prev, err := decodeTask([]byte(f.After), v)
+		if err != nil {
+			return nil, err
+		}
+		ck := createdKey(&prev)
+		if k, _ = c.Seek(ck); k != nil && bytes.Equal(k, ck) {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil; k, _ = c.Prev() {
 		if f.Limit > 0 && len(out) >= f.Limit {
 			break
 		}

@@ -188,10 +188,11 @@ func peersCmd() *cobra.Command {
 
 func tasksCmd() *cobra.Command {
 	var cf clientFlags
-	var state string
+	var state, typ, after string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "tasks",
-		Short: "List the tasks a node knows, newest first",
+		Short: "List the tasks a node knows, newest first (--type, --state, --limit, --after for paging)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
@@ -199,9 +200,18 @@ func tasksCmd() *cobra.Command {
 				return err
 			}
 			var ts []api.TaskView
+			q := url.Values{}
+			for k, v := range map[string]string{"state": state, "type": typ, "after": after} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
+			}
 			path := "/api/v1/tasks"
-			if state != "" {
-				path += "?state=" + state
+			if len(q) > 0 {
+				path += "?" + q.Encode()
 			}
 			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &ts); err != nil {
 				return err
@@ -211,6 +221,9 @@ func tasksCmd() *cobra.Command {
 	}
 	cf.add(cmd)
 	cmd.Flags().StringVar(&state, "state", "", "only tasks in this state")
+	cmd.Flags().StringVar(&typ, "type", "", "only tasks of this type")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many (default 100, at most 1000)")
+	cmd.Flags().StringVar(&after, "after", "", "start after this task id (the last of the page before)")
 	return cmd
 }
 

@@ -551,10 +551,15 @@ func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ts, err := s.b.Tasks(st, limit)
+	q := TaskQuery{State: st, Type: r.URL.Query().Get("type"), Limit: limit, After: r.URL.Query().Get("after")}
+	ts, err := s.b.Tasks(q)
 	if err != nil {
 		s.fail(w, err)
 		return
+	}
+	if len(ts) == limit {
+		// The cursor of the next page: pass it as ?after=.
+		w.Header().Set("X-Next-After", ts[len(ts)-1].TaskID)
 	}
 	writeJSON(w, http.StatusOK, ts)
 }

@@ -29,7 +29,7 @@ type Backend interface {
 	// Cancel publishes the submitter's signed cancel of a task; by is the
 	// credential asking (ScopeAdmin, or the key's name).
 	Cancel(ctx context.Context, id, by, reason string) error
-	Tasks(state protocol.TaskState, limit int) ([]TaskView, error)
+	Tasks(q TaskQuery) ([]TaskView, error)
 	Task(id string) (TaskView, error)
 	// Watch returns a channel that receives a value whenever the task
 	// changes, and a function that stops the watch.
@@ -152,6 +152,15 @@ type PeerView struct {
 	LeaveReason  string                `json:"leave_reason,omitempty"`
 	Verified     int                   `json:"verified_results"`
 	Rejected     int                   `json:"rejected_results"`
+}
+
+// TaskQuery is GET /api/v1/tasks?state=&type=&limit=&after=: zero fields
+// select everything; After is the last task id of the page before.
+type TaskQuery struct {
+	State protocol.TaskState
+	Type  string
+	Limit int
+	After string
 }
 
 // SubmitRequest is POST /api/v1/tasks. Input is the typed task's JSON
