@@ -150,13 +150,30 @@ func (n *Node) record(id string) (store.TaskRecord, error) {
 	return rec, err
 }
 
-// Task returns one task.
+// Task returns one task, with what each executor reported.
 func (n *Node) Task(id string) (api.TaskView, error) {
 	rec, err := n.record(id)
 	if err != nil {
 		return api.TaskView{}, err
 	}
-	return n.taskView(rec), nil
+	v := n.taskView(rec)
+	results, err := n.db.Results(rec.Task.ID)
+	if err != nil {
+		return api.TaskView{}, err
+	}
+	for _, env := range orderedResults(results) {
+		r, err := protocol.OpenResult(env)
+		if err != nil {
+			continue
+		}
+		rv := api.ResultView{Executor: r.Executor, Outcome: r.Outcome(), WallMS: r.Stats.WallMS, FuelUsed: r.Stats.FuelUsed,
+			Settled: slices.Contains(rec.Settled, r.Executor), ReportedAt: msTime(r.Time)}
+		if f := r.Failure; f != nil {
+			rv.ExitCode, rv.Trap, rv.Stderr = f.ExitCode, f.Trap, f.Stderr
+		}
+		v.Results = append(v.Results, rv)
+	}
+	return v, nil
 }
 
 // Watch signals every change of a task.

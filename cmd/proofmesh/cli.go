@@ -82,7 +82,7 @@ e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
-		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), logsCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
 	return root
 }
 

@@ -402,6 +402,60 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 	return nil
 }
 
+func logsCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Show what each executor of a task reported: exit code or trap, the end of stderr",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var v api.TaskView
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/tasks/"+url.PathEscape(args[0]), nil, &v); err != nil {
+				return err
+			}
+			return printLogs(cmd.OutOrStdout(), v)
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
+// printLogs prints each executor's report; stderr comes from the module,
+// so every line of it passes through cell.
+func printLogs(w io.Writer, v api.TaskView) error {
+	fmt.Fprintf(w, "task %s (%s): %s", v.TaskID, cell(v.Type), v.State)
+	if v.Reason != "" {
+		fmt.Fprintf(w, ": %s", cell(v.Reason))
+	}
+	fmt.Fprintln(w)
+	if len(v.Results) == 0 {
+		fmt.Fprintln(w, "no executor has reported yet")
+	}
+	for _, r := range v.Results {
+		what := fmt.Sprintf("exit code %d", r.ExitCode)
+		if r.Trap != "" {
+			what = "trap " + r.Trap
+		}
+		settled := ""
+		if r.Settled {
+			settled = ", settled the task"
+		}
+		fmt.Fprintf(w, "\n== executor %s: %s, %d ms, fuel %d%s\n", cell(r.Executor), cell(what), r.WallMS, r.FuelUsed, settled)
+		if len(r.Stderr) == 0 {
+			fmt.Fprintln(w, "(no stderr)")
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimRight(string(r.Stderr), "\n"), "\n") {
+			fmt.Fprintln(w, cell(line))
+		}
+	}
+	return nil
+}
+
 func cancelCmd() *cobra.Command {
 	var cf clientFlags
 	var reason string

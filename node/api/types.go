@@ -205,9 +205,26 @@ type TaskView struct {
 	Settled []string `json:"settled,omitempty"`
 	// Failure is the confirmed failure report of a task the module
 	// failed: exit code, trap, the end of stderr.
-	Failure  *protocol.Failure `json:"failure,omitempty"`
-	Timeline []Event           `json:"timeline"`
-	Updated  time.Time         `json:"updated"`
+	Failure *protocol.Failure `json:"failure,omitempty"`
+	// Results are what each executor reported (GET /api/v1/tasks/{id}
+	// only): what `proofmesh logs` shows.
+	Results  []ResultView `json:"results,omitempty"`
+	Timeline []Event      `json:"timeline"`
+	Updated  time.Time    `json:"updated"`
+}
+
+// ResultView is one executor's signed report on a task, as people read
+// it.
+type ResultView struct {
+	Executor   string    `json:"executor"`
+	Outcome    string    `json:"outcome"` // output sha256, or "failure:…"
+	ExitCode   int       `json:"exit_code"`
+	Trap       string    `json:"trap,omitempty"`
+	Stderr     []byte    `json:"stderr,omitempty"` // the last KiB
+	WallMS     int64     `json:"wall_ms"`
+	FuelUsed   uint64    `json:"fuel_used"`
+	Settled    bool      `json:"settled"` // one of the results that settled the task
+	ReportedAt time.Time `json:"reported_at"`
 }
 
 // VerifyReport is the answer of POST /api/v1/proofs/verify.
