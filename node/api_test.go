@@ -225,10 +225,10 @@ func TestAPIKeysScopesExpiryRevocation(t *testing.T) {
 		says                          string
 	}{
 		{"read key reads", "GET", "/api/v1/node", reader, "", 200, ""},
-		{"read key cannot submit", "POST", "/api/v1/tasks", reader, `{"type":"mimc.chain.v1","input":{"x":"1"}}`, 401, "insufficient scope"},
+		{"read key cannot submit", "POST", "/api/v1/tasks", reader, `{"type":"mimc.chain.v1","input":{"x":"1"}}`, 403, "insufficient scope"},
 		{"submit key submits (checked input)", "POST", "/api/v1/tasks", submitter, `{"type":"nope.v1","input":{}}`, 400, "unknown_task_type"},
-		{"submit key is not admin", "GET", "/api/v1/apikeys", submitter, "", 401, "insufficient scope"},
-		{"read key cannot sign checkpoints", "GET", "/api/v1/audit/checkpoint", reader, "", 401, "insufficient scope"},
+		{"submit key is not admin", "GET", "/api/v1/apikeys", submitter, "", 403, "insufficient scope"},
+		{"read key cannot sign checkpoints", "GET", "/api/v1/audit/checkpoint", reader, "", 403, "insufficient scope"},
 		{"expired key", "GET", "/api/v1/node", shortLived, "", 401, "expired"},
 		{"malformed key", "GET", "/api/v1/node", "pmk_../etc", "", 401, "not an API key"},
 		{"unknown key", "GET", "/api/v1/node", "pmk_00000000_" + strings.Repeat("0", 64), "", 401, "unknown"},

@@ -245,6 +245,9 @@ func TestDeterministicFailureReachesSubmitterInSeconds(t *testing.T) {
 	if took := time.Since(start); took > testLease/2 {
 		t.Fatalf("failure reached the submitter after %s", took)
 	}
+	if len(v.Results) < 2 || v.Results[0].ExitCode != 3 || !strings.Contains(string(v.Results[0].Stderr), "input rejected") {
+		t.Fatalf("each executor's report (proofmesh logs): %+v", v.Results)
+	}
 	for _, n := range tn.Nodes[1:] {
 		waitSeen(t, n, id)
 		if got := waitTask(t, n, id, 5*time.Second); got.State != protocol.StateFailed || got.Failure == nil {

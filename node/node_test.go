@@ -300,7 +300,10 @@ func TestEveryBuiltinTypeAccepted(t *testing.T) {
 		t.Fatalf("wasm.exec: %s %s %s", v.State, v.Reason, v.Output)
 	}
 
-	bundle, err := sub.Bundle(mimc)
+	if byPrefix, err := sub.Task(mimc[:8]); err != nil || byPrefix.TaskID != mimc {
+		t.Fatalf("task by its 8-character prefix: %v %v", byPrefix.TaskID, err)
+	}
+	bundle, err := sub.Bundle(mimc[:12])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,6 +319,41 @@ func TestEveryBuiltinTypeAccepted(t *testing.T) {
 	badSig, _ := json.Marshal(Bundle{Format: BundleFormat, Task: b.Task, Results: [][]byte{sig}})
 	if _, err := VerifyBundle(badSig, sub.reg, sub.keys); !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), "result 0") {
 		t.Fatalf("bundle with a broken signature: %v", err)
+	}
+	// Several bundles in one batch: each bad one is named, the good ones
+	// verify. The bad proof is signed by its executor, so only the proof
+	// check (in the batch) can catch it.
+	var mb Bundle
+	_ = json.Unmarshal(bundle, &mb)
+	r, err := protocol.OpenResult(mb.Results[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Proof = slices.Clone(r.Proof)
+	r.Proof[len(r.Proof)/2] ^= 0x01
+	var execKey crypto.PrivKey
+	for _, n := range tn.Nodes {
+		if n.ID().String() == r.Executor {
+			execKey = n.key
+		}
+	}
+	env, err := protocol.Seal(r, execKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	badProof, _ := json.Marshal(Bundle{Format: BundleFormat, Task: mb.Task, Results: [][]byte{env}})
+	mlpBundle, err := sub.Bundle(mlp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reps, errs := VerifyBundles([][]byte{bundle, badSig, mlpBundle, badProof}, sub.reg, sub.keys)
+	for i, wantBad := range []bool{false, true, false, true} {
+		if (errs[i] != nil) != wantBad || reps[i].Valid == wantBad {
+			t.Errorf("bundle %d in a batch: valid %v, err %v", i, reps[i].Valid, errs[i])
+		}
+	}
+	if errs[3] == nil || !strings.Contains(errs[3].Error(), "proof") {
+		t.Errorf("bad proof named as: %v", errs[3])
 	}
 	// The task edited (another input) and signed again by someone else
 	// than the submitter it names.

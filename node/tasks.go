@@ -124,13 +124,11 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 // here; by is the credential asking (api key prefix or "admin"): only the
 // admin or the credential that submitted it may.
 func (n *Node) Cancel(ctx context.Context, id, by, reason string) error {
-	rec, err := n.db.GetTask(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("task %s: %w", id, api.ErrNotFound)
-	}
+	rec, err := n.record(id)
 	if err != nil {
 		return err
 	}
+	id = rec.Task.ID
 	if !rec.Origin {
 		return fmt.Errorf("task %s was submitted through node %s: %w: only its submitting node can sign a cancel", short(id), rec.Task.Submitter, api.ErrConflict)
 	}

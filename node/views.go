@@ -112,8 +112,21 @@ func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
 }
 
 // Tasks lists tasks, newest first.
-func (n *Node) Tasks(state protocol.TaskState, limit int) ([]api.TaskView, error) {
-	recs, err := n.db.ListTasks(store.TaskFilter{State: state, Limit: limit})
+func (n *Node) Tasks(q api.TaskQuery) ([]api.TaskView, error) {
+	if q.Type != "" {
+		if _, err := n.reg.Lookup(q.Type); err != nil {
+			return nil, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+		}
+	}
+	after := ""
+	if q.After != "" {
+		rec, err := n.record(q.After)
+		if err != nil {
+			return nil, fmt.Errorf("after: %w", err)
+		}
+		after = rec.Task.ID
+	}
+	recs, err := n.db.ListTasks(store.TaskFilter{State: q.State, Type: q.Type, Limit: q.Limit, After: after})
 	if err != nil {
 		return nil, err
 	}
@@ -124,37 +137,63 @@ func (n *Node) Tasks(state protocol.TaskState, limit int) ([]api.TaskView, error
 	return out, nil
 }
 
-// Task returns one task.
-func (n *Node) Task(id string) (api.TaskView, error) {
-	rec, err := n.db.GetTask(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return api.TaskView{}, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
+// record returns the task whose id is id or starts with id (8+ hex
+// characters), with the API's errors: not found, or ambiguous (400).
+func (n *Node) record(id string) (store.TaskRecord, error) {
+	rec, err := n.db.GetTaskByPrefix(id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return rec, fmt.Errorf("%w: %v", api.ErrNotFound, err)
+	case errors.Is(err, store.ErrAmbiguous):
+		return rec, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
+	return rec, err
+}
+
+// Task returns one task, with what each executor reported.
+func (n *Node) Task(id string) (api.TaskView, error) {
+	rec, err := n.record(id)
 	if err != nil {
 		return api.TaskView{}, err
 	}
-	return n.taskView(rec), nil
+	v := n.taskView(rec)
+	results, err := n.db.Results(rec.Task.ID)
+	if err != nil {
+		return api.TaskView{}, err
+	}
+	for _, env := range orderedResults(results) {
+		r, err := protocol.OpenResult(env)
+		if err != nil {
+			continue
+		}
+		rv := api.ResultView{Executor: r.Executor, Outcome: r.Outcome(), WallMS: r.Stats.WallMS, FuelUsed: r.Stats.FuelUsed,
+			Settled: slices.Contains(rec.Settled, r.Executor), ReportedAt: msTime(r.Time)}
+		if f := r.Failure; f != nil {
+			rv.ExitCode, rv.Trap, rv.Stderr = f.ExitCode, f.Trap, f.Stderr
+		}
+		v.Results = append(v.Results, rv)
+	}
+	return v, nil
 }
 
 // Watch signals every change of a task.
 func (n *Node) Watch(id string) (<-chan struct{}, func(), error) {
-	if _, err := n.Task(id); err != nil {
+	rec, err := n.record(id)
+	if err != nil {
 		return nil, nil, err
 	}
-	ch, stop := n.lc.watch(id)
+	ch, stop := n.lc.watch(rec.Task.ID)
 	return ch, stop, nil
 }
 
 // Bundle returns the accepted result of a task as a bundle for offline
 // audit; api.ErrConflict while the task is not accepted.
 func (n *Node) Bundle(id string) ([]byte, error) {
-	rec, err := n.db.GetTask(id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("task %s: %w", id, api.ErrNotFound)
-	}
+	rec, err := n.record(id)
 	if err != nil {
 		return nil, err
 	}
+	id = rec.Task.ID
 	if rec.State != protocol.StateAccepted {
 		return nil, fmt.Errorf("task %s is %s, not accepted: %w", id, rec.State, api.ErrConflict)
 	}

@@ -433,3 +433,57 @@ func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 		t.Fatalf("timeline of %d events, last %q", len(r.Timeline), r.Timeline[len(r.Timeline)-1].Detail)
 	}
 }
+
+// A task id may be given by a unique prefix of 8+ hex characters.
+func TestResolveTaskIDByPrefix(t *testing.T) {
+	db, _ := openT(t)
+	for _, id := range []string{"abcdef0011", "abcdef0022", "12345678ff"} {
+		if err := db.CreateTask(newTask(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := db.GetTaskByPrefix("12345678"); err != nil || r.Task.ID != "12345678ff" {
+		t.Fatalf("unique prefix: %v %v", r.Task.ID, err)
+	}
+	if _, err := db.GetTaskByPrefix("abcdef00"); !errors.Is(err, ErrAmbiguous) || !strings.Contains(err.Error(), "abcdef0011") {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	for _, bad := range []string{"1234567", "../../etc", "ABCDEF00", "99999999"} {
+		if _, err := db.GetTaskByPrefix(bad); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+// Listing pages through tasks newest first with a cursor, by type.
+func TestListTasksByTypeWithCursor(t *testing.T) {
+	db, _ := openT(t)
+	for i := range 5 {
+		r := newTask(fmt.Sprintf("task%d", i), int64(i+1))
+		if i%2 == 1 {
+			r.Task.Type = "wasm.exec.v1"
+		}
+		if err := db.CreateTask(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(rs []TaskRecord) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Task.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	page1, _ := db.ListTasks(TaskFilter{Limit: 2})
+	page2, _ := db.ListTasks(TaskFilter{Limit: 2, After: page1[len(page1)-1].Task.ID})
+	page3, _ := db.ListTasks(TaskFilter{Limit: 2, After: page2[len(page2)-1].Task.ID})
+	if got := ids(page1) + "|" + ids(page2) + "|" + ids(page3); got != "task4,task3|task2,task1|task0" {
+		t.Fatalf("pages %s", got)
+	}
+	if got, _ := db.ListTasks(TaskFilter{Type: "wasm.exec.v1"}); ids(got) != "task3,task1" {
+		t.Fatalf("by type: %s", ids(got))
+	}
+	if _, err := db.ListTasks(TaskFilter{After: "nope0000"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown cursor: %v", err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -50,12 +52,15 @@ type Event struct {
 // TaskFilter selects tasks for ListTasks. Zero fields select everything.
 type TaskFilter struct {
 	State  protocol.TaskState // only this state
+	Type   string             // only this task type
+	After  string             // start after this task id (a cursor: the last id of the page before)
 	Limit  int                // at most this many; <= 0 means no limit
 	Origin *bool              // only tasks submitted here (true) or elsewhere (false)
 }
 
 func (f *TaskFilter) match(r *TaskRecord) bool {
-	return (f.State == "" || r.State == f.State) && (f.Origin == nil || *f.Origin == r.Origin)
+	return (f.State == "" || r.State == f.State) && (f.Type == "" || r.Task.Type == f.Type) &&
+		(f.Origin == nil || *f.Origin == r.Origin)
 }
 
 // createdKey is the index key of a record: newest-first listing walks the
@@ -225,6 +230,37 @@ func (tx *Tx) Advance(id string, to protocol.TaskState, ev Event) (TaskRecord, e
 	})
 }
 
+// MinTaskIDPrefix is the shortest prefix of a task id people may use.
+const MinTaskIDPrefix = 8
+
+// ErrAmbiguous is a task id prefix that more than one task has.
+var ErrAmbiguous = errors.New("ambiguous task id prefix")
+
+// ResolveTaskID returns the full id of the one task whose id starts with
+// prefix (a whole id, or at least MinTaskIDPrefix hex characters):
+// ErrNotFound if none, ErrAmbiguous (naming some) if several.
+func (tx *Tx) ResolveTaskID(prefix string) (string, error) {
+	if len(prefix) < MinTaskIDPrefix || len(prefix) > 64 || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("task %q: %w (give the id, or at least its first %d hex characters)", prefix, ErrNotFound, MinTaskIDPrefix)
+	}
+	tasks, err := tx.bucket(bucketTasks)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	c := tasks.Cursor()
+	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(found) < 3; k, _ = c.Next() {
+		found = append(found, string(k))
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("task %s: %w", prefix, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("task %s: %w: %s, … (give more characters)", prefix, ErrAmbiguous, strings.Join(found, ", "))
+}
+
 // MaxTimeline bounds a task's timeline: later events replace the ones
 // before the last, so a chatty task cannot grow its record without end.
 const MaxTimeline = 64
@@ -364,7 +400,22 @@ func (tx *Tx) ListTasks(f TaskFilter) ([]TaskRecord, error) {
 	}
 	out := []TaskRecord{} // not nil: an empty list encodes as []
 	c := idx.Cursor()
-	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+	k, _ := c.Last()
+	if f.After != "" {
+		v := tasks.Get([]byte(f.After))
+		if v == nil {
+			return nil, fmt.Errorf("after %q: %w", f.After, ErrNotFound)
+		}
+		prev, err := decodeTask([]byte(f.After), v)
+		if err != nil {
+			return nil, err
+		}
+		ck := createdKey(&prev)
+		if k, _ = c.Seek(ck); k != nil && bytes.Equal(k, ck) {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil; k, _ = c.Prev() {
 		if f.Limit > 0 && len(out) >= f.Limit {
 			break
 		}
@@ -451,6 +502,21 @@ func (db *DB) AdvanceAudited(id string, to protocol.TaskState, ev Event, a Audit
 		return TaskRecord{}, AuditEntry{}, err
 	}
 	return r, out, nil
+}
+
+// GetTaskByPrefix returns the record of the one task whose id starts with
+// prefix; see Tx.ResolveTaskID.
+func (db *DB) GetTaskByPrefix(prefix string) (TaskRecord, error) {
+	var r TaskRecord
+	err := db.View(func(tx *Tx) error {
+		id, err := tx.ResolveTaskID(prefix)
+		if err != nil {
+			return err
+		}
+		r, err = tx.GetTask(id)
+		return err
+	})
+	return r, err
 }
 
 // ListTasks returns the records that match f, newest (by Task.Created)

@@ -82,7 +82,7 @@ e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
-		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), logsCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
 	return root
 }
 
@@ -259,22 +259,28 @@ func idCmd() *cobra.Command {
 func verifyCmd() *cobra.Command {
 	var networkFile, keysDir string
 	cmd := &cobra.Command{
-		Use:   "verify BUNDLE",
-		Short: "Verify a result bundle offline: envelope signatures, binding, proof",
-		Long: `Verify a result bundle (from GET /api/v1/tasks/{id}/bundle) without trusting
+		Use:   "verify BUNDLE...",
+		Short: "Verify result bundles offline, their proofs in one batch: signatures, binding, proof",
+		Long: `Verify result bundles (from GET /api/v1/tasks/{id}/bundle) without trusting
 any node: the task's signature by its submitting node and its id against its
 content (input, candidates, schedule), each executor's signature, that each
 executor was a distinct candidate, the binding of task and executor, and the
 Groth16 proof under the network's pinned verifying key (or, for replicated
 types, that a quorum agrees, and a plain statement of what that rests on).
-Exits 0 only if the bundle verifies.`,
-		Args: cobra.ExactArgs(1),
+Several bundles are checked together, their proofs in one batch; each bad
+one is named. Exits 0 only if every bundle verifies.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := readLimited(args[0], node.MaxBundleBytes)
-			if err != nil {
-				return err
+			var datas [][]byte
+			for _, a := range args {
+				data, err := readLimited(a, node.MaxBundleBytes)
+				if err != nil {
+					return err
+				}
+				datas = append(datas, data)
 			}
 			net := bootstrap.DefaultNetwork()
+			var err error
 			if networkFile != "" {
 				if net, err = bootstrap.LoadNetwork(networkFile); err != nil {
 					return err
@@ -289,17 +295,30 @@ Exits 0 only if the bundle verifies.`,
 			if err != nil {
 				return err
 			}
-			rep, err := node.VerifyBundle(data, net.Registry(), keys)
+			reps, errs := node.VerifyBundles(datas, net.Registry(), keys)
 			out := cmd.OutOrStdout()
-			for _, c := range rep.Checks {
-				fmt.Fprintf(out, "ok    %s\n", c)
+			bad := 0
+			for i, rep := range reps {
+				if len(args) > 1 {
+					fmt.Fprintf(out, "== %s\n", args[i])
+				}
+				for _, c := range rep.Checks {
+					fmt.Fprintf(out, "ok    %s\n", c)
+				}
+				if errs[i] != nil {
+					fmt.Fprintf(out, "FAIL  %s: %v\n", args[i], errs[i])
+					bad++
+					continue
+				}
+				fmt.Fprintf(out, "trust %s\n", rep.Trust)
+				fmt.Fprintf(out, "VALID task %s (%s), output %s\n", rep.TaskID, rep.Type, rep.Output)
 			}
-			if err != nil {
-				fmt.Fprintf(out, "FAIL  %v\n", err)
+			if len(args) > 1 {
+				fmt.Fprintf(out, "%d of %d bundles verify\n", len(args)-bad, len(args))
+			}
+			if bad > 0 {
 				return exitError{1}
 			}
-			fmt.Fprintf(out, "trust %s\n", rep.Trust)
-			fmt.Fprintf(out, "VALID task %s (%s), output %s\n", rep.TaskID, rep.Type, rep.Output)
 			return nil
 		},
 	}

@@ -50,6 +50,18 @@ func TestVerifyRefusesGarbage(t *testing.T) {
 	}
 }
 
+// Several bundles in one call: each bad one is named by its file.
+func TestVerifyNamesEachBadBundle(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+	_ = os.WriteFile(a, []byte(`{"format":"proofmesh-bundle/v2","task":"","results":[]}`), 0o600)
+	_ = os.WriteFile(b, []byte(`{"format":"proofmesh-bundle/v2","format":"x","task":"","results":[]}`), 0o600)
+	code, out, _ := runCLI(t, "verify", a, b)
+	if code != 1 || !strings.Contains(out, "FAIL  "+a) || !strings.Contains(out, "FAIL  "+b) || !strings.Contains(out, "0 of 2 bundles verify") {
+		t.Fatalf("verify: %d %q", code, out)
+	}
+}
+
 func TestHelpNamesTheCommands(t *testing.T) {
 	code, out, _ := runCLI(t, "--help")
 	for _, c := range []string{"init", "node", "testnet", "demo", "submit", "verify", "setup", "audit"} {

@@ -188,10 +188,11 @@ func peersCmd() *cobra.Command {
 
 func tasksCmd() *cobra.Command {
 	var cf clientFlags
-	var state string
+	var state, typ, after string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   "tasks",
-		Short: "List the tasks a node knows, newest first",
+		Short: "List the tasks a node knows, newest first (--type, --state, --limit, --after for paging)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
@@ -199,9 +200,18 @@ func tasksCmd() *cobra.Command {
 				return err
 			}
 			var ts []api.TaskView
+			q := url.Values{}
+			for k, v := range map[string]string{"state": state, "type": typ, "after": after} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
+			}
 			path := "/api/v1/tasks"
-			if state != "" {
-				path += "?state=" + state
+			if len(q) > 0 {
+				path += "?" + q.Encode()
 			}
 			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &ts); err != nil {
 				return err
@@ -211,6 +221,9 @@ func tasksCmd() *cobra.Command {
 	}
 	cf.add(cmd)
 	cmd.Flags().StringVar(&state, "state", "", "only tasks in this state")
+	cmd.Flags().StringVar(&typ, "type", "", "only tasks of this type")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many (default 100, at most 1000)")
+	cmd.Flags().StringVar(&after, "after", "", "start after this task id (the last of the page before)")
 	return cmd
 }
 
@@ -385,6 +398,60 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 	if final.State != protocol.StateAccepted {
 		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, final.Reason)
 		return exitError{1}
+	}
+	return nil
+}
+
+func logsCmd() *cobra.Command {
+	var cf clientFlags
+	cmd := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Show what each executor of a task reported: exit code or trap, the end of stderr",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var v api.TaskView
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/tasks/"+url.PathEscape(args[0]), nil, &v); err != nil {
+				return err
+			}
+			return printLogs(cmd.OutOrStdout(), v)
+		},
+	}
+	cf.add(cmd)
+	return cmd
+}
+
+// printLogs prints each executor's report; stderr comes from the module,
+// so every line of it passes through cell.
+func printLogs(w io.Writer, v api.TaskView) error {
+	fmt.Fprintf(w, "task %s (%s): %s", v.TaskID, cell(v.Type), v.State)
+	if v.Reason != "" {
+		fmt.Fprintf(w, ": %s", cell(v.Reason))
+	}
+	fmt.Fprintln(w)
+	if len(v.Results) == 0 {
+		fmt.Fprintln(w, "no executor has reported yet")
+	}
+	for _, r := range v.Results {
+		what := fmt.Sprintf("exit code %d", r.ExitCode)
+		if r.Trap != "" {
+			what = "trap " + r.Trap
+		}
+		settled := ""
+		if r.Settled {
+			settled = ", settled the task"
+		}
+		fmt.Fprintf(w, "\n== executor %s: %s, %d ms, fuel %d%s\n", cell(r.Executor), cell(what), r.WallMS, r.FuelUsed, settled)
+		if len(r.Stderr) == 0 {
+			fmt.Fprintln(w, "(no stderr)")
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimRight(string(r.Stderr), "\n"), "\n") {
+			fmt.Fprintln(w, cell(line))
+		}
 	}
 	return nil
 }

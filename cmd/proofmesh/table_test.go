@@ -57,3 +57,25 @@ func TestCellLeavesPlainTextAlone(t *testing.T) {
 		}
 	}
 }
+
+// logs shows each executor's exit code or trap and its stderr, line by
+// line, with a module's escape sequences printed escaped.
+func TestLogsShowEachExecutorsReport(t *testing.T) {
+	var b strings.Builder
+	v := api.TaskView{TaskID: "t1", Type: "wasm.exec.v1", State: "failed", Reason: "the module failed", Results: []api.ResultView{
+		{Executor: "exec-a", ExitCode: 3, Stderr: []byte("bad input\n\x1b[31mred\n"), Settled: true},
+		{Executor: "exec-b", ExitCode: -1, Trap: "fuel"},
+	}}
+	if err := printLogs(&b, v); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"executor exec-a: exit code 3", "settled the task", "bad input\n", `\x1b[31mred`, "executor exec-b: trap fuel", "(no stderr)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("a raw escape reached the terminal:\n%q", out)
+	}
+}

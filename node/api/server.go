@@ -152,9 +152,29 @@ func Handler(b Backend, opt Options) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w.Header())
+		if allow := allowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s does not serve %s; it serves %s", r.URL.Path, r.Method, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// allowedMethods lists the methods some route of mux serves at r's path.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "OPTIONS /" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 type statusWriter struct {
@@ -225,6 +245,10 @@ func (s *server) wrap(route string, scope string, h http.HandlerFunc) http.Handl
 				s.log.Debug("unauthorized request", "remote", host, "path", r.URL.Path, "reason", err)
 				if s.opt.Audit != nil {
 					s.opt.Audit(host, r.URL.Path+": "+err.Error())
+				}
+				if cred != "" { // a valid credential without the scope
+					writeError(sw, http.StatusForbidden, "forbidden", err.Error())
+					return
 				}
 				sw.Header().Set("WWW-Authenticate", `Bearer realm="proofmesh"`)
 				writeError(sw, http.StatusUnauthorized, "unauthorized", err.Error())
@@ -527,10 +551,15 @@ func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ts, err := s.b.Tasks(st, limit)
+	q := TaskQuery{State: st, Type: r.URL.Query().Get("type"), Limit: limit, After: r.URL.Query().Get("after")}
+	ts, err := s.b.Tasks(q)
 	if err != nil {
 		s.fail(w, err)
 		return
+	}
+	if len(ts) == limit {
+		// The cursor of the next page: pass it as ?after=.
+		w.Header().Set("X-Next-After", ts[len(ts)-1].TaskID)
 	}
 	writeJSON(w, http.StatusOK, ts)
 }

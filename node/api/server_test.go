@@ -93,3 +93,24 @@ func TestAPIKeyLimitedAcrossAddresses(t *testing.T) {
 		t.Fatalf("the key's sixth request from a fresh address: %d", code)
 	}
 }
+
+// A method a route does not serve is 405 with Allow, not 404.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	h := Handler(nopBackend{}, Options{Token: strings.Repeat("t", 64)})
+	for _, c := range []struct{ method, path, allow string }{
+		{http.MethodPut, "/api/v1/tasks", "GET, POST"},
+		{http.MethodPatch, "/api/v1/tasks/abc", "GET, DELETE"},
+		{http.MethodPost, "/api/v1/health", "GET"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d, Allow %q, want 405 and %q", c.method, c.path, rec.Code, rec.Header().Get("Allow"), c.allow)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/nothing", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("unknown path: %d, want 404", rec.Code)
+	}
+}

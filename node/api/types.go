@@ -29,7 +29,7 @@ type Backend interface {
 	// Cancel publishes the submitter's signed cancel of a task; by is the
 	// credential asking (ScopeAdmin, or the key's name).
 	Cancel(ctx context.Context, id, by, reason string) error
-	Tasks(state protocol.TaskState, limit int) ([]TaskView, error)
+	Tasks(q TaskQuery) ([]TaskView, error)
 	Task(id string) (TaskView, error)
 	// Watch returns a channel that receives a value whenever the task
 	// changes, and a function that stops the watch.
@@ -154,6 +154,15 @@ type PeerView struct {
 	Rejected     int                   `json:"rejected_results"`
 }
 
+// TaskQuery is GET /api/v1/tasks?state=&type=&limit=&after=: zero fields
+// select everything; After is the last task id of the page before.
+type TaskQuery struct {
+	State protocol.TaskState
+	Type  string
+	Limit int
+	After string
+}
+
 // SubmitRequest is POST /api/v1/tasks. Input is the typed task's JSON
 // input, or for wasm.exec.v1 a base64 string of the raw input bytes;
 // Module is base64 (wasm.exec.v1 only).
@@ -196,9 +205,26 @@ type TaskView struct {
 	Settled []string `json:"settled,omitempty"`
 	// Failure is the confirmed failure report of a task the module
 	// failed: exit code, trap, the end of stderr.
-	Failure  *protocol.Failure `json:"failure,omitempty"`
-	Timeline []Event           `json:"timeline"`
-	Updated  time.Time         `json:"updated"`
+	Failure *protocol.Failure `json:"failure,omitempty"`
+	// Results are what each executor reported (GET /api/v1/tasks/{id}
+	// only): what `proofmesh logs` shows.
+	Results  []ResultView `json:"results,omitempty"`
+	Timeline []Event      `json:"timeline"`
+	Updated  time.Time    `json:"updated"`
+}
+
+// ResultView is one executor's signed report on a task, as people read
+// it.
+type ResultView struct {
+	Executor   string    `json:"executor"`
+	Outcome    string    `json:"outcome"` // output sha256, or "failure:…"
+	ExitCode   int       `json:"exit_code"`
+	Trap       string    `json:"trap,omitempty"`
+	Stderr     []byte    `json:"stderr,omitempty"` // the last KiB
+	WallMS     int64     `json:"wall_ms"`
+	FuelUsed   uint64    `json:"fuel_used"`
+	Settled    bool      `json:"settled"` // one of the results that settled the task
+	ReportedAt time.Time `json:"reported_at"`
 }
 
 // VerifyReport is the answer of POST /api/v1/proofs/verify.
