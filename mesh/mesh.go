@@ -414,6 +414,18 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 // message (the origin itself on a direct first hop).
 type viaKey struct{}
 
+// Forwarder returns, in a Validator or Decoder, the peer that forwarded
+// the message being validated (the origin itself on a direct first hop);
+// from if unknown. What a peer makes this node keep is bounded per
+// forwarder: made-up origins all come through some real connection.
+func Forwarder(ctx context.Context, from peer.ID) peer.ID { return forwarder(ctx, from) }
+
+// WithForwarder returns ctx naming via as the forwarder of the message
+// being validated (a message looked at again later keeps its forwarder).
+func WithForwarder(ctx context.Context, via peer.ID) context.Context {
+	return context.WithValue(ctx, viaKey{}, via)
+}
+
 // forwarder returns the peer that forwarded the message being validated;
 // from if unknown.
 func forwarder(ctx context.Context, from peer.ID) peer.ID {

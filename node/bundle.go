@@ -139,12 +139,8 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 	}
 	// The results are bound to input_hash only: the input the task shows
 	// must be that one.
-	if protocol.InlineInput(t.InputSize) {
-		if len(t.Input) != t.InputSize || protocol.HashHex(t.Input) != t.InputHash {
-			return fail("task: inline input of %d bytes does not match input_hash/input_size", len(t.Input))
-		}
-	} else if t.Input != nil {
-		return fail("task: input of %d bytes must travel by hash", t.InputSize)
+	if err := protocol.CheckTaskInput(t); err != nil {
+		return nil, fmt.Errorf("task: %v", err)
 	}
 	if len(b.Results) == 0 || len(b.Results) > protocol.MaxCandidates {
 		return nil, fmt.Errorf("%d results", len(b.Results))

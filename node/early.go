@@ -21,16 +21,20 @@ const (
 type earlyMessage struct {
 	kind string // mesh kind: tasks or results
 	from peer.ID
+	via  peer.ID // the forwarder it came through (its share of the buffer)
 	data []byte
 	at   time.Time
 }
 
 // earlyBuffer keeps early messages per task, bounded in total, per task
-// and in age; the oldest go first. It is safe for concurrent use (the
-// validators add, the driver takes).
+// and in age. When it is full, the forwarder holding the most entries
+// loses its oldest: a flood through one connection (under any number of
+// made-up identities) evicts its own messages, not an honest peer's. It is
+// safe for concurrent use (the validators add, the driver takes).
 type earlyBuffer struct {
 	mu      sync.Mutex
 	byTask  map[string][]earlyMessage
+	byVia   map[peer.ID]int
 	count   int
 	max     int
 	perTask int
@@ -38,7 +42,14 @@ type earlyBuffer struct {
 }
 
 func newEarlyBuffer(max, perTask int, ttl time.Duration) *earlyBuffer {
-	return &earlyBuffer{byTask: map[string][]earlyMessage{}, max: max, perTask: perTask, ttl: ttl}
+	return &earlyBuffer{byTask: map[string][]earlyMessage{}, byVia: map[peer.ID]int{}, max: max, perTask: perTask, ttl: ttl}
+}
+
+func (b *earlyBuffer) forget(m earlyMessage) {
+	b.count--
+	if b.byVia[m.via]--; b.byVia[m.via] <= 0 {
+		delete(b.byVia, m.via)
+	}
 }
 
 // add keeps a message for task id; false if the task's share is full.
@@ -54,28 +65,42 @@ func (b *earlyBuffer) add(id string, m earlyMessage) bool {
 		return false
 	}
 	for b.count >= b.max {
-		b.evictOldest()
+		b.evict()
 	}
 	b.byTask[id] = append(b.byTask[id], m)
+	b.byVia[m.via]++
 	b.count++
 	return true
 }
 
-func (b *earlyBuffer) evictOldest() {
-	var oldestID string
-	var oldest time.Time
+// evict drops the oldest message of the forwarder holding the most.
+func (b *earlyBuffer) evict() {
+	var top peer.ID
+	for via, n := range b.byVia {
+		if top == "" || n > b.byVia[top] || (n == b.byVia[top] && via < top) {
+			top = via
+		}
+	}
+	var (
+		oldestID string
+		oldestAt int
+		oldest   time.Time
+	)
 	for id, ms := range b.byTask {
-		if oldestID == "" || ms[0].at.Before(oldest) {
-			oldestID, oldest = id, ms[0].at
+		for i, m := range ms {
+			if m.via == top && (oldestID == "" || m.at.Before(oldest)) {
+				oldestID, oldestAt, oldest = id, i, m.at
+			}
 		}
 	}
 	ms := b.byTask[oldestID]
-	if len(ms) <= 1 {
+	b.forget(ms[oldestAt])
+	ms = append(ms[:oldestAt:oldestAt], ms[oldestAt+1:]...)
+	if len(ms) == 0 {
 		delete(b.byTask, oldestID)
 	} else {
-		b.byTask[oldestID] = ms[1:]
+		b.byTask[oldestID] = ms
 	}
-	b.count--
 }
 
 // take removes and returns the messages kept for id.
@@ -84,7 +109,9 @@ func (b *earlyBuffer) take(id string) []earlyMessage {
 	defer b.mu.Unlock()
 	ms := b.byTask[id]
 	delete(b.byTask, id)
-	b.count -= len(ms)
+	for _, m := range ms {
+		b.forget(m)
+	}
 	return ms
 }
 
@@ -98,6 +125,7 @@ func (b *earlyBuffer) expire(now time.Time) {
 	for id, ms := range b.byTask {
 		k := 0
 		for k < len(ms) && now.Sub(ms[k].at) > b.ttl {
+			b.forget(ms[k])
 			k++
 		}
 		if k == len(ms) {
@@ -105,7 +133,6 @@ func (b *earlyBuffer) expire(now time.Time) {
 		} else if k > 0 {
 			b.byTask[id] = ms[k:]
 		}
-		b.count -= k
 	}
 }
 

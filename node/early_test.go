@@ -31,3 +31,17 @@ func TestEarlyBufferBounded(t *testing.T) {
 		t.Fatalf("%d kept past their age", b.len())
 	}
 }
+
+// A flood through one forwarder evicts its own messages, not an honest
+// forwarder's (issue 11's attacker filled the buffer with junk progress).
+func TestEarlyBufferEvictsTheLargestForwarderFirst(t *testing.T) {
+	b := newEarlyBuffer(10, 4, time.Minute)
+	now := time.Now()
+	b.add("honest-task", earlyMessage{kind: "results", via: "honest", data: []byte("result"), at: now})
+	for i := range 100 {
+		b.add(fmt.Sprint("junk", i), earlyMessage{kind: "tasks", via: "flooder", data: []byte(fmt.Sprint(i)), at: now.Add(time.Duration(i+1) * time.Millisecond)})
+	}
+	if b.len() != 10 || len(b.take("honest-task")) != 1 {
+		t.Fatalf("%d kept; the honest message was evicted by the flood", b.len())
+	}
+}

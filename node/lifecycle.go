@@ -22,6 +22,10 @@ type driver struct {
 	in    chan func() // work for the loop goroutine
 	live  map[string]*liveTask
 	early *earlyBuffer
+	// observed counts the live tasks this node only observes, in all and
+	// per submitter.
+	observed            int
+	observedBySubmitter map[string]int
 
 	watchMu  sync.Mutex
 	watchers map[string]map[chan struct{}]bool
@@ -30,17 +34,30 @@ type driver struct {
 
 // liveTask is a task whose lifecycle is not over.
 type liveTask struct {
-	lc     *protocol.Lifecycle
-	wake   time.Time
-	cancel context.CancelFunc // this node's run, while it goes
+	lc       *protocol.Lifecycle
+	wake     time.Time
+	cancel   context.CancelFunc // this node's run, while it goes
+	observed bool               // neither submitted nor run by this node
 }
 
-// maxLiveTasks bounds the lifecycles in memory: a task beyond it is
-// recorded but not followed (and logged) until others end.
-const maxLiveTasks = 4096
+// Bounds of the lifecycles in memory. Anyone can sign a task naming
+// made-up candidates, and every node would follow it until its deadline:
+// tasks this node only observes (it neither submitted nor runs them) are
+// followed within a smaller share, and within a share per submitter, so a
+// flood of forged tasks never crowds out the tasks this node submits or is
+// a candidate for. A task beyond its share is neither followed nor stored.
+const (
+	maxLiveTasks            = 4096 // every live task
+	maxObservedTasks        = 1024 // tasks this node neither submitted nor runs
+	maxObservedPerSubmitter = 64   // of those, per submitting node
+)
+
+// errBusy is a task refused because the lifecycles in memory are at
+// their bound.
+var errBusy = errors.New("too many live tasks")
 
 func newDriver(n *Node) *driver {
-	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{},
+	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{},
 		early: newEarlyBuffer(maxEarlyMessages, maxEarlyPerTask, earlyTTL), watchers: map[string]map[chan struct{}]bool{}}
 }
 
@@ -171,7 +188,12 @@ func (d *driver) restore() error {
 				ev.Results = append(ev.Results, delivery(r))
 			}
 		}
-		d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt)}
+		observed := t.Submitter != d.n.id.String() && t.CandidateIndex(d.n.id.String()) < 0
+		if err := d.room(t, observed); err != nil {
+			d.n.log.Warn("stored task not followed after the restart", "task", short(t.ID), "err", err)
+			continue
+		}
+		d.add(t, tt, observed)
 		d.step(t.ID, ev, nil)
 	}
 	return nil
@@ -206,28 +228,70 @@ func delivery(r *protocol.Result) protocol.Delivery {
 
 // track starts following a checked task (loop goroutine): it records it
 // if new and steps EvSeen. A task already finished here is not revived.
-func (d *driver) track(t *protocol.Task, env []byte, tt protocol.TaskType, rec *store.TaskRecord) {
+func (d *driver) track(t *protocol.Task, env []byte, tt protocol.TaskType, rec *store.TaskRecord) error {
 	if d.live[t.ID] != nil {
-		return
+		return nil
 	}
-	if len(d.live) >= maxLiveTasks {
-		d.n.log.Warn("task not followed: too many live tasks", "task", short(t.ID), "limit", maxLiveTasks)
-		return
+	observed := t.Submitter != d.n.id.String() && t.CandidateIndex(d.n.id.String()) < 0
+	if err := d.room(t, observed); err != nil {
+		d.n.met.notFollowed.Inc()
+		d.n.log.Debug("task not followed", "task", short(t.ID), "submitter", t.Submitter, "err", err)
+		return err
 	}
 	if rec == nil {
 		err := d.n.db.CreateTask(store.TaskRecord{Task: *t, Signed: env, State: protocol.StatePending,
 			Timeline: []store.Event{{State: protocol.StatePending, Time: time.Now(), Detail: "seen on the mesh", Peer: t.Submitter}}})
 		if errors.Is(err, store.ErrExists) {
-			return // seen before: finished here, or restored already
+			return nil // seen before: finished here, or restored already
 		}
 		if err != nil {
 			d.n.log.Warn("task not recorded", "task", short(t.ID), "err", err)
-			return
+			return err
 		}
 	}
-	d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt)}
+	d.add(t, tt, observed)
 	d.step(t.ID, protocol.EvSeen{}, nil)
 	d.replayEarly(t.ID)
+	return nil
+}
+
+// room says whether a task fits within the bounds of live lifecycles.
+func (d *driver) room(t *protocol.Task, observed bool) error {
+	switch {
+	case len(d.live) >= maxLiveTasks:
+		return fmt.Errorf("%w: %d followed", errBusy, maxLiveTasks)
+	case observed && d.observed >= maxObservedTasks:
+		return fmt.Errorf("%w: %d observed", errBusy, maxObservedTasks)
+	case observed && d.observedBySubmitter[t.Submitter] >= maxObservedPerSubmitter:
+		return fmt.Errorf("%w: %d observed from submitter %s", errBusy, maxObservedPerSubmitter, protocol.ShortPeer(t.Submitter))
+	}
+	return nil
+}
+
+// add makes a task live (loop goroutine).
+func (d *driver) add(t *protocol.Task, tt protocol.TaskType, observed bool) {
+	d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt), observed: observed}
+	if observed {
+		d.observed++
+		d.observedBySubmitter[t.Submitter]++
+	}
+}
+
+// remove ends a live task (loop goroutine).
+func (d *driver) remove(id string) {
+	lt := d.live[id]
+	if lt == nil {
+		return
+	}
+	delete(d.live, id)
+	d.early.drop(id)
+	if lt.observed {
+		d.observed--
+		sub := lt.lc.Task().Submitter
+		if d.observedBySubmitter[sub]--; d.observedBySubmitter[sub] <= 0 {
+			delete(d.observedBySubmitter, sub)
+		}
+	}
 }
 
 // step feeds one event to a live task's lifecycle and carries out the
@@ -274,8 +338,7 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 		d.startRun(lt)
 	}
 	if lt.lc.State().Terminal() {
-		delete(d.live, id)
-		d.early.drop(id)
+		d.remove(id)
 	}
 	if len(persists) > 0 {
 		d.notify(id)
@@ -300,7 +363,11 @@ func (d *driver) commit(id string, now time.Time, env []byte, ps []protocol.Pers
 			if err != nil {
 				return err
 			}
-			if err := tx.PutResult(id, r.Executor, env); err != nil && !errors.Is(err, store.ErrExists) {
+			err = tx.PutResult(id, r.Executor, env)
+			if errors.Is(err, store.ErrExists) {
+				err = tx.PutEquivocation(id, r.Executor, env)
+			}
+			if err != nil && !errors.Is(err, store.ErrExists) {
 				return err
 			}
 		}
@@ -320,9 +387,9 @@ func (d *driver) commit(id string, now time.Time, env []byte, ps []protocol.Pers
 					rec.Executors = append(rec.Executors, p.Peer)
 				}
 				if s := p.Settlement; s != nil {
-					rec.Settled, rec.Failure = s.Executors, s.Failure
+					rec.Settled, rec.Failure, rec.Outcome = s.Executors, s.Failure, s.Outcome
 					if s.Failure == nil {
-						out, err := settledOutput(tx, id, s.Executors[0])
+						out, err := settledOutput(tx, id, s.Executors[0], s.Outcome)
 						if err != nil {
 							return err
 						}
@@ -370,16 +437,27 @@ func (d *driver) commit(id string, now time.Time, env []byte, ps []protocol.Pers
 }
 
 // settledOutput is the output of the executor whose result settled a task.
-func settledOutput(tx *store.Tx, id, executor string) ([]byte, error) {
+func settledOutput(tx *store.Tx, id, executor, outcome string) ([]byte, error) {
 	rs, err := tx.Results(id)
 	if err != nil {
 		return nil, err
 	}
-	r, err := protocol.OpenResult(rs[executor])
-	if err != nil {
-		return nil, fmt.Errorf("settling result of %s: %w", protocol.ShortPeer(executor), err)
+	env, r := settledResult(rs, executor, outcome)
+	if env == nil {
+		return nil, fmt.Errorf("the settling result of %s (outcome %s) is not stored", protocol.ShortPeer(executor), outcome)
 	}
 	return r.Output, nil
+}
+
+// settledResult picks, among an executor's stored results (two if it
+// equivocated), the one with the settled outcome.
+func settledResult(rs map[string][]byte, executor, outcome string) ([]byte, *protocol.Result) {
+	for _, k := range []string{executor, executor + "\x00second"} {
+		if r, err := protocol.OpenResult(rs[k]); err == nil && (outcome == "" || r.Outcome() == outcome) {
+			return rs[k], r
+		}
+	}
+	return nil, nil
 }
 
 // startRun starts this node's run of a live task (loop goroutine).

@@ -291,8 +291,22 @@ func TestResultServedAfterOriginDies(t *testing.T) {
 func TestCancelStopsTheTaskEverywhere(t *testing.T) {
 	tn := startTestnet(t, 3, nil)
 	sub := tn.Nodes[0]
+	// The module spins until its fuel is spent (a few seconds): cancel as
+	// soon as an executor says it runs, so the cancel, not a confirmed
+	// fuel failure, ends the task. (Not more fuel: a guest spinning in
+	// native code holds up the Go runtime's stop-the-world until it ends.)
 	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2})
-	time.Sleep(500 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, _ := sub.Task(id)
+		if v.State == protocol.StateRunning {
+			break
+		}
+		if time.Now().After(deadline) || v.State.Terminal() {
+			t.Fatalf("no executor started: %s %q", v.State, v.Reason)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := sub.Cancel(context.Background(), id, "key pmk_other", "no"); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("cancel by another key: %v", err)
 	}

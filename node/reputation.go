@@ -86,14 +86,15 @@ func (r *reputation) appScore(p peer.ID) float64 {
 }
 
 type nodeMetrics struct {
-	tasks      *prometheus.CounterVec   // state
-	exec       prometheus.Histogram     // seconds
-	prove      prometheus.Histogram     // seconds
-	verify     *prometheus.HistogramVec // outcome
-	results    *prometheus.CounterVec   // verdict
-	execFailed *prometheus.CounterVec   // reason
-	submitTo   prometheus.Histogram     // seconds from submit to accepted
-	pruned     prometheus.Counter       // finished tasks deleted after the retention
+	tasks       *prometheus.CounterVec   // state
+	exec        prometheus.Histogram     // seconds
+	prove       prometheus.Histogram     // seconds
+	verify      *prometheus.HistogramVec // outcome
+	results     *prometheus.CounterVec   // verdict
+	execFailed  *prometheus.CounterVec   // reason
+	submitTo    prometheus.Histogram     // seconds from submit to accepted
+	pruned      prometheus.Counter       // finished tasks deleted after the retention
+	notFollowed prometheus.Counter       // tasks seen but beyond the bounds of live lifecycles
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -124,6 +125,9 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 	m.pruned = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "proofmesh_tasks_pruned_total", Help: "Finished tasks deleted with their results after the retention period.",
 	})
-	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo, m.pruned)
+	m.notFollowed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "proofmesh_tasks_not_followed_total", Help: "Tasks seen but not followed: beyond the bounds of live lifecycles (all, observed, per submitter).",
+	})
+	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo, m.pruned, m.notFollowed)
 	return m
 }

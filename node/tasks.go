@@ -107,7 +107,12 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	}
 	data, err := (&protocol.TaskMessage{Task: env}).Encode()
 	if err == nil {
-		n.lc.do(ctx, func() { n.lc.track(&t, env, tt, &rec) })
+		var terr error
+		n.lc.do(ctx, func() { terr = n.lc.track(&t, env, tt, &rec) })
+		if terr != nil {
+			n.lc.post(func() { n.failUntracked(t.ID, terr) })
+			return t.ID, fmt.Errorf("%w: this node cannot follow another task now: %v; retry later", api.ErrUnavailable, terr)
+		}
 		err = n.mesh.Publish(ctx, mesh.KindTasks, data)
 	}
 	if err != nil {
@@ -118,6 +123,24 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	}
 	n.log.Info("task submitted", "task", short(t.ID), "type", t.Type, "candidates", len(cands))
 	return t.ID, nil
+}
+
+// failUntracked marks a task submitted here that the driver could not
+// follow as failed, with the reason (loop goroutine).
+func (n *Node) failUntracked(id string, why error) {
+	_, err := n.db.UpdateTask(id, func(r *store.TaskRecord) error {
+		if r.State.Terminal() {
+			return nil
+		}
+		reason := "not published: " + why.Error()
+		r.State, r.Reason = protocol.StateFailed, reason
+		r.AddEvent(store.Event{State: protocol.StateFailed, Time: time.Now(), Detail: reason})
+		return nil
+	})
+	if err != nil {
+		n.log.Warn("task state not recorded", "task", short(id), "err", err)
+	}
+	n.lc.notify(id)
 }
 
 // Cancel publishes the submitter's signed cancel of a task submitted
@@ -247,7 +270,7 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 		return taskSeen{msg.Task, msg.TaskEnv, tt}, nil
 	case msg.Cancel != nil:
 		c := msg.Cancel
-		_, err := n.lc.admit(ctx, c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
+		_, err := n.lc.admit(ctx, c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
 			if lc.Task().Submitter != c.Submitter {
 				return fmt.Errorf("%w: cancel of %s signed by %s, not its submitter", protocol.ErrForged, short(c.TaskID), c.Submitter)
 			}
@@ -262,7 +285,7 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 	if p.Executor != from.String() {
 		return nil, fmt.Errorf("%w: progress for %s sent by %s", protocol.ErrForged, p.Executor, from)
 	}
-	_, err = n.lc.admit(ctx, p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
+	_, err = n.lc.admit(ctx, p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
 		return lc.CheckTurn(p.Executor, now, protocol.TurnSkew)
 	})
 	if errors.Is(err, protocol.ErrNotYourTurn) {
@@ -279,7 +302,7 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 func (n *Node) onTaskMessage(m mesh.Message) {
 	switch v := m.Value.(type) {
 	case taskSeen:
-		n.lc.post(func() { n.lc.track(v.t, v.env, v.tt, nil) })
+		n.lc.post(func() { _ = n.lc.track(v.t, v.env, v.tt, nil) })
 	case *protocol.Cancel:
 		n.lc.post(func() { n.lc.step(v.TaskID, protocol.EvCancel{Reason: v.Reason}, nil) })
 	case *protocol.Progress:
@@ -314,10 +337,11 @@ func (d *driver) replayEarly(id string) {
 				v   any
 				err error
 			)
+			ctx := mesh.WithForwarder(d.n.ctx, m.via)
 			if m.kind == mesh.KindResults {
-				v, err = d.n.validateResult(d.n.ctx, m.from, m.data)
+				v, err = d.n.validateResult(ctx, m.from, m.data)
 			} else {
-				v, err = d.n.validateTaskMessage(d.n.ctx, m.from, m.data)
+				v, err = d.n.validateTaskMessage(ctx, m.from, m.data)
 			}
 			if err == nil {
 				msg := mesh.Message{From: m.from, Data: m.data, Value: v}
@@ -582,10 +606,13 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 	now := time.Now()
 	// REJECTED if early, and kept: if this node later learns of the event
 	// that moved the turn forward (a leave, a split), it looks again.
-	task, err := n.lc.admit(ctx, r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, data: data, at: now}, func(lc *protocol.Lifecycle) error {
-		if lc.HasDelivered(r.Executor) {
+	task, err := n.lc.admit(ctx, r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
+		if lc.Counted(r.Executor, r.Outcome()) {
 			return fmt.Errorf("%w: result of %s for %s already counted", protocol.ErrDuplicate, protocol.ShortPeer(r.Executor), short(r.TaskID))
 		}
+		// A second, different result of one executor is evidence of
+		// equivocation: checked like any other and forwarded, so that
+		// every node counts both and ends the same way.
 		return lc.CheckTurn(r.Executor, now, protocol.TurnSkew)
 	})
 	if err != nil {

@@ -205,8 +205,8 @@ func (n *Node) Bundle(id string) ([]byte, error) {
 	// Sorted: every node serves the same bytes, whatever order the
 	// results reached it in.
 	for _, e := range slices.Sorted(slices.Values(rec.Settled)) {
-		env, ok := results[e]
-		if !ok {
+		env, _ := settledResult(results, e, rec.Outcome)
+		if env == nil {
 			return nil, fmt.Errorf("task %s: the result of %s that settled it is not stored", id, protocol.ShortPeer(e))
 		}
 		b.Results = append(b.Results, env)

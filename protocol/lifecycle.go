@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,8 +32,12 @@ type Lifecycle struct {
 	why       []string
 	gone      map[string]bool // candidates that left the network
 
-	delivered map[string]*Delivery // executor -> its one result
-	order     []string             // executors in delivery order
+	// delivered are each executor's results: one, or two different
+	// ones from an executor that equivocated (it counts for both
+	// outcomes and is penalized; a third is not kept).
+	delivered map[string][]*Delivery
+	order     []*Delivery // every result in delivery order
+	answered  int         // executors that delivered
 	wanted    int                  // results wanted before the next candidate starts
 	ran       bool                 // this node started its own run
 }
@@ -143,7 +148,7 @@ func NewLifecycle(self string, t *Task, tt TaskType) *Lifecycle {
 	return &Lifecycle{
 		self: self, task: t, tt: tt, state: StatePending,
 		activated: make([]time.Time, len(t.Candidates)), why: make([]string, len(t.Candidates)),
-		gone: map[string]bool{}, delivered: map[string]*Delivery{},
+		gone: map[string]bool{}, delivered: map[string][]*Delivery{},
 		wanted: t.Replicas,
 	}
 }
@@ -202,8 +207,24 @@ func (l *Lifecycle) CheckTurn(executor string, now time.Time, skew time.Duration
 		l.task.StartAt(i).UTC().Format(time.RFC3339), l.task.StartAt(i).Sub(now).Round(time.Millisecond))
 }
 
-// HasDelivered reports whether executor's result is already counted.
-func (l *Lifecycle) HasDelivered(executor string) bool { return l.delivered[executor] != nil }
+// HasDelivered reports whether executor has delivered a result.
+func (l *Lifecycle) HasDelivered(executor string) bool { return len(l.delivered[executor]) > 0 }
+
+// Counted reports whether a result of executor with this outcome needs no
+// second look: it is counted already, or the executor has equivocated
+// (two different results are kept as evidence; more add nothing).
+func (l *Lifecycle) Counted(executor, outcome string) bool {
+	ds := l.delivered[executor]
+	if len(ds) >= 2 {
+		return true
+	}
+	for _, d := range ds {
+		if d.Outcome == outcome {
+			return true
+		}
+	}
+	return false
+}
 
 // Step applies one event at time now and returns what to do.
 func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
@@ -227,11 +248,13 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 	case EvProgress:
 		out = append(out, l.progress(now, e)...)
 	case EvResult:
-		if l.delivered[e.Executor] != nil || l.task.CandidateIndex(e.Executor) < 0 {
+		if l.Counted(e.Executor, e.Outcome) || l.task.CandidateIndex(e.Executor) < 0 {
 			return nil
 		}
 		d := e.Delivery
-		l.record(&d)
+		if l.record(&d) {
+			out = append(out, Penalize{Executor: d.Executor, Detail: "signed two different results for one task (equivocation)"})
+		}
 		detail := "output sha256 " + shortHash(d.Outcome)
 		if d.Failure != nil {
 			detail = "failure: " + d.Failure.Summary()
@@ -246,7 +269,7 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 			break
 		}
 		l.gone[e.Peer] = true
-		if !l.activated[i].IsZero() && l.delivered[e.Peer] == nil {
+		if !l.activated[i].IsZero() && !l.HasDelivered(e.Peer) {
 			// It will not deliver: its successor need not wait out a lease.
 			if j := l.activate(now, "candidate "+ShortPeer(e.Peer)+" left"); j >= 0 {
 				out = append(out, l.takeover(j))
@@ -270,21 +293,26 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 	return append(out, l.advance(now)...)
 }
 
-func (l *Lifecycle) record(d *Delivery) {
-	if l.delivered[d.Executor] != nil || l.task.CandidateIndex(d.Executor) < 0 {
-		return
+// record counts a result; true when it shows its executor equivocating.
+func (l *Lifecycle) record(d *Delivery) bool {
+	if l.Counted(d.Executor, d.Outcome) || l.task.CandidateIndex(d.Executor) < 0 {
+		return false
 	}
 	c := *d
-	l.delivered[d.Executor] = &c
-	l.order = append(l.order, d.Executor)
+	if len(l.delivered[d.Executor]) == 0 {
+		l.answered++
+	}
+	l.delivered[d.Executor] = append(l.delivered[d.Executor], &c)
+	l.order = append(l.order, &c)
 	if i := l.task.CandidateIndex(d.Executor); l.activated[i].IsZero() {
 		l.activated[i] = time.UnixMilli(l.task.Created) // a restored or replayed delivery had its turn
 	}
+	return len(l.delivered[d.Executor]) == 2
 }
 
 func (l *Lifecycle) progress(now time.Time, e EvProgress) []Action {
 	i := l.task.CandidateIndex(e.Executor)
-	if i < 0 || l.delivered[e.Executor] != nil {
+	if i < 0 || l.HasDelivered(e.Executor) {
 		return nil
 	}
 	next := e.State
@@ -338,7 +366,7 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 			l.activated[i] = l.task.StartAt(i)
 			if i >= l.task.Replicas {
 				l.why[i] = "the lease of the candidate before it ran out"
-				if len(l.order) < l.wanted && !l.gone[l.task.Candidates[i]] && now.Before(deadline) {
+				if l.answered < l.wanted && !l.gone[l.task.Candidates[i]] && now.Before(deadline) {
 					out = append(out, l.takeover(i))
 				}
 			}
@@ -349,12 +377,12 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 	}
 	// Every active candidate has answered and nothing is settled: a split
 	// (or a failure to confirm). Want more results, up to the cap.
-	if len(l.order) >= l.wanted {
+	if l.answered >= l.wanted {
 		short := l.shortfall()
-		if len(l.order)+short > l.maxResults() {
+		if l.answered+short > l.maxResults() {
 			return l.fail(fmt.Sprintf("no quorum: %s; %d result(s) is the most this task may collect", l.account(), l.maxResults()), nil)
 		}
-		l.wanted = len(l.order) + short
+		l.wanted = l.answered + short
 		for l.activeCount() < l.wanted {
 			j := l.activate(now, "results so far do not settle the task ("+l.account()+")")
 			if j < 0 {
@@ -364,7 +392,7 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 		}
 	}
 	if me := l.task.CandidateIndex(l.self); me >= 0 && !l.ran && !l.activated[me].IsZero() &&
-		len(l.order) < l.wanted && !l.gone[l.self] {
+		l.answered < l.wanted && !l.gone[l.self] {
 		l.ran = true
 		out = append(out, Run{})
 	}
@@ -374,7 +402,7 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 func (l *Lifecycle) activeCount() int {
 	n := 0
 	for i, at := range l.activated {
-		if !at.IsZero() && (!l.gone[l.task.Candidates[i]] || l.delivered[l.task.Candidates[i]] != nil) {
+		if !at.IsZero() && (!l.gone[l.task.Candidates[i]] || l.HasDelivered(l.task.Candidates[i])) {
 			n++
 		}
 	}
@@ -397,7 +425,20 @@ func (l *Lifecycle) shortfall() int {
 type group struct {
 	outcome   string
 	failure   bool
+	report    *Failure // the first failure report of the group
 	executors []string
+}
+
+// executorsInOrder lists the executors that delivered, in the order of
+// their first result.
+func (l *Lifecycle) executorsInOrder() []string {
+	var out []string
+	for _, d := range l.order {
+		if !slices.Contains(out, d.Executor) {
+			out = append(out, d.Executor)
+		}
+	}
+	return out
 }
 
 // groups are the delivered results grouped by outcome, in the order of
@@ -405,15 +446,17 @@ type group struct {
 func (l *Lifecycle) groups() []group {
 	var gs []group
 	idx := map[string]int{}
-	for _, e := range l.order {
-		d := l.delivered[e]
+	for _, d := range l.order {
 		k, ok := idx[d.Outcome]
 		if !ok {
 			k = len(gs)
 			idx[d.Outcome] = k
 			gs = append(gs, group{outcome: d.Outcome, failure: d.Failure != nil})
 		}
-		gs[k].executors = append(gs[k].executors, e)
+		gs[k].executors = append(gs[k].executors, d.Executor)
+		if d.Failure != nil && gs[k].report == nil {
+			gs[k].report = d.Failure
+		}
 	}
 	return gs
 }
@@ -425,10 +468,10 @@ func (l *Lifecycle) settlement() *Settlement {
 		}
 		s := &Settlement{Outcome: g.outcome, Executors: g.executors[:l.quorum(g.failure)]}
 		if g.failure {
-			s.Failure = l.delivered[g.executors[0]].Failure
+			s.Failure = g.report
 		}
-		for _, e := range l.order {
-			if l.delivered[e].Outcome != g.outcome {
+		for _, e := range l.executorsInOrder() {
+			if !slices.Contains(g.executors, e) {
 				s.Dissenters = append(s.Dissenters, e)
 			}
 		}
@@ -452,7 +495,7 @@ func (l *Lifecycle) settle(s *Settlement) []Action {
 	}
 	for _, d := range s.Dissenters {
 		out = append(out, Penalize{Executor: d, Detail: fmt.Sprintf("outcome %s refuted by %s",
-			shortHash(l.delivered[d].Outcome), strings.Join(shortList(s.Executors), ", "))})
+			shortHash(l.delivered[d][0].Outcome), strings.Join(shortList(s.Executors), ", "))})
 	}
 	if l.ran && !l.HasDelivered(l.self) {
 		out = append(out, Stop{Reason: "task settled"})
@@ -482,7 +525,7 @@ func (l *Lifecycle) account() string {
 	for _, g := range gs {
 		what := "output sha256 " + shortHash(g.outcome)
 		if g.failure {
-			what = "failure (" + l.delivered[g.executors[0]].Failure.Summary() + ")"
+			what = "failure (" + g.report.Summary() + ")"
 		}
 		parts = append(parts, fmt.Sprintf("%s from %s", what, strings.Join(shortList(g.executors), ",")))
 	}

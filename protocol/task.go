@@ -137,12 +137,8 @@ func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskTy
 	if err := CheckSubmission(tt, t.InputSize, t.ModuleSize, t.Replicas); err != nil {
 		return TaskType{}, err
 	}
-	if InlineInput(t.InputSize) {
-		if t.Input == nil || len(t.Input) != t.InputSize || hashHex(t.Input) != t.InputHash {
-			return TaskType{}, fmt.Errorf("%w: inline input of %d bytes does not match input_hash/input_size", ErrMalformed, t.InputSize)
-		}
-	} else if t.Input != nil {
-		return TaskType{}, fmt.Errorf("%w: input of %d bytes must travel by hash", ErrMalformed, t.InputSize)
+	if err := CheckTaskInput(t); err != nil {
+		return TaskType{}, err
 	}
 	if !isHexHash(t.InputHash) {
 		return TaskType{}, fmt.Errorf("%w: input_hash", ErrMalformed)
@@ -174,6 +170,21 @@ func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskTy
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrDeadlinePassed)
 	}
 	return tt, nil
+}
+
+// CheckTaskInput checks a task's input against input_hash and input_size:
+// inline (every size up to MaxInlineInput, 0 included) and equal to them,
+// or absent for an input that travels by hash. Results and proofs are
+// bound to input_hash only, so the input a task shows must be that one.
+func CheckTaskInput(t *Task) error {
+	if InlineInput(t.InputSize) {
+		if t.Input == nil || len(t.Input) != t.InputSize || hashHex(t.Input) != t.InputHash {
+			return fmt.Errorf("%w: inline input of %d bytes does not match input_hash/input_size", ErrMalformed, len(t.Input))
+		}
+	} else if t.Input != nil {
+		return fmt.Errorf("%w: input of %d bytes must travel by hash", ErrMalformed, t.InputSize)
+	}
+	return nil
 }
 
 // MaxDeadline is the latest deadline a task may have: every candidate's

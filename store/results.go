@@ -42,8 +42,31 @@ func (tx *Tx) PutResult(taskID, executor string, envelope []byte) error {
 	return b.Put(k, bytes.Clone(envelope))
 }
 
+// PutEquivocation keeps the second, different result an executor signed
+// for a task (evidence that it equivocated), beside its first; a third is
+// refused with ErrExists. Results lists it under "executor\x00second".
+func (tx *Tx) PutEquivocation(taskID, executor string, envelope []byte) error {
+	b, err := tx.bucket(bucketResults)
+	if err != nil {
+		return err
+	}
+	k, err := resultKey(taskID, executor)
+	if err != nil {
+		return err
+	}
+	k = append(k, "\x00second"...)
+	if old := b.Get(k); old != nil {
+		if bytes.Equal(old, envelope) {
+			return nil
+		}
+		return fmt.Errorf("third result of task %s by %s: %w", taskID, executor, ErrExists)
+	}
+	return b.Put(k, bytes.Clone(envelope))
+}
+
 // Results returns the stored envelopes of taskID by executor (empty, not
-// nil, if none).
+// nil, if none); an equivocating executor's second result is under
+// "executor\x00second".
 func (tx *Tx) Results(taskID string) (map[string][]byte, error) {
 	b, err := tx.bucket(bucketResults)
 	if err != nil {

@@ -34,6 +34,8 @@ type TaskRecord struct {
 	// (accepted, or failed by a confirmed failure); their stored results
 	// make its bundle.
 	Settled []string `json:"settled,omitempty"`
+	// Outcome is the outcome they agreed on (Result.Outcome).
+	Outcome string `json:"outcome,omitempty"`
 	// Failure is the confirmed failure report of a failed task.
 	Failure *protocol.Failure `json:"failure,omitempty"`
 	// Updated is when the record last changed; the store sets it on every

@@ -16,6 +16,8 @@ var (
 	ErrConflict   = errors.New("conflict")
 	ErrBadRequest = errors.New("bad request")
 	ErrForbidden  = errors.New("forbidden")
+	// ErrUnavailable is a request this node cannot serve now (503).
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Backend is what the API needs of a node.
