@@ -38,8 +38,8 @@ type Lifecycle struct {
 	delivered map[string][]*Delivery
 	order     []*Delivery // every result in delivery order
 	answered  int         // executors that delivered
-	wanted    int                  // results wanted before the next candidate starts
-	ran       bool                 // this node started its own run
+	wanted    int         // results wanted before the next candidate starts
+	ran       bool        // this node started its own run
 }
 
 // Delivery is one verified result as the lifecycle sees it.
