@@ -297,31 +297,46 @@ func sameTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
 // other errors are ErrClosed, ErrInvalidLimits, ErrInputTooLarge or the
 // context's when ctx ends first. Stats are filled as far as the run got.
 func (s *Sandbox) Run(ctx context.Context, module, input []byte, lim Limits) ([]byte, Stats, error) {
+	out, _, st, err := s.RunJob(ctx, module, input, lim, Job{})
+	return out, st, err
+}
+
+// RunJob is Run with a job: arguments, environment, read-only files under
+// /in, and the files under /out it returns after a normal exit (by path).
+func (s *Sandbox) RunJob(ctx context.Context, module, input []byte, lim Limits, job Job) ([]byte, map[string][]byte, Stats, error) {
+	out, files, st, err := s.run(ctx, module, input, lim, &job)
+	return out, files, st, err
+}
+
+func (s *Sandbox) run(ctx context.Context, module, input []byte, lim Limits, job *Job) ([]byte, map[string][]byte, Stats, error) {
 	var st Stats
 	if err := lim.Validate(); err != nil {
-		return nil, st, err
+		return nil, nil, st, err
+	}
+	if err := job.validate(); err != nil {
+		return nil, nil, st, err
 	}
 	if lim.MaxModuleBytes > 0 && len(module) > lim.MaxModuleBytes {
-		return nil, st, &Failure{Kind: TrapBadModule, ExitCode: -1,
+		return nil, nil, st, &Failure{Kind: TrapBadModule, ExitCode: -1,
 			Err: fmt.Errorf("%w: %d bytes, limit %d", ErrModuleTooLarge, len(module), lim.MaxModuleBytes)}
 	}
 	if len(input) > lim.MaxInputBytes {
-		return nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrInputTooLarge, len(input), lim.MaxInputBytes)
+		return nil, nil, st, fmt.Errorf("%w: %d bytes, limit %d", ErrInputTooLarge, len(input), lim.MaxInputBytes)
 	}
 	if err := s.begin(); err != nil {
-		return nil, st, err
+		return nil, nil, st, err
 	}
 	defer s.runs.Done()
 	e, err := s.load(ctx, module)
 	if err != nil {
-		return nil, st, err
+		return nil, nil, st, err
 	}
 	defer s.modules.release(e)
 	if err := s.acquireSlot(ctx); err != nil {
-		return nil, st, err
+		return nil, nil, st, err
 	}
 	defer s.releaseSlot()
-	return s.execute(ctx, e.mod, input, lim)
+	return s.execute(ctx, e.mod, input, lim, job)
 }
 
 // stop reasons of the watchdog.
@@ -333,10 +348,10 @@ const (
 )
 
 // execute instantiates the module afresh and runs it to its end.
-func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits) ([]byte, Stats, error) {
+func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim Limits, job *Job) ([]byte, map[string][]byte, Stats, error) {
 	st := Stats{ExitCode: -1}
-	fail := func(kind TrapKind, err error) ([]byte, Stats, error) {
-		return nil, st, &Failure{Kind: kind, ExitCode: st.ExitCode, Stderr: st.Stderr, Err: err}
+	fail := func(kind TrapKind, err error) ([]byte, map[string][]byte, Stats, error) {
+		return nil, nil, st, &Failure{Kind: kind, ExitCode: st.ExitCode, Stderr: st.Stderr, Err: err}
 	}
 	if mod.memoryMin > lim.MaxMemoryPages {
 		return fail(TrapMemory, fmt.Errorf("%w: the module starts with %d pages, limit %s",
@@ -358,6 +373,11 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		WithNanosleep(clock.nanosleep).
 		WithOsyield(func() {}).
 		WithRandSource(newRandSource())
+	mcfg, collect, cleanup, err := job.configure(mcfg)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	defer cleanup()
 
 	started := time.Now()
 	ictx := experimental.WithMemoryAllocator(ctx, mem)
@@ -439,13 +459,17 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		return fail(TrapOutputLimit, fmt.Errorf("%w: more than %d bytes", ErrOutputTooLarge, lim.MaxOutputBytes))
 	case err == nil:
 		st.OutputBytes = len(stdout.buf)
-		return stdout.buf, st, nil
+		files, err := collect()
+		if err != nil {
+			return nil, nil, st, err
+		}
+		return stdout.buf, files, st, nil
 	case reason == stopTimeout:
 		return fail(TrapTime, fmt.Errorf("%w: %s", ErrTimeout, lim.Timeout))
 	case reason == stopContext: // not the module's doing: no Failure
-		return nil, st, fmt.Errorf("sandbox: run stopped: %w", context.Cause(ctx))
+		return nil, nil, st, fmt.Errorf("sandbox: run stopped: %w", context.Cause(ctx))
 	case reason == stopClosing:
-		return nil, st, fmt.Errorf("%w: run stopped", ErrClosed)
+		return nil, nil, st, fmt.Errorf("%w: run stopped", ErrClosed)
 	case spent > budget:
 		return fail(TrapFuel, fmt.Errorf("%w: budget %d", ErrFuelExhausted, lim.Fuel))
 	case mem.refused:
