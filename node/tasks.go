@@ -31,6 +31,12 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	if err != nil {
 		return "", err
 	}
+	switch {
+	case tt.ModuleHash == "" && len(req.Module) == 0:
+		return "", fmt.Errorf("%w: type %s runs a module you send (base64 \"module\", or --module FILE)", protocol.ErrBadInput, tt.ID)
+	case tt.ModuleHash != "" && len(req.Module) > 0:
+		return "", fmt.Errorf("%w: type %s runs its own built-in module; send no module (--module is for wasm.exec.v1)", protocol.ErrBadInput, tt.ID)
+	}
 	input, err := decodeInput(tt, req.Input)
 	if err != nil {
 		return "", err
@@ -56,9 +62,6 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 		return "", fmt.Errorf("store input: %w", err)
 	}
 	if tt.ModuleHash == "" {
-		if len(req.Module) == 0 {
-			return "", fmt.Errorf("%w: type %s needs a module (base64 \"module\")", protocol.ErrBadInput, tt.ID)
-		}
 		// Structure and imports only, in linear time: compiling is the
 		// executors' job, in their compile pools, never the API's. A module
 		// that passes this and still fails to compile fails the task with
@@ -70,8 +73,6 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 			return "", fmt.Errorf("store module: %w", err)
 		}
 		t.ModuleSize = len(req.Module)
-	} else if len(req.Module) > 0 {
-		return "", fmt.Errorf("%w: type %s has a fixed module; do not send one", protocol.ErrBadInput, tt.ID)
 	}
 	cands, rankErr := protocol.Rank(tt, t.RankSeed(), n.peerViews(), replicas+3)
 	if rankErr == nil && len(cands) < replicas {

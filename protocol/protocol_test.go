@@ -489,6 +489,21 @@ func TestTaskChecks(t *testing.T) {
 	}
 }
 
+// Refusals of an input speak of JSON and fields, never of Go types.
+func TestCheckInputSpeaksPlainly(t *testing.T) {
+	for _, c := range []struct{ typ, in, want string }{
+		{"mimc.chain.v1", `{"x":1}`, `field "x" is a JSON number, want a string`},
+		{"mimc.chain.v1", `{x:1}`, "not valid JSON at byte 2"},
+		{"mimc.chain.v1", `{"x":"1","y":2}`, `unknown field "y"`},
+		{"mlp.infer.v1", `{"x":"a"}`, `field "x" is a JSON string, want a list of numbers`},
+	} {
+		err := CheckInput(c.typ, []byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "json:") {
+			t.Errorf("%s %s: %v, want %q", c.typ, c.in, err, c.want)
+		}
+	}
+}
+
 func TestCheckInput(t *testing.T) {
 	good := map[string]string{
 		"mimc.chain.v1": `{"x":"12345"}`,

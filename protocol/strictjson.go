@@ -35,7 +35,7 @@ func DecodeStrict(data []byte, limit int, v any) error {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	// dec.More is false before a stray ']' or '}', so look at the bytes.
 	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -253,7 +254,7 @@ func CheckInput(typeID string, input []byte) error {
 			X string `json:"x"`
 		}
 		if err := decodeStrict(input, 1<<10, &in); err != nil {
-			return fmt.Errorf("%w: want {\"x\": \"<decimal field element>\"}: %v", ErrBadInput, err)
+			return fmt.Errorf("%w: want {\"x\": \"<decimal field element>\"}, x a string of digits such as {\"x\": \"42\"}: %s", ErrBadInput, plainJSONError(err))
 		}
 		if !canonicalDecimal(in.X) {
 			return fmt.Errorf("%w: x %q must be a plain decimal number", ErrBadInput, clip(in.X))
@@ -268,7 +269,7 @@ func CheckInput(typeID string, input []byte) error {
 			X []json.Number `json:"x"`
 		}
 		if err := decodeStrict(input, 1<<10, &in); err != nil {
-			return fmt.Errorf("%w: want {\"x\": [%d integers in -128..127]}: %v", ErrBadInput, spec.MLPInputs, err)
+			return fmt.Errorf("%w: want {\"x\": [%d integers in -128..127]}: %s", ErrBadInput, spec.MLPInputs, plainJSONError(err))
 		}
 		if len(in.X) != spec.MLPInputs {
 			return fmt.Errorf("%w: x has %d values, want %d", ErrBadInput, len(in.X), spec.MLPInputs)
@@ -284,6 +285,34 @@ func CheckInput(typeID string, input []byte) error {
 		return checkCanonical(input, `{"x":[`+strings.Join(parts, ",")+`]}`)
 	}
 	return nil
+}
+
+// plainJSONError says what is wrong with a JSON input in a person's terms,
+// never a Go type name.
+func plainJSONError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			field = "the input"
+		} else {
+			field = "field " + strconv.Quote(field)
+		}
+		want := map[string]string{"string": "a string", "int64": "an integer", "json.Number": "a number", "[]json.Number": "a list of numbers", "bool": "true or false"}[te.Type.String()]
+		if want == "" {
+			want = "something else"
+		}
+		return fmt.Sprintf("%s is a JSON %s, want %s", field, te.Value, want)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("not valid JSON at byte %d (%v)", se.Offset, strings.TrimPrefix(se.Error(), "invalid character "))
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "json: "); i >= 0 {
+		msg = msg[i+len("json: "):]
+	}
+	return strings.ReplaceAll(msg, "Go struct field ", "field ")
 }
 
 func canonicalDecimal(s string) bool {

@@ -352,6 +352,9 @@ Examples:
 				b, _ := json.Marshal(raw)
 				req.Input = b
 			} else {
+				if !json.Valid(raw) {
+					return fmt.Errorf("the input of %s is JSON, such as {\"x\": \"42\"}; this is not JSON: %q (raw bytes go to --type wasm.exec.v1 with --module)", typ, clipArg(raw))
+				}
 				req.Input = raw
 			}
 			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -454,6 +457,14 @@ func printLogs(w io.Writer, v api.TaskView) error {
 		}
 	}
 	return nil
+}
+
+// clipArg shortens what a person typed for an error message.
+func clipArg(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:60]) + "…"
+	}
+	return string(b)
 }
 
 func cancelCmd() *cobra.Command {
