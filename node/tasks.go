@@ -56,6 +56,12 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 		Type: tt.ID, InputHash: protocol.HashHex(input), InputSize: len(input),
 		Submitter: n.id.String(), Created: now.UnixMilli(), Replicas: replicas, LeaseMS: tt.SLO.LeaseMS,
 	}
+	if len(req.Args) > 0 || len(req.Env) > 0 || req.Limits != nil {
+		t.Job = &protocol.JobSpec{Args: req.Args, Env: req.Env, Limits: req.Limits}
+		if err := protocol.CheckJob(t.Job, tt); err != nil {
+			return "", err
+		}
+	}
 	if len(input) <= protocol.MaxInlineInput {
 		t.Input = input
 	} else if _, err := n.db.PutBlob(input); err != nil {
@@ -392,11 +398,16 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 			return fmt.Errorf("input: %w", err)
 		}
 	}
+	prof := t.Job.Profile(tt.Profile)
 	lim := sandbox.Limits{
-		MaxMemoryPages: tt.Profile.MaxMemoryPages, Timeout: tt.Profile.MaxRuntime(), Fuel: tt.Profile.Fuel,
-		MaxInputBytes: tt.Profile.MaxInputBytes, MaxOutputBytes: tt.Profile.MaxOutputBytes, MaxModuleBytes: tt.Profile.MaxModuleBytes,
+		MaxMemoryPages: prof.MaxMemoryPages, Timeout: prof.MaxRuntime(), Fuel: prof.Fuel,
+		MaxInputBytes: prof.MaxInputBytes, MaxOutputBytes: prof.MaxOutputBytes, MaxModuleBytes: prof.MaxModuleBytes,
 	}
-	out, st, err := n.sb.Run(ctx, module, input, lim)
+	var job sandbox.Job
+	if t.Job != nil {
+		job.Args, job.Env = t.Job.Args, t.Job.Env
+	}
+	out, _, st, err := n.sb.RunJob(ctx, module, input, lim, job)
 	n.met.exec.Observe(st.Wall.Seconds())
 	r.Stats = protocol.ExecStats{WallMS: st.Wall.Milliseconds(), FuelUsed: st.FuelUsed, MemoryPages: st.PeakMemoryPages, OutputBytes: st.OutputBytes}
 	if err != nil {

@@ -45,6 +45,109 @@ type Task struct {
 	Replicas   int      `json:"replicas"`
 	Candidates []string `json:"candidates"` // ranked executors
 	LeaseMS    int64    `json:"lease_ms"`
+	// Job is the job spec of a type that runs the submitter's module
+	// (wasm.exec.v1): arguments, environment, limits.
+	Job *JobSpec `json:"job,omitempty"`
+}
+
+// JobSpec is what a wasm.exec.v1 module sees besides stdin, and the limits
+// its submitter sets within the type's.
+type JobSpec struct {
+	Args   []string          `json:"args,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	Limits *JobLimits        `json:"limits,omitempty"`
+}
+
+// JobLimits lower a type's profile for one job; zero fields keep it.
+type JobLimits struct {
+	TimeoutMS   int64  `json:"timeout_ms,omitempty"`
+	Fuel        uint64 `json:"fuel,omitempty"`
+	MemoryPages uint32 `json:"memory_pages,omitempty"`
+}
+
+// Bounds of a job spec.
+const (
+	MaxJobArgs     = 64
+	MaxJobEnv      = 64
+	MaxJobStrBytes = 4 << 10  // one argument, one variable's value
+	MaxJobBytes    = 32 << 10 // all arguments and variables together
+)
+
+// CheckJob validates a job spec against its type: only types that run
+// the submitter's module take one; arguments and variables within their
+// bounds, variable names [A-Za-z_][A-Za-z0-9_]*, no NUL anywhere; limits
+// within the type's profile.
+func CheckJob(j *JobSpec, tt TaskType) error {
+	if j == nil {
+		return nil
+	}
+	if tt.ModuleHash != "" {
+		return fmt.Errorf("%w: type %s runs its built-in module and takes no job spec", ErrBadInput, tt.ID)
+	}
+	if len(j.Args) > MaxJobArgs || len(j.Env) > MaxJobEnv {
+		return fmt.Errorf("%w: %d arguments and %d environment variables, at most %d and %d", ErrBadInput, len(j.Args), len(j.Env), MaxJobArgs, MaxJobEnv)
+	}
+	total := 0
+	for i, a := range j.Args {
+		if len(a) > MaxJobStrBytes || strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("%w: argument %d: at most %d bytes, no NUL", ErrBadInput, i+1, MaxJobStrBytes)
+		}
+		total += len(a)
+	}
+	for k, v := range j.Env {
+		if !envName(k) {
+			return fmt.Errorf("%w: environment variable name %q: want [A-Za-z_][A-Za-z0-9_]*, at most 128 bytes", ErrBadInput, clip(k))
+		}
+		if len(v) > MaxJobStrBytes || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: environment variable %s: at most %d bytes, no NUL", ErrBadInput, k, MaxJobStrBytes)
+		}
+		total += len(k) + len(v)
+	}
+	if total > MaxJobBytes {
+		return fmt.Errorf("%w: arguments and environment take %d bytes, at most %d", ErrBadInput, total, MaxJobBytes)
+	}
+	if l := j.Limits; l != nil {
+		p := tt.Profile
+		switch {
+		case l.TimeoutMS < 0 || l.TimeoutMS > p.MaxRuntimeMS:
+			return fmt.Errorf("%w: limits.timeout_ms %d, type %s allows 1..%d", ErrBadInput, l.TimeoutMS, tt.ID, p.MaxRuntimeMS)
+		case l.Fuel > p.Fuel:
+			return fmt.Errorf("%w: limits.fuel %d, type %s allows at most %d", ErrBadInput, l.Fuel, tt.ID, p.Fuel)
+		case l.MemoryPages > p.MaxMemoryPages:
+			return fmt.Errorf("%w: limits.memory_pages %d, type %s allows at most %d", ErrBadInput, l.MemoryPages, tt.ID, p.MaxMemoryPages)
+		}
+	}
+	return nil
+}
+
+// Profile returns the type's profile lowered by the job's limits.
+func (j *JobSpec) Profile(p Profile) Profile {
+	if j == nil || j.Limits == nil {
+		return p
+	}
+	if l := j.Limits; l.TimeoutMS > 0 {
+		p.MaxRuntimeMS = l.TimeoutMS
+	}
+	if l := j.Limits; l.Fuel > 0 {
+		p.Fuel = l.Fuel
+	}
+	if l := j.Limits; l.MemoryPages > 0 {
+		p.MaxMemoryPages = l.MemoryPages
+	}
+	return p
+}
+
+func envName(k string) bool {
+	if k == "" || len(k) > 128 || (k[0] >= '0' && k[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Domain implements record.Record.
@@ -162,6 +265,9 @@ func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskTy
 		seen[c] = true
 	}
 	if err := CheckSchedule(t, tt); err != nil {
+		return TaskType{}, err
+	}
+	if err := CheckJob(t.Job, tt); err != nil {
 		return TaskType{}, err
 	}
 	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew || d > skew {

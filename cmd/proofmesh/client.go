@@ -311,6 +311,9 @@ func submitCmd() *cobra.Command {
 	var cf clientFlags
 	var typ, input, inputFile, moduleFile string
 	var replicas int
+	var args, env []string
+	var timeout time.Duration
+	var fuel uint64
 	cmd := &cobra.Command{
 		Use:   "submit --type TYPE (--input JSON | --input-file FILE | --input-file -)",
 		Short: "Submit a task, follow it, print it as JSON; exit 0 only if accepted",
@@ -323,14 +326,32 @@ in -128..127]}; wasm.exec.v1 takes raw bytes (--input-file) and --module.
 
 Examples:
   proofmesh submit --type mimc.chain.v1 --input '{"x": "42"}'
-  echo hello | proofmesh submit --type wasm.exec.v1 --module echo.wasm --input-file -`,
+  echo hello | proofmesh submit --type wasm.exec.v1 --module echo.wasm --input-file -
+  proofmesh submit --type wasm.exec.v1 --module app.wasm --input-file in.txt \
+      --arg --verbose --env MODE=fast --timeout 5s --fuel 1000000000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			req := api.SubmitRequest{Type: typ, Replicas: replicas}
+			req := api.SubmitRequest{Type: typ, Replicas: replicas, Args: args}
+			for _, kv := range env {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--env %q: want NAME=VALUE", kv)
+				}
+				if req.Env == nil {
+					req.Env = map[string]string{}
+				}
+				req.Env[k] = v
+			}
+			if timeout < 0 || (timeout > 0 && timeout < time.Millisecond) {
+				return fmt.Errorf("--timeout %s: want a positive duration such as 5s", timeout)
+			}
+			if timeout > 0 || fuel > 0 {
+				req.Limits = &protocol.JobLimits{TimeoutMS: timeout.Milliseconds(), Fuel: fuel}
+			}
 			var raw []byte
 			switch {
 			case input != "" && inputFile != "":
@@ -367,6 +388,10 @@ Examples:
 	f.StringVar(&inputFile, "input-file", "", "read the input from a file ('-' for stdin)")
 	f.StringVar(&moduleFile, "module", "", "WASM module for wasm.exec.v1")
 	f.IntVar(&replicas, "replicas", 0, "executors that must run it (default: the type's)")
+	f.StringArrayVar(&args, "arg", nil, "an argument for the module (repeatable; wasm.exec.v1)")
+	f.StringArrayVar(&env, "env", nil, "an environment variable NAME=VALUE for the module (repeatable; wasm.exec.v1)")
+	f.DurationVar(&timeout, "timeout", 0, "the job's time limit, at most the type's (wasm.exec.v1)")
+	f.Uint64Var(&fuel, "fuel", 0, "the job's fuel budget, at most the type's (wasm.exec.v1)")
 	return cmd
 }
 

@@ -173,6 +173,11 @@ type SubmitRequest struct {
 	Input    json.RawMessage `json:"input"`
 	Replicas int             `json:"replicas,omitempty"`
 	Module   []byte          `json:"module,omitempty"`
+	// The job spec of wasm.exec.v1: the module's arguments (after argv[0]
+	// "task"), its environment, and limits within the type's.
+	Args   []string            `json:"args,omitempty"`
+	Env    map[string]string   `json:"env,omitempty"`
+	Limits *protocol.JobLimits `json:"limits,omitempty"`
 	// SubmittedBy is the credential that submitted (set by the server,
 	// never read from the body): it may cancel the task.
 	SubmittedBy string `json:"-"`

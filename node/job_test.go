@@ -1,0 +1,123 @@
+package node
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// argsGuest is a Go WASI program that prints its arguments, $MODE and
+// stdin.
+const argsGuest = `package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	in, _ := io.ReadAll(os.Stdin)
+	fmt.Printf("%q %q %s", os.Args[1:], os.Getenv("MODE"), in)
+}
+`
+
+var (
+	argsGuestOnce sync.Once
+	argsGuestWasm []byte
+	argsGuestErr  error
+)
+
+// buildArgsGuest compiles argsGuest with GOOS=wasip1, once per test binary.
+func buildArgsGuest(t *testing.T) []byte {
+	t.Helper()
+	argsGuestOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "proofmesh-guest-")
+		if err != nil {
+			argsGuestErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		src, out := filepath.Join(dir, "main.go"), filepath.Join(dir, "guest.wasm")
+		if argsGuestErr = os.WriteFile(src, []byte(argsGuest), 0o600); argsGuestErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", out, src)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			argsGuestErr = errors.New(string(b))
+			return
+		}
+		argsGuestWasm, argsGuestErr = os.ReadFile(out)
+	})
+	if argsGuestErr != nil {
+		t.Fatalf("build the Go WASI guest: %v", argsGuestErr)
+	}
+	return argsGuestWasm
+}
+
+// A job's arguments and environment reach a Go WASI module on every
+// replica, and its own fuel limit ends a spinning module with a confirmed
+// "fuel" failure far below the type's budget (fuel, unlike time, fails
+// every replica the same way).
+func TestJobSpecArgsEnvAndLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go WASI guest")
+	}
+	guest := buildArgsGuest(t)
+	tn := startTestnet(t, 2, nil)
+	sub := tn.Nodes[0]
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("stdin!"), Module: guest, Replicas: 2,
+		Args: []string{"--verbose", "x y"}, Env: map[string]string{"MODE": "fast"}, Limits: &protocol.JobLimits{TimeoutMS: 15000}})
+	v := waitTask(t, sub, id, 2*testLease)
+	var out string
+	_ = json.Unmarshal(v.Output, &out)
+	got, _ := base64.StdEncoding.DecodeString(out)
+	if v.State != protocol.StateAccepted || string(got) != `["--verbose" "x y"] "fast" stdin!` {
+		t.Fatalf("task %s %q: output %q", v.State, v.Reason, got)
+	}
+
+	start := time.Now()
+	id = submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2,
+		Limits: &protocol.JobLimits{Fuel: 1_000_000}})
+	v = waitTask(t, sub, id, 2*testLease)
+	if v.State != protocol.StateFailed || v.Failure == nil || v.Failure.Trap != protocol.TrapFuel || !strings.Contains(v.Reason, "budget 1000000") {
+		t.Fatalf("a spinning job with a fuel limit of 1,000,000: %s %q", v.State, v.Reason)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the job's own limit took %s to end it", took)
+	}
+}
+
+// Job specs past their bounds are refused at submission, naming the bound.
+func TestJobSpecRefusals(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	sub := tn.Nodes[0]
+	for _, c := range []struct {
+		req  api.SubmitRequest
+		want string
+	}{
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Limits: &protocol.JobLimits{TimeoutMS: 10 * 60 * 1000}}, "limits.timeout_ms"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Limits: &protocol.JobLimits{Fuel: 1 << 62}}, "limits.fuel"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Env: map[string]string{"1BAD": "x"}}, "environment variable name"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Args: make([]string, 65)}, "arguments"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Args: []string{strings.Repeat("a", 5000)}}, "argument 1"},
+		{api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"1"}`), Args: []string{"a"}}, "takes no job spec"},
+	} {
+		_, err := sub.Submit(t.Context(), c.req)
+		if !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.want, err, c.want)
+		}
+	}
+}
