@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -314,6 +315,7 @@ func submitCmd() *cobra.Command {
 	var args, env []string
 	var timeout time.Duration
 	var fuel uint64
+	var detach, rawOut bool
 	cmd := &cobra.Command{
 		Use:   "submit --type TYPE (--input JSON | --input-file FILE | --input-file -)",
 		Short: "Submit a task, follow it, print it as JSON; exit 0 only if accepted",
@@ -378,7 +380,7 @@ Examples:
 				}
 				req.Input = raw
 			}
-			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr(), followOpts{detach: detach, raw: rawOut})
 		},
 	}
 	cf.add(cmd)
@@ -392,12 +394,20 @@ Examples:
 	f.StringArrayVar(&env, "env", nil, "an environment variable NAME=VALUE for the module (repeatable; wasm.exec.v1)")
 	f.DurationVar(&timeout, "timeout", 0, "the job's time limit, at most the type's (wasm.exec.v1)")
 	f.Uint64Var(&fuel, "fuel", 0, "the job's fuel budget, at most the type's (wasm.exec.v1)")
+	f.BoolVar(&detach, "detach", false, "print {\"task_id\"} and return at once instead of following the task")
+	f.BoolVar(&rawOut, "raw", false, "print the accepted output's bytes (decoded for wasm.exec.v1) instead of the task's JSON")
 	return cmd
 }
 
 // submitAndFollow submits, shows progress on progress, prints the final
 // task to out, and returns exitError{1} unless it was accepted.
-func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out, progress io.Writer) error {
+// followOpts are submit's --detach and --raw.
+type followOpts struct {
+	detach bool // print {"task_id"} and return at once
+	raw    bool // print the accepted output's bytes, not the task's JSON
+}
+
+func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out, progress io.Writer, o followOpts) error {
 	var res struct {
 		TaskID string `json:"task_id"`
 	}
@@ -411,6 +421,9 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		return err
 	} else {
 		fmt.Fprintf(progress, "task %s submitted\n", res.TaskID)
+		if o.detach {
+			return json.NewEncoder(out).Encode(res)
+		}
 	}
 	final, err := c.watch(ctx, res.TaskID, func(e api.Event) {
 		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), e.State, e.Detail)
@@ -418,16 +431,38 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(final); err != nil {
-		return err
+	if o.raw && final.State == protocol.StateAccepted {
+		if err := writeRaw(out, final.Output); err != nil {
+			return err
+		}
+	} else {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(final); err != nil {
+			return err
+		}
 	}
 	if final.State != protocol.StateAccepted {
 		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, final.Reason)
 		return exitError{1}
 	}
 	return nil
+}
+
+// writeRaw writes an accepted output as bytes: a wasm.exec.v1 output (a
+// base64 JSON string) decoded, a typed task's JSON as it is.
+func writeRaw(w io.Writer, output json.RawMessage) error {
+	var s string
+	if err := json.Unmarshal(output, &s); err == nil {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return fmt.Errorf("output is not base64: %v", err)
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s\n", output)
+	return err
 }
 
 func logsCmd() *cobra.Command {

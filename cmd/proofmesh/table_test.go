@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,33 @@ func TestLogsShowEachExecutorsReport(t *testing.T) {
 	}
 	if strings.Contains(out, "\x1b") {
 		t.Errorf("a raw escape reached the terminal:\n%q", out)
+	}
+}
+
+// --raw prints an output's bytes; --detach returns with the task id.
+func TestSubmitRawAndDetach(t *testing.T) {
+	var b strings.Builder
+	if err := writeRaw(&b, []byte(`"aGVsbG8K"`)); err != nil || b.String() != "hello\n" {
+		t.Fatalf("raw wasm output: %q %v", b.String(), err)
+	}
+	b.Reset()
+	if err := writeRaw(&b, []byte(`{"y":"7"}`)); err != nil || b.String() != "{\"y\":\"7\"}\n" {
+		t.Fatalf("raw typed output: %q %v", b.String(), err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			t.Errorf("detached submit followed the task: %s %s", r.Method, r.URL.Path)
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"task_id":"abc"}`))
+	}))
+	defer srv.Close()
+	c := &client{base: srv.URL, token: "t", http: srv.Client()}
+	var out, progress strings.Builder
+	if err := submitAndFollow(t.Context(), c, api.SubmitRequest{Type: "x"}, &out, &progress, followOpts{detach: true}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != `{"task_id":"abc"}` {
+		t.Fatalf("detached output %q", out.String())
 	}
 }

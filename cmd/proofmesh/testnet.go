@@ -123,7 +123,7 @@ func demo(ctx context.Context, nodes int, out, progress io.Writer) error {
 	for i, j := range jobs {
 		say("\n== %d. Submitting %s: %s", i+2, j.req.Type, j.what)
 		var buf jsonCapture
-		err := submitAndFollow(ctx, c, j.req, &buf, out)
+		err := submitAndFollow(ctx, c, j.req, &buf, out, followOpts{})
 		var ee exitError
 		if err != nil && !errors.As(err, &ee) {
 			return err
