@@ -23,6 +23,7 @@ import (
 	"github.com/proofmesh/proofmesh/node"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
+	"github.com/proofmesh/proofmesh/store"
 	"github.com/proofmesh/proofmesh/zk"
 )
 
@@ -600,6 +601,10 @@ each must name an entry the chain holds, with the same hash.`,
 				envs = append(envs, cp.Envelope)
 			}
 			n, err := node.VerifyAuditFile(dataDir, envs...)
+			if errors.Is(err, store.ErrLocked) {
+				// Not a verdict on the chain: it could not be read.
+				return fmt.Errorf("the node on %s is running and holds its store: stop it, or ask it with GET /api/v1/audit/verify (proofmesh audit verify needs the store to itself)", dataDir)
+			}
 			if err != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "BROKEN after %d good entries: %v\n", n, err)
 				return exitError{1}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/proofmesh/proofmesh/store"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +187,20 @@ func TestAuditCheckpointCLI(t *testing.T) {
 	code, out, _ = runCLI(t, "audit", "verify", "--data-dir", other, "--checkpoint", cp)
 	if code != 1 || !strings.Contains(out, "BROKEN") {
 		t.Fatalf("checkpoint of another node: %d %s", code, out)
+	}
+}
+
+// audit verify on the data dir of a running node says the node holds the
+// store, not that the chain is broken.
+func TestAuditVerifyWhileTheNodeRuns(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, node.StoreFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir)
+	if code == 0 || strings.Contains(out, "BROKEN") || !strings.Contains(errs, "is running") {
+		t.Fatalf("code %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
