@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/proofmesh/proofmesh/store"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/proofmesh/proofmesh/node"
+	"github.com/proofmesh/proofmesh/store"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
