@@ -241,18 +241,26 @@ func (n *Node) warmUp() {
 
 // checkPins refuses keys whose verifying-key hashes differ from what the
 // network pins: such a node would accept proofs nobody else accepts.
-func (n *Node) checkPins() error {
-	for _, id := range n.reg.IDs() {
-		tt := n.reg[id]
+func (n *Node) checkPins() error { return CheckPinnedKeys(n.reg, n.keys) }
+
+// ErrKeysNotPinned is a key set whose verifying keys are not the ones the
+// network pins.
+var ErrKeysNotPinned = errors.New("keys not pinned by the network")
+
+// CheckPinnedKeys refuses a key set whose verifying keys differ from the
+// hashes the registry pins for its groth16 types.
+func CheckPinnedKeys(reg protocol.Registry, keys *zk.KeySet) error {
+	for _, id := range reg.IDs() {
+		tt := reg[id]
 		if tt.Verification.Kind != protocol.VerifyGroth16 {
 			continue
 		}
-		got, err := n.keys.VerifyingKeyHash(tt.Verification.Circuit)
+		got, err := keys.VerifyingKeyHash(tt.Verification.Circuit)
 		if err != nil {
 			return fmt.Errorf("task type %s: %w", id, err)
 		}
 		if got != tt.Verification.VKHash {
-			return fmt.Errorf("task type %s: the network pins verifying key %s but the loaded keys have %s", id, tt.Verification.VKHash, got)
+			return fmt.Errorf("%w: task type %s: the network pins verifying key %s but these keys have %s", ErrKeysNotPinned, id, tt.Verification.VKHash, got)
 		}
 	}
 	return nil

@@ -296,6 +296,14 @@ one is named. Exits 0 only if every bundle verifies.`,
 			if err != nil {
 				return err
 			}
+			if err := node.CheckPinnedKeys(net.Registry(), keys); err != nil {
+				// Not a verdict on any bundle: the keys are not the network's.
+				which := "the shipped keys"
+				if keysDir != "" {
+					which = "the keys in " + keysDir
+				}
+				return fmt.Errorf("%s are not the ones network %s pins (%v): verify with the network's keys, or name its network.json with --network", which, net.NetworkID, err)
+			}
 			reps, errs := node.VerifyBundles(datas, net.Registry(), keys)
 			out := cmd.OutOrStdout()
 			bad := 0

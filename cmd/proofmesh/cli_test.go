@@ -143,6 +143,14 @@ func TestDistributedCeremonyCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAIL") || !strings.Contains(out, "phase2/mlp.infer.v1/0001.bin") {
 		t.Fatalf("verify of an edited transcript: %d %q", code, out)
 	}
+	// Keys of this ceremony are not the ones devnet pins: verify says so,
+	// instead of failing each proof's pairing.
+	bundle := filepath.Join(t.TempDir(), "b.json")
+	_ = os.WriteFile(bundle, []byte(`{}`), 0o600)
+	code, out, errs := runCLI(t, "verify", "--keys", keys, bundle)
+	if code == 0 || !strings.Contains(errs, "not the ones network devnet pins") || strings.Contains(out, "FAIL") {
+		t.Fatalf("verify with keys the network does not pin: %d %q %q", code, out, errs)
+	}
 }
 
 // audit checkpoint fetches a signed head from a running node; audit verify
