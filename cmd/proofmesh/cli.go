@@ -606,6 +606,15 @@ each must name an entry the chain holds, with the same hash.`,
 				if err := json.Unmarshal(raw, &cp); err != nil || len(cp.Envelope) == 0 {
 					return fmt.Errorf("checkpoint %s: not the JSON of proofmesh audit checkpoint (%v)", f, err)
 				}
+				// What a person reads must be what is signed.
+				signed, err := protocol.OpenAuditCheckpoint(cp.Envelope)
+				if err != nil {
+					return fmt.Errorf("checkpoint %s: its signature does not verify: %v", f, err)
+				}
+				if signed.NodeID != cp.NodeID || signed.Seq != cp.Seq || signed.Hash != cp.Hash {
+					return fmt.Errorf("checkpoint %s: its visible fields (node %s, entry %d, hash %s) differ from what is signed (node %s, entry %d, hash %s): it was edited",
+						f, cp.NodeID, cp.Seq, cp.Hash, signed.NodeID, signed.Seq, signed.Hash)
+				}
 				envs = append(envs, cp.Envelope)
 			}
 			n, err := node.VerifyAuditFile(dataDir, envs...)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,6 +196,20 @@ func TestAuditCheckpointCLI(t *testing.T) {
 	code, out, _ = runCLI(t, "audit", "verify", "--data-dir", other, "--checkpoint", cp)
 	if code != 1 || !strings.Contains(out, "BROKEN") {
 		t.Fatalf("checkpoint of another node: %d %s", code, out)
+	}
+
+	// A checkpoint whose visible hash was edited is refused as edited.
+	var c map[string]any
+	raw, _ := os.ReadFile(cp)
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["hash"] = strings.Repeat("0", 64)
+	edited, _ := json.Marshal(c)
+	_ = os.WriteFile(cp, edited, 0o600)
+	code, out, errs = runCLI(t, "audit", "verify", "--data-dir", dir, "--checkpoint", cp)
+	if code == 0 || !strings.Contains(errs, "it was edited") {
+		t.Fatalf("edited checkpoint: %d %q %q", code, out, errs)
 	}
 }
 
