@@ -213,6 +213,16 @@ func checkResultAgainstTask(r *protocol.Result, t *protocol.Task, tt protocol.Ta
 	if len(r.Output) > tt.Profile.MaxOutputBytes {
 		return fmt.Errorf("%w: output of %d bytes, type allows %d", protocol.ErrOversized, len(r.Output), tt.Profile.MaxOutputBytes)
 	}
+	var size int64
+	for _, f := range r.Files {
+		if t.Job == nil || !slices.Contains(t.Job.Outputs, f.Path) {
+			return fmt.Errorf("%w: output file %s is not one the task asks for", protocol.ErrMalformed, f.Path)
+		}
+		size += f.Size
+	}
+	if prof := t.Job.Profile(tt.Profile); size > prof.ResultBytes() {
+		return fmt.Errorf("%w: output files of %d bytes, type %s allows %d", protocol.ErrOversized, size, t.Type, prof.ResultBytes())
+	}
 	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil && r.Input == nil {
 		return fmt.Errorf("%w: a %s result must carry the input its proof is over", protocol.ErrMalformed, t.Type)
 	}

@@ -17,18 +17,33 @@ import (
 )
 
 // argsGuest is a Go WASI program that prints its arguments, $MODE and
-// stdin.
+// stdin; given /in/data.txt it writes it back, upper-cased, to
+// /out/result.txt, and $OUT_KB KiB to /out/big.bin.
 const argsGuest = `package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 )
 
 func main() {
 	in, _ := io.ReadAll(os.Stdin)
 	fmt.Printf("%q %q %s", os.Args[1:], os.Getenv("MODE"), in)
+	if data, err := os.ReadFile("/in/data.txt"); err == nil {
+		if err := os.WriteFile("/out/result.txt", bytes.ToUpper(data), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "write result:", err)
+			os.Exit(3)
+		}
+	}
+	if kb, _ := strconv.Atoi(os.Getenv("OUT_KB")); kb > 0 {
+		if err := os.WriteFile("/out/big.bin", bytes.Repeat([]byte("z"), kb<<10), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "write big:", err)
+			os.Exit(4)
+		}
+	}
 }
 `
 
@@ -114,10 +129,53 @@ func TestJobSpecRefusals(t *testing.T) {
 		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Args: make([]string, 65)}, "arguments"},
 		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Args: []string{strings.Repeat("a", 5000)}}, "argument 1"},
 		{api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"1"}`), Args: []string{"a"}}, "takes no job spec"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Files: map[string]json.RawMessage{"/etc/passwd": json.RawMessage(`"eA=="`)}}, "not a file path under /in"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Files: map[string]json.RawMessage{"/in/x": json.RawMessage(`"%%%"`)}}, "not base64"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Files: map[string]json.RawMessage{"/in/x": json.RawMessage(`{"hash":"` + strings.Repeat("ab", 32) + `"}`)}}, "holds no blob"},
+		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Outputs: []string{"/out/../x"}}, "not a file path under /out"},
 	} {
 		_, err := sub.Submit(t.Context(), c.req)
 		if !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.want, err, c.want)
 		}
+	}
+}
+
+// A job's input file reaches every replica, its output files come back
+// by hash, and a node that ran nothing serves them (fetched from an
+// executor and checked): a 200 KB output included.
+func TestJobFilesInAndOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a Go WASI guest")
+	}
+	guest := buildArgsGuest(t)
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string { return []string{a.ID().String(), b.ID().String()} }
+	data, _ := json.Marshal([]byte("hello files"))
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: guest, Replicas: 2,
+		Env: map[string]string{"OUT_KB": "200"}, Files: map[string]json.RawMessage{"/in/data.txt": data},
+		Outputs: []string{"/out/result.txt", "/out/big.bin"}})
+	v := waitTask(t, sub, id, 2*testLease)
+	if v.State != protocol.StateAccepted || len(v.Files) != 2 {
+		t.Fatalf("task %s %q, files %+v", v.State, v.Reason, v.Files)
+	}
+	res, err := sub.TaskFile(t.Context(), id[:10], "/out/result.txt")
+	if err != nil || string(res) != "HELLO FILES" {
+		t.Fatalf("result.txt from a node that ran nothing: %q %v", res, err)
+	}
+	big, err := sub.TaskFile(t.Context(), id, "/out/big.bin")
+	if err != nil || len(big) != 200<<10 || protocol.HashHex(big) != v.Files[0].Hash && protocol.HashHex(big) != v.Files[1].Hash {
+		t.Fatalf("big.bin: %d bytes, %v", len(big), err)
+	}
+	if _, err := sub.TaskFile(t.Context(), id, "/out/nope"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "/out/big.bin") {
+		t.Fatalf("an output the task lacks: %v", err)
+	}
+	bundle, err := sub.Bundle(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyBundle(bundle, sub.reg, sub.keys); err != nil || !rep.Valid {
+		t.Fatalf("bundle of a job with files: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -56,8 +58,11 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 		Type: tt.ID, InputHash: protocol.HashHex(input), InputSize: len(input),
 		Submitter: n.id.String(), Created: now.UnixMilli(), Replicas: replicas, LeaseMS: tt.SLO.LeaseMS,
 	}
-	if len(req.Args) > 0 || len(req.Env) > 0 || req.Limits != nil {
-		t.Job = &protocol.JobSpec{Args: req.Args, Env: req.Env, Limits: req.Limits}
+	if len(req.Args) > 0 || len(req.Env) > 0 || req.Limits != nil || len(req.Files) > 0 || len(req.Outputs) > 0 {
+		t.Job = &protocol.JobSpec{Args: req.Args, Env: req.Env, Limits: req.Limits, Outputs: req.Outputs}
+		if t.Job.Files, err = n.jobFiles(tt, req.Files); err != nil {
+			return "", err
+		}
 		if err := protocol.CheckJob(t.Job, tt); err != nil {
 			return "", err
 		}
@@ -188,6 +193,51 @@ func clipReason(s string) string {
 		return s[:200]
 	}
 	return s
+}
+
+// jobFiles stores a submission's /in files as blobs and names them by
+// hash: each is a base64 string, or {"hash": …} of a blob held here.
+func (n *Node) jobFiles(tt protocol.TaskType, files map[string]json.RawMessage) (map[string]protocol.FileRef, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	if len(files) > protocol.MaxJobFiles {
+		return nil, fmt.Errorf("%w: %d files, at most %d", protocol.ErrBadInput, len(files), protocol.MaxJobFiles)
+	}
+	out := make(map[string]protocol.FileRef, len(files))
+	for p, raw := range files {
+		if err := protocol.CheckJobPath(protocol.JobInDir, p); err != nil {
+			return nil, err
+		}
+		var b64 string
+		var ref struct {
+			Hash string `json:"hash"`
+		}
+		switch {
+		case json.Unmarshal(raw, &b64) == nil:
+			b, err := base64.StdEncoding.DecodeString(b64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: file %s is not base64: %v", protocol.ErrBadInput, p, err)
+			}
+			if len(b) > tt.Profile.MaxInputBytes {
+				return nil, fmt.Errorf("%w: file %s: %d bytes, type %s allows %d", protocol.ErrInputTooLarge, p, len(b), tt.ID, tt.Profile.MaxInputBytes)
+			}
+			h, err := n.db.PutBlob(b)
+			if err != nil {
+				return nil, fmt.Errorf("store file %s: %w", p, err)
+			}
+			out[p] = protocol.FileRef{Hash: h, Size: int64(len(b))}
+		case json.Unmarshal(raw, &ref) == nil && ref.Hash != "":
+			b, err := n.db.GetBlob(ref.Hash)
+			if err != nil {
+				return nil, fmt.Errorf("%w: file %s: this node holds no blob %s", protocol.ErrBadInput, p, short(ref.Hash))
+			}
+			out[p] = protocol.FileRef{Hash: ref.Hash, Size: int64(len(b))}
+		default:
+			return nil, fmt.Errorf("%w: file %s: want a base64 string or {\"hash\": \"<sha256>\"}", protocol.ErrBadInput, p)
+		}
+	}
+	return out, nil
 }
 
 // decodeInput turns the API's input into task bytes: compact JSON for
@@ -404,10 +454,23 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		MaxInputBytes: prof.MaxInputBytes, MaxOutputBytes: prof.MaxOutputBytes, MaxModuleBytes: prof.MaxModuleBytes,
 	}
 	var job sandbox.Job
-	if t.Job != nil {
-		job.Args, job.Env = t.Job.Args, t.Job.Env
+	if j := t.Job; j != nil {
+		job.Args, job.Env, job.Outputs = j.Args, j.Env, j.Outputs
+		if len(j.Outputs) > 0 {
+			job.MaxOutBytes = prof.ResultBytes()
+		}
+		for p, f := range j.Files {
+			b, err := n.fetchBlob(ctx, t, f.Hash, f.Size)
+			if err != nil {
+				return fmt.Errorf("file %s: %w", p, err)
+			}
+			if job.Files == nil {
+				job.Files = map[string][]byte{}
+			}
+			job.Files[p] = b
+		}
 	}
-	out, _, st, err := n.sb.RunJob(ctx, module, input, lim, job)
+	out, files, st, err := n.sb.RunJob(ctx, module, input, lim, job)
 	n.met.exec.Observe(st.Wall.Seconds())
 	r.Stats = protocol.ExecStats{WallMS: st.Wall.Milliseconds(), FuelUsed: st.FuelUsed, MemoryPages: st.PeakMemoryPages, OutputBytes: st.OutputBytes}
 	if err != nil {
@@ -421,6 +484,13 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		return n.publishResult(ctx, r)
 	}
 	r.Output, r.OutputHash = out, protocol.HashHex(out)
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		h, err := n.db.PutBlob(files[p]) // served to whoever asks by hash
+		if err != nil {
+			return fmt.Errorf("store output %s: %w", p, err)
+		}
+		r.Files = append(r.Files, protocol.OutputFile{Path: p, Hash: h, Size: int64(len(files[p]))})
+	}
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
 		n.publishProgress(t, protocol.StateProving)
 		if err := n.ensureProvingKey(ctx, t, tt.Verification.Circuit); err != nil {

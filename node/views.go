@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -161,6 +163,11 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 	if err != nil {
 		return api.TaskView{}, err
 	}
+	if rec.State == protocol.StateAccepted && len(rec.Settled) > 0 {
+		if _, r := settledResult(results, rec.Settled[0], rec.Outcome); r != nil {
+			v.Files = r.Files
+		}
+	}
 	for _, env := range orderedResults(results) {
 		r, err := protocol.OpenResult(env)
 		if err != nil {
@@ -212,6 +219,64 @@ func (n *Node) Bundle(id string) ([]byte, error) {
 		b.Results = append(b.Results, env)
 	}
 	return json.MarshalIndent(b, "", "  ")
+}
+
+// TaskFile returns an output file of an accepted task: from this node's
+// store, or fetched by hash (and checked) from an executor whose result
+// settled the task.
+func (n *Node) TaskFile(ctx context.Context, id, path string) ([]byte, error) {
+	rec, err := n.record(id)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != protocol.StateAccepted {
+		return nil, fmt.Errorf("task %s is %s, not accepted: %w", short(rec.Task.ID), rec.State, api.ErrConflict)
+	}
+	results, err := n.db.Results(rec.Task.ID)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		file  *protocol.OutputFile
+		names []string
+	)
+	for _, e := range rec.Settled {
+		_, r := settledResult(results, e, rec.Outcome)
+		if r == nil {
+			continue
+		}
+		for i := range r.Files {
+			if r.Files[i].Path == path {
+				file = &r.Files[i]
+			}
+			if !slices.Contains(names, r.Files[i].Path) {
+				names = append(names, r.Files[i].Path)
+			}
+		}
+	}
+	if file == nil {
+		return nil, fmt.Errorf("task %s has no output file %q (it has %s): %w", short(rec.Task.ID), path, strings.Join(names, ", "), api.ErrNotFound)
+	}
+	if b, err := n.db.GetBlob(file.Hash); err == nil {
+		return b, nil
+	}
+	var errs []error
+	for _, e := range rec.Settled {
+		pid, err := peer.Decode(e)
+		if err != nil || pid == n.id {
+			continue
+		}
+		b, err := n.mesh.FetchBlob(ctx, pid, file.Hash, file.Size)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("from %s: %w", protocol.ShortPeer(e), err))
+			continue
+		}
+		if _, err := n.db.PutBlob(b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("%w: output file %s of task %s: no executor could provide it: %v", api.ErrUnavailable, path, short(rec.Task.ID), errors.Join(errs...))
 }
 
 // VerifyBundle verifies a bundle with this node's registry and keys.

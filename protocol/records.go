@@ -160,28 +160,47 @@ func printable(b []byte, n int) string {
 // for groth16 types) or a failure report. Sealed in an envelope it is also
 // what auditors verify offline.
 type Result struct {
-	TaskID       string    `json:"task_id"`
-	Type         string    `json:"type"`
-	Executor     string    `json:"executor"`
-	Input        []byte    `json:"input,omitempty"` // groth16 types: the input the proof is over
-	InputHash    string    `json:"input_hash"`
-	Output       []byte    `json:"output"`
-	OutputHash   string    `json:"output_hash"`
-	Proof        []byte    `json:"proof,omitempty"`
-	PublicInputs []string  `json:"public_inputs,omitempty"`
-	Failure      *Failure  `json:"failure,omitempty"`
-	Stats        ExecStats `json:"stats"`
-	Time         int64     `json:"time"` // unix ms
+	TaskID       string   `json:"task_id"`
+	Type         string   `json:"type"`
+	Executor     string   `json:"executor"`
+	Input        []byte   `json:"input,omitempty"` // groth16 types: the input the proof is over
+	InputHash    string   `json:"input_hash"`
+	Output       []byte   `json:"output"`
+	OutputHash   string   `json:"output_hash"`
+	Proof        []byte   `json:"proof,omitempty"`
+	PublicInputs []string `json:"public_inputs,omitempty"`
+	Failure      *Failure `json:"failure,omitempty"`
+	// Files are a job's output files, by hash (fetched from the executor
+	// over the blob protocol), sorted by path.
+	Files []OutputFile `json:"files,omitempty"`
+	Stats ExecStats    `json:"stats"`
+	Time  int64        `json:"time"` // unix ms
 }
 
-// Outcome is what replicas must agree on: the output hash, or for a
-// failure report a hash of its trap, exit code and stderr (the message
-// is the executor's wording and does not count).
+// OutputFile is one output file of a job.
+type OutputFile struct {
+	Path string `json:"path"`
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+// Outcome is what replicas must agree on: the output hash (with the
+// output files' paths and hashes, when there are any), or for a failure
+// report a hash of its trap, exit code and stderr (the message is the
+// executor's wording and does not count).
 func (r *Result) Outcome() string {
 	if f := r.Failure; f != nil {
 		return "failure:" + hashHex([]byte(fmt.Sprintf("%s\x00%d\x00%s", f.Trap, f.ExitCode, f.Stderr)))
 	}
-	return r.OutputHash
+	if len(r.Files) == 0 {
+		return r.OutputHash
+	}
+	var b strings.Builder
+	b.WriteString(r.OutputHash)
+	for _, f := range r.Files {
+		fmt.Fprintf(&b, "\x00%s\x00%s\x00%d", f.Path, f.Hash, f.Size)
+	}
+	return "files:" + hashHex([]byte(b.String()))
 }
 
 // Domain implements record.Record.
@@ -247,6 +266,14 @@ func OpenResult(data []byte) (*Result, error) {
 	}
 	if r.Input != nil && hashHex(r.Input) != r.InputHash {
 		return nil, fmt.Errorf("result: %w: input_hash does not match the input", ErrMalformed)
+	}
+	if len(r.Files) > MaxJobOutputs || (r.Failure != nil && len(r.Files) > 0) {
+		return nil, fmt.Errorf("result: %w: %d output files", ErrMalformed, len(r.Files))
+	}
+	for i, f := range r.Files {
+		if CheckJobPath(JobOutDir, f.Path) != nil || !isHexHash(f.Hash) || f.Size < 0 || (i > 0 && r.Files[i-1].Path >= f.Path) {
+			return nil, fmt.Errorf("result: %w: output file %d (paths sorted and unique under /out, sha256 hashes)", ErrMalformed, i)
+		}
 	}
 	if f := r.Failure; f != nil {
 		if len(r.Output) > 0 || len(r.Proof) > 0 || !validTrap(f.Trap) || len(f.Stderr) > MaxStderrTail || len(f.Message) > 512 ||

@@ -29,7 +29,21 @@ type Profile struct {
 	MaxInputBytes  int    `json:"max_input_bytes"`
 	MaxOutputBytes int    `json:"max_output_bytes"`
 	MaxModuleBytes int    `json:"max_module_bytes,omitempty"` // submitter modules only
-	Egress         string `json:"egress"`                     // always "none"
+	// MaxResultBytes bounds a job's output files together (wasm.exec.v1);
+	// 0 means DefaultMaxResultBytes.
+	MaxResultBytes int64  `json:"max_result_bytes,omitempty"`
+	Egress         string `json:"egress"` // always "none"
+}
+
+// DefaultMaxResultBytes is a profile's MaxResultBytes when it sets none.
+const DefaultMaxResultBytes = 16 << 20
+
+// ResultBytes returns the bound of a job's output files together.
+func (p Profile) ResultBytes() int64 {
+	if p.MaxResultBytes > 0 {
+		return p.MaxResultBytes
+	}
+	return DefaultMaxResultBytes
 }
 
 // MaxRuntime returns the runtime limit as a duration.

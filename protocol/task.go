@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +58,40 @@ type JobSpec struct {
 	Args   []string          `json:"args,omitempty"`
 	Env    map[string]string `json:"env,omitempty"`
 	Limits *JobLimits        `json:"limits,omitempty"`
+	// Files are mounted read-only under /in: path -> content by hash,
+	// fetched like the module.
+	Files map[string]FileRef `json:"files,omitempty"`
+	// Outputs are paths under /out collected after a normal exit.
+	Outputs []string `json:"outputs,omitempty"`
+}
+
+// FileRef names a file's content by its SHA-256 and size.
+type FileRef struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+// Guest directories of a job's files.
+const (
+	JobInDir  = "/in"
+	JobOutDir = "/out"
+)
+
+// Bounds of a job's files.
+const (
+	MaxJobFiles   = 32
+	MaxJobOutputs = 32
+)
+
+// CheckJobPath refuses a path that is not a clean path of a file below
+// dir (JobInDir or JobOutDir): no "..", no empty or trailing segments, at
+// most 255 bytes.
+func CheckJobPath(dir, p string) error {
+	rel, ok := strings.CutPrefix(p, dir+"/")
+	if !ok || rel == "" || len(p) > 255 || path.Clean(p) != p || !fs.ValidPath(rel) || strings.ContainsAny(p, "\x00\\") {
+		return fmt.Errorf("%w: path %q is not a file path under %s", ErrBadInput, clip(p), dir)
+	}
+	return nil
 }
 
 // JobLimits lower a type's profile for one job; zero fields keep it.
@@ -105,6 +141,32 @@ func CheckJob(j *JobSpec, tt TaskType) error {
 	}
 	if total > MaxJobBytes {
 		return fmt.Errorf("%w: arguments and environment take %d bytes, at most %d", ErrBadInput, total, MaxJobBytes)
+	}
+	if len(j.Files) > MaxJobFiles || len(j.Outputs) > MaxJobOutputs {
+		return fmt.Errorf("%w: %d files and %d outputs, at most %d and %d", ErrBadInput, len(j.Files), len(j.Outputs), MaxJobFiles, MaxJobOutputs)
+	}
+	var size int64
+	for p, f := range j.Files {
+		if err := CheckJobPath(JobInDir, p); err != nil {
+			return err
+		}
+		if !isHexHash(f.Hash) || f.Size < 0 || f.Size > int64(tt.Profile.MaxInputBytes) {
+			return fmt.Errorf("%w: file %s: want a sha256 hash and a size of at most %d bytes", ErrBadInput, p, tt.Profile.MaxInputBytes)
+		}
+		size += f.Size
+	}
+	if size > int64(tt.Profile.MaxInputBytes) {
+		return fmt.Errorf("%w: files of %d bytes together, type %s allows %d", ErrBadInput, size, tt.ID, tt.Profile.MaxInputBytes)
+	}
+	seen := map[string]bool{}
+	for _, p := range j.Outputs {
+		if err := CheckJobPath(JobOutDir, p); err != nil {
+			return err
+		}
+		if seen[p] {
+			return fmt.Errorf("%w: output %s named twice", ErrBadInput, p)
+		}
+		seen[p] = true
 	}
 	if l := j.Limits; l != nil {
 		p := tt.Profile

@@ -347,6 +347,17 @@ func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 		for _, h := range taskBlobs(&r) {
 			blobs[h] = true
 		}
+		results, err := tx.Results(id)
+		if err != nil {
+			return nil, err
+		}
+		for _, env := range results { // a job's output files
+			if res, err := protocol.OpenResult(env); err == nil {
+				for _, f := range res.Files {
+					blobs[f.Hash] = true
+				}
+			}
+		}
 		if err := tx.DeleteTask(id); err != nil {
 			return nil, err
 		}
@@ -354,7 +365,9 @@ func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 	if len(blobs) == 0 {
 		return ids, nil
 	}
-	// Keep the blobs a remaining task still names.
+	// Keep the blobs a remaining task still names (its module, input and
+	// files; an output file identical to one of a pruned task's is not
+	// looked for, and is fetched again from an executor if asked for).
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		r, err := decodeTask(k[8:], tasks.Get(k[8:]))
 		if err != nil {
@@ -376,8 +389,8 @@ func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 	return ids, nil
 }
 
-// taskBlobs are the blobs a task names: its module and an input sent by
-// hash.
+// taskBlobs are the blobs a task names: its module, an input sent by
+// hash, its job's files.
 func taskBlobs(r *TaskRecord) []string {
 	var hs []string
 	if r.Task.ModuleHash != "" {
@@ -385,6 +398,11 @@ func taskBlobs(r *TaskRecord) []string {
 	}
 	if !protocol.InlineInput(r.Task.InputSize) && r.Task.InputHash != "" {
 		hs = append(hs, r.Task.InputHash)
+	}
+	if j := r.Task.Job; j != nil {
+		for _, f := range j.Files {
+			hs = append(hs, f.Hash)
+		}
 	}
 	return hs
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -316,6 +317,8 @@ func submitCmd() *cobra.Command {
 	var timeout time.Duration
 	var fuel uint64
 	var detach, rawOut bool
+	var files, outputs []string
+	var outputDir string
 	cmd := &cobra.Command{
 		Use:   "submit --type TYPE (--input JSON | --input-file FILE | --input-file -)",
 		Short: "Submit a task, follow it, print it as JSON; exit 0 only if accepted",
@@ -354,6 +357,24 @@ Examples:
 			if timeout > 0 || fuel > 0 {
 				req.Limits = &protocol.JobLimits{TimeoutMS: timeout.Milliseconds(), Fuel: fuel}
 			}
+			for _, spec := range files {
+				local, guest, ok := strings.Cut(spec, "=")
+				if !ok || local == "" || !strings.HasPrefix(guest, protocol.JobInDir+"/") {
+					return fmt.Errorf("--file %q: want LOCAL=/in/PATH", spec)
+				}
+				b, err := readLimited(local, 16<<20)
+				if err != nil {
+					return err
+				}
+				if req.Files == nil {
+					req.Files = map[string]json.RawMessage{}
+				}
+				req.Files[guest], _ = json.Marshal(b) // base64
+			}
+			req.Outputs = outputs
+			if outputDir != "" && len(outputs) == 0 {
+				return errors.New("--output-dir needs --output /out/PATH for each file to collect")
+			}
 			var raw []byte
 			switch {
 			case input != "" && inputFile != "":
@@ -380,7 +401,7 @@ Examples:
 				}
 				req.Input = raw
 			}
-			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr(), followOpts{detach: detach, raw: rawOut})
+			return submitAndFollow(cmd.Context(), c, req, cmd.OutOrStdout(), cmd.ErrOrStderr(), followOpts{detach: detach, raw: rawOut, outputDir: outputDir})
 		},
 	}
 	cf.add(cmd)
@@ -394,6 +415,9 @@ Examples:
 	f.StringArrayVar(&env, "env", nil, "an environment variable NAME=VALUE for the module (repeatable; wasm.exec.v1)")
 	f.DurationVar(&timeout, "timeout", 0, "the job's time limit, at most the type's (wasm.exec.v1)")
 	f.Uint64Var(&fuel, "fuel", 0, "the job's fuel budget, at most the type's (wasm.exec.v1)")
+	f.StringArrayVar(&files, "file", nil, "LOCAL=/in/PATH: a file the module reads, read-only (repeatable; wasm.exec.v1)")
+	f.StringArrayVar(&outputs, "output", nil, "/out/PATH: a file the module writes, collected after it exits (repeatable)")
+	f.StringVar(&outputDir, "output-dir", "", "where to write the collected output files (default: not written)")
 	f.BoolVar(&detach, "detach", false, "print {\"task_id\"} and return at once instead of following the task")
 	f.BoolVar(&rawOut, "raw", false, "print the accepted output's bytes (decoded for wasm.exec.v1) instead of the task's JSON")
 	return cmd
@@ -403,8 +427,9 @@ Examples:
 // task to out, and returns exitError{1} unless it was accepted.
 // followOpts are submit's --detach and --raw.
 type followOpts struct {
-	detach bool // print {"task_id"} and return at once
-	raw    bool // print the accepted output's bytes, not the task's JSON
+	detach    bool   // print {"task_id"} and return at once
+	raw       bool   // print the accepted output's bytes, not the task's JSON
+	outputDir string // write the accepted task's output files here
 }
 
 func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out, progress io.Writer, o followOpts) error {
@@ -445,6 +470,36 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 	if final.State != protocol.StateAccepted {
 		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, final.Reason)
 		return exitError{1}
+	}
+	if o.outputDir != "" {
+		return downloadFiles(ctx, c, final, o.outputDir, progress)
+	}
+	return nil
+}
+
+// downloadFiles writes an accepted task's output files under dir, each at
+// its path below /out (checked again here: nothing lands outside dir).
+func downloadFiles(ctx context.Context, c *client, v api.TaskView, dir string, progress io.Writer) error {
+	for _, f := range v.Files {
+		rel, ok := strings.CutPrefix(f.Path, protocol.JobOutDir+"/")
+		if !ok || protocol.CheckJobPath(protocol.JobOutDir, f.Path) != nil {
+			return fmt.Errorf("output file %q is not a path under /out", f.Path)
+		}
+		var b []byte
+		if err := c.do(ctx, http.MethodGet, "/api/v1/tasks/"+v.TaskID+"/files"+f.Path, nil, &b); err != nil {
+			return fmt.Errorf("output file %s: %w", f.Path, err)
+		}
+		if protocol.HashHex(b) != f.Hash {
+			return fmt.Errorf("output file %s: the node sent bytes whose sha256 is not %s", f.Path, f.Hash)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(progress, "wrote %s (%d bytes)\n", dst, len(b))
 	}
 	return nil
 }

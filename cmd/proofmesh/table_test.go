@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +109,36 @@ func TestSubmitRawAndDetach(t *testing.T) {
 	}
 	if strings.TrimSpace(out.String()) != `{"task_id":"abc"}` {
 		t.Fatalf("detached output %q", out.String())
+	}
+}
+
+// --output-dir writes each output file under the directory, checked by
+// hash, and refuses a path that would land outside it.
+func TestOutputDirDownload(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/tasks/T/files/out/sub/a.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte("hi"))
+	}))
+	defer srv.Close()
+	c := &client{base: srv.URL, token: "t", http: srv.Client()}
+	dir := t.TempDir()
+	var progress strings.Builder
+	v := api.TaskView{TaskID: "T", Files: []protocol.OutputFile{{Path: "/out/sub/a.txt", Hash: protocol.HashHex([]byte("hi")), Size: 2}}}
+	if err := downloadFiles(t.Context(), c, v, dir, &progress); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "sub", "a.txt")); err != nil || string(b) != "hi" {
+		t.Fatalf("written: %q %v", b, err)
+	}
+	v.Files[0].Hash = protocol.HashHex([]byte("other"))
+	if err := downloadFiles(t.Context(), c, v, dir, &progress); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("bytes that do not match the hash: %v", err)
+	}
+	v.Files[0] = protocol.OutputFile{Path: "/out/../../etc/x", Hash: protocol.HashHex([]byte("hi"))}
+	if err := downloadFiles(t.Context(), c, v, dir, &progress); err == nil {
+		t.Fatal("a path outside the directory was written")
 	}
 }

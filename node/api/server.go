@@ -125,6 +125,7 @@ func Handler(b Backend, opt Options) http.Handler {
 	route("DELETE /api/v1/tasks/{id}", ScopeSubmit, s.cancel)
 	route("GET /api/v1/tasks/{id}/events", ScopeRead, s.events)
 	route("GET /api/v1/tasks/{id}/bundle", ScopeRead, s.bundle)
+	route("GET /api/v1/tasks/{id}/files/{path...}", ScopeRead, s.taskFile)
 	route("POST /api/v1/proofs/verify", ScopeSubmit, s.verify)
 	route("GET /api/v1/audit", ScopeAdmin, s.audit)
 	route("GET /api/v1/audit/verify", ScopeAdmin, s.auditVerify)
@@ -357,6 +358,19 @@ func (s *server) principal(r *http.Request) string {
 		return ScopeAdmin
 	}
 	return key
+}
+
+// taskFile is GET /api/v1/tasks/{id}/files/{path}: an output file of an
+// accepted wasm.exec.v1 task, as bytes.
+func (s *server) taskFile(w http.ResponseWriter, r *http.Request) {
+	b, err := s.b.TaskFile(r.Context(), r.PathValue("id"), "/"+r.PathValue("path"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
 }
 
 // cancel is DELETE /api/v1/tasks/{id}: the admin, or the key that

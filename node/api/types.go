@@ -28,6 +28,9 @@ type Backend interface {
 	Policy() protocol.Policy
 	TaskTypes() []protocol.TaskType
 	Submit(ctx context.Context, req SubmitRequest) (string, error)
+	// TaskFile returns an output file of an accepted task (path under
+	// /out), fetched from an executor if this node lacks it.
+	TaskFile(ctx context.Context, id, path string) ([]byte, error)
 	// Cancel publishes the submitter's signed cancel of a task; by is the
 	// credential asking (ScopeAdmin, or the key's name).
 	Cancel(ctx context.Context, id, by, reason string) error
@@ -178,6 +181,12 @@ type SubmitRequest struct {
 	Args   []string            `json:"args,omitempty"`
 	Env    map[string]string   `json:"env,omitempty"`
 	Limits *protocol.JobLimits `json:"limits,omitempty"`
+	// Files are mounted read-only under /in: path -> content as a base64
+	// string, or {"hash": "<sha256>"} of a blob this node holds.
+	Files map[string]json.RawMessage `json:"files,omitempty"`
+	// Outputs are paths under /out collected after exit; each comes back
+	// at GET /api/v1/tasks/{id}/files/{path}.
+	Outputs []string `json:"outputs,omitempty"`
 	// SubmittedBy is the credential that submitted (set by the server,
 	// never read from the body): it may cancel the task.
 	SubmittedBy string `json:"-"`
@@ -213,6 +222,9 @@ type TaskView struct {
 	// Failure is the confirmed failure report of a task the module
 	// failed: exit code, trap, the end of stderr.
 	Failure *protocol.Failure `json:"failure,omitempty"`
+	// Files are an accepted job's output files (GET
+	// /api/v1/tasks/{id}/files/{path} serves each).
+	Files []protocol.OutputFile `json:"files,omitempty"`
 	// Results are what each executor reported (GET /api/v1/tasks/{id}
 	// only): what `proofmesh logs` shows.
 	Results  []ResultView `json:"results,omitempty"`
