@@ -32,6 +32,7 @@ import (
 func main() {
 	in, _ := io.ReadAll(os.Stdin)
 	fmt.Printf("%q %q %s", os.Args[1:], os.Getenv("MODE"), in)
+	fmt.Fprintln(os.Stderr, "note: read", len(in), "bytes")
 	if data, err := os.ReadFile("/in/data.txt"); err == nil {
 		if err := os.WriteFile("/out/result.txt", bytes.ToUpper(data), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "write result:", err)
@@ -101,6 +102,9 @@ func TestJobSpecArgsEnvAndLimits(t *testing.T) {
 	got, _ := base64.StdEncoding.DecodeString(out)
 	if v.State != protocol.StateAccepted || string(got) != `["--verbose" "x y"] "fast" stdin!` {
 		t.Fatalf("task %s %q: output %q", v.State, v.Reason, got)
+	}
+	if len(v.Results) < 2 || string(v.Results[0].Stderr) != "note: read 6 bytes\n" {
+		t.Fatalf("the replicas' stderr (agreed on with the output): %+v", v.Results)
 	}
 
 	start := time.Now()

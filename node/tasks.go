@@ -484,6 +484,9 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		return n.publishResult(ctx, r)
 	}
 	r.Output, r.OutputHash = out, protocol.HashHex(out)
+	if tt.Verification.Kind == protocol.VerifyReplicated && len(st.Stderr) > 0 {
+		r.Stderr = st.Stderr[max(len(st.Stderr)-protocol.MaxStderrTail, 0):]
+	}
 	for _, p := range slices.Sorted(maps.Keys(files)) {
 		h, err := n.db.PutBlob(files[p]) // served to whoever asks by hash
 		if err != nil {

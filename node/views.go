@@ -177,6 +177,8 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 			Settled: slices.Contains(rec.Settled, r.Executor), ReportedAt: msTime(r.Time)}
 		if f := r.Failure; f != nil {
 			rv.ExitCode, rv.Trap, rv.Stderr = f.ExitCode, f.Trap, f.Stderr
+		} else {
+			rv.Stderr = r.Stderr
 		}
 		v.Results = append(v.Results, rv)
 	}

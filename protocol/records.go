@@ -170,6 +170,9 @@ type Result struct {
 	Proof        []byte   `json:"proof,omitempty"`
 	PublicInputs []string `json:"public_inputs,omitempty"`
 	Failure      *Failure `json:"failure,omitempty"`
+	// Stderr is the last KiB a module that succeeded wrote to stderr (a
+	// failure report carries its own).
+	Stderr []byte `json:"stderr,omitempty"`
 	// Files are a job's output files, by hash (fetched from the executor
 	// over the blob protocol), sorted by path.
 	Files []OutputFile `json:"files,omitempty"`
@@ -192,11 +195,12 @@ func (r *Result) Outcome() string {
 	if f := r.Failure; f != nil {
 		return "failure:" + hashHex([]byte(fmt.Sprintf("%s\x00%d\x00%s", f.Trap, f.ExitCode, f.Stderr)))
 	}
-	if len(r.Files) == 0 {
+	if len(r.Files) == 0 && len(r.Stderr) == 0 {
 		return r.OutputHash
 	}
 	var b strings.Builder
 	b.WriteString(r.OutputHash)
+	fmt.Fprintf(&b, "\x00%s", hashHex(r.Stderr))
 	for _, f := range r.Files {
 		fmt.Fprintf(&b, "\x00%s\x00%s\x00%d", f.Path, f.Hash, f.Size)
 	}
@@ -267,7 +271,10 @@ func OpenResult(data []byte) (*Result, error) {
 	if r.Input != nil && hashHex(r.Input) != r.InputHash {
 		return nil, fmt.Errorf("result: %w: input_hash does not match the input", ErrMalformed)
 	}
-	if len(r.Files) > MaxJobOutputs || (r.Failure != nil && len(r.Files) > 0) {
+	if len(r.Stderr) > MaxStderrTail || (r.Failure != nil && len(r.Stderr) > 0) {
+		return nil, fmt.Errorf("result: %w: stderr of %d bytes (at most %d, and a failure report carries its own)", ErrMalformed, len(r.Stderr), MaxStderrTail)
+	}
+		if len(r.Files) > MaxJobOutputs || (r.Failure != nil && len(r.Files) > 0) {
 		return nil, fmt.Errorf("result: %w: %d output files", ErrMalformed, len(r.Files))
 	}
 	for i, f := range r.Files {
