@@ -274,7 +274,7 @@ func OpenResult(data []byte) (*Result, error) {
 	if len(r.Stderr) > MaxStderrTail || (r.Failure != nil && len(r.Stderr) > 0) {
 		return nil, fmt.Errorf("result: %w: stderr of %d bytes (at most %d, and a failure report carries its own)", ErrMalformed, len(r.Stderr), MaxStderrTail)
 	}
-		if len(r.Files) > MaxJobOutputs || (r.Failure != nil && len(r.Files) > 0) {
+	if len(r.Files) > MaxJobOutputs || (r.Failure != nil && len(r.Files) > 0) {
 		return nil, fmt.Errorf("result: %w: %d output files", ErrMalformed, len(r.Files))
 	}
 	for i, f := range r.Files {
