@@ -4,14 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/proofmesh/proofmesh/internal/testguest"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
 )
@@ -48,40 +45,8 @@ func main() {
 }
 `
 
-var (
-	argsGuestOnce sync.Once
-	argsGuestWasm []byte
-	argsGuestErr  error
-)
-
-// buildArgsGuest compiles argsGuest with GOOS=wasip1, once per test binary.
-func buildArgsGuest(t *testing.T) []byte {
-	t.Helper()
-	argsGuestOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "proofmesh-guest-")
-		if err != nil {
-			argsGuestErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		src, out := filepath.Join(dir, "main.go"), filepath.Join(dir, "guest.wasm")
-		if argsGuestErr = os.WriteFile(src, []byte(argsGuest), 0o600); argsGuestErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", out, src)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			argsGuestErr = errors.New(string(b))
-			return
-		}
-		argsGuestWasm, argsGuestErr = os.ReadFile(out)
-	})
-	if argsGuestErr != nil {
-		t.Fatalf("build the Go WASI guest: %v", argsGuestErr)
-	}
-	return argsGuestWasm
-}
+// buildArgsGuest compiles argsGuest with GOOS=wasip1.
+func buildArgsGuest(t *testing.T) []byte { return testguest.Build(t, argsGuest) }
 
 // A job's arguments and environment reach a Go WASI module on every
 // replica, and its own fuel limit ends a spinning module with a confirmed

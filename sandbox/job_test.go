@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/proofmesh/proofmesh/internal/testguest"
 )
 
 // jobGuest is a Go WASI program that reads its arguments, an environment
@@ -60,41 +58,8 @@ func main() {
 }
 `
 
-var (
-	jobGuestOnce sync.Once
-	jobGuestWasm []byte
-	jobGuestErr  error
-)
-
-// buildJobGuest compiles jobGuest with GOOS=wasip1 (once per test binary).
-func buildJobGuest(t *testing.T) []byte {
-	t.Helper()
-	jobGuestOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "proofmesh-guest-")
-		if err != nil {
-			jobGuestErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		src := filepath.Join(dir, "main.go")
-		if jobGuestErr = os.WriteFile(src, []byte(jobGuest), 0o600); jobGuestErr != nil {
-			return
-		}
-		out := filepath.Join(dir, "guest.wasm")
-		cmd := exec.Command("go", "build", "-o", out, src)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0", "GOFLAGS=")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			jobGuestErr = errors.New(string(b))
-			return
-		}
-		jobGuestWasm, jobGuestErr = os.ReadFile(out)
-	})
-	if jobGuestErr != nil {
-		t.Fatalf("build the Go WASI guest: %v", jobGuestErr)
-	}
-	return jobGuestWasm
-}
+// buildJobGuest compiles jobGuest with GOOS=wasip1.
+func buildJobGuest(t *testing.T) []byte { return testguest.Build(t, jobGuest) }
 
 func jobLimits() Limits {
 	l := DefaultLimits()
