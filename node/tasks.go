@@ -492,7 +492,11 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		if err != nil {
 			return fmt.Errorf("store output %s: %w", p, err)
 		}
-		r.Files = append(r.Files, protocol.OutputFile{Path: p, Hash: h, Size: int64(len(files[p]))})
+		f := protocol.OutputFile{Path: p, Hash: h, Size: int64(len(files[p]))}
+		if len(files[p]) <= protocol.MaxInlineOutputFile {
+			f.Inline = files[p]
+		}
+		r.Files = append(r.Files, f)
 	}
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
 		n.publishProgress(t, protocol.StateProving)

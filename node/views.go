@@ -259,6 +259,9 @@ func (n *Node) TaskFile(ctx context.Context, id, path string) ([]byte, error) {
 	if file == nil {
 		return nil, fmt.Errorf("task %s has no output file %q (it has %s): %w", short(rec.Task.ID), path, strings.Join(names, ", "), api.ErrNotFound)
 	}
+	if file.Inline != nil { // checked against its hash when the result was opened
+		return file.Inline, nil
+	}
 	if b, err := n.db.GetBlob(file.Hash); err == nil {
 		return b, nil
 	}

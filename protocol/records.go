@@ -180,12 +180,17 @@ type Result struct {
 	Time  int64        `json:"time"` // unix ms
 }
 
-// OutputFile is one output file of a job.
+// OutputFile is one output file of a job: inline when small, else fetched
+// by hash from the executor.
 type OutputFile struct {
-	Path string `json:"path"`
-	Hash string `json:"hash"`
-	Size int64  `json:"size"`
+	Path   string `json:"path"`
+	Hash   string `json:"hash"`
+	Size   int64  `json:"size"`
+	Inline []byte `json:"inline,omitempty"` // the content, when at most MaxInlineOutputFile
 }
+
+// MaxInlineOutputFile is the largest output file a result carries inline.
+const MaxInlineOutputFile = 4 << 10
 
 // Outcome is what replicas must agree on: the output hash (with the
 // output files' paths and hashes, when there are any), or for a failure
@@ -278,6 +283,9 @@ func OpenResult(data []byte) (*Result, error) {
 		return nil, fmt.Errorf("result: %w: %d output files", ErrMalformed, len(r.Files))
 	}
 	for i, f := range r.Files {
+		if f.Inline != nil && (len(f.Inline) > MaxInlineOutputFile || int64(len(f.Inline)) != f.Size || hashHex(f.Inline) != f.Hash) {
+			return nil, fmt.Errorf("result: %w: output file %s: inline content does not match its hash and size", ErrMalformed, f.Path)
+		}
 		if CheckJobPath(JobOutDir, f.Path) != nil || !isHexHash(f.Hash) || f.Size < 0 || (i > 0 && r.Files[i-1].Path >= f.Path) {
 			return nil, fmt.Errorf("result: %w: output file %d (paths sorted and unique under /out, sha256 hashes)", ErrMalformed, i)
 		}
