@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,26 @@ func main() {
 }
 `
 
+// startJobTestnet starts a testnet for jobs of a Go guest: a lease long
+// enough for a 2 MB module under the race detector on a loaded machine,
+// and the module compiled on every node first (compiling is not what
+// these tests measure).
+func startJobTestnet(t *testing.T, nodes int, guest []byte) *Testnet {
+	t.Helper()
+	net := shortLeaseNetwork(60 * time.Second)
+	tn := startTestnet(t, nodes, func(_ int, c *Config) { c.Network = net })
+	var wg sync.WaitGroup
+	for _, n := range tn.Nodes {
+		wg.Go(func() {
+			if err := n.sb.Compile(t.Context(), guest); err != nil {
+				t.Errorf("compile the guest: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	return tn
+}
+
 // buildArgsGuest compiles argsGuest with GOOS=wasip1.
 func buildArgsGuest(t *testing.T) []byte { return testguest.Build(t, argsGuest) }
 
@@ -57,11 +78,11 @@ func TestJobSpecArgsEnvAndLimits(t *testing.T) {
 		t.Skip("builds a Go WASI guest")
 	}
 	guest := buildArgsGuest(t)
-	tn := startTestnet(t, 2, nil)
+	tn := startJobTestnet(t, 2, guest)
 	sub := tn.Nodes[0]
 	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("stdin!"), Module: guest, Replicas: 2,
 		Args: []string{"--verbose", "x y"}, Env: map[string]string{"MODE": "fast"}, Limits: &protocol.JobLimits{TimeoutMS: 15000}})
-	v := waitTask(t, sub, id, 2*testLease)
+	v := waitTask(t, sub, id, 2*time.Minute)
 	var out string
 	_ = json.Unmarshal(v.Output, &out)
 	got, _ := base64.StdEncoding.DecodeString(out)
@@ -75,7 +96,7 @@ func TestJobSpecArgsEnvAndLimits(t *testing.T) {
 	start := time.Now()
 	id = submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2,
 		Limits: &protocol.JobLimits{Fuel: 1_000_000}})
-	v = waitTask(t, sub, id, 2*testLease)
+	v = waitTask(t, sub, id, 2*time.Minute)
 	if v.State != protocol.StateFailed || v.Failure == nil || v.Failure.Trap != protocol.TrapFuel || !strings.Contains(v.Reason, "budget 1000000") {
 		t.Fatalf("a spinning job with a fuel limit of 1,000,000: %s %q", v.State, v.Reason)
 	}
@@ -118,14 +139,14 @@ func TestJobFilesInAndOut(t *testing.T) {
 		t.Skip("builds a Go WASI guest")
 	}
 	guest := buildArgsGuest(t)
-	tn := startTestnet(t, 3, nil)
+	tn := startJobTestnet(t, 3, guest)
 	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
 	sub.rankHook = func([]string) []string { return []string{a.ID().String(), b.ID().String()} }
 	data, _ := json.Marshal([]byte("hello files"))
 	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: guest, Replicas: 2,
 		Env: map[string]string{"OUT_KB": "200"}, Files: map[string]json.RawMessage{"/in/data.txt": data},
 		Outputs: []string{"/out/result.txt", "/out/big.bin"}})
-	v := waitTask(t, sub, id, 2*testLease)
+	v := waitTask(t, sub, id, 2*time.Minute)
 	if v.State != protocol.StateAccepted || len(v.Files) != 2 {
 		t.Fatalf("task %s %q, files %+v", v.State, v.Reason, v.Files)
 	}

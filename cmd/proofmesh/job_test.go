@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/internal/testguest"
 	"github.com/proofmesh/proofmesh/node"
 )
@@ -60,7 +61,13 @@ func TestJobThroughTheCLI(t *testing.T) {
 	if err := os.WriteFile(module, testguest.Build(t, cliGuest), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tn, err := node.StartTestnet(ctx, node.TestnetConfig{Nodes: 2, DataDir: filepath.Join(work, "net"), HeartbeatInterval: 300 * time.Millisecond})
+	// Leases long enough to compile a 2 MB Go module under the race
+	// detector on a loaded machine.
+	net := bootstrap.DefaultNetwork()
+	for i := range net.TaskTypes {
+		net.TaskTypes[i].SLO.LeaseMS = (2 * time.Minute).Milliseconds()
+	}
+	tn, err := node.StartTestnet(ctx, node.TestnetConfig{Nodes: 2, DataDir: filepath.Join(work, "net"), HeartbeatInterval: 300 * time.Millisecond, Network: net})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +149,11 @@ func TestJobThroughTheCLI(t *testing.T) {
 	_ = resp.Body.Close()
 	good := write("good.json", string(bundle))
 	bad := write("bad.json", strings.Replace(string(bundle), `"results": [`, `"results": ["AAAA",`, 1))
-	code, out, _ = runCLI(t, "verify", good, bad)
+	netJSON, err := json.Marshal(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "verify", "--network", write("network.json", string(netJSON)), good, bad)
 	if code != 1 || !strings.Contains(out, "FAIL  "+bad) || strings.Contains(out, "FAIL  "+good) || !strings.Contains(out, "1 of 2 bundles verify") {
 		t.Fatalf("batch verify: %d\n%s", code, out)
 	}
