@@ -487,3 +487,34 @@ func TestListTasksByTypeWithCursor(t *testing.T) {
 		t.Fatalf("unknown cursor: %v", err)
 	}
 }
+
+// An executor's second, different result is kept beside its first as
+// evidence of equivocation; a third is refused.
+func TestEquivocationKeptBesideTheFirstResult(t *testing.T) {
+	db, _ := openT(t)
+	if err := db.CreateTask(newTask("t", 1)); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Update(func(tx *Tx) error {
+		if err := tx.PutResult("t", "e", []byte("A")); err != nil {
+			return err
+		}
+		if err := tx.PutResult("t", "e", []byte("B")); !errors.Is(err, ErrExists) {
+			return fmt.Errorf("second result: %v", err)
+		}
+		if err := tx.PutEquivocation("t", "e", []byte("B")); err != nil {
+			return err
+		}
+		if err := tx.PutEquivocation("t", "e", []byte("C")); !errors.Is(err, ErrExists) {
+			return fmt.Errorf("third result: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := db.Results("t")
+	if len(rs) != 2 || string(rs["e"]) != "A" || string(rs["e\x00second"]) != "B" {
+		t.Fatalf("results %q", rs)
+	}
+}

@@ -25,27 +25,19 @@ func resultKey(taskID, executor string) ([]byte, error) {
 // executor that signs two answers is equivocating, which the caller may
 // want to record).
 func (tx *Tx) PutResult(taskID, executor string, envelope []byte) error {
-	b, err := tx.bucket(bucketResults)
-	if err != nil {
-		return err
-	}
-	k, err := resultKey(taskID, executor)
-	if err != nil {
-		return err
-	}
-	if old := b.Get(k); old != nil {
-		if bytes.Equal(old, envelope) {
-			return nil
-		}
-		return fmt.Errorf("result of task %s by %s: %w with different bytes", taskID, executor, ErrExists)
-	}
-	return b.Put(k, bytes.Clone(envelope))
+	return tx.putResult(taskID, executor, "", envelope)
 }
 
 // PutEquivocation keeps the second, different result an executor signed
 // for a task (evidence that it equivocated), beside its first; a third is
 // refused with ErrExists. Results lists it under "executor\x00second".
 func (tx *Tx) PutEquivocation(taskID, executor string, envelope []byte) error {
+	return tx.putResult(taskID, executor, "\x00second", envelope)
+}
+
+// putResult stores an envelope under the result key with suffix: the same
+// bytes again are a no-op, other bytes ErrExists.
+func (tx *Tx) putResult(taskID, executor, suffix string, envelope []byte) error {
 	b, err := tx.bucket(bucketResults)
 	if err != nil {
 		return err
@@ -54,12 +46,12 @@ func (tx *Tx) PutEquivocation(taskID, executor string, envelope []byte) error {
 	if err != nil {
 		return err
 	}
-	k = append(k, "\x00second"...)
+	k = append(k, suffix...)
 	if old := b.Get(k); old != nil {
 		if bytes.Equal(old, envelope) {
 			return nil
 		}
-		return fmt.Errorf("third result of task %s by %s: %w", taskID, executor, ErrExists)
+		return fmt.Errorf("result%s of task %s by %s: %w with different bytes", strings.ReplaceAll(suffix, "\x00", " "), taskID, executor, ErrExists)
 	}
 	return b.Put(k, bytes.Clone(envelope))
 }
