@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,10 +184,8 @@ func (d *driver) restore() error {
 			return fmt.Errorf("restore results of %s: %w", short(t.ID), err)
 		}
 		ev := protocol.EvRestored{State: rec.State, Ran: slices.Contains(rec.Executors, d.n.id.String())}
-		for _, env := range orderedResults(results) {
-			if r, err := protocol.OpenResult(env); err == nil {
-				ev.Results = append(ev.Results, delivery(r))
-			}
+		for _, r := range openResults(results) {
+			ev.Results = append(ev.Results, delivery(r))
 		}
 		observed := t.Submitter != d.n.id.String() && t.CandidateIndex(d.n.id.String()) < 0
 		if err := d.room(t, observed); err != nil {
@@ -199,27 +198,18 @@ func (d *driver) restore() error {
 	return nil
 }
 
-// orderedResults lists stored results by their signing time, so a restored
-// lifecycle sees them in the order they came.
-func orderedResults(m map[string][]byte) [][]byte {
-	type tr struct {
-		t   int64
-		env []byte
-	}
-	var rs []tr
+// openResults opens the stored results of a task (each signature checked
+// once) and orders them by their signing time, the order they came in.
+// An envelope that does not open is left out.
+func openResults(m map[string][]byte) []*protocol.Result {
+	rs := make([]*protocol.Result, 0, len(m))
 	for _, env := range m {
-		var t int64
 		if r, err := protocol.OpenResult(env); err == nil {
-			t = r.Time
+			rs = append(rs, r)
 		}
-		rs = append(rs, tr{t, env})
 	}
-	slices.SortFunc(rs, func(a, b tr) int { return int(a.t - b.t) })
-	out := make([][]byte, len(rs))
-	for i, r := range rs {
-		out[i] = r.env
-	}
-	return out
+	slices.SortFunc(rs, func(a, b *protocol.Result) int { return cmp.Compare(a.Time, b.Time) })
+	return rs
 }
 
 func delivery(r *protocol.Result) protocol.Delivery {

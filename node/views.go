@@ -168,11 +168,7 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 			v.Files = r.Files
 		}
 	}
-	for _, env := range orderedResults(results) {
-		r, err := protocol.OpenResult(env)
-		if err != nil {
-			continue
-		}
+	for _, r := range openResults(results) {
 		rv := api.ResultView{Executor: r.Executor, Outcome: r.Outcome(), WallMS: r.Stats.WallMS, FuelUsed: r.Stats.FuelUsed,
 			Settled: slices.Contains(rec.Settled, r.Executor), ReportedAt: msTime(r.Time)}
 		if f := r.Failure; f != nil {

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/proofmesh/proofmesh/protocol"
 )
@@ -217,19 +220,8 @@ func (db *DB) SyncPeers(ps []Peer) error {
 		if err != nil {
 			return err
 		}
-		var doomed [][]byte
-		if err := b.ForEach(func(k, _ []byte) error {
-			if !keep[string(k)] {
-				doomed = append(doomed, append([]byte(nil), k...))
-			}
-			return nil
-		}); err != nil {
+		if _, err := deleteWhere(b, func(k, _ []byte) (bool, error) { return !keep[string(k)], nil }); err != nil {
 			return err
-		}
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return fmt.Errorf("drop peer %s: %w", k, err)
-			}
 		}
 		for i := range ps {
 			if err := tx.PutPeer(ps[i]); err != nil {
@@ -249,26 +241,36 @@ func (db *DB) PurgeOffline(before time.Time) (int, error) {
 		if err != nil {
 			return err
 		}
-		var doomed [][]byte
-		if err := b.ForEach(func(k, v []byte) error {
+		n, err = deleteWhere(b, func(k, v []byte) (bool, error) {
 			p, err := decodePeer(k, v)
-			if err != nil {
-				return err
-			}
-			if !p.Deleted() && p.LastSeen.Before(before) {
-				doomed = append(doomed, append([]byte(nil), k...))
-			}
-			return nil
-		}); err != nil {
+			return err == nil && !p.Deleted() && p.LastSeen.Before(before), err
+		})
+		if err != nil {
 			return err
 		}
-		for _, k := range doomed {
-			if err := b.Delete(k); err != nil {
-				return fmt.Errorf("purge peer %s: %w", k, err)
-			}
-		}
-		n = len(doomed)
 		return nil
 	})
 	return n, err
+}
+
+// deleteWhere deletes the rows of a peers bucket that doomed picks (keys
+// are collected first: bbolt forbids deleting during ForEach) and returns
+// how many.
+func deleteWhere(b *bolt.Bucket, doomed func(k, v []byte) (bool, error)) (int, error) {
+	var keys [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		del, err := doomed(k, v)
+		if del {
+			keys = append(keys, bytes.Clone(k))
+		}
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, fmt.Errorf("delete peer %s: %w", k, err)
+		}
+	}
+	return len(keys), nil
 }
