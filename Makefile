@@ -4,14 +4,18 @@ BIN       ?= bin/proofmesh
 PKGS      ?= ./...
 FUZZTIME  ?= 60s
 STATICCHECK_VERSION ?= v0.7.0
+# The release and commit stamped into the binary (internal/buildinfo).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/proofmesh/proofmesh/internal/buildinfo.version=$(VERSION) -X github.com/proofmesh/proofmesh/internal/buildinfo.commit=$(COMMIT)
 
 .PHONY: help build test test-short lint fuzz bench demo wasm check-wasm keys testnet-up testnet-down testnet-logs e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-build: ## build bin/proofmesh (static, CGO_ENABLED=0)
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/proofmesh
+build: ## build bin/proofmesh (static, CGO_ENABLED=0), stamped with git describe and the commit
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/proofmesh
 
 test: ## run every test with the race detector
 	$(GO) test -race -timeout 20m $(PKGS)

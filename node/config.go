@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/internal/buildinfo"
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
 )
 
 // Config configures a Node. Start from DefaultConfig.
@@ -88,7 +90,7 @@ func DefaultConfig() Config {
 		P2PMemoryMB:       int(mc.ResourceMemory >> 20),
 		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
 		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
-		Version:           "dev",
+		Version:           buildinfo.Version(),
 		SyncWrites:        true,
 	}
 }
@@ -115,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
 		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)
+	}
+	if !protocol.ValidVersion(c.Version) {
+		return bad("version %q must be 1-64 of [A-Za-z0-9._+/-] (peers refuse heartbeats carrying anything else)", c.Version)
 	}
 	if c.TaskRetention < 0 {
 		return bad("--task-retention %s must not be negative", c.TaskRetention)

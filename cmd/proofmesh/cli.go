@@ -20,15 +20,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/internal/buildinfo"
 	"github.com/proofmesh/proofmesh/node"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/store"
 	"github.com/proofmesh/proofmesh/zk"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // exitError carries an exit code through cobra.
 type exitError struct{ code int }
@@ -76,14 +74,16 @@ Every flag can also be set as an environment variable PROOFMESH_<FLAG>,
 e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Version(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags())
 		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.SetVersionTemplate(buildinfo.String(protocol.ProtocolMajor))
 	root.AddCommand(initCmd(), nodeCmd(), idCmd(), testnetCmd(), demoCmd(),
-		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), logsCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd())
+		peersCmd(), tasksCmd(), taskCmd(), submitCmd(), cancelCmd(), logsCmd(), verifyCmd(), setupCmd(), auditCmd(), apikeyCmd(), versionCmd())
 	return root
 }
 
@@ -177,7 +177,7 @@ Example:
 				return err
 			}
 			cfg.Logger = log
-			cfg.Version = version
+			cfg.Version = buildinfo.Version()
 			if networkFile != "" {
 				if cfg.Network, err = bootstrap.LoadNetwork(networkFile); err != nil {
 					return err
@@ -665,4 +665,16 @@ each must name an entry the chain holds, with the same hash.`,
 	cf.add(c)
 	audit.AddCommand(v, c)
 	return audit
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the release, commit and wire protocol major of this build",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprint(cmd.OutOrStdout(), buildinfo.String(protocol.ProtocolMajor))
+			return err
+		},
+	}
 }

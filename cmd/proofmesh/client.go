@@ -234,13 +234,17 @@ func tasksCmd() *cobra.Command {
 // the cursor or forge a row.
 func printPeers(w io.Writer, peers []api.PeerView, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tSTATUS\tTYPE\tREGION\tLOAD\tLAST SEEN\tVERIFIED\tREJECTED")
+	fmt.Fprintln(tw, "PEER\tSTATUS\tTYPE\tREGION\tVERSION\tLOAD\tLAST SEEN\tVERIFIED\tREJECTED")
 	for _, p := range peers {
 		seen := "-"
 		if !p.LastSeen.IsZero() {
 			seen = now.Sub(p.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", cell(p.ID), cell(string(p.Status)), cell(p.NodeType), cell(p.Region), p.Load, seen, p.Verified, p.Rejected)
+		version := p.Version
+		if p.Protocol != "" {
+			version += " (" + p.Protocol + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\t%d\t%d\n", cell(p.ID), cell(string(p.Status)), cell(p.NodeType), cell(p.Region), cell(version), p.Load, seen, p.Verified, p.Rejected)
 	}
 	return tw.Flush()
 }

@@ -157,6 +157,10 @@ type PeerView struct {
 	LeaveReason  string                `json:"leave_reason,omitempty"`
 	Verified     int                   `json:"verified_results"`
 	Rejected     int                   `json:"rejected_results"`
+	// Protocol is the proofmesh networks and wire protocol majors the
+	// peer serves, from its identify list ("devnet v1"); empty until it
+	// has been identified over a connection of ours.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // TaskQuery is GET /api/v1/tasks?state=&type=&limit=&after=: zero fields
