@@ -10,7 +10,9 @@
 // decision, so every rule here is tested with plain table tests.
 //
 // Wire encoding is JSON with a size limit checked before decoding and
-// unknown, duplicate and case-variant keys refused. Messages that outlive a
+// duplicate and case-variant keys refused; fields a build does not know
+// are skipped (a newer release of the same protocol major may add optional
+// ones: docs/PROTOCOL.md), while policies and bundles refuse them. Messages that outlive a
 // gossip hop (Task, Cancel, Leave, Result) are libp2p signed envelopes (core/record) with a proofmesh domain, so they
 // can be verified offline by anyone.
 package protocol

@@ -17,6 +17,8 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	f.Add([]byte(`{"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"seq":2,"time":1,"capabilities":{"cpu_cores":2,"cpu_cores":3},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000}`))
 	f.Add([]byte(`{"NODE_ID":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"x","interval_ms":1000}`))
 	f.Add([]byte(`{"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","region":"\u001b[31mred\r\n","load":0,"health":1,"version":"1.0\u001b[2J","listen_addrs":["/ip4/1.2.3.4/tcp/1\r\nforged row"],"interval_ms":1000}`))
+	// Issue 13: a newer release's optional fields are skipped, not refused.
+	f.Add([]byte(`{"nat":{"addrs":["x"],"k":{"k":1}},"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"v0.4.0-3-g1a2b3c4-dirty","interval_ms":1000,"uptime":[1,2]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, err := DecodeHeartbeat(data)
 		if err != nil {
@@ -89,13 +91,52 @@ func FuzzDecodeTaskMessage(f *testing.F) {
 	f.Add([]byte(`{"progress":{"task_id":"0000000000000000000000000000000000000000000000000000000000000000","executor":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","state":"running","time":1}}`))
 	f.Add([]byte(`{"task":"eyJpZCI6IngifQ=="}`))
 	f.Add([]byte(`{"cancel":"AAAA"}`))
+	f.Add([]byte(`{"progress":{"task_id":"0000000000000000000000000000000000000000000000000000000000000000","executor":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","state":"running","time":1,"percent":3},"newer":{}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeTaskMessage(data)
 		if err != nil || m.Task == nil {
 			return
 		}
-		_ = m.Task.ContentID()
+		if m.Task.ID != m.Task.id() {
+			t.Fatal("task opened with an id that is not the id of its bytes")
+		}
 		_ = CheckInput(m.Task.Type, m.Task.Input)
+	})
+}
+
+// FuzzDecodeWire: whatever DecodeWire accepts has no duplicate key at any
+// depth (unknown fields included) and no case-variant of a known key, and
+// encoding/json reads the same known fields from it.
+func FuzzDecodeWire(f *testing.F) {
+	f.Add([]byte(`{"format":"v1","input_hash":"aa","newer":{"x":[1,{"y":2}]}}`))
+	f.Add([]byte(`{"format":"v1","newer":{"x":1,"x":2}}`))
+	f.Add([]byte(`{"Input_Hash":"aa","newer":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var b bundleLike
+		if err := DecodeWire(data, 1<<16, &b); err != nil {
+			return
+		}
+		var generic any
+		if err := DecodeWire(data, 1<<16, &generic); err != nil {
+			t.Fatalf("accepted as a bundle but not as a generic value: %v", err)
+		}
+		if m, ok := generic.(map[string]any); ok {
+			names := jsonFields(reflect.TypeFor[bundleLike]())
+			for k := range m {
+				for name := range names {
+					if k != name && strings.EqualFold(k, name) {
+						t.Fatalf("accepted key %q, a case variant of field %q", k, name)
+					}
+				}
+			}
+		}
+		var again bundleLike
+		if err := json.Unmarshal(data, &again); err != nil {
+			t.Fatalf("encoding/json refuses what DecodeWire accepted: %v", err)
+		}
+		if again.Format != b.Format || again.InputHash != b.InputHash || len(again.Results) != len(b.Results) {
+			t.Fatalf("encoding/json reads %+v, DecodeWire %+v", again, b)
+		}
 	})
 }
 

@@ -53,7 +53,7 @@ func (h *Heartbeat) Encode() ([]byte, error) {
 // only; ValidateHeartbeat applies the rules.
 func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
 	var h Heartbeat
-	if err := decodeStrict(data, MaxHeartbeatBytes, &h); err != nil {
+	if err := decodeWire(data, MaxHeartbeatBytes, &h); err != nil {
 		return nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	if err := h.checkForm(); err != nil {

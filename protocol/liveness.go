@@ -22,7 +22,7 @@ const (
 // ParseStatus reports whether s names a status.
 func ParseStatus(s string) (PeerStatus, bool) {
 	switch st := PeerStatus(s); st {
-	case StatusOnline, StatusStale, StatusOffline, StatusDeleted:
+	case StatusOnline, StatusStale, StatusOffline, StatusDeleted, StatusIncompatible:
 		return st, true
 	}
 	return "", false
@@ -61,3 +61,8 @@ func AdaptiveInterval(base time.Duration, livePeers int, budgetPerSecond float64
 	}
 	return base
 }
+
+// StatusIncompatible marks a connected peer that speaks proofmesh but not
+// our network at our protocol major: it is listed (so an operator sees
+// which versions met) and never routed to.
+const StatusIncompatible PeerStatus = "incompatible"

@@ -158,8 +158,8 @@ func TestHeartbeatRoundTripAndLimits(t *testing.T) {
 	if _, err := DecodeHeartbeat(big); !errors.Is(err, ErrOversized) {
 		t.Fatalf("oversized: %v", err)
 	}
-	if _, err := DecodeHeartbeat([]byte(`{"node_id":"x","extra":1}`)); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("unknown field: %v", err)
+	if _, err := DecodeHeartbeat([]byte(`{"node_id":"x","extra":1}`)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "node_id") {
+		t.Fatalf("unknown field skipped, bad node_id refused: %v", err)
 	}
 }
 

@@ -46,7 +46,7 @@ func (*Leave) Codec() []byte { return []byte("/proofmesh/leave/1") }
 func (l *Leave) MarshalRecord() ([]byte, error) { return json.Marshal(l) }
 
 // UnmarshalRecord implements record.Record.
-func (l *Leave) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxLeaveBytes, l) }
+func (l *Leave) UnmarshalRecord(b []byte) error { return decodeWire(b, MaxLeaveBytes, l) }
 
 // AuditCheckpoint is a node's signed statement that entry Seq of its audit
 // chain has hash Hash. An auditor who keeps one can tell the original chain
@@ -222,7 +222,7 @@ func (*Result) Codec() []byte { return []byte("/proofmesh/result/1") }
 func (r *Result) MarshalRecord() ([]byte, error) { return json.Marshal(r) }
 
 // UnmarshalRecord implements record.Record.
-func (r *Result) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxResultBytes, r) }
+func (r *Result) UnmarshalRecord(b []byte) error { return decodeWire(b, MaxResultBytes, r) }
 
 // Seal signs rec with key into a marshalled envelope.
 func Seal(rec record.Record, key crypto.PrivKey) ([]byte, error) {

@@ -11,10 +11,10 @@ import (
 	"sync"
 )
 
-// DecodeStrict decodes JSON of at most limit bytes into v: the one parser
-// for JSON from outside (gossip, envelopes, bundles, policies). It refuses
-// what encoding/json would quietly accept and another parser could read
-// differently:
+// DecodeStrict decodes JSON of at most limit bytes into v: the parser for
+// JSON that is not a wire message (policies, bundles, typed inputs). It
+// refuses what encoding/json would quietly accept and another parser
+// could read differently:
 //
 //   - a duplicate object key at any depth (encoding/json keeps the last,
 //     other parsers the first);
@@ -24,7 +24,19 @@ import (
 //
 // Numbers are kept exact (json.Number in interfaces). Errors wrap
 // ErrMalformed (naming the key and its path) or ErrOversized.
-func DecodeStrict(data []byte, limit int, v any) error {
+func DecodeStrict(data []byte, limit int, v any) error { return decodeJSON(data, limit, v, true) }
+
+// DecodeWire decodes a wire message (gossip, signed envelopes) of at most
+// limit bytes into v. It is DecodeStrict except for one rule: a field this
+// build does not know is skipped, so that a newer release of the same
+// protocol major can add optional fields without its messages being
+// refused (docs/PROTOCOL.md). Ids and signatures are over the exact bytes
+// sent, so nothing is lost by skipping. Duplicate and case-variant keys
+// stay refused at every depth (inside unknown fields too), known fields
+// keep their types, and the size limit holds.
+func DecodeWire(data []byte, limit int, v any) error { return decodeJSON(data, limit, v, false) }
+
+func decodeJSON(data []byte, limit int, v any, strictFields bool) error {
 	if len(data) > limit {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(data), limit)
 	}
@@ -32,7 +44,9 @@ func DecodeStrict(data []byte, limit int, v any) error {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strictFields {
+		dec.DisallowUnknownFields()
+	}
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -46,6 +60,9 @@ func DecodeStrict(data []byte, limit int, v any) error {
 
 // decodeStrict is DecodeStrict under the name the package's decoders use.
 func decodeStrict(data []byte, limit int, v any) error { return DecodeStrict(data, limit, v) }
+
+// decodeWire is DecodeWire under the name the package's decoders use.
+func decodeWire(data []byte, limit int, v any) error { return DecodeWire(data, limit, v) }
 
 // keyFrame is one open object or array of checkKeys' walk.
 type keyFrame struct {
@@ -170,7 +187,7 @@ func fieldType(t reflect.Type, key, path string) (reflect.Type, error) {
 			}
 		}
 	}
-	return nil, nil // unknown: DisallowUnknownFields refuses it
+	return nil, nil // unknown: DecodeStrict refuses it, DecodeWire skips it
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -50,6 +51,11 @@ type Task struct {
 	// Job is the job spec of a type that runs the submitter's module
 	// (wasm.exec.v1): arguments, environment, limits.
 	Job *JobSpec `json:"job,omitempty"`
+
+	// wireID is the content id of the record bytes this task was decoded
+	// from (fields this build does not know included); empty for a task
+	// built here.
+	wireID string
 }
 
 // JobSpec is what a wasm.exec.v1 module sees besides stdin, and the limits
@@ -221,8 +227,70 @@ func (*Task) Codec() []byte { return []byte("/proofmesh/task/1") }
 // MarshalRecord implements record.Record.
 func (t *Task) MarshalRecord() ([]byte, error) { return json.Marshal(t) }
 
-// UnmarshalRecord implements record.Record.
-func (t *Task) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxTaskMessageBytes, t) }
+// UnmarshalRecord implements record.Record. Fields this build does not
+// know are skipped (a newer release of the same major may add optional
+// ones); the task's content id is computed over the exact bytes, so it
+// covers them.
+func (t *Task) UnmarshalRecord(b []byte) error {
+	if err := decodeWire(b, MaxTaskMessageBytes, t); err != nil {
+		return err
+	}
+	id, err := wireContentID(b)
+	if err != nil {
+		return err
+	}
+	t.wireID = id
+	return nil
+}
+
+// wireContentID is the content id of a task's record bytes: the SHA-256
+// of those bytes with the top-level "id" value emptied ("id":""). For the
+// bytes json.Marshal makes of a Task this equals ContentID; for a newer
+// release's task it covers the fields this build skips.
+func wireContentID(b []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	depth, wantKey, idNext := 0, false, false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", fmt.Errorf("%w: task without an id", ErrMalformed)
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if idNext {
+				return "", fmt.Errorf("%w: task id is not a string", ErrMalformed)
+			}
+			switch d {
+			case '{', '[':
+				depth++
+				wantKey = depth == 1 && d == '{'
+			default:
+				depth--
+				wantKey = depth == 1
+			}
+			continue
+		}
+		switch {
+		case depth != 1:
+		case wantKey:
+			key, _ := tok.(string)
+			idNext, wantKey = key == "id", false
+		case idNext:
+			id, ok := tok.(string)
+			end := int(dec.InputOffset())
+			start := end - len(id) - 2
+			if !ok || start < 0 || string(b[start:end]) != strconv.Quote(id) || !isHexHash(id) {
+				return "", fmt.Errorf("%w: task id must be a 64-digit hex string", ErrMalformed)
+			}
+			sum := sha256.New()
+			sum.Write(b[:start])
+			sum.Write([]byte(`""`))
+			sum.Write(b[end:])
+			return hex.EncodeToString(sum.Sum(nil)), nil
+		default:
+			wantKey = true
+		}
+	}
+}
 
 // OpenTask verifies a task envelope: signed by the submitter it names, with
 // an id that is the hash of its content. It does not apply the registry's
@@ -236,7 +304,7 @@ func OpenTask(data []byte) (*Task, error) {
 	if t.Submitter != signer.String() {
 		return nil, fmt.Errorf("%w: task of submitter %s signed by %s", ErrForged, t.Submitter, signer)
 	}
-	if t.ID != t.ContentID() {
+	if t.ID != t.id() {
 		return nil, fmt.Errorf("task %s: %w", short(t.ID), ErrTaskIDMismatch)
 	}
 	return &t, nil
@@ -246,8 +314,19 @@ func OpenTask(data []byte) (*Task, error) {
 // inside the task message (every size up to MaxInlineInput, 0 included).
 func InlineInput(size int) bool { return size <= MaxInlineInput }
 
-// ContentID computes the task id: the SHA-256 of the task's encoding with
-// the id field empty.
+// id is the content id the task's ID must equal: that of the bytes it was
+// decoded from, or ContentID for a task built here.
+func (t *Task) id() string {
+	if t.wireID != "" {
+		return t.wireID
+	}
+	return t.ContentID()
+}
+
+// ContentID computes the id of a task built here: the SHA-256 of its
+// encoding with the id field empty. A task decoded from a record is held
+// to the id of the exact bytes received (which may carry fields this
+// build does not know).
 func (t *Task) ContentID() string {
 	c := *t
 	c.ID = ""
@@ -290,7 +369,7 @@ func (t *Task) StartAt(i int) time.Time {
 // candidates. Its signature is OpenTask's check: any node may relay a
 // signed task.
 func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskType, error) {
-	if t.ID != t.ContentID() {
+	if t.ID != t.id() {
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrTaskIDMismatch)
 	}
 	if _, err := peer.Decode(t.Submitter); err != nil {
@@ -558,7 +637,7 @@ func (*Cancel) Codec() []byte { return []byte("/proofmesh/cancel/1") }
 func (c *Cancel) MarshalRecord() ([]byte, error) { return json.Marshal(c) }
 
 // UnmarshalRecord implements record.Record.
-func (c *Cancel) UnmarshalRecord(b []byte) error { return decodeStrict(b, MaxCancelBytes, c) }
+func (c *Cancel) UnmarshalRecord(b []byte) error { return decodeWire(b, MaxCancelBytes, c) }
 
 // OpenCancel verifies a cancel envelope: signed by the submitter it names.
 // Whether that is the task's submitter is the caller's check.
@@ -611,7 +690,7 @@ type DecodedTaskMessage struct {
 // opens the envelopes it carries.
 func DecodeTaskMessage(data []byte) (*DecodedTaskMessage, error) {
 	var m TaskMessage
-	if err := decodeStrict(data, MaxTaskMessageBytes, &m); err != nil {
+	if err := decodeWire(data, MaxTaskMessageBytes, &m); err != nil {
 		return nil, fmt.Errorf("task message: %w", err)
 	}
 	set := 0
