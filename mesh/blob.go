@@ -14,6 +14,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/proofmesh/proofmesh/protocol"
 )
 
 // The blob protocol fetches content-addressed bytes (WASM modules, large
@@ -51,7 +53,9 @@ var (
 func (m *Mesh) blobProtocol() libp2pproto.ID { return blobProtocolID(m.cfg.NetworkID) }
 
 func blobProtocolID(networkID string) libp2pproto.ID {
-	return libp2pproto.ID("/proofmesh/" + networkID + "/blob/1")
+	// Every node serves it: peers recognise our network and protocol
+	// major by it in identify's list.
+	return libp2pproto.ID(protocol.MarkerProtocolID(networkID, protocol.ProtocolMajor))
 }
 
 func validHash(h string) bool {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -203,9 +204,9 @@ const (
 )
 
 // TopicName returns the gossipsub topic of a message kind in a network:
-// /proofmesh/<net>/<kind>/1.
+// /proofmesh/<net>/<kind>/<protocol major>.
 func TopicName(networkID, kind string) string {
-	return "/proofmesh/" + networkID + "/" + kind + "/1"
+	return "/proofmesh/" + networkID + "/" + kind + "/" + strconv.Itoa(protocol.ProtocolMajor)
 }
 
 // Rendezvous returns the discovery namespace of a network.

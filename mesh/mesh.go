@@ -17,6 +17,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -85,6 +86,7 @@ type Mesh struct {
 	deny    map[peer.ID]bool
 	rates   *originLimiter
 	floods  *floodScore
+	compat  *compatState // peers' protocols (identify) and clock offsets
 	closed  atomic.Bool
 	leaving atomic.Bool // no heartbeats after our own Leave
 }
@@ -129,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
 	m.floods = newFloodScore()
+	m.compat = newCompatState()
 	m.interval.Store(int64(cfg.HeartbeatInterval))
 	m.met.interval.Set(cfg.HeartbeatInterval.Seconds())
 
@@ -192,8 +195,13 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		return fail(err)
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
+	idSub, err := m.h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtPeerProtocolsUpdated)})
+	if err != nil {
+		return fail(fmt.Errorf("subscribe to identify events: %w", err))
+	}
 
-	m.wg.Add(2)
+	m.wg.Add(3)
+	go m.identifyLoop(idSub)
 	go m.eventLoop()
 	go m.maintenanceLoop()
 	if cfg.Self != nil {
@@ -305,10 +313,16 @@ func addrPort(a ma.Multiaddr) (netip.AddrPort, bool) {
 }
 
 // Peers returns the peer table, sorted by id, statuses computed now.
-func (m *Mesh) Peers() []PeerInfo { return m.table.list(time.Now()) }
+func (m *Mesh) Peers() []PeerInfo { return m.withProtocols(m.table.list(time.Now())...) }
 
 // Peer returns one row of the peer table.
-func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) { return m.table.get(id, time.Now()) }
+func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) {
+	p, ok := m.table.get(id, time.Now())
+	if ok {
+		p = m.withProtocols(p)[0]
+	}
+	return p, ok
+}
 
 // Restore loads a peer table saved by an earlier run (last heartbeats and
 // sequence numbers, tombstones). Statuses follow from the saved times.
@@ -470,6 +484,11 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	caps, err := protocol.ValidateHeartbeat(hb, protocol.HeartbeatCheck{
 		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: m.table.lastSeq(from), Policy: m.cfg.Policy,
 	})
+	if err == nil || errors.Is(err, protocol.ErrClockSkew) {
+		// Signed by its origin and well formed: its time is a vote on
+		// our clock, also (above all) when it is outside the skew.
+		m.sampleClock(from, hb, now)
+	}
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ type PeerInfo struct {
 	DeletedAt    time.Time // zero unless the peer left
 	LeaveTime    time.Time // the Leave's own timestamp
 	LeaveReason  string
+	// Protocols is what identify said the peer serves: its proofmesh
+	// networks and protocol majors (empty until identified).
+	Protocols protocol.PeerProtocols
 }
 
 type peerEntry struct {

@@ -1,0 +1,152 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// logBuffer collects a logger's text output for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func withLog(buf *logBuffer) testOpt {
+	return func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+}
+
+// Issue 13: a build that added one heartbeat field was rejected by every
+// older node. A heartbeat with fields this build does not know now passes
+// gossip validation and lists the peer; one with a duplicate key is still
+// REJECTED.
+func TestHeartbeatWithUnknownFieldsAcceptedThroughGossip(t *testing.T) {
+	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	a := attacker(t, victim)
+	hb := mustEncode(t, heartbeatFrom(a.ID(), 1, protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}))
+	newer := []byte(`{"nat":{"reachability":"public","relays":["x"]},"uptime_s":12,` + string(hb[1:]))
+	if err := a.Publish(context.Background(), KindHeartbeat, newer); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the newer heartbeat accepted", func() bool {
+		p, ok := victim.Peer(a.ID())
+		return ok && p.Status == protocol.StatusOnline && p.Heartbeat.Version == "test"
+	})
+
+	rejected := victim.met.hbRefused.WithLabelValues("malformed", "reject")
+	before := testutil.ToFloat64(rejected)
+	dup := mustEncode(t, heartbeatFrom(a.ID(), 2, protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}))
+	dup = []byte(`{"seq":3,` + string(dup[1:]))
+	if err := a.Publish(context.Background(), KindHeartbeat, dup); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the duplicate-key heartbeat rejected", func() bool {
+		return testutil.ToFloat64(rejected) == before+1
+	})
+	if p, _ := victim.Peer(a.ID()); p.Seq != 1 {
+		t.Fatalf("duplicate-key heartbeat applied: seq %d", p.Seq)
+	}
+}
+
+// A peer that serves our network only at another protocol major is never
+// listed, is named with both majors in one warn-level line (once, however
+// often it reconnects), and shows as incompatible.
+func TestPeerOfAnotherMajorWarnedOnce(t *testing.T) {
+	var logs logBuffer
+	m := newTestMesh(t, "testnet", withLog(&logs), func(c *Config) { c.DHT = false })
+	v2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v2.Close() })
+	v2.SetStreamHandler(libp2pproto.ID(protocol.MarkerProtocolID("testnet", 2)), func(s network.Stream) { _ = s.Reset() })
+
+	want := "peer " + v2.ID().String() + " runs proofmesh protocol v2 and we run v1; upgrade this node to a release of protocol v2"
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := v2.Connect(ctx, peer.AddrInfo{ID: m.ID(), Addrs: m.Host().Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		eventually(t, 5*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), want) })
+		_ = v2.Network().ClosePeer(m.ID())
+		eventually(t, 5*time.Second, "disconnected", func() bool { return !m.Connected(v2.ID()) })
+	}
+	if n := strings.Count(logs.String(), want); n != 1 {
+		t.Fatalf("warned %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("not at warn level:\n%s", logs.String())
+	}
+	inc := m.Incompatible()
+	if len(inc) != 1 || inc[0].ID != v2.ID() || inc[0].Kind != protocol.OtherMajor || inc[0].Protocols.Describe() != "testnet v2" {
+		t.Fatalf("incompatible peers %+v", inc)
+	}
+	if _, ok := m.Peer(v2.ID()); ok {
+		t.Fatal("a peer of another major entered the peer table")
+	}
+}
+
+// A peer of another network is named with both network ids.
+func TestPeerOfAnotherNetworkWarned(t *testing.T) {
+	var logs logBuffer
+	m := newTestMesh(t, "devnet", withLog(&logs), func(c *Config) { c.DHT = false })
+	other := newTestMesh(t, "othernet", func(c *Config) { c.DHT = false })
+	connect(t, other, m)
+	want := "peer " + other.ID().String() + " is on proofmesh network othernet and this node on devnet"
+	eventually(t, 5*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), want) })
+	eventually(t, 5*time.Second, "listed as incompatible", func() bool {
+		inc := m.Incompatible()
+		return len(inc) == 1 && inc[0].Kind == protocol.OtherNetwork && inc[0].Connected
+	})
+	// The other side sees a peer of devnet.
+	if pp, ok := other.PeerProtocols(m.ID()); !ok || pp.Describe() != "devnet v1" {
+		t.Fatalf("othernet's view of devnet: %+v %v", pp, ok)
+	}
+}
+
+// Heartbeats IGNORED for their time still tell a node its clock is off:
+// three peers two minutes ahead of it put the median there.
+func TestClockOffsetFromIgnoredHeartbeats(t *testing.T) {
+	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	ignored := victim.met.hbRefused.WithLabelValues("clock_skew", "ignore")
+	for i := range 3 {
+		a := attacker(t, victim)
+		hb := heartbeatFrom(a.ID(), 1, protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"})
+		hb.Time = time.Now().Add(2*time.Minute + time.Duration(i)*time.Second).UnixMilli()
+		if err := a.Publish(context.Background(), KindHeartbeat, mustEncode(t, hb)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "the heartbeat ignored", func() bool { return testutil.ToFloat64(ignored) == float64(i+1) })
+	}
+	off, voters := victim.ClockOffset()
+	if voters != 3 || off < 115*time.Second || off > 125*time.Second || !protocol.ClockOff(off, voters, victim.ClockSkew()) {
+		t.Fatalf("offset %s from %d voters", off, voters)
+	}
+}
