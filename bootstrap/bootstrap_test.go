@@ -136,6 +136,15 @@ func TestKeeperBacksOff(t *testing.T) {
 	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
 	defer k.Stop()
 	deadline := time.Now().Add(5 * time.Second)
+	for len(k.Failures()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no failure reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if f := k.Failures()[0]; f.Peer.ID != "p" || f.Err == nil || f.Attempts < 1 || f.Since.IsZero() {
+		t.Fatalf("failure %+v", f)
+	}
 	for !d.Connected("p") {
 		if time.Now().After(deadline) {
 			t.Fatal("never connected")
@@ -147,6 +156,12 @@ func TestKeeperBacksOff(t *testing.T) {
 	d.mu.Unlock()
 	if len(calls) != 4 {
 		t.Fatalf("%d dials, want 4", len(calls))
+	}
+	for len(k.Failures()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("failures after connecting: %+v", k.Failures())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// Gaps are at least half of 40, 80, 160 ms.
 	for i, min := range []time.Duration{20, 40, 80} {

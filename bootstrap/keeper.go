@@ -52,6 +52,7 @@ type Keeper struct {
 	mu       sync.Mutex
 	attempts map[peer.ID]int
 	next     map[peer.ID]time.Time
+	failed   map[peer.ID]Failure // bootstrap peers whose last dial failed
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -66,7 +67,7 @@ func Start(d Dialer, peers []peer.AddrInfo, b Backoff, log *slog.Logger) *Keeper
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Keeper{
 		d: d, peers: peers, b: b, log: log.With("subsys", "bootstrap"),
-		attempts: map[peer.ID]int{}, next: map[peer.ID]time.Time{},
+		attempts: map[peer.ID]int{}, next: map[peer.ID]time.Time{}, failed: map[peer.ID]Failure{},
 		cancel: cancel, done: make(chan struct{}),
 	}
 	go k.run(ctx)
@@ -78,6 +79,29 @@ func (k *Keeper) Attempts(p peer.ID) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.attempts[p]
+}
+
+// Failure is a bootstrap peer this node cannot reach: its addresses, the
+// last dial's error, failed attempts in a row and since when.
+type Failure struct {
+	Peer     peer.AddrInfo
+	Err      error
+	Attempts int
+	Since    time.Time
+}
+
+// Failures lists the bootstrap peers whose last dial failed, in the order
+// they were given.
+func (k *Keeper) Failures() []Failure {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []Failure
+	for _, ai := range k.peers {
+		if f, ok := k.failed[ai.ID]; ok {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Stop stops the keeper and waits for it.
@@ -101,6 +125,7 @@ func (k *Keeper) run(ctx context.Context) {
 			if k.d.Connected(ai.ID) {
 				k.mu.Lock()
 				k.attempts[ai.ID] = 0
+				delete(k.failed, ai.ID)
 				k.mu.Unlock()
 				continue
 			}
@@ -126,8 +151,15 @@ func (k *Keeper) dial(ctx context.Context, ai peer.AddrInfo) {
 			k.log.Info("reconnected to bootstrap peer", "peer", ai.ID)
 		}
 		k.attempts[ai.ID] = 0
+		delete(k.failed, ai.ID)
 		return
 	}
+	f, ok := k.failed[ai.ID]
+	if !ok {
+		f = Failure{Peer: ai, Since: time.Now()}
+	}
+	f.Err, f.Attempts = err, k.attempts[ai.ID]+1
+	k.failed[ai.ID] = f
 	k.attempts[ai.ID]++
 	wait := k.b.delay(k.attempts[ai.ID], rand.Float64)
 	k.next[ai.ID] = time.Now().Add(wait)
