@@ -40,9 +40,10 @@ type compatState struct {
 }
 
 type peerProto struct {
-	pp   protocol.PeerProtocols
-	kind protocol.Compatibility
-	seen time.Time
+	pp       protocol.PeerProtocols
+	kind     protocol.Compatibility
+	seen     time.Time
+	outbound bool // we dialed it (it is part of our own join)
 }
 
 func newCompatState() *compatState {
@@ -61,6 +62,9 @@ type IncompatiblePeer struct {
 	Protocols protocol.PeerProtocols
 	Seen      time.Time // last identified
 	Connected bool
+	// Outbound: this node dialed the peer (a bootstrap or discovered
+	// peer of its own join), not the other way round.
+	Outbound bool
 }
 
 // Describe says in words what the peer speaks and what we speak.
@@ -98,7 +102,8 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 				for i, p := range e.Protocols {
 					ids[i] = string(p)
 				}
-				m.observeProtocols(e.Peer, ids, time.Now())
+				outbound := e.Conn != nil && e.Conn.Stat().Direction == network.DirOutbound
+				m.observeProtocols(e.Peer, ids, outbound, time.Now())
 			case event.EvtPeerProtocolsUpdated:
 				ps, err := m.h.Peerstore().GetProtocols(e.Peer)
 				if err != nil {
@@ -108,7 +113,7 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 				for i, p := range ps {
 					ids[i] = string(p)
 				}
-				m.observeProtocols(e.Peer, ids, time.Now())
+				m.observeProtocols(e.Peer, ids, false, time.Now())
 			}
 		}
 	}
@@ -118,7 +123,7 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 // warns, once per peer, about one that speaks proofmesh but not our
 // network at our major: nodes of other majors or networks do not mix
 // (their topics and protocols differ), and the operator should know why.
-func (m *Mesh) observeProtocols(p peer.ID, ids []string, now time.Time) {
+func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, now time.Time) {
 	if p == m.h.ID() {
 		return
 	}
@@ -131,10 +136,11 @@ func (m *Mesh) observeProtocols(p peer.ID, ids []string, now time.Time) {
 		c.mu.Unlock()
 		return
 	}
-	if _, ok := c.peers[p]; !ok && len(c.peers) >= maxProtoRows {
+	prev, ok := c.peers[p]
+	if !ok && len(c.peers) >= maxProtoRows {
 		m.evictProtoLocked()
 	}
-	c.peers[p] = peerProto{pp: pp, kind: kind, seen: now}
+	c.peers[p] = peerProto{pp: pp, kind: kind, seen: now, outbound: outbound || prev.outbound}
 	first := false
 	if kind != protocol.Compatible && !c.warned[p] {
 		if len(c.warned) >= maxWarned {
@@ -199,7 +205,7 @@ func (m *Mesh) Incompatible() []IncompatiblePeer {
 		if e.kind == protocol.Compatible {
 			continue
 		}
-		out = append(out, IncompatiblePeer{ID: id, Kind: e.kind, Protocols: e.pp, Seen: e.seen})
+		out = append(out, IncompatiblePeer{ID: id, Kind: e.kind, Protocols: e.pp, Seen: e.seen, Outbound: e.outbound})
 	}
 	m.compat.mu.Unlock()
 	for i := range out {

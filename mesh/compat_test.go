@@ -123,8 +123,11 @@ func TestPeerOfAnotherNetworkWarned(t *testing.T) {
 	eventually(t, 5*time.Second, "the warning", func() bool { return strings.Contains(logs.String(), want) })
 	eventually(t, 5*time.Second, "listed as incompatible", func() bool {
 		inc := m.Incompatible()
-		return len(inc) == 1 && inc[0].Kind == protocol.OtherNetwork && inc[0].Connected
+		return len(inc) == 1 && inc[0].Kind == protocol.OtherNetwork && inc[0].Connected && !inc[0].Outbound
 	})
+	if inc := other.Incompatible(); len(inc) != 1 || !inc[0].Outbound {
+		t.Fatalf("the side that dialed: %+v", inc)
+	}
 	// The other side sees a peer of devnet.
 	if pp, ok := other.PeerProtocols(m.ID()); !ok || pp.Describe() != "devnet v1" {
 		t.Fatalf("othernet's view of devnet: %+v %v", pp, ok)

@@ -70,6 +70,12 @@ type Config struct {
 	TaskRetention time.Duration
 	// Version is reported in heartbeats and the API.
 	Version string
+	// NoPeersAfter is how long after start a node that has found no peer
+	// reports the no_peers problem.
+	NoPeersAfter time.Duration
+	// ProblemInterval is how often the node looks for problems (another
+	// network or major, unreachable bootstrap peers, no peers, clock).
+	ProblemInterval time.Duration
 	// SyncWrites commits every store write with fsync; off only in tests.
 	SyncWrites bool
 	// Logger receives the node's logs; nil discards them.
@@ -91,6 +97,8 @@ func DefaultConfig() Config {
 		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
 		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
 		Version:           buildinfo.Version(),
+		NoPeersAfter:      30 * time.Second, // then say that nobody was found
+		ProblemInterval:   2 * time.Second,  // problems appear and clear within 2 s
 		SyncWrites:        true,
 	}
 }
@@ -120,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if !protocol.ValidVersion(c.Version) {
 		return bad("version %q must be 1-64 of [A-Za-z0-9._+/-] (peers refuse heartbeats carrying anything else)", c.Version)
+	}
+	if c.NoPeersAfter <= 0 || c.ProblemInterval <= 0 {
+		return bad("no-peers delay %s and problem interval %s must be positive", c.NoPeersAfter, c.ProblemInterval)
 	}
 	if c.TaskRetention < 0 {
 		return bad("--task-retention %s must not be negative", c.TaskRetention)

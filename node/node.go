@@ -51,6 +51,10 @@ type Node struct {
 
 	rep *reputation
 	lc  *driver // the task lifecycle
+	// problems are what keeps the node from joining or working well;
+	// bootPeers its bootstrap peers (self excluded).
+	problems  problems
+	bootPeers []peer.AddrInfo
 	// tamper, set only by tests, alters a result before it is sealed: a
 	// misbehaving executor.
 	tamper func(*protocol.Result)
@@ -208,12 +212,14 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	for _, ai := range infos {
 		n.mesh.Host().ConnManager().Protect(ai.ID, "bootstrap")
 	}
+	n.bootPeers = infos
 	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
 	closers = append(closers, n.keeper.Stop)
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.flushLoop()
 	go n.warmUp()
+	go n.problemLoop()
 
 	if cfg.APIAddr != "" {
 		if err := n.serveAPI(); err != nil {

@@ -32,7 +32,7 @@ func (n *Node) Info() api.NodeInfo {
 		ID: n.id.String(), Network: n.network.NetworkID, Version: n.cfg.Version, Addrs: n.Addrs(),
 		Capabilities: n.caps, NodeType: nt, TaskTypes: n.served(), PolicyVersion: n.network.Policy.Version,
 		HeartbeatIntervalMS: n.mesh.Interval().Milliseconds(), BootstrapOnly: n.cfg.BootstrapOnly,
-		Started: n.started, Peers: counts,
+		Started: n.started, Peers: counts, Problems: n.Problems(),
 	}
 }
 
@@ -50,6 +50,7 @@ func (n *Node) peerView(p mesh.PeerInfo) api.PeerView {
 		v.DeletedAt = &d
 	}
 	v.Verified, v.Rejected = n.rep.get(p.ID)
+	v.Protocol = p.Protocols.Describe()
 	return v
 }
 
@@ -59,6 +60,13 @@ func (n *Node) Peers(status protocol.PeerStatus) []api.PeerView {
 	for _, p := range n.mesh.Peers() {
 		if status == "" || p.Status == status {
 			out = append(out, n.peerView(p))
+		}
+	}
+	if status == "" || status == protocol.StatusIncompatible {
+		// Peers of another network or protocol major: never in the
+		// table, listed so that an operator sees which versions met.
+		for _, p := range n.mesh.Incompatible() {
+			out = append(out, api.PeerView{ID: p.ID.String(), Status: protocol.StatusIncompatible, Protocol: p.Protocols.Describe(), LastSeen: p.Seen})
 		}
 	}
 	return out

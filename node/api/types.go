@@ -135,6 +135,9 @@ type NodeInfo struct {
 	BootstrapOnly       bool                  `json:"bootstrap_only,omitempty"`
 	Started             time.Time             `json:"started"`
 	Peers               map[string]int        `json:"peers"` // by status
+	// Problems are what keeps the node from joining or working well
+	// (codes: protocol.Problem*); an empty list when all is well.
+	Problems []protocol.Problem `json:"problems"`
 }
 
 // PeerView is one peer as GET /api/v1/peers shows it.
