@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -194,6 +195,76 @@ func TestUnreachableBootstrapExplained(t *testing.T) {
 			return strings.Contains(line, want[0]) && strings.Contains(line, want[1])
 		}) {
 			t.Errorf("log lacks a line with %q:\n%s", want, log)
+		}
+	}
+}
+
+// A node whose clock is off is ignored by everybody; it is told: three
+// peers whose heartbeats say it is two minutes behind them put clock_skew
+// in its problems, with a warn-level line, although it ignores those
+// heartbeats.
+func TestClockSkewExplained(t *testing.T) {
+	var logs syncLog
+	cfg := testConfig(t, t.TempDir())
+	cfg.ProblemInterval = 100 * time.Millisecond
+	cfg.Logger = logs.logger()
+	n := startNode(t, cfg)
+
+	var ahead []*mesh.Mesh
+	for range 3 {
+		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		mc := mesh.DefaultConfig()
+		mc.NetworkID = n.network.NetworkID
+		mc.Key = key
+		mc.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+		mc.DHT, mc.Colocation = false, true
+		m, err := mesh.New(context.Background(), mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = m.Connect(ctx, peer.AddrInfo{ID: n.ID(), Addrs: n.Mesh().Host().Addrs()})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ahead = append(ahead, m)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := uint64(1); ; seq++ {
+		if _, ok := problem(n, protocol.ProblemClockSkew); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no clock_skew problem: %+v", n.Problems())
+		}
+		for _, m := range ahead {
+			hb := protocol.Heartbeat{
+				NodeID: m.ID().String(), Seq: seq, Time: time.Now().Add(2 * time.Minute).UnixMilli(),
+				Capabilities: protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}, PolicyVersion: 1,
+				NodeType: "compute", Health: 1, Version: "v9.9.9", IntervalMS: 1000,
+			}
+			b, err := hb.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = m.Publish(context.Background(), mesh.KindHeartbeat, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p, _ := problem(n, protocol.ProblemClockSkew)
+	if !strings.HasPrefix(p.Message, "this node's clock is ") || !strings.Contains(p.Message, " behind the median of 3 peers (allowed ±30s)") || !strings.Contains(p.Message, "NTP") {
+		t.Fatalf("message %q", p.Message)
+	}
+	if !slices.ContainsFunc(strings.Split(logs.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, "level=WARN") && strings.Contains(l, "problem="+protocol.ProblemClockSkew)
+	}) {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+	for _, m := range ahead {
+		if _, err := n.Peer(m.ID().String()); err == nil {
+			t.Fatal("a heartbeat outside the skew entered the peer table")
 		}
 	}
 }
