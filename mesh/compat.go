@@ -41,6 +41,7 @@ type compatState struct {
 
 type peerProto struct {
 	pp       protocol.PeerProtocols
+	release  string // from identify's agent version, "" if not a proofmesh one
 	kind     protocol.Compatibility
 	seen     time.Time
 	outbound bool // we dialed it (it is part of our own join)
@@ -61,6 +62,7 @@ type IncompatiblePeer struct {
 	Kind      protocol.Compatibility // OtherMajor or OtherNetwork
 	Protocols protocol.PeerProtocols
 	Seen      time.Time // last identified
+	Release   string    // the release it runs, from identify ("" unknown)
 	Connected bool
 	// Outbound: this node dialed the peer (a bootstrap or discovered
 	// peer of its own join), not the other way round.
@@ -103,7 +105,7 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 					ids[i] = string(p)
 				}
 				outbound := e.Conn != nil && e.Conn.Stat().Direction == network.DirOutbound
-				m.observeProtocols(e.Peer, ids, outbound, time.Now())
+				m.observeProtocols(e.Peer, ids, outbound, releaseOf(e.AgentVersion), time.Now())
 			case event.EvtPeerProtocolsUpdated:
 				ps, err := m.h.Peerstore().GetProtocols(e.Peer)
 				if err != nil {
@@ -113,7 +115,7 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 				for i, p := range ps {
 					ids[i] = string(p)
 				}
-				m.observeProtocols(e.Peer, ids, false, time.Now())
+				m.observeProtocols(e.Peer, ids, false, "", time.Now())
 			}
 		}
 	}
@@ -123,7 +125,7 @@ func (m *Mesh) identifyLoop(sub event.Subscription) {
 // warns, once per peer, about one that speaks proofmesh but not our
 // network at our major: nodes of other majors or networks do not mix
 // (their topics and protocols differ), and the operator should know why.
-func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, now time.Time) {
+func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, release string, now time.Time) {
 	if p == m.h.ID() {
 		return
 	}
@@ -140,7 +142,10 @@ func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, now time
 	if !ok && len(c.peers) >= maxProtoRows {
 		m.evictProtoLocked()
 	}
-	c.peers[p] = peerProto{pp: pp, kind: kind, seen: now, outbound: outbound || prev.outbound}
+	if release == "" {
+		release = prev.release
+	}
+	c.peers[p] = peerProto{pp: pp, kind: kind, seen: now, outbound: outbound || prev.outbound, release: release}
 	first := false
 	if kind != protocol.Compatible && !c.warned[p] {
 		if len(c.warned) >= maxWarned {
@@ -152,7 +157,7 @@ func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, now time
 	if !first {
 		return
 	}
-	ip := IncompatiblePeer{ID: p, Kind: kind, Protocols: pp}
+	ip := IncompatiblePeer{ID: p, Kind: kind, Protocols: pp, Release: release}
 	var msg string
 	if kind == protocol.OtherMajor {
 		theirs := pp.Majors[m.cfg.NetworkID]
@@ -165,7 +170,7 @@ func (m *Mesh) observeProtocols(p peer.ID, ids []string, outbound bool, now time
 		msg = ip.Describe(m.cfg.NetworkID) + fmt.Sprintf("; nodes of different networks never talk: join with that network's network.json (--network) or bootstrap from a node of %s", m.cfg.NetworkID)
 	}
 	if c.warnRate.Allow("", now) {
-		m.log.Warn(msg, "peer", p, "peer_protocols", pp.Describe(), "network", m.cfg.NetworkID, "protocol", protocol.ProtocolMajor)
+		m.log.Warn(msg, "peer", p, "peer_protocols", pp.Describe(), "peer_release", release, "network", m.cfg.NetworkID, "protocol", protocol.ProtocolMajor, "release", m.cfg.Version)
 	} else {
 		m.log.Debug(msg, "peer", p, "peer_protocols", pp.Describe())
 	}
@@ -205,7 +210,7 @@ func (m *Mesh) Incompatible() []IncompatiblePeer {
 		if e.kind == protocol.Compatible {
 			continue
 		}
-		out = append(out, IncompatiblePeer{ID: id, Kind: e.kind, Protocols: e.pp, Seen: e.seen, Outbound: e.outbound})
+		out = append(out, IncompatiblePeer{ID: id, Kind: e.kind, Protocols: e.pp, Seen: e.seen, Outbound: e.outbound, Release: e.release})
 	}
 	m.compat.mu.Unlock()
 	for i := range out {
@@ -256,4 +261,26 @@ func (m *Mesh) withProtocols(rows ...PeerInfo) []PeerInfo {
 		rows[i].Protocols = m.compat.peers[rows[i].ID].pp
 	}
 	return rows
+}
+
+// agentPrefix starts the identify agent version of proofmesh nodes.
+const agentPrefix = "proofmesh/"
+
+// userAgent is what this node sends as identify's agent version.
+func userAgent(version string) string {
+	if !protocol.ValidVersion(version) {
+		return "proofmesh"
+	}
+	return agentPrefix + version
+}
+
+// releaseOf reads a peer's release out of its agent version: only a
+// proofmesh agent with a well-formed release (it is shown in logs and the
+// API), else "".
+func releaseOf(agent string) string {
+	v, ok := strings.CutPrefix(agent, agentPrefix)
+	if !ok || !protocol.ValidVersion(v) {
+		return ""
+	}
+	return v
 }

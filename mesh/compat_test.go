@@ -80,7 +80,7 @@ func TestHeartbeatWithUnknownFieldsAcceptedThroughGossip(t *testing.T) {
 func TestPeerOfAnotherMajorWarnedOnce(t *testing.T) {
 	var logs logBuffer
 	m := newTestMesh(t, "testnet", withLog(&logs), func(c *Config) { c.DHT = false })
-	v2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	v2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.UserAgent("proofmesh/v2.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,11 +101,11 @@ func TestPeerOfAnotherMajorWarnedOnce(t *testing.T) {
 	if n := strings.Count(logs.String(), want); n != 1 {
 		t.Fatalf("warned %d times, want once:\n%s", n, logs.String())
 	}
-	if !strings.Contains(logs.String(), "level=WARN") {
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "peer_release=v2.0.1") {
 		t.Fatalf("not at warn level:\n%s", logs.String())
 	}
 	inc := m.Incompatible()
-	if len(inc) != 1 || inc[0].ID != v2.ID() || inc[0].Kind != protocol.OtherMajor || inc[0].Protocols.Describe() != "testnet v2" {
+	if len(inc) != 1 || inc[0].ID != v2.ID() || inc[0].Kind != protocol.OtherMajor || inc[0].Protocols.Describe() != "testnet v2" || inc[0].Release != "v2.0.1" {
 		t.Fatalf("incompatible peers %+v", inc)
 	}
 	if _, ok := m.Peer(v2.ID()); ok {
@@ -151,5 +151,20 @@ func TestClockOffsetFromIgnoredHeartbeats(t *testing.T) {
 	off, voters := victim.ClockOffset()
 	if voters != 3 || off < 115*time.Second || off > 125*time.Second || !protocol.ClockOff(off, voters, victim.ClockSkew()) {
 		t.Fatalf("offset %s from %d voters", off, voters)
+	}
+}
+
+func TestReleaseOfAgent(t *testing.T) {
+	for agent, want := range map[string]string{
+		"proofmesh/v0.4.0-3-g1a2b3c4-dirty": "v0.4.0-3-g1a2b3c4-dirty",
+		"proofmesh/":                        "",
+		"proofmesh/v1 \x1b[2J":              "",
+		"go-ipfs/0.20":                      "",
+		userAgent("v1.0.0"):                 "v1.0.0",
+		userAgent("bad version"):            "",
+	} {
+		if got := releaseOf(agent); got != want {
+			t.Errorf("releaseOf(%q) = %q, want %q", agent, got, want)
+		}
 	}
 }

@@ -102,6 +102,11 @@ type Config struct {
 	// drops, set by the operator.
 	Deny []peer.ID
 
+	// Version is the release this node runs, sent to peers in identify's
+	// agent version ("proofmesh/<version>") so that a peer of another
+	// protocol major can name it. Optional.
+	Version string
+
 	// Registerer receives the mesh's Prometheus metrics. Nil: a private
 	// registry.
 	Registerer prometheus.Registerer

@@ -38,6 +38,7 @@ func newHost(cfg *Config) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
 		libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny)}),
+		libp2p.UserAgent(userAgent(cfg.Version)),
 	)
 	if err != nil {
 		_ = rm.Close()

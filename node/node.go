@@ -184,6 +184,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	mc.Registerer = n.promReg
 	mc.Logger = log
+	mc.Version = cfg.Version
 	if !cfg.BootstrapOnly {
 		mc.Self = n.heartbeat
 	}

@@ -140,7 +140,7 @@ func TestOtherNetworkBootstrapExplained(t *testing.T) {
 	if strings.Count(log, "problem="+protocol.ProblemNetworkMismatch) != 1 || !strings.Contains(log, "level=WARN msg=\"bootstrap peer "+dev.ID().String()+" is on proofmesh network devnet and this node on othernet") {
 		t.Fatalf("warning not logged once:\n%s", log)
 	}
-	if peers := n.Peers(protocol.StatusIncompatible); len(peers) != 1 || peers[0].ID != dev.ID().String() || peers[0].Protocol != "devnet v1" {
+	if peers := n.Peers(protocol.StatusIncompatible); len(peers) != 1 || peers[0].ID != dev.ID().String() || peers[0].Protocol != "devnet v1" || peers[0].Version != dev.cfg.Version {
 		t.Fatalf("incompatible peers %+v", peers)
 	}
 }

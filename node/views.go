@@ -66,7 +66,7 @@ func (n *Node) Peers(status protocol.PeerStatus) []api.PeerView {
 		// Peers of another network or protocol major: never in the
 		// table, listed so that an operator sees which versions met.
 		for _, p := range n.mesh.Incompatible() {
-			out = append(out, api.PeerView{ID: p.ID.String(), Status: protocol.StatusIncompatible, Protocol: p.Protocols.Describe(), LastSeen: p.Seen})
+			out = append(out, api.PeerView{ID: p.ID.String(), Status: protocol.StatusIncompatible, Protocol: p.Protocols.Describe(), Version: p.Release, LastSeen: p.Seen})
 		}
 	}
 	return out
