@@ -162,6 +162,8 @@ func TestWireContentID(t *testing.T) {
 		{`{"id":"short"}`, "", false},
 		{`{"id":"` + strings.Repeat("0", 63) + `\u0030"}`, "", false}, // escapes: not the plain form
 		{`{"type":"x"}`, "", false},
+		{`["id","` + id + `"]`, "", false},
+		{`"id"`, "", false},
 	} {
 		got, err := wireContentID([]byte(tc.in))
 		if tc.ok != (err == nil) || (tc.ok && got != HashHex([]byte(tc.hashed))) {

@@ -249,7 +249,7 @@ func (t *Task) UnmarshalRecord(b []byte) error {
 // release's task it covers the fields this build skips.
 func wireContentID(b []byte) (string, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	depth, wantKey, idNext := 0, false, false
+	depth, wantKey, idNext, object := 0, false, false, false
 	for {
 		tok, err := dec.Token()
 		if err != nil {
@@ -261,16 +261,19 @@ func wireContentID(b []byte) (string, error) {
 			}
 			switch d {
 			case '{', '[':
+				if depth == 0 {
+					object = d == '{'
+				}
 				depth++
-				wantKey = depth == 1 && d == '{'
+				wantKey = depth == 1 && object
 			default:
 				depth--
-				wantKey = depth == 1
+				wantKey = depth == 1 && object
 			}
 			continue
 		}
 		switch {
-		case depth != 1:
+		case depth != 1 || !object:
 		case wantKey:
 			key, _ := tok.(string)
 			idNext, wantKey = key == "id", false
