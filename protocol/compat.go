@@ -19,14 +19,11 @@ const ProtocolMajor = 1
 // prints, such as "v0.4.0-3-g1a2b3c4-dirty").
 func ValidVersion(s string) bool { return tokenOf(s, 64, isVersionChar) }
 
-// markerProtocol is the stream protocol whose presence in a peer's identify
-// list says which networks and majors it speaks: every node serves it.
-const markerProtocol = "blob"
-
 // MarkerProtocolID is the stream protocol every node of network net and
-// protocol major serves (the blob protocol), by which peers recognise it.
+// protocol major serves (the blob protocol), by which peers recognise it
+// in identify's protocol list.
 func MarkerProtocolID(net string, major int) string {
-	return "/proofmesh/" + net + "/" + markerProtocol + "/" + strconv.Itoa(major)
+	return "/proofmesh/" + net + "/blob/" + strconv.Itoa(major)
 }
 
 // PeerProtocols is what a peer's identify protocol list says about the
@@ -43,9 +40,13 @@ const (
 )
 
 // ParseProtocols reads the proofmesh networks and majors out of a peer's
-// identify protocol list: ids of the form /proofmesh/<net>/blob/<major>.
-// Other protocols are skipped; at most maxProtocolIDs ids are looked at and
-// maxProtocolNetworks networks kept, so a peer cannot make us hold much.
+// identify protocol list: every id /proofmesh/<net>/<name>/<version> names
+// a network, and its version's leading number is the protocol major
+// (/proofmesh/devnet/blob/1, a later /proofmesh/devnet/files/2.1), except
+// the DHT's (/proofmesh/<net>/kad/1.0.0: kad's own version), which only
+// names the network. Other protocols are skipped; at most maxProtocolIDs
+// ids are looked at and maxProtocolNetworks networks kept, so a peer
+// cannot make us hold much.
 func ParseProtocols(ids []string) PeerProtocols {
 	pp := PeerProtocols{Majors: map[string][]int{}}
 	for i, id := range ids {
@@ -53,19 +54,27 @@ func ParseProtocols(ids []string) PeerProtocols {
 			break
 		}
 		parts := strings.Split(id, "/")
-		// "", "proofmesh", net, "blob", major
-		if len(parts) != 5 || parts[0] != "" || parts[1] != "proofmesh" || parts[3] != markerProtocol {
+		// "", "proofmesh", net, name, version
+		if len(parts) != 5 || parts[0] != "" || parts[1] != "proofmesh" || parts[3] == "" || !validNetworkID(parts[2]) {
 			continue
 		}
 		net := parts[2]
-		major, err := strconv.Atoi(parts[4])
-		if err != nil || major < 1 || major > 1000 || !validNetworkID(net) {
-			continue
+		major := 0
+		if parts[3] != "kad" {
+			lead, _, _ := strings.Cut(parts[4], ".")
+			m, err := strconv.Atoi(lead)
+			if err != nil || m < 1 || m > 1000 || lead != strconv.Itoa(m) {
+				continue
+			}
+			major = m
 		}
-		if _, ok := pp.Majors[net]; !ok && len(pp.Majors) == maxProtocolNetworks {
-			continue
+		if _, ok := pp.Majors[net]; !ok {
+			if len(pp.Majors) == maxProtocolNetworks {
+				continue
+			}
+			pp.Majors[net] = nil
 		}
-		if !slices.Contains(pp.Majors[net], major) {
+		if major > 0 && !slices.Contains(pp.Majors[net], major) {
 			pp.Majors[net] = append(pp.Majors[net], major)
 			slices.Sort(pp.Majors[net])
 		}
@@ -92,13 +101,17 @@ const (
 	OtherNetwork
 )
 
-// Classify judges a peer's protocols against our network and major.
+// Classify judges a peer's protocols against our network and major. A
+// peer that shows our network only through the DHT tells no major and is
+// not judged.
 func (pp PeerProtocols) Classify(net string, major int) Compatibility {
 	switch ours, ok := pp.Majors[net]; {
 	case ok && slices.Contains(ours, major):
 		return Compatible
-	case ok:
+	case ok && len(ours) > 0:
 		return OtherMajor
+	case ok:
+		return NotProofmesh
 	case len(pp.Majors) > 0:
 		return OtherNetwork
 	}
@@ -122,6 +135,9 @@ func (pp PeerProtocols) Describe() string {
 		vs := make([]string, len(pp.Majors[n]))
 		for i, m := range pp.Majors[n] {
 			vs[i] = fmt.Sprintf("v%d", m)
+		}
+		if len(vs) == 0 {
+			vs = []string{"v?"}
 		}
 		parts = append(parts, n+" "+strings.Join(vs, ","))
 	}

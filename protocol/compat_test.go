@@ -177,12 +177,13 @@ func TestParseProtocols(t *testing.T) {
 		"/ipfs/id/1.0.0", "/meshsub/1.1.0", "/proofmesh/devnet/kad/1.0.0",
 		"/proofmesh/devnet/blob/1", "/proofmesh/devnet/blob/2", "/proofmesh/othernet/blob/1",
 		"/proofmesh/BAD/blob/1", "/proofmesh/devnet/blob/x", "/proofmesh/devnet/blob/0", "/proofmesh/x/blob/1/extra",
+		"/proofmesh/devnet/files/2.1", "/proofmesh/devnet/blob/01", "/proofmesh/kadonly/kad/1.0.0",
 	}
 	pp := ParseProtocols(ids)
-	if !slices.Equal(pp.Majors["devnet"], []int{1, 2}) || !slices.Equal(pp.Majors["othernet"], []int{1}) || len(pp.Majors) != 2 {
+	if !slices.Equal(pp.Majors["devnet"], []int{1, 2}) || !slices.Equal(pp.Majors["othernet"], []int{1}) || len(pp.Majors) != 3 {
 		t.Fatalf("%+v", pp.Majors)
 	}
-	if d := pp.Describe(); d != "devnet v1,v2; othernet v1" {
+	if d := pp.Describe(); d != "devnet v1,v2; kadonly v?; othernet v1" {
 		t.Fatalf("Describe %q", d)
 	}
 	for _, tc := range []struct {
@@ -196,6 +197,9 @@ func TestParseProtocols(t *testing.T) {
 		{[]string{MarkerProtocolID("devnet", 2)}, OtherMajor},
 		{[]string{MarkerProtocolID("othernet", 1)}, OtherNetwork},
 		{[]string{MarkerProtocolID("othernet", 1), MarkerProtocolID("devnet", 2)}, OtherMajor},
+		{[]string{"/proofmesh/devnet/kad/1.0.0"}, NotProofmesh},
+		{[]string{"/proofmesh/devnet/kad/1.0.0", "/proofmesh/devnet/files/2.0.0"}, OtherMajor},
+		{[]string{"/proofmesh/othernet/kad/1.0.0"}, OtherNetwork},
 	} {
 		if got := ParseProtocols(tc.ids).Classify("devnet", 1); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.ids, got, tc.want)
