@@ -184,7 +184,7 @@ func peersCmd() *cobra.Command {
 		},
 	}
 	cf.add(cmd)
-	cmd.Flags().StringVar(&status, "status", "", "only peers in this status: online, stale, offline, deleted")
+	cmd.Flags().StringVar(&status, "status", "", "only peers in this status: online, stale, offline, deleted, incompatible (another network or protocol major)")
 	return cmd
 }
 

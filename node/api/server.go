@@ -500,7 +500,7 @@ func (s *server) peers(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("status"); q != "" {
 		var ok bool
 		if st, ok = protocol.ParseStatus(q); !ok {
-			writeError(w, http.StatusBadRequest, "bad_status", fmt.Sprintf("status %q: want online, stale, offline or deleted", q))
+			writeError(w, http.StatusBadRequest, "bad_status", fmt.Sprintf("status %q: want online, stale, offline, deleted or incompatible", q))
 			return
 		}
 	}
