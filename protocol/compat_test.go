@@ -49,6 +49,15 @@ func TestWireDecodersSkipUnknownFields(t *testing.T) {
 		t.Fatalf("result with newer fields: %v", err)
 	}
 
+	// A kind of message a newer release added to the tasks topic is
+	// IGNORED (nobody penalised); an empty one is still malformed.
+	if _, err := DecodeTaskMessage([]byte(`{"claim":{"task_id":"x"}}`)); !errors.Is(err, ErrUnknownKind) || !Ignorable(err) {
+		t.Fatalf("unknown kind: %v", err)
+	}
+	if _, err := DecodeTaskMessage([]byte(`{}`)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("empty task message: %v", err)
+	}
+
 	msg := `{"progress":{"task_id":"` + task + `","executor":"` + me.String() + `","state":"running","time":1,"percent":40},"hint":"x"}`
 	if m, err := DecodeTaskMessage([]byte(msg)); err != nil || m.Progress == nil || m.Progress.State != StateRunning {
 		t.Fatalf("progress with newer fields: %v", err)

@@ -3,16 +3,19 @@ package protocol
 import "errors"
 
 // Sentinel errors. Gossip validators map them to verdicts in one place:
-// ErrStale, ErrDuplicate, ErrClockSkew and ErrNotYet are IGNOREd (an honest
-// peer can cause them); every other error is a REJECT.
+// ErrStale, ErrDuplicate, ErrClockSkew, ErrNotYet and ErrUnknownKind are
+// IGNOREd (an honest peer can cause them); every other error is a REJECT.
 var (
-	ErrMalformed          = errors.New("malformed message")
-	ErrOversized          = errors.New("message too large")
-	ErrForged             = errors.New("message not signed by the node it speaks for")
-	ErrStale              = errors.New("stale message")
-	ErrDuplicate          = errors.New("duplicate message")
-	ErrClockSkew          = errors.New("timestamp outside the allowed clock skew")
-	ErrNotYet             = errors.New("message not yet useful")
+	ErrMalformed = errors.New("malformed message")
+	ErrOversized = errors.New("message too large")
+	ErrForged    = errors.New("message not signed by the node it speaks for")
+	ErrStale     = errors.New("stale message")
+	ErrDuplicate = errors.New("duplicate message")
+	ErrClockSkew = errors.New("timestamp outside the allowed clock skew")
+	ErrNotYet    = errors.New("message not yet useful")
+	// ErrUnknownKind is a message of a kind a newer release of the same
+	// protocol major added to a topic: ignored, not held against anyone.
+	ErrUnknownKind        = errors.New("message of a kind this release does not know")
 	ErrUnknownCapability  = errors.New("unknown capability")
 	ErrCapabilityType     = errors.New("capability has the wrong type")
 	ErrCapabilityRange    = errors.New("capability out of range")
@@ -34,7 +37,7 @@ var (
 // message (not penalise the forwarder) rather than REJECT it.
 func Ignorable(err error) bool {
 	return errors.Is(err, ErrStale) || errors.Is(err, ErrDuplicate) ||
-		errors.Is(err, ErrClockSkew) || errors.Is(err, ErrNotYet)
+		errors.Is(err, ErrClockSkew) || errors.Is(err, ErrNotYet) || errors.Is(err, ErrUnknownKind)
 }
 
 // Reason returns a short stable word for err, used as a metrics label and a
@@ -62,6 +65,7 @@ var reasons = []struct {
 	{ErrDuplicate, "duplicate"},
 	{ErrClockSkew, "clock_skew"},
 	{ErrNotYet, "not_yet"},
+	{ErrUnknownKind, "unknown_kind"},
 	{ErrUnknownCapability, "unknown_capability"},
 	{ErrCapabilityType, "capability_type"},
 	{ErrCapabilityRange, "capability_range"},

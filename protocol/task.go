@@ -679,6 +679,13 @@ func (m *TaskMessage) Encode() ([]byte, error) {
 	return b, nil
 }
 
+// emptyObject reports whether data (a JSON object already decoded) has no
+// member.
+func emptyObject(data []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(data, &m) == nil && len(m) == 0
+}
+
 // DecodedTaskMessage is a tasks-topic message decoded once and its
 // signatures checked: exactly one of Task, Progress, Cancel is set.
 type DecodedTaskMessage struct {
@@ -701,6 +708,11 @@ func DecodeTaskMessage(data []byte) (*DecodedTaskMessage, error) {
 		if ok {
 			set++
 		}
+	}
+	if set == 0 && !emptyObject(data) {
+		// Only members this release does not know: a kind a newer
+		// release of the major added.
+		return nil, fmt.Errorf("task message: %w", ErrUnknownKind)
 	}
 	if set != 1 {
 		return nil, fmt.Errorf("task message: %w: exactly one of task, progress, cancel", ErrMalformed)
