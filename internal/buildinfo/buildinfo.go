@@ -23,9 +23,12 @@ var (
 // Version returns the release: the stamped git describe string
 // ("v0.4.0", "v0.4.0-3-g1a2b3c4-dirty"), else the short VCS revision the
 // toolchain embedded ("1a2b3c4d5e6f", "-dirty" when modified), else "dev".
+//
+// It is always 1-64 of [A-Za-z0-9._+/-], the alphabet peers accept in a
+// heartbeat: any other byte of a tag becomes "-".
 func Version() string {
 	if version != "" {
-		return version
+		return clean(version)
 	}
 	if rev, dirty := vcs(); rev != "" {
 		v := rev
@@ -38,6 +41,20 @@ func Version() string {
 		return v
 	}
 	return "dev"
+}
+
+// clean maps v into the heartbeat's version alphabet and length.
+func clean(v string) string {
+	b := []byte(v)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '+' || c == '/' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	return string(b)
 }
 
 // Commit returns the full commit hash of the build, or "unknown".

@@ -31,3 +31,20 @@ func TestUnstampedVersionFallsBack(t *testing.T) {
 		t.Fatal("empty commit")
 	}
 }
+
+// A tag with bytes peers would refuse in a heartbeat still gives a usable
+// version.
+func TestStampedVersionCleaned(t *testing.T) {
+	old := version
+	t.Cleanup(func() { version = old })
+	for in, want := range map[string]string{
+		"v1.0.0@rc#1 beta":      "v1.0.0-rc-1-beta",
+		strings.Repeat("v", 70): strings.Repeat("v", 64),
+		"v2.0.0-1-gabc_def+x/y": "v2.0.0-1-gabc_def+x/y",
+	} {
+		version = in
+		if got := Version(); got != want {
+			t.Errorf("%q -> %q, want %q", in, got, want)
+		}
+	}
+}
