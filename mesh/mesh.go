@@ -86,7 +86,8 @@ type Mesh struct {
 	rates   *originLimiter
 	floods  *floodScore
 	closed  atomic.Bool
-	leaving atomic.Bool // no heartbeats after our own Leave
+	leaving atomic.Bool  // no heartbeats after our own Leave
+	reach   atomic.Int32 // AutoNAT's verdict, a network.Reachability
 }
 
 // New starts a mesh node: the host, gossipsub, the heartbeat and leave
@@ -135,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	if cfg.Host != nil {
 		m.h = cfg.Host
 	} else {
-		h, err := newHost(&cfg)
+		h, err := newHost(&cfg, &hostRef{})
 		if err != nil {
 			return nil, err
 		}
@@ -154,8 +155,13 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	}
 
 	if cfg.DHT {
+		mode := dht.ModeServer // a simulation's host: no AutoNAT
+		if m.ownHost {
+			mode = dhtMode(&cfg, listenAddrs(m.h))
+		}
+		m.log.Debug("dht mode", "mode", mode)
 		kad, err := dht.New(m.ctx, m.h,
-			dht.Mode(dht.ModeServer),
+			dht.Mode(mode),
 			dht.ProtocolPrefix(libp2pproto.ID("/proofmesh/"+cfg.NetworkID)),
 		)
 		if err != nil {
@@ -192,6 +198,9 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		return fail(err)
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
+	if err := m.watchReachability(); err != nil {
+		return fail(fmt.Errorf("reachability events: %w", err))
+	}
 
 	m.wg.Add(2)
 	go m.eventLoop()
@@ -228,8 +237,10 @@ func (m *Mesh) ID() peer.ID { return m.h.ID() }
 // NetworkID returns the network this mesh belongs to.
 func (m *Mesh) NetworkID() string { return m.cfg.NetworkID }
 
-// Addrs returns the node's listen addresses, each ending in /p2p/<id> so
-// that another node can use it as a bootstrap address.
+// Addrs returns the addresses the node advertises (AddrPolicy: announced,
+// or those of a class others can use, relay addresses while it is not
+// publicly reachable), each ending in /p2p/<id> so that another node can
+// use it as a bootstrap address.
 func (m *Mesh) Addrs() []ma.Multiaddr {
 	p2p, err := ma.NewComponent("p2p", m.h.ID().String())
 	if err != nil {
