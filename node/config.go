@@ -66,6 +66,18 @@ type Config struct {
 	// TaskRetention is how long a finished task (with its results) stays
 	// in the store before it is pruned; 0 keeps them forever.
 	TaskRetention time.Duration
+	// Announce replaces the addresses the node advertises (multiaddrs,
+	// --announce); NoAnnounce removes matching ones (--no-announce). See
+	// mesh.AddrPolicy.
+	Announce, NoAnnounce []string
+	// RelayService relays for nodes behind NATs once this node is
+	// publicly reachable (--relay-service).
+	RelayService bool
+	// NATPortMap asks the router for a port mapping (--nat-portmap).
+	NATPortMap bool
+	// Reachability overrides AutoNAT: auto, public or private
+	// (--reachability).
+	Reachability string
 	// Version is reported in heartbeats and the API.
 	Version string
 	// SyncWrites commits every store write with fsync; off only in tests.
@@ -89,6 +101,8 @@ func DefaultConfig() Config {
 		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
 		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
 		Version:           "dev",
+		RelayService:      mc.RelayService,
+		Reachability:      mc.Reachability,
 		SyncWrites:        true,
 	}
 }
@@ -115,6 +129,17 @@ func (c *Config) Validate() error {
 	}
 	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
 		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)
+	}
+	if _, err := mesh.ParseAddrFlags("--announce", c.Announce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if _, err := mesh.ParseAddrFlags("--no-announce", c.NoAnnounce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	switch c.Reachability {
+	case "", mesh.ReachabilityAuto, mesh.ReachabilityPublic, mesh.ReachabilityPrivate:
+	default:
+		return bad("--reachability %q: want auto, public or private", c.Reachability)
 	}
 	if c.TaskRetention < 0 {
 		return bad("--task-retention %s must not be negative", c.TaskRetention)

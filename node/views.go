@@ -32,7 +32,7 @@ func (n *Node) Info() api.NodeInfo {
 		ID: n.id.String(), Network: n.network.NetworkID, Version: n.cfg.Version, Addrs: n.Addrs(),
 		Capabilities: n.caps, NodeType: nt, TaskTypes: n.served(), PolicyVersion: n.network.Policy.Version,
 		HeartbeatIntervalMS: n.mesh.Interval().Milliseconds(), BootstrapOnly: n.cfg.BootstrapOnly,
-		Started: n.started, Peers: counts,
+		Started: n.started, Peers: counts, Reachability: n.mesh.Reachability(),
 	}
 }
 
@@ -50,6 +50,12 @@ func (n *Node) peerView(p mesh.PeerInfo) api.PeerView {
 		v.DeletedAt = &d
 	}
 	v.Verified, v.Rejected = n.rep.get(p.ID)
+	switch {
+	case n.mesh.Relayed(p.ID):
+		v.Conn = "relayed"
+	case n.mesh.Connected(p.ID):
+		v.Conn = "direct"
+	}
 	return v
 }
 

@@ -135,6 +135,8 @@ type NodeInfo struct {
 	BootstrapOnly       bool                  `json:"bootstrap_only,omitempty"`
 	Started             time.Time             `json:"started"`
 	Peers               map[string]int        `json:"peers"` // by status
+	// Reachability is AutoNAT's verdict: public, private or unknown.
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // PeerView is one peer as GET /api/v1/peers shows it.
@@ -157,6 +159,9 @@ type PeerView struct {
 	LeaveReason  string                `json:"leave_reason,omitempty"`
 	Verified     int                   `json:"verified_results"`
 	Rejected     int                   `json:"rejected_results"`
+	// Conn is how this node is connected to the peer: direct, relayed
+	// (only through a circuit relay) or empty (not connected).
+	Conn string `json:"conn,omitempty"`
 }
 
 // TaskQuery is GET /api/v1/tasks?state=&type=&limit=&after=: zero fields
