@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	ma "github.com/multiformats/go-multiaddr"
@@ -189,5 +188,3 @@ func (m *Mesh) Relayed(p peer.ID) bool {
 	conns := m.h.Network().ConnsToPeer(p)
 	return len(conns) > 0 && !m.directConn(p)
 }
-
-var _ autorelay.PeerSource = (*relaySource)(nil).peers

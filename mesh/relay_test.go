@@ -162,3 +162,17 @@ func TestRelayedConnectionRefusesStreamsWithoutAllowLimited(t *testing.T) {
 	}
 	_ = s.Reset()
 }
+
+// A node that knows only the relay meets the private node through the
+// rendezvous and connects to it through the relay: dialed back by
+// discovery, not by being handed the address.
+func TestRendezvousDialsPrivateNodeThroughRelay(t *testing.T) {
+	relay, private, _, _, _ := natTrio(t, time.Second)
+	// A dialer the private node cannot dial (it advertises nothing), so
+	// that the private node's own outbound dial does not connect them.
+	dialer := newTestMesh(t, "nat", func(c *Config) { c.NoAnnounce = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1")} })
+	connect(t, dialer, relay)
+	eventually(t, 30*time.Second, "the dialer connected to the private node through the relay", func() bool {
+		return dialer.Relayed(private.ID())
+	})
+}
