@@ -7,8 +7,9 @@
 #   - it holds a relay reservation: `proofmesh id` inside it labels a
 #     /p2p-circuit address relayed, and no LAN address is advertised;
 #   - it is dialed back through the relay: n3, which it cannot reach
-#     directly (the NAT box rejects the LAN's packets to n3), connects to it
-#     through boot (n3's /api/v1/peers says conn "relayed");
+#     directly (the NAT box rejects the LAN's packets to n3), meets it
+#     through the rendezvous and connects to it through boot
+#     (n3's /api/v1/peers says conn "relayed");
 #   - it receives a task and its result is accepted: with n1-n3 stopped it
 #     is the only compute node, and n4 submits a mimc.chain.v1 task.
 # n1-n3 are started again at the end. SKIP_BUILD=1 reuses the NAT image.
@@ -60,9 +61,11 @@ fi
 
 conn_of() { api "$1" /api/v1/peers 2>/dev/null | jq -r --arg id "$(peer_id "$2")" 'map(select(.id == $id))[0].conn // "none"'; }
 dialed_back() { [[ $(conn_of "$DIALER" "$NAT") == relayed ]]; }
+# n3 meets it through its rendezvous lookups (every 30 s once it has met
+# everyone) and connects through the relay address it finds there.
 t1=$(now)
-if wait_for 90 dialed_back; then
-	pass "nat: dialed back through the relay: $DIALER (unreachable from the LAN) holds a relayed connection to it $(since "$t1") after checking"
+if wait_for 75 dialed_back; then
+	pass "nat: dialed back through the relay: $DIALER (unreachable from the LAN) holds a relayed connection to it $(since "$t1") after it joined"
 else
 	fail "nat: $DIALER's connection to it is '$(conn_of "$DIALER" "$NAT")', want relayed"
 fi
