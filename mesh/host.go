@@ -28,8 +28,8 @@ import (
 //     AutoNAT v1 service answers other nodes' reachability checks (v1's
 //     verdict drives AutoRelay, the relay service and the DHT's mode);
 //   - AutoRelay reserves a slot on a circuit relay while the node is not
-//     publicly reachable, taking relays from relays (the static ones from
-//     network.json first, then peers offering relay service);
+//     publicly reachable, taking candidates from relaySource (the static
+//     ones from network.json first, then peers offering relay service);
 //   - hole punching (DCUtR) turns a relayed connection into a direct one;
 //   - the relay service, bounded by relayResources, runs once the node is
 //     public (cfg.RelayService);
@@ -91,9 +91,11 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 	return h, nil
 }
 
-// relayResources bounds what the relay service gives others: relayed
-// connections carry the lifecycle's gossip and, when no direct path comes
-// up, a blob now and then, never a stream of bulk data.
+// relayResources bounds what the relay service gives others. A relayed
+// connection is "limited" in libp2p's terms: gossipsub and the DHT do not
+// use it (a node behind a NAT gossips over its own outbound connections);
+// it carries identify, hole punching and, when no direct path comes up, a
+// blob now and then (blobStreamContext), never a stream of bulk data.
 func relayResources() relayv2.Resources {
 	r := relayv2.DefaultResources()
 	r.Limit = &relayv2.RelayLimit{
