@@ -63,6 +63,11 @@ func TestIDLabelsTheAddressesItsFlagsGive(t *testing.T) {
 			}
 		})
 	}
+	t.Setenv("PROOFMESH_ANNOUNCE", "/ip4/5.6.7.8/tcp/4001,/ip4/5.6.7.8/udp/4001/quic-v1")
+	if code, out, errs := runCLI(t, "id", "--data-dir", dir, "--api", ""); code != 0 ||
+		!strings.Contains(out, "public    /ip4/5.6.7.8/tcp/4001/p2p/") || !strings.Contains(out, "public    /ip4/5.6.7.8/udp/4001/quic-v1/p2p/") {
+		t.Fatalf("PROOFMESH_ANNOUNCE: %d %q %s", code, out, errs)
+	}
 	if code, _, errs := runCLI(t, "id", "--data-dir", dir, "--api", "", "--announce", "1.2.3.4:4001"); code == 0 || !strings.Contains(errs, "--announce") || !strings.Contains(errs, "1.2.3.4:4001") {
 		t.Fatalf("a bad --announce: code %d, stderr %q", code, errs)
 	}
