@@ -62,6 +62,7 @@ func TestDecodeNetworkRefusals(t *testing.T) {
 		{"bad id", strings.Replace(base, `"devnet"`, `"Dev Net"`, 1), "network_id"},
 		{"bootstrap without p2p", strings.Replace(base, `"bootstrap": []`, `"bootstrap": ["/ip4/1.2.3.4/tcp/4001"]`, 1), "/p2p/"},
 		{"bootstrap garbage", strings.Replace(base, `"bootstrap": []`, `"bootstrap": ["nonsense"]`, 1), "nonsense"},
+		{"relay without p2p", strings.Replace(base, `"bootstrap": []`, `"bootstrap": [], "relays": ["/ip4/1.2.3.4/tcp/4001"]`, 1), "relays"},
 		{"trailing data", base + "{}", "trailing"},
 		{"bad rule", strings.Replace(base, `"min": 1, "max": 256`, `"min": 300, "max": 256`, 1), "policy"},
 		{"duplicate type", strings.Replace(base, `"id": "mlp.infer.v1"`, `"id": "mimc.chain.v1"`, 1), "twice"},
@@ -74,6 +75,18 @@ func TestDecodeNetworkRefusals(t *testing.T) {
 				t.Fatalf("err = %v, want mention of %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// network.json may name circuit relays for nodes behind NATs.
+func TestDecodeNetworkRelays(t *testing.T) {
+	const relay = "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf"
+	n, err := DecodeNetwork([]byte(strings.Replace(string(defaultNetwork), `"bootstrap": []`, `"bootstrap": [], "relays": ["`+relay+`"]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Relays) != 1 || n.Relays[0] != relay {
+		t.Fatalf("relays %v", n.Relays)
 	}
 }
 

@@ -32,7 +32,10 @@ var ErrInvalidNetwork = errors.New("invalid network config")
 type Network struct {
 	NetworkID string `json:"network_id"`
 	// Bootstrap are multiaddrs ending in /p2p/<peer id>.
-	Bootstrap []string            `json:"bootstrap"`
+	Bootstrap []string `json:"bootstrap"`
+	// Relays are circuit relays (multiaddrs ending in /p2p/<peer id>) that
+	// nodes behind NATs reserve a slot with; optional.
+	Relays    []string            `json:"relays,omitempty"`
 	Policy    protocol.Policy     `json:"policy"`
 	TaskTypes []protocol.TaskType `json:"task_types"`
 	// ReplicaDiversity is the rule that keeps a task's candidates on
@@ -113,6 +116,9 @@ func (n *Network) Validate() error {
 	}
 	if _, err := ParseAddrs(n.Bootstrap); err != nil {
 		return fmt.Errorf("%w: bootstrap: %v", ErrInvalidNetwork, err)
+	}
+	if _, err := ParseAddrs(n.Relays); err != nil {
+		return fmt.Errorf("%w: relays: %v", ErrInvalidNetwork, err)
 	}
 	if err := n.Policy.Validate(); err != nil {
 		return fmt.Errorf("%w: policy: %w", ErrInvalidNetwork, err)

@@ -192,6 +192,49 @@ func (f *fetchSlots) acquire(ctx context.Context, p peer.ID) (release func(), er
 	}
 }
 
+// blobStreamContext returns the context to open a blob stream to p with.
+// Blobs go over a direct connection: when p is reached only through a
+// relay, the fetch first dials p's direct addresses and waits up to
+// BlobDirectWait for one to come up (hole punching works meanwhile), and
+// only then allows the relayed connection, which the relay bounds (a
+// limited connection in libp2p's terms).
+func (m *Mesh) blobStreamContext(ctx context.Context, p peer.ID) context.Context {
+	if m.directConn(p) {
+		return ctx
+	}
+	if m.h.Network().Connectedness(p) == network.NotConnected {
+		// Dial as libp2p ranks addresses: a direct one if any answers,
+		// else a relay. What came up is looked at below.
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.BlobDirectWait+5*time.Second)
+		err := m.h.Connect(cctx, peer.AddrInfo{ID: p})
+		cancel()
+		if err != nil || m.directConn(p) {
+			return ctx
+		}
+	}
+	var dialing sync.WaitGroup
+	defer dialing.Wait()
+	wait, cancel := context.WithTimeout(ctx, m.cfg.BlobDirectWait)
+	defer cancel() // before dialing.Wait: ends the dial
+	dialing.Add(1)
+	go func() {
+		defer dialing.Done()
+		// A direct dial even though a relayed connection exists.
+		_ = m.h.Connect(network.WithForceDirectDial(wait, "blob"), peer.AddrInfo{ID: p})
+	}()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !m.directConn(p) {
+		select {
+		case <-wait.Done():
+			m.log.Debug("blob fetched through a relay: no direct connection came up", "peer", p, "waited", m.cfg.BlobDirectWait)
+			return network.WithAllowLimitedConn(ctx, "blob: no direct path")
+		case <-t.C:
+		}
+	}
+	return ctx
+}
+
 func (m *Mesh) fetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes int64) ([]byte, error) {
 	if !validHash(hash) {
 		return nil, fmt.Errorf("fetch blob: hash %q is not a lower-case hex SHA-256", hash)
@@ -199,7 +242,7 @@ func (m *Mesh) fetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes i
 	if maxBytes <= 0 || maxBytes > m.cfg.MaxBlobBytes {
 		maxBytes = m.cfg.MaxBlobBytes
 	}
-	s, err := m.h.NewStream(ctx, p, m.blobProtocol())
+	s, err := m.h.NewStream(m.blobStreamContext(ctx, p), p, m.blobProtocol())
 	if err != nil {
 		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -98,6 +99,33 @@ type Config struct {
 	// goroutines, some on its event loop, and must return quickly.
 	Tracer pubsub.RawTracer
 
+	// Reaching nodes behind NATs (DESIGN.md "Reaching nodes"). Unused
+	// when Host is set.
+	//
+	// Announce, NoAnnounce and NetworkAddrs decide the addresses the node
+	// advertises (AddrPolicy): Announce replaces them, NoAnnounce removes
+	// matching ones, and the bootstrap peers' and relays' addresses in
+	// NetworkAddrs tell whether private or loopback addresses are useful.
+	Announce, NoAnnounce, NetworkAddrs []ma.Multiaddr
+	// StaticRelays are circuit relays to reserve a slot with while the
+	// node is not publicly reachable; peers offering relay service are
+	// used as well.
+	StaticRelays []peer.AddrInfo
+	// RelayService offers circuit relay v2 (bounded by relayResources)
+	// once AutoNAT finds the node publicly reachable.
+	RelayService bool
+	// NATPortMap asks the router for a port mapping (UPnP, NAT-PMP).
+	NATPortMap bool
+	// Reachability overrides AutoNAT's verdict: ReachabilityAuto,
+	// ReachabilityPublic (a relay or bootstrap node on a network where
+	// AutoNAT cannot confirm addresses, e.g. a private testnet) or
+	// ReachabilityPrivate (always use relays). Empty means auto.
+	Reachability string
+	// BlobDirectWait is how long a blob fetch from a peer reached only
+	// through a relay waits for a direct connection (hole punching, a
+	// direct dial) before it sends the blob through the relay.
+	BlobDirectWait time.Duration
+
 	// Deny lists peers this node never connects to and whose gossip it
 	// drops, set by the operator.
 	Deny []peer.ID
@@ -139,6 +167,9 @@ func DefaultConfig() Config {
 		DiscoveryInterval:  30 * time.Second,
 		MaxBlobBytes:       64 << 20, // proving keys are the largest blobs
 		LeaveFlush:         500 * time.Millisecond,
+		RelayService:       true,             // relay for others once public (bounded by relayResources)
+		Reachability:       ReachabilityAuto, // AutoNAT decides
+		BlobDirectWait:     5 * time.Second,  // a hole punch takes a round trip or two
 	}
 }
 
@@ -179,12 +210,28 @@ func (c *Config) Validate() error {
 		return bad("discovery interval must be positive")
 	case c.MaxBlobBytes <= 0:
 		return bad("max blob bytes must be positive")
+	case c.Reachability != "" && c.Reachability != ReachabilityAuto && c.Reachability != ReachabilityPublic && c.Reachability != ReachabilityPrivate:
+		return bad("reachability %q: want %s, %s or %s", c.Reachability, ReachabilityAuto, ReachabilityPublic, ReachabilityPrivate)
+	case c.BlobDirectWait < 0:
+		return bad("blob direct wait must not be negative")
+	}
+	for _, ai := range c.StaticRelays {
+		if len(ai.Addrs) == 0 {
+			return bad("static relay %s has no address", ai.ID)
+		}
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }
+
+// Reachability settings (Config.Reachability).
+const (
+	ReachabilityAuto    = "auto"
+	ReachabilityPublic  = "public"
+	ReachabilityPrivate = "private"
+)
 
 // ValidNetworkID reports whether id can name a network: 1–32 characters of
 // [a-z0-9-], so that it is safe inside topic names and protocol ids.

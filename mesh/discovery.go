@@ -2,9 +2,11 @@ package mesh
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // discoveryLoop advertises this node on the network's rendezvous and looks
@@ -17,6 +19,7 @@ func (m *Mesh) discoveryLoop() {
 	rd := m.routingDiscovery()
 	ns := Rendezvous(m.cfg.NetworkID)
 	var advertisedUntil time.Time
+	var advertised []ma.Multiaddr
 	wait := time.Second
 	for {
 		select {
@@ -28,17 +31,23 @@ func (m *Mesh) discoveryLoop() {
 			wait = time.Second // nobody to ask yet; bootstrap will connect us
 			continue
 		}
-		if time.Now().After(advertisedUntil) {
+		// Advertise once there is an address to advertise, and again when
+		// the addresses change: DHT servers drop a provider record without
+		// addresses, and a node behind a NAT has none until its relay
+		// reservation (then only the relay's circuit addresses).
+		if addrs := m.h.Addrs(); len(addrs) > 0 && (time.Now().After(advertisedUntil) || !slices.EqualFunc(addrs, advertised, ma.Multiaddr.Equal)) {
 			ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 			ttl, err := rd.Advertise(ctx, ns)
 			cancel()
 			if err != nil {
 				m.log.Debug("rendezvous advertise failed", "err", err)
 			} else {
-				advertisedUntil = time.Now().Add(ttl * 7 / 8)
+				advertisedUntil, advertised = time.Now().Add(ttl*7/8), addrs
 			}
 		}
-		if n := m.findPeers(rd, ns); n > 0 {
+		n := m.findPeers(rd, ns)
+		m.log.Debug("rendezvous lookup", "new_peers", n, "routing_table", m.kad.RoutingTable().Size())
+		if n > 0 {
 			wait = time.Second
 		} else {
 			wait = min(2*wait, m.cfg.DiscoveryInterval)
@@ -58,7 +67,12 @@ func (m *Mesh) findPeers(rd *drouting.RoutingDiscovery, ns string) int {
 	}
 	n := 0
 	for ai := range ch {
-		if ai.ID == m.h.ID() || len(ai.Addrs) == 0 || m.Connected(ai.ID) {
+		if ai.ID == m.h.ID() || m.Connected(ai.ID) {
+			continue
+		}
+		m.log.Debug("rendezvous peer", "peer", ai.ID, "addrs", ai.Addrs)
+		if len(ai.Addrs) == 0 {
+			m.log.Debug("rendezvous peer without addresses", "peer", ai.ID)
 			continue
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)

@@ -7,18 +7,35 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // newHost builds the libp2p host: TCP and QUIC, Noise and TLS, the resource
 // manager sized by resourceLimits, and a connection manager whose high water
-// mark stays below the resource manager's connection limits.
-func newHost(cfg *Config) (host.Host, error) {
+// mark stays below the resource manager's connection limits; and go-libp2p's
+// NAT services (DESIGN.md "Reaching nodes"):
+//
+//   - AutoNAT v2 confirms which addresses others can dial (observed
+//     addresses from identify are advertised once confirmed), and the
+//     AutoNAT v1 service answers other nodes' reachability checks (v1's
+//     verdict drives AutoRelay, the relay service and the DHT's mode);
+//   - AutoRelay reserves a slot on a circuit relay while the node is not
+//     publicly reachable, taking candidates from relaySource (the static
+//     ones from network.json first, then peers offering relay service);
+//   - hole punching (DCUtR) turns a relayed connection into a direct one;
+//   - the relay service, bounded by relayResources, runs once the node is
+//     public (cfg.RelayService);
+//   - UPnP/NAT-PMP port mapping on request (cfg.NATPortMap);
+//   - the AddrPolicy of cfg decides what the node advertises.
+func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
@@ -27,7 +44,7 @@ func newHost(cfg *Config) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -36,15 +53,61 @@ func newHost(cfg *Config) (host.Host, error) {
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
 		libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny)}),
 		libp2p.UserAgent(userAgent(cfg.Version)),
+	}
+	policy := AddrPolicy{Announce: cfg.Announce, NoAnnounce: cfg.NoAnnounce, Network: cfg.NetworkAddrs}
+	opts = append(opts,
+		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+			return policy.Filter(policy.AddRelays(addrs, ref.reservedRelays()))
+		}),
+		libp2p.EnableAutoNATv2(),
+		libp2p.EnableNATService(),
+		libp2p.EnableHolePunching(),
+		libp2p.EnableAutoRelayWithPeerSource((&relaySource{static: cfg.StaticRelays, host: ref}).peers,
+			autorelay.WithMinCandidates(1),          // one static relay is enough to start
+			autorelay.WithBootDelay(10*time.Second), // then take what the peer source found
+			autorelay.WithBackoff(time.Minute),      // retry a refusing relay after a minute, not an hour
+			autorelay.WithMinInterval(10*time.Second),
+		),
 	)
+	if cfg.RelayService {
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(relayResources())))
+	}
+	if cfg.NATPortMap {
+		opts = append(opts, libp2p.NATPortMap())
+	}
+	switch cfg.Reachability {
+	case ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()
 		return nil, fmt.Errorf("libp2p host on %v: %w", cfg.ListenAddrs, err)
 	}
+	ref.p.Store(&h)
 	return h, nil
+}
+
+// relayResources bounds what the relay service gives others. A relayed
+// connection is "limited" in libp2p's terms: gossipsub and the DHT do not
+// use it (a node behind a NAT gossips over its own outbound connections);
+// it carries identify, hole punching and, when no direct path comes up, a
+// blob now and then (blobStreamContext), never a stream of bulk data.
+func relayResources() relayv2.Resources {
+	r := relayv2.DefaultResources()
+	r.Limit = &relayv2.RelayLimit{
+		Duration: 10 * time.Minute, // a relayed connection is reset after 10 minutes (the client redials)
+		Data:     4 << 20,          // and after 4 MiB each way: task inputs and outputs, not proving keys
+	}
+	r.MaxReservations = 64 // nodes behind NATs this node relays for
+	r.MaxCircuits = 8      // relayed connections at once per reserving node
+	r.MaxReservationsPerIP = 4
+	r.MaxReservationsPerASN = 16
+	return r
 }
 
 // resourceLimits sizes libp2p's resource manager for a small node rather

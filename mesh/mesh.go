@@ -88,7 +88,8 @@ type Mesh struct {
 	floods  *floodScore
 	compat  *compatState // peers' protocols (identify) and clock offsets
 	closed  atomic.Bool
-	leaving atomic.Bool // no heartbeats after our own Leave
+	leaving atomic.Bool  // no heartbeats after our own Leave
+	reach   atomic.Int32 // AutoNAT's verdict, a network.Reachability
 }
 
 // New starts a mesh node: the host, gossipsub, the heartbeat and leave
@@ -138,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	if cfg.Host != nil {
 		m.h = cfg.Host
 	} else {
-		h, err := newHost(&cfg)
+		h, err := newHost(&cfg, &hostRef{})
 		if err != nil {
 			return nil, err
 		}
@@ -157,8 +158,13 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	}
 
 	if cfg.DHT {
+		mode := dht.ModeServer // a simulation's host: no AutoNAT
+		if m.ownHost {
+			mode = dhtMode(&cfg, listenAddrs(m.h))
+		}
+		m.log.Debug("dht mode", "mode", mode)
 		kad, err := dht.New(m.ctx, m.h,
-			dht.Mode(dht.ModeServer),
+			dht.Mode(mode),
 			dht.ProtocolPrefix(libp2pproto.ID("/proofmesh/"+cfg.NetworkID)),
 		)
 		if err != nil {
@@ -199,6 +205,9 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	if err != nil {
 		return fail(fmt.Errorf("subscribe to identify events: %w", err))
 	}
+	if err := m.watchReachability(); err != nil {
+		return fail(fmt.Errorf("reachability events: %w", err))
+	}
 
 	m.wg.Add(3)
 	go m.identifyLoop(idSub)
@@ -236,8 +245,10 @@ func (m *Mesh) ID() peer.ID { return m.h.ID() }
 // NetworkID returns the network this mesh belongs to.
 func (m *Mesh) NetworkID() string { return m.cfg.NetworkID }
 
-// Addrs returns the node's listen addresses, each ending in /p2p/<id> so
-// that another node can use it as a bootstrap address.
+// Addrs returns the addresses the node advertises (AddrPolicy: announced,
+// or those of a class others can use, relay addresses while it is not
+// publicly reachable), each ending in /p2p/<id> so that another node can
+// use it as a bootstrap address.
 func (m *Mesh) Addrs() []ma.Multiaddr {
 	p2p, err := ma.NewComponent("p2p", m.h.ID().String())
 	if err != nil {

@@ -68,6 +68,18 @@ type Config struct {
 	// TaskRetention is how long a finished task (with its results) stays
 	// in the store before it is pruned; 0 keeps them forever.
 	TaskRetention time.Duration
+	// Announce replaces the addresses the node advertises (multiaddrs,
+	// --announce); NoAnnounce removes matching ones (--no-announce). See
+	// mesh.AddrPolicy.
+	Announce, NoAnnounce []string
+	// RelayService relays for nodes behind NATs once this node is
+	// publicly reachable (--relay-service).
+	RelayService bool
+	// NATPortMap asks the router for a port mapping (--nat-portmap).
+	NATPortMap bool
+	// Reachability overrides AutoNAT: auto, public or private
+	// (--reachability).
+	Reachability string
 	// Version is reported in heartbeats and the API.
 	Version string
 	// NoPeersAfter is how long after start a node that has found no peer
@@ -99,6 +111,8 @@ func DefaultConfig() Config {
 		Version:           buildinfo.Version(),
 		NoPeersAfter:      30 * time.Second, // then say that nobody was found
 		ProblemInterval:   2 * time.Second,  // problems appear and clear within 2 s
+		RelayService:      mc.RelayService,
+		Reachability:      mc.Reachability,
 		SyncWrites:        true,
 	}
 }
@@ -131,6 +145,17 @@ func (c *Config) Validate() error {
 	}
 	if c.NoPeersAfter <= 0 || c.ProblemInterval <= 0 {
 		return bad("no-peers delay %s and problem interval %s must be positive", c.NoPeersAfter, c.ProblemInterval)
+	}
+	if _, err := mesh.ParseAddrFlags("--announce", c.Announce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if _, err := mesh.ParseAddrFlags("--no-announce", c.NoAnnounce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	switch c.Reachability {
+	case "", mesh.ReachabilityAuto, mesh.ReachabilityPublic, mesh.ReachabilityPrivate:
+	default:
+		return bad("--reachability %q: want auto, public or private", c.Reachability)
 	}
 	if c.TaskRetention < 0 {
 		return bad("--task-retention %s must not be negative", c.TaskRetention)

@@ -19,6 +19,9 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		{"too few conns", func(c *Config) { c.MaxConns = 4 }, "--max-conns 4"},
 		{"too little memory", func(c *Config) { c.P2PMemoryMB = 8 }, "--p2p-memory-mb 8"},
 		{"api", func(c *Config) { c.APIAddr = "nocolon" }, "--api"},
+		{"announce", func(c *Config) { c.Announce = []string{"/ip4/1.2.3.4/tcp/1", "1.2.3.4:4001"} }, `--announce "1.2.3.4:4001"`},
+		{"no-announce", func(c *Config) { c.NoAnnounce = []string{"10.0.0.0/8"} }, `--no-announce "10.0.0.0/8"`},
+		{"reachability", func(c *Config) { c.Reachability = "maybe" }, `--reachability "maybe"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

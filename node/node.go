@@ -161,7 +161,21 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.met = newNodeMetrics(n.promReg)
 
+	infos, err := bootstrap.ParseAddrs(n.network.WithBootstrap(cfg.Bootstrap).Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap addresses: %w", err)
+	}
+	infos = slices.DeleteFunc(infos, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
+	relays, err := bootstrap.ParseAddrs(n.network.Relays)
+	if err != nil {
+		return nil, fmt.Errorf("relay addresses: %w", err)
+	}
+	relays = slices.DeleteFunc(relays, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
+
 	mc := mesh.DefaultConfig()
+	if err := reachConfig(&mc, &cfg, infos, relays); err != nil {
+		return nil, err
+	}
 	mc.NetworkID = n.network.NetworkID
 	mc.Key = n.key
 	mc.ListenAddrs = cfg.ListenAddrs
@@ -205,11 +219,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 
-	infos, err := bootstrap.ParseAddrs(n.network.WithBootstrap(cfg.Bootstrap).Bootstrap)
-	if err != nil {
-		return nil, fmt.Errorf("bootstrap addresses: %w", err)
-	}
-	infos = slices.DeleteFunc(infos, func(ai peer.AddrInfo) bool { return ai.ID == n.id })
 	for _, ai := range infos {
 		n.mesh.Host().ConnManager().Protect(ai.ID, "bootstrap")
 	}
@@ -230,6 +239,29 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.audit(store.AuditEntry{Kind: "node.start", Actor: n.id.String(), Detail: fmt.Sprintf("network %s, version %s", n.network.NetworkID, cfg.Version)})
 	n.log.Info("node started", "peer", n.id, "network", n.network.NetworkID, "api", n.APIAddr(), "token", TokenFingerprint(n.token))
 	return n, nil
+}
+
+// reachConfig sets the mesh's NAT and address settings (DESIGN.md
+// "Reaching nodes") from the node's flags, its bootstrap peers and the
+// network's relays.
+func reachConfig(mc *mesh.Config, cfg *Config, boot, relays []peer.AddrInfo) error {
+	var err error
+	if mc.Announce, err = mesh.ParseAddrFlags("--announce", cfg.Announce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if mc.NoAnnounce, err = mesh.ParseAddrFlags("--no-announce", cfg.NoAnnounce); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for _, ai := range slices.Concat(boot, relays) {
+		mc.NetworkAddrs = append(mc.NetworkAddrs, ai.Addrs...)
+	}
+	mc.StaticRelays = relays
+	mc.RelayService = cfg.RelayService
+	mc.NATPortMap = cfg.NATPortMap
+	if cfg.Reachability != "" {
+		mc.Reachability = cfg.Reachability
+	}
+	return nil
 }
 
 // warmUp compiles the built-in modules of the types this node serves, so

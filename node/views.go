@@ -32,7 +32,7 @@ func (n *Node) Info() api.NodeInfo {
 		ID: n.id.String(), Network: n.network.NetworkID, Version: n.cfg.Version, Addrs: n.Addrs(),
 		Capabilities: n.caps, NodeType: nt, TaskTypes: n.served(), PolicyVersion: n.network.Policy.Version,
 		HeartbeatIntervalMS: n.mesh.Interval().Milliseconds(), BootstrapOnly: n.cfg.BootstrapOnly,
-		Started: n.started, Peers: counts, Problems: n.Problems(),
+		Started: n.started, Peers: counts, Problems: n.Problems(), Reachability: n.mesh.Reachability(),
 	}
 }
 
@@ -51,6 +51,12 @@ func (n *Node) peerView(p mesh.PeerInfo) api.PeerView {
 	}
 	v.Verified, v.Rejected = n.rep.get(p.ID)
 	v.Protocol = p.Protocols.Describe()
+	switch {
+	case n.mesh.Relayed(p.ID):
+		v.Conn = "relayed"
+	case n.mesh.Connected(p.ID):
+		v.Conn = "direct"
+	}
 	return v
 }
 

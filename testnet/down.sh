@@ -5,11 +5,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 if [[ -f $ENV_FILE ]]; then
-	compose down --remove-orphans --timeout 15 2>&1 | sed 's/^/   /'
+	compose_nat down --remove-orphans --timeout 15 2>&1 | sed 's/^/   /'
 else
 	# No .env (never started, or already down): remove by name.
-	docker rm -f "${ALL[@]/#/pm-}" >/dev/null 2>&1 || true
-	docker network rm "$NETWORK" >/dev/null 2>&1 || true
+	docker rm -f "${ALL[@]/#/pm-}" pm-nat pm-natbox >/dev/null 2>&1 || true
+	docker network rm "$NETWORK" "$NETWORK-natlan" >/dev/null 2>&1 || true
 fi
 if [[ ${KEEP_DATA:-0} != 1 ]]; then
 	rm -rf "$DATA_DIR" "$ENV_FILE"

@@ -31,7 +31,7 @@ teardown() {
 		wait "$CHILD" 2>/dev/null
 	fi
 	mkdir -p "$WORK/logs"
-	for n in "${ALL[@]}"; do docker logs "$(container "$n")" >"$WORK/logs/$n.log" 2>&1 || true; done
+	for n in "${ALL[@]}" "$NAT" natbox; do docker logs "$(container "$n")" >"$WORK/logs/$n.log" 2>&1 || true; done
 	if [[ ${KEEP:-0} == 1 ]]; then
 		echo "== KEEP=1: the testnet stays up (make testnet-down to remove it)"
 	else
@@ -148,3 +148,12 @@ for f in executor-stop kill stop partition bootstrap restart; do
 		heal || { fail "heal: the mesh did not recover; stopping"; exit 1; }
 	fi
 done
+
+section "NAT: a node behind a NAT box, reached through a relay (testnet/nat.sh)"
+t0=$(now)
+if run bash "$TESTNET_DIR/nat.sh"; then
+	record PASS "nat" "$(since "$t0")"
+else
+	FAILED=$((FAILED + 1))
+	record FAIL "nat" "$(since "$t0")"
+fi

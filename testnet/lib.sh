@@ -30,6 +30,19 @@ compose() {
 	fi
 }
 
+# compose_nat: compose with the NAT scenario's services added
+# (docker-compose.nat.yml: natbox, nat, the natlan network).
+compose_nat() {
+	local args=(-p "$PROJECT" -f "$TESTNET_DIR/docker-compose.yml" -f "$TESTNET_DIR/docker-compose.nat.yml")
+	[[ -f $ENV_FILE ]] && args+=(--env-file "$ENV_FILE")
+	if docker compose version >/dev/null 2>&1; then
+		docker compose "${args[@]}" "$@"
+	else
+		docker-compose "${args[@]}" "$@"
+	fi
+}
+NAT=nat                                # the node behind the NAT box (nat.sh)
+
 container() { echo "pm-$1"; }
 
 need_compose() {

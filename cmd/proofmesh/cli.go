@@ -225,35 +225,8 @@ Example:
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections kept before the oldest idle ones are trimmed (to a third); libp2p refuses beyond 1.5x")
 	f.IntVar(&cfg.P2PMemoryMB, "p2p-memory-mb", cfg.P2PMemoryMB, "memory libp2p connections and streams may hold together, in MiB (one peer at most an eighth)")
 	f.StringVar(&cfg.KeysDir, "keys", "", "directory of ceremony keys (default: the shipped keys)")
+	addReachFlags(f, &cfg)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	return cmd
-}
-
-func idCmd() *cobra.Command {
-	var dataDir string
-	var listen []string
-	cmd := &cobra.Command{
-		Use:   "id",
-		Short: "Print the node's peer id and the addresses others can bootstrap from",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			key, err := node.LoadIdentity(dataDir)
-			if err != nil {
-				return err
-			}
-			id, err := peerIDFromKey(key)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), id)
-			for _, a := range listen {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s/p2p/%s\n", a, id)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the node's data directory")
-	cmd.Flags().StringSliceVar(&listen, "listen", node.DefaultConfig().ListenAddrs, "the node's listen addresses")
 	return cmd
 }
 

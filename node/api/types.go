@@ -138,6 +138,8 @@ type NodeInfo struct {
 	// Problems are what keeps the node from joining or working well
 	// (codes: protocol.Problem*); an empty list when all is well.
 	Problems []protocol.Problem `json:"problems"`
+	// Reachability is AutoNAT's verdict: public, private or unknown.
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // PeerView is one peer as GET /api/v1/peers shows it.
@@ -164,6 +166,9 @@ type PeerView struct {
 	// peer serves, from its identify list ("devnet v1"); empty until it
 	// has been identified over a connection of ours.
 	Protocol string `json:"protocol,omitempty"`
+	// Conn is how this node is connected to the peer: direct, relayed
+	// (only through a circuit relay) or empty (not connected).
+	Conn string `json:"conn,omitempty"`
 }
 
 // TaskQuery is GET /api/v1/tasks?state=&type=&limit=&after=: zero fields

@@ -69,7 +69,7 @@ fi
 
 if api "$SUBMITTER" "/api/v1/tasks/$id/bundle" >"$WORK/takeover-bundle.json" 2>/dev/null &&
 	out=$("$PM" verify "$WORK/takeover-bundle.json"); then
-	signer=$(sed -n 's/.*envelope signed by its executor \([^ ]*\).*/\1/p' <<<"$out" | head -1)
+	signer=$(sed -n 's/.*signed by executor \([^ ,]*\).*/\1/p' <<<"$out" | head -1)
 	if [[ -n $signer && $signer != "$victim_id" ]]; then
 		pass "executor-stop: bundle verifies offline, result signed by $(node_of "$signer") (not $victim)"
 	else
