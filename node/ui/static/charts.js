@@ -9,14 +9,23 @@ function frame(title, legend) {
   return { root, figure: el('figure', { class: 'chart-box' }, el('figcaption', {}, title, legend || []), root) };
 }
 
-function yAxis(root, max, unit) {
-  const ticks = 4;
+// niceMax rounds a chart's top up so that its ticks are round numbers;
+// counts get whole ticks.
+function niceMax(max, whole) {
+  if (whole && max <= 4) return Math.max(1, Math.ceil(max));
+  const step = Math.pow(10, Math.floor(Math.log10(max / 4)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * step * 4 >= max && (!whole || Number.isInteger(m * step))) return m * step * 4;
+  return max;
+}
+
+function yAxis(root, max, unit, whole) {
+  const ticks = whole && max <= 4 ? max : 4;
   for (let i = 0; i <= ticks; i++) {
     const v = (max * i) / ticks;
     const y = PAD.t + (H - PAD.t - PAD.b) * (1 - i / ticks);
     root.appendChild(svg('line', { x1: PAD.l, x2: W - PAD.r, y1: y, y2: y, class: 'grid' }));
     root.appendChild(svg('text', { x: PAD.l - 4, y: y + 4, class: 'tick', 'text-anchor': 'end' },
-      (max < 10 && max % ticks !== 0 ? v.toFixed(1) : Math.round(v)) + (i === ticks && unit ? ' ' + unit : '')));
+      String(Number.isInteger(v) ? v : +v.toFixed(2)) + (i === ticks && unit ? ' ' + unit : '')));
   }
 }
 
@@ -25,8 +34,8 @@ function yAxis(root, max, unit) {
 export function statusChart(samples, statuses) {
   const legend = statuses.map((s) => el('span', { class: 'legend ' + s }, s));
   const { root, figure } = frame('Peers by status (this tab, every 2 s) ', legend);
-  const max = Math.max(1, ...samples.flatMap((s) => statuses.map((k) => s.counts[k] || 0)));
-  yAxis(root, max, '');
+  const max = niceMax(Math.max(1, ...samples.flatMap((s) => statuses.map((k) => s.counts[k] || 0))), true);
+  yAxis(root, max, '', true);
   if (samples.length < 2) {
     root.appendChild(svg('text', { x: W / 2, y: H / 2, class: 'tick', 'text-anchor': 'middle' }, 'collecting samples…'));
     return figure;
@@ -49,8 +58,8 @@ export function latencyChart(tasks) {
   const legend = [el('span', { class: 'legend accepted' }, 'accepted'), el('span', { class: 'legend failed' }, 'failed')];
   const { root, figure } = frame('Task latency, created → final state ', legend);
   const done = tasks.filter((t) => t.ms !== undefined).slice(0, 40).reverse();
-  const maxMs = Math.max(1000, ...done.map((t) => t.ms));
-  yAxis(root, maxMs / 1000, 's');
+  const maxMs = 1000 * niceMax(Math.max(1000, ...done.map((t) => t.ms)) / 1000, false);
+  yAxis(root, maxMs / 1000, 's', false);
   if (done.length === 0) {
     root.appendChild(svg('text', { x: W / 2, y: H / 2, class: 'tick', 'text-anchor': 'middle' }, 'no finished task yet'));
     return figure;
