@@ -40,7 +40,9 @@ function start() {
   api.onRefused(refused);
   on($('login-form'), 'submit', (e) => {
     e.preventDefault();
-    api.setToken($('login-token').value.trim());
+    // An empty token is for a loopback node that runs without one.
+    const t = $('login-token').value.trim();
+    if (t) api.setToken(t); else api.forgetToken();
     $('login-token').value = '';
     $('login').hidden = true;
     boot();
@@ -50,6 +52,12 @@ function start() {
     showLogin('');
   });
   on(window, 'hashchange', route);
+  // Without a token, ask for one rather than send an unauthenticated
+  // request that the node would audit as a failed authentication.
+  if (!api.token()) {
+    showLogin('this node\'s API needs a token: open the link `proofmesh testnet` prints, or paste the token below');
+    return;
+  }
   boot();
 }
 
