@@ -21,7 +21,7 @@ const hostile = `<img src=x class=pwn onerror="window.pwned=1"><script>window.pw
 // fakeAPI answers the few routes the dashboard calls with strings that
 // try to inject HTML, a node with problems, and an event stream cut in
 // awkward places; only the bearer token "secret" is let in.
-func fakeAPI(t *testing.T) http.Handler {
+func fakeAPI(t *testing.T, queries chan<- string) http.Handler {
 	now := time.Now().UTC()
 	task := map[string]any{
 		"task_id": "f00d" + strings.Repeat("0", 60), "type": "wasm.exec.v1", "state": "failed", "reason": "module trapped: " + hostile,
@@ -53,6 +53,12 @@ func fakeAPI(t *testing.T) http.Handler {
 			w.WriteHeader(http.StatusUnauthorized)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": "unauthorized", "message": "the bearer token is not valid"})
 			return
+		}
+		if r.URL.Path == "/api/v1/tasks" && queries != nil {
+			select {
+			case queries <- r.URL.RawQuery:
+			default:
+			}
 		}
 		if strings.HasSuffix(r.URL.Path, "/events") {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -91,7 +97,8 @@ func fakeAPI(t *testing.T) http.Handler {
 // come through an event stream cut at awkward places.
 func TestDashboardShowsHostileStringsAsTextAndProblems(t *testing.T) {
 	uitest.Chromium(t)
-	srv := httptest.NewServer(fakeAPI(t))
+	queries := make(chan string, 100)
+	srv := httptest.NewServer(fakeAPI(t, queries))
 	defer srv.Close()
 	ctx, logs := uitest.Browser(t, 2*time.Minute)
 	injected := func(what string) {
@@ -120,6 +127,21 @@ func TestDashboardShowsHostileStringsAsTextAndProblems(t *testing.T) {
 	}
 	injected("tasks")
 
+	// The filters become the list's query.
+	uitest.Run(t, ctx, "filter by state", chromedp.WaitReady(`#filter-type option[value="wasm.exec.v1"]`),
+		chromedp.Evaluate(`for (const [id, v] of [['filter-type', 'wasm.exec.v1'], ['filter-state', 'failed']]) {
+			const s = document.getElementById(id); s.value = v; s.dispatchEvent(new Event('change'));
+		}`, nil))
+	want := "type=wasm.exec.v1&state=failed&limit=50"
+	deadline := time.After(10 * time.Second)
+	for q := ""; q != want; {
+		select {
+		case q = <-queries:
+		case <-deadline:
+			t.Fatalf("no task list query %q", want)
+		}
+	}
+
 	var states int
 	var stderr string
 	uitest.Run(t, ctx, "task page", chromedp.Click(`#tasks a`), uitest.WaitText(`#result`, "module trapped"),
@@ -136,7 +158,7 @@ func TestDashboardShowsHostileStringsAsTextAndProblems(t *testing.T) {
 // used.
 func TestDashboardAsksForATokenAndUsesTheForm(t *testing.T) {
 	uitest.Chromium(t)
-	srv := httptest.NewServer(fakeAPI(t))
+	srv := httptest.NewServer(fakeAPI(t, nil))
 	defer srv.Close()
 	ctx, logs := uitest.Browser(t, 2*time.Minute)
 	uitest.Run(t, ctx, "no token", chromedp.Navigate(srv.URL+"/ui/"), uitest.WaitText(`#login-why`, "this node's API needs a token: "))
