@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/node/ui/uitest"
 	"github.com/proofmesh/proofmesh/tasks"
 )
@@ -27,6 +28,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	n := tn.Nodes[0]
 	base := "http://" + n.APIAddr()
 	ctx, logs := uitest.Browser(t, 6*time.Minute)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// What the nodes thought, to tell a slow proof from a stuck page.
+		for i, nd := range tn.Nodes {
+			ts, _ := nd.Tasks(api.TaskQuery{Limit: 10})
+			for _, v := range ts {
+				t.Logf("node %d: task %s %s %s %s timeline %+v", i, v.TaskID[:12], v.Type, v.State, v.Reason, v.Timeline)
+			}
+		}
+	})
 	run := func(what string, actions ...chromedp.Action) { t.Helper(); uitest.Run(t, ctx, what, actions...) }
 
 	// The link `make demo` prints: the token in the fragment, moved to
@@ -41,6 +54,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("peers shown %s after the page was opened", time.Since(start).Round(time.Millisecond))
 	if strings.Contains(loc, n.Token()) || !strings.HasSuffix(loc, "/ui/#/network") {
 		t.Fatalf("address bar after load: %s", loc)
+	}
+	// A node without problems (or one whose API has no such field) shows
+	// no problem box.
+	var problems bool
+	run("no problems", chromedp.Evaluate(`!!document.getElementById('problems')`, &problems))
+	if problems {
+		t.Fatal("a problem box on a healthy node")
 	}
 
 	// Submit from the form; the progress follows the event stream.

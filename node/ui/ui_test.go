@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 const hostile = `<img src=x class=pwn onerror="window.pwned=1"><script>window.pwned=1</script>`
 
 // fakeAPI answers the few routes the dashboard calls with strings that
-// try to inject HTML, a node with problems, and an event stream cut in
-// awkward places; only the bearer token "secret" is let in.
+// try to inject HTML, a node with problems, and an event stream that
+// breaks off once, then comes cut in awkward places; only the bearer token "secret" is let in.
 func fakeAPI(t *testing.T, queries chan<- string) http.Handler {
 	now := time.Now().UTC()
 	task := map[string]any{
@@ -46,6 +47,7 @@ func fakeAPI(t *testing.T, queries chan<- string) http.Handler {
 		"/api/v1/tasks":                             []any{task},
 		"/api/v1/tasks/" + task["task_id"].(string): task,
 	}
+	var streams atomic.Int32
 	mux := http.NewServeMux()
 	mux.Handle("GET /ui/", ui.Handler())
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +69,12 @@ func fakeAPI(t *testing.T, queries chan<- string) http.Handler {
 				return "event: " + name + "\ndata: " + string(b) + "\n\n"
 			}
 			tl := task["timeline"].([]map[string]any)
+			if streams.Add(1) == 1 {
+				// The first stream breaks off after one state: the page
+				// must open it again and not show that state twice.
+				_, _ = w.Write([]byte(ev("state", tl[0])))
+				return
+			}
 			stream := ev("state", tl[0]) + ": keepalive\n\n" + ev("state", tl[1]) + ev("end", task)
 			// Cut the stream in awkward places: inside a field, between
 			// the two newlines of a frame's end.
@@ -94,7 +102,8 @@ func fakeAPI(t *testing.T, queries chan<- string) http.Handler {
 
 // Strings from peers and tasks reach the page as text, never as HTML; a
 // node's problems are shown; a failed task's timeline, reason and stderr
-// come through an event stream cut at awkward places.
+// come through an event stream cut at awkward places, opened again when
+// it ends early.
 func TestDashboardShowsHostileStringsAsTextAndProblems(t *testing.T) {
 	uitest.Chromium(t)
 	queries := make(chan string, 100)

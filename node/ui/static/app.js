@@ -336,26 +336,51 @@ function renderTaskHead(head, t) {
 }
 
 // followTask streams a task's timeline into ol and, at its end, renders
-// the result into result; onEnd gets the final task.
+// the result into result; onEnd gets the final task. A stream that ends
+// before the task does (the node restarted, a proxy cut it) is opened
+// again: the node replays the timeline, and the entries already shown are
+// skipped.
 function followTask(id, ol, result, signal, onEnd) {
   const types = taskTypes().catch(() => ({}));
-  api.events('/api/v1/tasks/' + encodeURIComponent(id) + '/events', (name, data) => {
-    if (name === 'state') {
-      ol.append(el('li', { 'data-state': data.state },
-        el('time', { title: localTime(data.time) }, new Date(data.time).toLocaleTimeString()), ' ',
-        badge(data.state), ' ',
-        data.peer ? idCell(data.peer) : '', ' ',
-        data.detail ? el('span', { class: 'detail' }, data.detail) : ''));
-    } else if (name === 'end') {
-      types.then((ts) => {
-        if (signal.aborted) return;
-        renderResult(result, data, ts[data.type]);
-        if (onEnd) onEnd(data);
-      });
+  const note = el('p', { class: 'muted' });
+  let shown = 0, ended = false;
+  const open = () => {
+    let seen = 0;
+    return api.events('/api/v1/tasks/' + encodeURIComponent(id) + '/events', (name, data) => {
+      note.remove();
+      if (name === 'state') {
+        if (seen++ < shown) return;
+        shown++;
+        ol.append(el('li', { 'data-state': data.state },
+          el('time', { title: localTime(data.time) }, new Date(data.time).toLocaleTimeString()), ' ',
+          badge(data.state), ' ',
+          data.peer ? idCell(data.peer) : '', ' ',
+          data.detail ? el('span', { class: 'detail' }, data.detail) : ''));
+      } else if (name === 'end') {
+        ended = true;
+        types.then((ts) => {
+          if (signal.aborted) return;
+          renderResult(result, data, ts[data.type]);
+          if (onEnd) onEnd(data);
+        });
+      }
+    }, signal);
+  };
+  const again = (why) => {
+    if (ended || signal.aborted) return;
+    note.textContent = why + '; following it again…';
+    ol.after(note);
+    setTimeout(follow, 2000);
+  };
+  const follow = () => open().then(() => again('the event stream ended early'), (err) => {
+    if (err.status === 401) return;
+    if (err.status >= 400 && err.status < 500 && err.status !== 429) {
+      result.append(errorBox(err));
+      return;
     }
-  }, signal).catch((err) => {
-    if (err.status !== 401) result.append(errorBox(err));
+    again(err.message);
   });
+  follow();
 }
 
 // trustLine says what an accepted result rests on.

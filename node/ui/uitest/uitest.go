@@ -60,8 +60,11 @@ func Browser(t testing.TB, timeout time.Duration) (context.Context, *Log) {
 		cancelAlloc()
 	})
 	log := &Log{}
-	log.listen(ctx)
-	if err := chromedp.Run(ctx, network.Enable()); err != nil {
+	log.listen(browser)
+	// The first Run starts the browser, which lives as long as the context
+	// of that call: the one without the timeout, so that a page can still
+	// be read after a step timed out.
+	if err := chromedp.Run(browser, network.Enable()); err != nil {
 		t.Fatalf("start chromium %s: %v", exe, err)
 	}
 	return ctx, log
