@@ -70,8 +70,14 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.SetValue(`#submit-input`, `{"x": "20261127"}`, chromedp.ByQuery),
 		chromedp.Click(`#submit-button`), chromedp.WaitVisible(`#submitted a`),
 		chromedp.Text(`#submitted a`, &id, chromedp.ByQuery))
-	run("mimc accepted live", uitest.WaitText(`#progress #trust`, "Groth16 proof verified"),
-		chromedp.WaitVisible(`#progress li[data-state=accepted]`))
+	// Wait for the task's end, whichever it is, so that a failure shows
+	// its reason at once.
+	var trust string
+	run("mimc ends", chromedp.WaitVisible(`#progress .trust`), chromedp.Text(`#progress .trust`, &trust, chromedp.ByQuery))
+	if !strings.Contains(trust, "Groth16 proof verified") {
+		t.Fatalf("mimc.chain.v1 task %s ended: %s", id, trust)
+	}
+	run("mimc accepted live", chromedp.WaitVisible(`#progress li[data-state=accepted]`))
 	t.Logf("mimc.chain.v1 task %s accepted and shown %s after the click", id[:12], time.Since(start).Round(time.Millisecond))
 
 	// Its page: the trust line, and the bundle verified by the node.
@@ -91,7 +97,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	run("submit wasm.exec.v1 with a module", chromedp.Evaluate(`location.hash = '#/submit/wasm.exec.v1'`, nil),
 		chromedp.WaitVisible(`#submit-module`), chromedp.SetUploadFiles(`#submit-module`, []string{mod}, chromedp.ByQuery),
 		chromedp.SetValue(`#submit-input`, payload, chromedp.ByQuery), chromedp.Click(`#submit-button`),
-		uitest.WaitText(`#progress #trust`, "2 replicas agree"), chromedp.Text(`#progress #output`, &out, chromedp.ByQuery),
+		chromedp.WaitVisible(`#progress .trust`), chromedp.Text(`#progress .trust`, &trust, chromedp.ByQuery))
+	if !strings.Contains(trust, "2 replicas agree") {
+		t.Fatalf("wasm.exec.v1 task ended: %s", trust)
+	}
+	run("wasm.exec.v1 output", chromedp.Text(`#progress #output`, &out, chromedp.ByQuery),
 		chromedp.Evaluate(`!!document.getElementById('xss') || window.pwned === 1`, &injected))
 	t.Logf("wasm.exec.v1 task accepted and shown %s after the click", time.Since(start).Round(time.Millisecond))
 	if out != payload || injected {
