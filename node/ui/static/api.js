@@ -6,11 +6,15 @@ const KEY = 'proofmesh.token';
 // takeTokenFromFragment moves a token given as #token=… (the link that
 // `proofmesh demo` prints) into sessionStorage and removes it from the
 // address bar, so it stays out of history and bookmarks.
+// A route may come first: #/task/<id>&token=… opens that task.
 export function takeTokenFromFragment() {
-  const m = /^#(?:[^&]*&)*token=([^&]*)/.exec(location.hash);
-  if (!m) return;
-  setToken(decodeURIComponent(m[1]));
-  history.replaceState(null, '', location.pathname + '#/network');
+  const parts = location.hash.replace(/^#/, '').split('&');
+  const i = parts.findIndex((p) => p.startsWith('token='));
+  if (i < 0) return;
+  setToken(decodeURIComponent(parts[i].slice('token='.length)));
+  parts.splice(i, 1);
+  const rest = parts.join('&');
+  history.replaceState(null, '', location.pathname + (rest.startsWith('/') ? '#' + rest : '#/network'));
 }
 
 export function token() { return sessionStorage.getItem(KEY) || ''; }

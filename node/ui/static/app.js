@@ -440,7 +440,7 @@ function renderResult(box, t, tt) {
         el('td', {}, idCell(r.executor)), el('td', { class: 'mono' }, shortID(r.outcome)),
         el('td', {}, String(r.exit_code)), el('td', {}, r.trap || ''), el('td', {}, duration(r.wall_ms || 0)),
         el('td', { class: 'num' }, String(r.fuel_used || 0)), el('td', {}, r.settled ? '✓' : ''),
-        el('td', {}, el('pre', { class: 'stderr' }, decodeText(r.stderr) ?? '(binary)')))), { class: 'grid' }));
+        el('td', {}, r.stderr ? el('pre', { class: 'stderr' }, decodeText(r.stderr) ?? '(binary)') : ''))), { class: 'grid' }));
   }
 }
 
@@ -620,7 +620,7 @@ function auditView(main, arg, signal) {
     if (signal.aborted) return;
     clear(entries).append(table(['seq', 'time', 'kind', 'actor', 'subject', 'detail', 'hash'], es.reverse().map((e) => el('tr', {},
       el('td', { class: 'num' }, String(e.seq)), el('td', {}, localTime(e.time)), el('td', {}, e.kind),
-      el('td', { class: 'mono' }, e.actor || ''), el('td', { class: 'mono' }, e.subject || ''), el('td', {}, e.detail || ''),
+      el('td', {}, idCell(e.actor || '')), el('td', {}, idCell(e.subject || '')), el('td', { class: 'detail' }, e.detail || ''),
       el('td', { class: 'mono', title: e.hash }, String(e.hash).slice(0, 12) + '…'))), { class: 'grid', id: 'audit' }));
   }).catch(fail(status));
   api.getJSON('/api/v1/audit/checkpoint').then((c) => {
