@@ -164,7 +164,7 @@ func TestDashboardShowsHostileStringsAsTextAndProblems(t *testing.T) {
 }
 
 // Without a token the page asks for one, and a token typed in the form is
-// used.
+// used; a link may name a view before its token.
 func TestDashboardAsksForATokenAndUsesTheForm(t *testing.T) {
 	uitest.Chromium(t)
 	srv := httptest.NewServer(fakeAPI(t, nil))
@@ -179,4 +179,15 @@ func TestDashboardAsksForATokenAndUsesTheForm(t *testing.T) {
 		t.Fatalf("sessionStorage holds %q", stored)
 	}
 	logs.Check(t, "secret")
+
+	// A link to a view with the token after it opens that view, and the
+	// address bar keeps the view without the token.
+	tab, tabLogs := uitest.Tab(t, ctx)
+	var loc string
+	uitest.Run(t, tab, "link to a view", chromedp.Navigate(srv.URL+"/ui/#/tasks&token=secret"),
+		uitest.WaitText(`#tasks`, "module trapped"), chromedp.Location(&loc))
+	if !strings.HasSuffix(loc, "/ui/#/tasks") {
+		t.Fatalf("address bar: %s", loc)
+	}
+	tabLogs.Check(t, "secret")
 }

@@ -6,7 +6,8 @@ const KEY = 'proofmesh.token';
 // takeTokenFromFragment moves a token given as #token=… (the link that
 // `proofmesh demo` prints) into sessionStorage and removes it from the
 // address bar, so it stays out of history and bookmarks.
-// A route may come first: #/task/<id>&token=… opens that task.
+// A route may come before the token, the two joined by "&": the link
+// "#/task/<id>", "&", "token=…" opens that task.
 export function takeTokenFromFragment() {
   const parts = location.hash.replace(/^#/, '').split('&');
   const i = parts.findIndex((p) => p.startsWith('token='));
