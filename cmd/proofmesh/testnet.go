@@ -68,6 +68,14 @@ func printTestnet(w io.Writer, tn *node.Testnet) {
 	_ = tw.Flush()
 	fmt.Fprintf(w, "bootstrap address: %s\n", tn.Nodes[0].Addrs()[0])
 	fmt.Fprintf(w, "data dirs under:   %s\n", tn.Dir())
+	fmt.Fprintf(w, "dashboard:         %s\n", dashboardURL(tn.Nodes[0]))
+}
+
+// dashboardURL is the link that opens a node's dashboard signed in: the
+// token rides in the fragment, which the browser never sends to the
+// server (the page moves it to sessionStorage and out of the address bar).
+func dashboardURL(n *node.Node) string {
+	return "http://" + n.APIAddr() + "/#token=" + n.Token()
 }
 
 func demoCmd() *cobra.Command {
@@ -100,6 +108,7 @@ func demo(ctx context.Context, nodes int, out, progress io.Writer) error {
 		_ = tn.Close(cctx)
 	}()
 	printTestnet(out, tn)
+	say("open the dashboard link above while the demo runs (`proofmesh testnet` keeps a network up until Ctrl-C)")
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	start := time.Now()
 	err = tn.WaitConnected(wctx)

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/proofmesh/proofmesh/node/ui"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -133,6 +134,14 @@ func Handler(b Backend, opt Options) http.Handler {
 	route("POST /api/v1/apikeys", ScopeAdmin, s.createKey)
 	route("GET /api/v1/apikeys", ScopeAdmin, s.listKeys)
 	route("DELETE /api/v1/apikeys/{prefix}", ScopeAdmin, s.revokeKey)
+	// The dashboard: its static files load without a token (they hold no
+	// secret; the page's API calls carry the token in their Authorization
+	// header) and with a CSP of their own; / sends a browser there, the
+	// URL's fragment (#token=…) kept by the browser.
+	route("GET /ui/", "", ui.Handler().ServeHTTP)
+	route("GET /{$}", "", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, ui.Prefix, http.StatusFound)
+	})
 	if opt.Metrics != nil {
 		opt.Metrics.MustRegister(s.codes)
 		route("GET /metrics", ScopeRead, promhttp.HandlerFor(opt.Metrics, promhttp.HandlerOpts{}).ServeHTTP)
