@@ -50,6 +50,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(fmt.Sprintf(`#peers tr[data-peer=%q]`, tn.Nodes[1].ID().String())),
 		chromedp.WaitVisible(fmt.Sprintf(`#peers tr[data-peer=%q]`, tn.Nodes[2].ID().String())),
 		uitest.WaitText("#node-id", n.ID().String()),
+		uitest.WaitText("#peers", "direct"), // the connection column, from the peer table
 		chromedp.Location(&loc))
 	t.Logf("peers shown %s after the page was opened", time.Since(start).Round(time.Millisecond))
 	if strings.Contains(loc, n.Token()) || !strings.HasSuffix(loc, "/ui/#/network") {

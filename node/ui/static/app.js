@@ -169,7 +169,7 @@ function renderNetwork(box) {
   const counts = {};
   for (const p of state.peers) counts[p.status] = (counts[p.status] || 0) + 1;
   box.append(el('p', { class: 'counts', id: 'peer-counts' },
-    ['online', 'stale', 'offline', 'deleted'].map((s) => el('span', { class: 'count' }, badge(s), ' ', el('b', {}, String(counts[s] || 0))))));
+    ['online', 'stale', 'offline', 'deleted', 'incompatible'].map((s) => el('span', { class: 'count' }, badge(s), ' ', el('b', {}, String(counts[s] || 0))))));
 
   const problems = Array.isArray(n.problems) ? n.problems : [];
   if (problems.length > 0) {
@@ -187,6 +187,7 @@ function renderNetwork(box) {
         el('dt', {}, 'id'), el('dd', { class: 'mono', id: 'node-id' }, n.id),
         el('dt', {}, 'network'), el('dd', {}, n.network),
         el('dt', {}, 'version'), el('dd', {}, n.version),
+        el('dt', {}, 'reachability'), el('dd', { id: 'node-reachability' }, n.reachability || 'unknown'),
         el('dt', {}, 'type'), el('dd', {}, n.node_type || ''),
         el('dt', {}, 'serves'), el('dd', {}, (n.task_types || []).join(', ')),
         el('dt', {}, 'heartbeat'), el('dd', {}, duration(n.heartbeat_interval_ms || 0)),
@@ -202,13 +203,14 @@ function renderNetwork(box) {
     el('td', {}, p.node_type || ''),
     el('td', {}, p.region || ''),
     el('td', {}, capsText(p.capabilities)),
-    el('td', {}, p.version || ''),
+    el('td', { title: p.protocol || '' }, p.version || ''),
+    el('td', {}, p.conn || ''),
     el('td', { class: 'num' }, Math.round((p.load || 0) * 100) + ' %'),
     el('td', { class: 'num' }, String(p.verified_results || 0), ' / ', String(p.rejected_results || 0)),
     el('td', { title: localTime(p.last_seen) }, ago(p.last_seen, now))));
   box.append(el('h2', {}, 'Peers (', String(peers.length), ')'),
     peers.length === 0 ? el('p', { class: 'muted' }, 'no peer yet') :
-      table(['peer', 'status', 'type', 'region', 'capabilities', 'version', 'load', 'verified / rejected', 'last seen'], rows, { id: 'peers', class: 'grid' }));
+      table(['peer', 'status', 'type', 'region', 'capabilities', 'version', 'connection', 'load', 'verified / rejected', 'last seen'], rows, { id: 'peers', class: 'grid' }));
 }
 
 function capsText(c) {
