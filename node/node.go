@@ -24,7 +24,6 @@ import (
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/sandbox"
 	"github.com/proofmesh/proofmesh/store"
-	"github.com/proofmesh/proofmesh/tasks"
 	"github.com/proofmesh/proofmesh/zk"
 )
 
@@ -211,9 +210,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
 	closers = append(closers, n.keeper.Stop)
 
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go n.flushLoop()
-	go n.warmUp()
 
 	if cfg.APIAddr != "" {
 		if err := n.serveAPI(); err != nil {
@@ -223,20 +221,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.audit(store.AuditEntry{Kind: "node.start", Actor: n.id.String(), Detail: fmt.Sprintf("network %s, version %s", n.network.NetworkID, cfg.Version)})
 	n.log.Info("node started", "peer", n.id, "network", n.network.NetworkID, "api", n.APIAddr(), "token", TokenFingerprint(n.token))
 	return n, nil
-}
-
-// warmUp compiles the built-in modules of the types this node serves, so
-// that its first task does not pay for compilation (about a second per Go
-// guest, once per data dir thanks to the on-disk cache).
-func (n *Node) warmUp() {
-	defer n.wg.Done()
-	for _, id := range n.served() {
-		if m, ok := tasks.Module(id); ok {
-			if err := n.sb.Compile(n.ctx, m); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("module not compiled", "type", id, "err", err)
-			}
-		}
-	}
 }
 
 // checkPins refuses keys whose verifying-key hashes differ from what the
