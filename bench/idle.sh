@@ -33,7 +33,7 @@ kill -0 "$pid" || { cat "$tmp/out"; exit 1; }
 t0="$(ticks)"
 sleep "$window_s"
 t1="$(ticks)"
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $("$bin" version 2>/dev/null | head -1 || true)"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $bin"
 grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads)' "/proc/$pid/status"
 awk -v a="$t0" -v b="$t1" -v hz="$hz" -v w="$window_s" \
 	'BEGIN { cpu=(b-a)/hz; printf "cpu over %ds after %ds idle: %.3f s (%.2f%% of a core)\n", w, '"$wait_s"', cpu, 100*cpu/w }'
