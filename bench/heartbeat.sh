@@ -50,8 +50,8 @@ t = open(sys.argv[1]).read()
 deg = float(re.search(r"mean degree ([0-9.]+)", t).group(1))
 size = int(re.search(r"heartbeats of (\d+) B", t).group(1))
 iv = re.search(r"steady interval ([0-9.]+m?s)", t).group(1)
-p50 = float(re.search(r"([0-9.]+) p50-ms", t).group(1))
-p99 = float(re.search(r"([0-9.]+) p99-ms", t).group(1))
+p50 = float(re.search(r"([0-9.]+|\+Inf) p50-ms", t).group(1))  # +Inf: not every heartbeat reached every node
+p99 = float(re.search(r"([0-9.]+|\+Inf) p99-ms", t).group(1))
 print(max(1, round(deg / 2)), size, iv, p50, p99)
 EOF
 )
@@ -68,7 +68,7 @@ def ms(v):
     return x * {"ms": 1, "s": 1000, "µs": 1e-3, "us": 1e-3, "ns": 1e-6}[u]
 g = re.search(r"p50 (\S+) p99 (\S+)", line)
 r50, r99 = ms(g.group(1)), ms(g.group(2))
-ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "n/a"
+ratio = lambda a, b: f"{a / b:.2f}x" if 0 < b and a != float("inf") else ("never (a heartbeat reached not every node)" if a == float("inf") else "n/a")
 print(f"nodes={n}: time to the last receiver, proofmesh vs raw gossipsub: "
       f"p50 {p50:.0f} vs {r50:.0f} ms ({ratio(p50, r50)}), p99 {p99:.0f} vs {r99:.0f} ms ({ratio(p99, r99)})")
 EOF

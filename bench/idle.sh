@@ -35,6 +35,9 @@ sleep "$window_s"
 t1="$(ticks)"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $bin"
 grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads)' "/proc/$pid/status"
+# RssFile is mostly the binary's pages, shared by every node process of
+# the machine: Pss charges each process its share of them.
+grep -E '^Pss:' "/proc/$pid/smaps_rollup" | sed 's/^Pss:/Pss (alone):/' || true
 awk -v a="$t0" -v b="$t1" -v hz="$hz" -v w="$window_s" \
 	'BEGIN { cpu=(b-a)/hz; printf "cpu over %ds after %ds idle: %.3f s (%.2f%% of a core)\n", w, '"$wait_s"', cpu, 100*cpu/w }'
 du -sh "$tmp/data" | awk '{print "data dir: " $1}'
