@@ -81,10 +81,16 @@ func TestPeerTableChangesWriteBehind(t *testing.T) {
 		t.Fatalf("purge: removed %v, want b among them", removed)
 	}
 	// Removed, then back before the flush: in both lists.
-	observe(a, 10, now)
+	tb.mu.Lock()
+	tb.peers[c].info.LastSeen = now.Add(-48 * time.Hour)
+	tb.mu.Unlock()
+	if gone := tb.purge(now, now.Add(-time.Hour), now.Add(-time.Hour)); !slices.Equal(gone, []peer.ID{c}) {
+		t.Fatalf("purge of the offline row: %v, want [c]", gone)
+	}
+	observe(c, 2, now)
 	changed, removed = tb.changes(now)
-	if !slices.Contains(ids(changed), a) {
-		t.Fatalf("a back: changed %v", ids(changed))
+	if !slices.Equal(ids(changed), []peer.ID{c}) || !slices.Equal(removed, []peer.ID{c}) {
+		t.Fatalf("c purged and back: changed %v removed %v, want [c] in both", ids(changed), removed)
 	}
 	// Rows restored beyond the bound are removed from the store.
 	tb2 := newBoundedTable(1, 1000, 1000, func(peer.ID) bool { return false })
