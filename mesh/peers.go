@@ -57,6 +57,7 @@ type table struct {
 	// batches of what changed, not the whole table each time. Both are
 	// bounded by the table's rows. pending is signalled when changed
 	// reaches flushRows, so that a burst is flushed before the timer.
+	track     bool // record changes at all (Config.TrackChanges)
 	changed   map[peer.ID]struct{}
 	removed   map[peer.ID]struct{}
 	flushRows int
@@ -70,12 +71,15 @@ const defaultFlushRows = 256
 func newTable() *table {
 	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt,
 		connected: func(peer.ID) bool { return false }, sourceIP: func(peer.ID) string { return "" },
-		changed: make(map[peer.ID]struct{}), removed: make(map[peer.ID]struct{}),
+		track: true, changed: make(map[peer.ID]struct{}), removed: make(map[peer.ID]struct{}),
 		flushRows: defaultFlushRows, pending: make(chan struct{}, 1)}
 }
 
 // touchLocked records that id's row changed. The caller holds mu.
 func (t *table) touchLocked(id peer.ID) {
+	if !t.track {
+		return
+	}
 	t.changed[id] = struct{}{}
 	if len(t.changed) == t.flushRows {
 		select {
@@ -87,6 +91,9 @@ func (t *table) touchLocked(id peer.ID) {
 
 // dropLocked records that id's row left the table. The caller holds mu.
 func (t *table) dropLocked(id peer.ID) {
+	if !t.track {
+		return
+	}
 	delete(t.changed, id)
 	t.removed[id] = struct{}{}
 }
@@ -357,7 +364,7 @@ func (t *table) restore(rows []PeerInfo) {
 	defer t.mu.Unlock()
 	for _, r := range rows {
 		if len(t.peers) >= t.maxRows {
-			if _, ok := t.peers[r.ID]; !ok && r.ID != "" {
+			if _, ok := t.peers[r.ID]; !ok && r.ID != "" && t.track {
 				t.removed[r.ID] = struct{}{}
 			}
 			continue

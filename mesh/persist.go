@@ -11,7 +11,8 @@ import (
 // (evicted, purged, or not restored for lack of room) since the last call,
 // and forgets them: the caller persists them behind the table, in one
 // batch, instead of rewriting every row. An id in both was removed and
-// admitted again: delete it, then write it.
+// admitted again: delete it, then write it. Only a Mesh configured with
+// TrackChanges records them.
 func (m *Mesh) Changes() (changed []PeerInfo, removed []peer.ID) {
 	return m.table.changes(time.Now())
 }

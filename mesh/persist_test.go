@@ -128,3 +128,26 @@ func sorted(ids ...peer.ID) []peer.ID {
 	slices.Sort(ids)
 	return ids
 }
+
+// A table whose owner does not persist it (TrackChanges false) records
+// nothing: no set grows for want of a caller of Changes.
+func TestPeerTableUntrackedRecordsNothing(t *testing.T) {
+	tb := newBoundedTable(1, 1000, 1000, func(peer.ID) bool { return false })
+	tb.track = false
+	now := time.Now()
+	for i := range 3 { // each new identity evicts the one before
+		_, id := newIdentity(t)
+		hb := heartbeatFrom(id, uint64(i+1), nil)
+		tb.mu.Lock()
+		for _, e := range tb.peers {
+			e.info.LastSeen = now.Add(-time.Hour)
+		}
+		tb.mu.Unlock()
+		if _, _, err := tb.observe(&hb, nil, peer.ID("relay"), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tb.changed)+len(tb.removed) != 0 {
+		t.Fatalf("untracked table recorded %d changed and %d removed rows", len(tb.changed), len(tb.removed))
+	}
+}

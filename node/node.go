@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mc.AppScore = n.rep.appScore
 	mc.Blob = n.serveBlob
 	mc.OnPeer = n.persistPeer
+	mc.TrackChanges = true // flushLoop writes the table behind it
 	for _, d := range cfg.DenyPeers {
 		id, err := peer.Decode(d)
 		if err != nil {
