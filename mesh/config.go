@@ -93,6 +93,11 @@ type Config struct {
 	// OnPeer is called (from mesh goroutines, never under a lock) when a
 	// peer joins, leaves or returns: the moments worth persisting at once.
 	OnPeer func(PeerInfo)
+	// TrackChanges records the peer-table rows that change and leave, for
+	// an owner that persists the table behind it by calling Changes
+	// regularly (the sets are bounded only by what each call drains).
+	// False: nothing is recorded.
+	TrackChanges bool
 	// Tracer receives gossipsub's raw events (RPCs written, messages
 	// delivered after validation) for measurement, such as the heartbeat
 	// delivery benchmark. Optional. Its methods run on gossipsub's

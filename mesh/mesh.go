@@ -117,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.table = newBoundedTable(cfg.MaxPeers, cfg.NewPeerRate, float64(cfg.NewPeerBurst), func(p peer.ID) bool {
 		return m.h != nil && m.h.Network().Connectedness(p) == network.Connected
 	})
+	m.table.track = cfg.TrackChanges
 	m.table.sourceIP = func(p peer.ID) string {
 		if m.h == nil {
 			return ""

@@ -54,11 +54,80 @@ type table struct {
 	// under many keys.
 	sourceIP func(peer.ID) string
 	met      *metrics // nil in tests of the table alone
+
+	// changed and removed are the rows to write and to delete at the next
+	// persistence flush (Changes): the store is written behind, in
+	// batches of what changed, not the whole table each time. Both are
+	// bounded by the table's rows. pending is signalled when changed
+	// reaches flushRows, so that a burst is flushed before the timer.
+	track     bool // record changes at all (Config.TrackChanges)
+	changed   map[peer.ID]struct{}
+	removed   map[peer.ID]struct{}
+	flushRows int
+	pending   chan struct{}
 }
+
+// defaultFlushRows is the number of changed rows that asks for a flush
+// before the flush timer.
+const defaultFlushRows = 256
 
 func newTable() *table {
 	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt,
-		connected: func(peer.ID) bool { return false }, sourceIP: func(peer.ID) string { return "" }}
+		connected: func(peer.ID) bool { return false }, sourceIP: func(peer.ID) string { return "" },
+		track: true, changed: make(map[peer.ID]struct{}), removed: make(map[peer.ID]struct{}),
+		flushRows: defaultFlushRows, pending: make(chan struct{}, 1)}
+}
+
+// touchLocked records that id's row changed. The caller holds mu.
+func (t *table) touchLocked(id peer.ID) {
+	if !t.track {
+		return
+	}
+	t.changed[id] = struct{}{}
+	if len(t.changed) == t.flushRows {
+		select {
+		case t.pending <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// dropLocked records that id's row left the table. The caller holds mu.
+func (t *table) dropLocked(id peer.ID) {
+	if !t.track {
+		return
+	}
+	delete(t.changed, id)
+	t.removed[id] = struct{}{}
+}
+
+// touch records that id's row changed outside the table (its score, say),
+// if the table holds it.
+func (t *table) touch(id peer.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.peers[id]; ok {
+		t.touchLocked(id)
+	}
+}
+
+// changes returns the rows changed and the ids removed since the last
+// call, and forgets them. An id removed and then admitted again is in
+// both: the caller deletes first, then writes.
+func (t *table) changes(now time.Time) (changed []PeerInfo, removed []peer.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id := range t.removed {
+		removed = append(removed, id)
+	}
+	for id := range t.changed {
+		if e, ok := t.peers[id]; ok {
+			changed = append(changed, e.snapshot(now))
+		}
+	}
+	clear(t.changed)
+	clear(t.removed)
+	return changed, removed
 }
 
 // newBoundedTable returns a table of at most maxRows rows admitting new
@@ -109,6 +178,7 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	if hb.Seq <= e.info.Seq {
 		return PeerInfo{}, false, fmt.Errorf("%w: seq %d not above %d", protocol.ErrStale, hb.Seq, e.info.Seq)
 	}
+	t.touchLocked(id)
 	if !e.info.DeletedAt.IsZero() {
 		// A heartbeat older than the Leave is a straggler; a newer one
 		// means the node has rejoined.
@@ -146,6 +216,7 @@ func (t *table) admitLocked(id, via peer.ID, now time.Time) error {
 	}
 	if victim, ok := t.evictableLocked(now); ok {
 		delete(t.peers, victim)
+		t.dropLocked(victim)
 		t.evicted("capacity", 1)
 		t.count("admitted")
 		return nil
@@ -219,6 +290,7 @@ func (t *table) leave(id peer.ID, l *protocol.Leave, now time.Time) (PeerInfo, e
 	e.info.DeletedAt = now
 	e.info.LeaveTime = lt
 	e.info.LeaveReason = l.Reason
+	t.touchLocked(id)
 	return e.snapshot(now), nil
 }
 
@@ -285,8 +357,9 @@ func (t *table) counts(now time.Time) map[protocol.PeerStatus]int {
 }
 
 // restore loads rows saved by an earlier run, the most recently seen
-// first, up to the table's bound. Rows already present (seen since start)
-// win.
+// first, up to the table's bound; the rows beyond it are reported removed
+// (Changes), so that the store holds no more than the table. Rows already
+// present (seen since start) win.
 func (t *table) restore(rows []PeerInfo) {
 	rows = slices.Clone(rows)
 	slices.SortFunc(rows, func(a, b PeerInfo) int { return b.LastSeen.Compare(a.LastSeen) })
@@ -294,7 +367,10 @@ func (t *table) restore(rows []PeerInfo) {
 	defer t.mu.Unlock()
 	for _, r := range rows {
 		if len(t.peers) >= t.maxRows {
-			return
+			if _, ok := t.peers[r.ID]; !ok && r.ID != "" && t.track {
+				t.removed[r.ID] = struct{}{}
+			}
+			continue
 		}
 		if _, ok := t.peers[r.ID]; ok || r.ID == "" {
 			continue
@@ -317,11 +393,13 @@ func (t *table) purge(now, deletedBefore, offlineBefore time.Time) []peer.ID {
 		case !e.info.DeletedAt.IsZero():
 			if e.info.DeletedAt.Before(deletedBefore) {
 				delete(t.peers, id)
+				t.dropLocked(id)
 				gone = append(gone, id)
 				tombs++
 			}
 		case e.status(now) == protocol.StatusOffline && e.info.LastSeen.Before(offlineBefore) && !t.connected(id):
 			delete(t.peers, id)
+			t.dropLocked(id)
 			gone = append(gone, id)
 			offline++
 		}

@@ -322,6 +322,7 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 	for _, p := range penalties {
 		if pid, err := peerID(p.Executor); err == nil {
 			d.n.rep.rejected(pid)
+			d.n.mesh.MarkChanged(pid)
 		}
 	}
 	if run {

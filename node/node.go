@@ -24,7 +24,6 @@ import (
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/sandbox"
 	"github.com/proofmesh/proofmesh/store"
-	"github.com/proofmesh/proofmesh/tasks"
 	"github.com/proofmesh/proofmesh/zk"
 )
 
@@ -189,6 +188,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mc.AppScore = n.rep.appScore
 	mc.Blob = n.serveBlob
 	mc.OnPeer = n.persistPeer
+	mc.TrackChanges = true // flushLoop writes the table behind it
 	for _, d := range cfg.DenyPeers {
 		id, err := peer.Decode(d)
 		if err != nil {
@@ -226,9 +226,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.keeper = bootstrap.Start(n.mesh, infos, bootstrap.DefaultBackoff(), log)
 	closers = append(closers, n.keeper.Stop)
 
-	n.wg.Add(3)
+	n.wg.Add(2)
 	go n.flushLoop()
-	go n.warmUp()
 	go n.problemLoop()
 
 	if cfg.APIAddr != "" {
@@ -262,20 +261,6 @@ func reachConfig(mc *mesh.Config, cfg *Config, boot, relays []peer.AddrInfo) err
 		mc.Reachability = cfg.Reachability
 	}
 	return nil
-}
-
-// warmUp compiles the built-in modules of the types this node serves, so
-// that its first task does not pay for compilation (about a second per Go
-// guest, once per data dir thanks to the on-disk cache).
-func (n *Node) warmUp() {
-	defer n.wg.Done()
-	for _, id := range n.served() {
-		if m, ok := tasks.Module(id); ok {
-			if err := n.sb.Compile(n.ctx, m); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("module not compiled", "type", id, "err", err)
-			}
-		}
-	}
 }
 
 // checkPins refuses keys whose verifying-key hashes differ from what the
@@ -478,32 +463,44 @@ func (n *Node) restorePeers() error {
 	return nil
 }
 
-// flushLoop writes the peer table to the store every few seconds, and
-// purges old tombstones.
+// peerFlushInterval is how often the peer table's changes are written
+// behind it. A crash loses at most this much of peer rows (last seen,
+// seq, the last heartbeat): they are soft state that the next heartbeats
+// restore. Tasks, results and the audit chain are committed before they
+// are acknowledged, as ever.
+const peerFlushInterval = time.Second
+
+// flushLoop writes the peer table's changes to the store every
+// peerFlushInterval, or sooner when many rows changed.
 func (n *Node) flushLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(max(n.cfg.HeartbeatInterval, 2*time.Second))
+	t := time.NewTicker(peerFlushInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			n.flushPeers()
+		case <-n.mesh.ChangesPending():
 		}
+		n.flushPeers()
 	}
 }
 
+// flushPeers writes the rows that changed since the last flush, and
+// deletes the rows the bounded live table dropped, in one transaction.
 func (n *Node) flushPeers() {
-	peers := n.mesh.Peers()
-	rows := make([]store.Peer, 0, len(peers))
-	for _, p := range peers {
+	changed, removed := n.mesh.Changes()
+	rows := make([]store.Peer, 0, len(changed))
+	for _, p := range changed {
 		rows = append(rows, n.peerRow(p))
 	}
-	// The live table is bounded (rows, retention): the store mirrors it,
-	// so evicted and purged peers leave the disk too.
-	if err := n.db.SyncPeers(rows); err != nil {
-		n.log.Warn("peer table not flushed", "err", err)
+	del := make([]string, 0, len(removed))
+	for _, id := range removed {
+		del = append(del, id.String())
+	}
+	if err := n.db.UpdatePeers(rows, del); err != nil {
+		n.log.Warn("peer table not flushed", "rows", len(rows), "removed", len(del), "err", err)
 	}
 }
 
@@ -529,8 +526,11 @@ func (n *Node) Close(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		// The mesh stops first, so that no heartbeat changes the table
+		// after its last batch is written.
+		errs = append(errs, n.mesh.Close())
 		n.flushPeers()
-		errs = append(errs, n.mesh.Close(), n.sb.Close(ctx))
+		errs = append(errs, n.sb.Close(ctx))
 		n.audit(store.AuditEntry{Kind: "node.stop", Actor: n.id.String()})
 		errs = append(errs, n.db.Close())
 	})

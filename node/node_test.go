@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,6 +225,30 @@ func startTestnet(t *testing.T, nodes int, configure func(i int, c *Config)) *Te
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tn.Close(context.Background()) })
+	// A node compiles a built-in module at its first run: under the race
+	// detector on a loaded machine that takes seconds (instrumenting a
+	// 3 MB Go guest, loading it from the shared on-disk cache), which the
+	// tests' short leases do not leave. Compile them before the tests
+	// start their clocks, on every node at once.
+	var wg sync.WaitGroup
+	errs := make(chan error, len(tn.Nodes)*len(tasks.TypeIDs()))
+	for _, n := range tn.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, id := range tasks.TypeIDs() {
+				m, _ := tasks.Module(id)
+				if err := n.sb.Compile(ctx, m); err != nil {
+					errs <- fmt.Errorf("compile %s: %w", id, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := tn.WaitConnected(wctx); err != nil {

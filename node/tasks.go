@@ -721,11 +721,13 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 		n.met.verify.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 		if err != nil {
 			n.rep.rejected(from)
+			n.mesh.MarkChanged(from)
 			n.audit(store.AuditEntry{Kind: "result.rejected", Actor: r.Executor, Subject: r.TaskID, Detail: err.Error()})
 			return nil, err
 		}
 		if n.creditable(task.Submitter, r.Executor) {
 			n.rep.verified(from)
+			n.mesh.MarkChanged(from)
 		}
 	}
 	return r, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 )
@@ -26,21 +27,29 @@ type cacheEntry struct {
 	refs    int  // runs using the entry
 	evicted bool // out of the LRU; close when refs drops to 0
 	elem    *list.Element
+	idle    time.Time // when refs last dropped to 0
 }
 
 // moduleCache keeps compiled modules by the SHA-256 of their bytes: an
 // LRU of at most max entries, each compiled once even when many runs ask
 // for it at the same time. A module refused as invalid is remembered too,
-// so that resubmitting it costs no compilation.
+// so that resubmitting it costs no compilation. A compiled module no run
+// has used for ttl is closed (its code and decoded module freed): with an
+// on-disk compilation cache, the next run reloads it in a fraction of the
+// compile time, and a node that ran a task once does not keep megabytes of
+// machine code for the rest of its life.
 type moduleCache struct {
 	mu      sync.Mutex
 	max     int
+	ttl     time.Duration // 0: compiled modules stay until the LRU evicts them
 	entries map[[32]byte]*cacheEntry
-	lru     list.List // of *cacheEntry, most recent first
+	lru     list.List   // of *cacheEntry, most recent first
+	sweeper *time.Timer // pending idle sweep, nil when none
+	closed  bool
 }
 
-func newModuleCache(max int) *moduleCache {
-	return &moduleCache{max: max, entries: make(map[[32]byte]*cacheEntry)}
+func newModuleCache(max int, ttl time.Duration) *moduleCache {
+	return &moduleCache{max: max, ttl: ttl, entries: make(map[[32]byte]*cacheEntry)}
 }
 
 // compiler is how the cache has a module compiled: wait for a compiler
@@ -140,15 +149,74 @@ func (c *moduleCache) release(e *cacheEntry) {
 	c.mu.Lock()
 	e.refs--
 	last := e.refs == 0 && e.evicted && e.mod != nil
+	if e.refs == 0 && !e.evicted && e.mod != nil && c.ttl > 0 {
+		e.idle = time.Now()
+		if c.sweeper == nil && !c.closed {
+			c.sweeper = time.AfterFunc(c.ttl, c.sweep)
+		}
+	}
 	c.mu.Unlock()
 	if last {
 		closeAll([]*compiled{e.mod})
 	}
 }
 
+// sweep closes the compiled modules idle for ttl and schedules itself for
+// the next one to become so. Modules refused as invalid stay (they hold
+// no code, and remembering them saves a compilation).
+func (c *moduleCache) sweep() {
+	c.mu.Lock()
+	c.sweeper = nil
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	var evict []*compiled
+	next := time.Duration(-1)
+	for key, e := range c.entries {
+		if e.refs != 0 || e.mod == nil {
+			continue
+		}
+		if left := c.ttl - now.Sub(e.idle); left > 0 {
+			if next < 0 || left < next {
+				next = left
+			}
+			continue
+		}
+		c.lru.Remove(e.elem)
+		delete(c.entries, key)
+		e.evicted = true
+		evict = append(evict, e.mod)
+	}
+	if next >= 0 {
+		c.sweeper = time.AfterFunc(next, c.sweep)
+	}
+	c.mu.Unlock()
+	closeAll(evict)
+}
+
+// compiledLen returns the number of modules held compiled in memory.
+func (c *moduleCache) compiledLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.entries {
+		if e.mod != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // close empties the cache; it is called when no run is left.
 func (c *moduleCache) close() {
 	c.mu.Lock()
+	c.closed = true
+	if c.sweeper != nil {
+		c.sweeper.Stop()
+		c.sweeper = nil
+	}
 	var all []*compiled
 	for _, e := range c.entries {
 		if e.mod != nil {

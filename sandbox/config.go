@@ -22,6 +22,11 @@ type Config struct {
 	Compilers int
 	// CachedModules bounds the compiled modules kept in memory (LRU).
 	CachedModules int
+	// IdleModuleTTL frees a compiled module no run has used for this
+	// long; the next run compiles it again, from CacheDir when set (a
+	// Go guest: ≈ 0.1 s instead of ≈ 1.6 s). Zero: modules stay in memory
+	// until the LRU evicts them.
+	IdleModuleTTL time.Duration
 	// StderrTail is how many of the last bytes of a guest's stderr are
 	// kept, for Stats.Stderr and Failure.Stderr (and, with its first 256
 	// bytes, for error messages).
@@ -56,6 +61,7 @@ func DefaultConfig() Config {
 		CacheDir:      "",               // compiled code in memory only
 		Workers:       runtime.NumCPU(), // one run per core
 		CachedModules: 16,               // a Go guest compiles to ≈ 10 MB of code
+		IdleModuleTTL: 2 * time.Minute,  // then freed; reloaded from CacheDir when set
 		StderrTail:    1 << 10,          // 1 KiB of stderr in failure reports
 		// Half the cores, at most 2: compiling never takes more.
 		Compilers: max(1, min(2, runtime.NumCPU()/2)),
@@ -104,6 +110,9 @@ func (c Config) Validate() error {
 	}
 	if c.CachedModules < 1 {
 		return fmt.Errorf("sandbox config: cached modules %d, need at least 1", c.CachedModules)
+	}
+	if c.IdleModuleTTL < 0 {
+		return fmt.Errorf("sandbox config: idle module TTL %s is negative (0: keep modules until evicted)", c.IdleModuleTTL)
 	}
 	if c.StderrTail < 0 || c.StderrTail > 1<<20 {
 		return fmt.Errorf("sandbox config: stderr tail %d out of 0..1 MiB", c.StderrTail)

@@ -87,7 +87,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		runtime: r,
 		ccache:  ccache,
 		wasi:    r.Module(wasiModule).ExportedFunctionDefinitions(),
-		modules: newModuleCache(cfg.CachedModules),
+		modules: newModuleCache(cfg.CachedModules, cfg.IdleModuleTTL),
 		slots:   make(chan struct{}, cfg.Workers),
 		comps:   make(chan struct{}, cfg.Compilers),
 		closing: make(chan struct{}),
@@ -123,6 +123,10 @@ func (s *Sandbox) Close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// CompiledModules reports how many compiled modules the sandbox holds in
+// memory (the on-disk compilation cache aside).
+func (s *Sandbox) CompiledModules() int { return s.modules.compiledLen() }
 
 // Load reports the runs executing and the runs waiting for a worker.
 func (s *Sandbox) Load() (running, waiting int) {

@@ -433,3 +433,45 @@ func walk(dir string, each func()) error {
 	}
 	return nil
 }
+
+// TestIdleModuleFreed: a compiled module no run uses for IdleModuleTTL
+// leaves memory (its code stays in the on-disk cache) and runs again when
+// asked; a module in use is not freed under its run.
+func TestIdleModuleFreed(t *testing.T) {
+	dir := t.TempDir()
+	s := newSandbox(t, func(c *Config) { c.CacheDir = dir; c.IdleModuleTTL = 50 * time.Millisecond })
+	ctx := context.Background()
+	if err := s.Compile(ctx, echoModule()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CompiledModules(); n != 1 {
+		t.Fatalf("%d compiled modules after a compilation", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.CompiledModules() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle module still compiled in memory after 10 s (TTL 50 ms)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out, _, err := s.Run(ctx, echoModule(), []byte("again"), testLimits()); err != nil || string(out) != "again" {
+		t.Fatalf("a freed module run again: %q, %v", out, err)
+	}
+	// An invalid module is remembered past the TTL (it holds no code).
+	bad := []byte("\x00asm\x01\x00\x00\x00\x01\x01")
+	if err := s.Compile(ctx, bad); !errors.Is(err, ErrInvalidModule) {
+		t.Fatal(err)
+	}
+	for s.CompiledModules() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("module still compiled in memory")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.modules.mu.Lock()
+	_, remembered := s.modules.entries[sha(bad)]
+	s.modules.mu.Unlock()
+	if !remembered {
+		t.Error("an invalid module was forgotten by the idle sweep")
+	}
+}

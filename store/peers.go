@@ -232,6 +232,32 @@ func (db *DB) SyncPeers(ps []Peer) error {
 	})
 }
 
+// UpdatePeers applies a write-behind batch of the live peer table in one
+// transaction (one fsync): it deletes the rows of del, then stores every
+// row of put. Either all of it is applied or none.
+func (db *DB) UpdatePeers(put []Peer, del []string) error {
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	return db.Update(func(tx *Tx) error {
+		b, err := tx.bucket(bucketPeers)
+		if err != nil {
+			return err
+		}
+		for _, id := range del {
+			if err := b.Delete([]byte(id)); err != nil {
+				return fmt.Errorf("delete peer %s: %w", id, err)
+			}
+		}
+		for i := range put {
+			if err := tx.PutPeer(put[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // PurgeOffline removes the rows, tombstones excluded, last seen before
 // before (offline peers past their retention), and returns how many.
 func (db *DB) PurgeOffline(before time.Time) (int, error) {

@@ -88,7 +88,7 @@ func testKeys(t *testing.T) (*KeySet, string) {
 	if err != nil {
 		t.Fatalf("ceremony: %v", err)
 	}
-	ks, err := loadKeys(os.DirFS(dir), testRegistry)
+	ks, err := loadKeys(os.DirFS(dir), testRegistry, true)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -160,7 +160,7 @@ func TestLoadKeysRejectsTamperedFiles(t *testing.T) {
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err = loadKeys(os.DirFS(dir), testRegistry)
+			_, err = loadKeys(os.DirFS(dir), testRegistry, true)
 			if !errors.Is(err, ErrKeyHashMismatch) || !strings.Contains(err.Error(), name) {
 				t.Errorf("got %v, want ErrKeyHashMismatch naming %s", err, name)
 			}
@@ -172,7 +172,7 @@ func TestLoadKeysRejectsTamperedFiles(t *testing.T) {
 		if err := os.Remove(filepath.Join(dir, cubicDef.id+".pk")); err != nil {
 			t.Fatal(err)
 		}
-		ks, err := loadKeys(os.DirFS(dir), testRegistry)
+		ks, err := loadKeys(os.DirFS(dir), testRegistry, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func TestLoadKeysRejectsTamperedFiles(t *testing.T) {
 	t.Run("unknown circuit in manifest", func(t *testing.T) {
 		dir := t.TempDir()
 		copyDir(t, src, dir)
-		if _, err := loadKeys(os.DirFS(dir), builtinCircuits); !errors.Is(err, ErrUnknownCircuit) {
+		if _, err := loadKeys(os.DirFS(dir), builtinCircuits, true); !errors.Is(err, ErrUnknownCircuit) {
 			t.Errorf("got %v, want ErrUnknownCircuit", err)
 		}
 	})

@@ -34,9 +34,12 @@
 // "<id>.pk" in gnark's compressed encoding; the manifest pins their SHA-256
 // and records the ceremony. DefaultKeys returns the keys of the built-in
 // network, embedded from zk/keys; LoadKeys reads another directory;
-// RunCeremony (or zk/cmd/ceremony) makes new ones. Proving keys may be
-// absent (an auditor needs none) and added later with AddProvingKey after a
-// content-addressed fetch.
+// RunCeremony (or zk/cmd/ceremony) makes new ones. Verifying keys are
+// decoded at load (a few hundred bytes each); a proving key stays in its
+// file until the first proof of its circuit reads, checks and decodes it
+// (megabytes: a node that never proves never holds one). Proving keys may
+// be absent (an auditor needs none) and added later with AddProvingKey
+// after a content-addressed fetch.
 //
 // # Outside bytes
 //

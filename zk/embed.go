@@ -24,7 +24,7 @@ var defaultKeys = sync.OnceValues(func() (*KeySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded keys: %w", err)
 	}
-	ks, err := loadKeys(sub, builtinCircuits)
+	ks, err := loadKeys(sub, builtinCircuits, false)
 	if err != nil {
 		return nil, fmt.Errorf("embedded keys: %w", err)
 	}
@@ -33,6 +33,8 @@ var defaultKeys = sync.OnceValues(func() (*KeySet, error) {
 
 // DefaultKeys returns the keys of the built-in default network, embedded in
 // the binary from zk/keys. The verifying keys are decoded with subgroup
-// checks on the first call, the proving keys on first use; the result is
-// cached, and every call returns the same KeySet.
+// checks on the first call; a proving key is read from the binary, its
+// hash checked and decoded at the first proof of its circuit (a node that
+// never proves never copies one onto the heap). The result is cached, and
+// every call returns the same KeySet.
 func DefaultKeys() (*KeySet, error) { return defaultKeys() }

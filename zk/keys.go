@@ -94,8 +94,10 @@ type CeremonyInfo struct {
 }
 
 // KeySet holds the keys of one ceremony: the verifying key of every circuit
-// of its manifest, loaded and checked eagerly, and the proving keys that
-// are present (checked against the manifest, parsed on first use). A node
+// of its manifest, loaded and checked eagerly (a few hundred bytes each),
+// and the proving keys that are present, which stay in their files until
+// the first proof of their circuit reads, checks and parses them: a node
+// that never proves never holds one in memory (megabytes each). A node
 // that lacks a proving key fetches it from a peer and adds it with
 // AddProvingKey. A KeySet is safe for concurrent use.
 type KeySet struct {
@@ -112,10 +114,14 @@ type circuitKeys struct {
 	vk     *groth16bn254.VerifyingKey
 	batch  *batchKey
 
+	// pkFS holds "<id>.pk" when the key set was loaded with one; it is
+	// read (and its hash checked) at first use, not at load.
+	pkFS fs.FS
+
 	mu      sync.Mutex
-	pkBytes []byte                   // nil until present
+	pkBytes []byte                   // a proving key added by AddProvingKey (no file to read it from again)
 	pk      *groth16bn254.ProvingKey // parsed on first use
-	pkErr   error                    // a parse failure, kept
+	pkErr   error                    // a read or parse failure, kept
 }
 
 // LoadKeys reads the keys of a ceremony from dir: ManifestFile and, for
@@ -124,15 +130,22 @@ type circuitKeys struct {
 // (ErrKeyHashMismatch, naming the file). The caller should also compare
 // VerifyingKeyHash with the hash its network configuration pins: the
 // manifest comes from the same directory.
+//
+// The proving keys' hashes are checked at load by streaming the files
+// (nothing is kept), so that a wrong file stops the node at start; they
+// are read again, checked again and parsed at the first proof.
 func LoadKeys(dir string) (*KeySet, error) {
-	ks, err := loadKeys(os.DirFS(dir), builtinCircuits)
+	ks, err := loadKeys(os.DirFS(dir), builtinCircuits, true)
 	if err != nil {
 		return nil, fmt.Errorf("keys in %s: %w", dir, err)
 	}
 	return ks, nil
 }
 
-func loadKeys(fsys fs.FS, reg registry) (*KeySet, error) {
+// loadKeys reads a key directory. With checkPK, the hash of every proving
+// key file present is checked now (streamed, not kept); without, at first
+// use only (the embedded keys, whose hashes a test checks).
+func loadKeys(fsys fs.FS, reg registry, checkPK bool) (*KeySet, error) {
 	quiet()
 	raw, err := readFileLimited(fsys, ManifestFile, maxManifestBytes)
 	if err != nil {
@@ -171,16 +184,18 @@ func loadKeys(fsys fs.FS, reg registry) (*KeySet, error) {
 		}
 		ck := &circuitKeys{def: def, meta: meta, vkHash: meta.VerifyingKeySHA256, vk: vk, batch: bk}
 		pkName := id + ".pk"
-		pkBytes, err := readFileLimited(fsys, pkName, MaxProvingKeyBytes)
+		_, err = fs.Stat(fsys, pkName)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", pkName, err)
 		default:
-			if err := checkHash(pkName, pkBytes, meta.ProvingKeySHA256); err != nil {
-				return nil, err
+			if checkPK {
+				if err := checkFileHash(fsys, pkName, MaxProvingKeyBytes, meta.ProvingKeySHA256); err != nil {
+					return nil, err
+				}
 			}
-			ck.pkBytes = pkBytes
+			ck.pkFS = fsys
 		}
 		ks.circuits[id] = ck
 	}
@@ -231,6 +246,28 @@ func sha256Hex(b []byte) string {
 
 func checkHash(name string, data []byte, want string) error {
 	if got := sha256Hex(data); got != want {
+		return fmt.Errorf("%s: %w: sha256 %s, the manifest pins %s", name, ErrKeyHashMismatch, got, want)
+	}
+	return nil
+}
+
+// checkFileHash checks the SHA-256 of a file of at most limit bytes
+// without keeping its content.
+func checkFileHash(fsys fs.FS, name string, limit int64, want string) error {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, limit+1))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if n > limit {
+		return fmt.Errorf("%s: %w: more than %d bytes", name, ErrBadKeys, limit)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
 		return fmt.Errorf("%s: %w: sha256 %s, the manifest pins %s", name, ErrKeyHashMismatch, got, want)
 	}
 	return nil
@@ -348,11 +385,26 @@ func (ks *KeySet) HasProvingKey(circuit string) bool {
 	}
 	ck.mu.Lock()
 	defer ck.mu.Unlock()
-	return ck.pkBytes != nil
+	return ck.pkFS != nil || ck.pkBytes != nil
 }
 
-// ProvingKeyBytes returns the circuit's proving key file bytes, to serve
-// them to a peer. The slice is shared: callers must not modify it.
+// ProvingKeyLoaded reports whether the circuit's proving key is held in
+// memory (parsed, or added by AddProvingKey), as opposed to left in its
+// file until the first proof.
+func (ks *KeySet) ProvingKeyLoaded(circuit string) bool {
+	ck, err := ks.circuit(circuit)
+	if err != nil {
+		return false
+	}
+	ck.mu.Lock()
+	defer ck.mu.Unlock()
+	return ck.pk != nil || ck.pkBytes != nil
+}
+
+// ProvingKeyBytes returns the circuit's proving key file bytes, checked
+// against the manifest's hash, to serve them to a peer. A key read from
+// its file is read for this call and not kept; the slice of a key added
+// with AddProvingKey is shared: callers must not modify it.
 func (ks *KeySet) ProvingKeyBytes(circuit string) ([]byte, error) {
 	ck, err := ks.circuit(circuit)
 	if err != nil {
@@ -360,10 +412,27 @@ func (ks *KeySet) ProvingKeyBytes(circuit string) ([]byte, error) {
 	}
 	ck.mu.Lock()
 	defer ck.mu.Unlock()
-	if ck.pkBytes == nil {
-		return nil, fmt.Errorf("circuit %s: %w", circuit, ErrMissingProvingKey)
+	return ck.provingKeyBytes()
+}
+
+// provingKeyBytes returns the added bytes, or reads and checks the file.
+// The caller holds ck.mu.
+func (ck *circuitKeys) provingKeyBytes() ([]byte, error) {
+	if ck.pkBytes != nil {
+		return ck.pkBytes, nil
 	}
-	return ck.pkBytes, nil
+	if ck.pkFS == nil {
+		return nil, fmt.Errorf("circuit %s: %w (fetch %s.pk, sha256 %s, and add it with AddProvingKey)", ck.def.id, ErrMissingProvingKey, ck.def.id, ck.meta.ProvingKeySHA256)
+	}
+	name := ck.def.id + ".pk"
+	b, err := readFileLimited(ck.pkFS, name, MaxProvingKeyBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHash(name, b, ck.meta.ProvingKeySHA256); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // AddProvingKey adds a proving key received from a peer. Its SHA-256 must
@@ -401,13 +470,17 @@ func (ck *circuitKeys) provingKey() (*groth16bn254.ProvingKey, error) {
 	if ck.pk != nil {
 		return ck.pk, nil
 	}
-	if ck.pkBytes == nil {
-		return nil, fmt.Errorf("circuit %s: %w (fetch %s.pk, sha256 %s, and add it with AddProvingKey)", ck.def.id, ErrMissingProvingKey, ck.def.id, ck.meta.ProvingKeySHA256)
-	}
 	if ck.pkErr != nil {
 		return nil, ck.pkErr
 	}
-	ck.pk, ck.pkErr = ck.parseProvingKey(ck.pkBytes)
+	b, err := ck.provingKeyBytes()
+	if errors.Is(err, ErrMissingProvingKey) {
+		return nil, err // not kept: AddProvingKey may supply it
+	}
+	if err == nil {
+		ck.pk, err = ck.parseProvingKey(b)
+	}
+	ck.pkErr = err
 	return ck.pk, ck.pkErr
 }
 

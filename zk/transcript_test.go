@@ -71,7 +71,7 @@ func TestDistributedCeremony(t *testing.T) {
 	ctx := context.Background()
 	dir, keysDir := runDistributed(t)
 
-	ks, err := loadKeys(os.DirFS(keysDir), testRegistry)
+	ks, err := loadKeys(os.DirFS(keysDir), testRegistry, true)
 	if err != nil {
 		t.Fatalf("the ceremony's keys do not load: %v", err)
 	}

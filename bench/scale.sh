@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Starts N real `proofmesh node` processes on loopback (node 0 is every
+# other's bootstrap peer), lets them settle, then measures over a window
+# each node's CPU (user+system from /proc/<pid>/stat) and the heartbeats it
+# accepted (proofmesh_heartbeats_received_total from its /metrics), and
+# prints the median VmRSS, the CPU of all nodes together, and the CPU per
+# heartbeat received. Then it stops them with SIGTERM.
+#
+#   bench/scale.sh 20                      20 nodes, --heartbeat-interval 1s
+#   BIN=path/to/proofmesh HB=1s WAIT=60 WINDOW=30 bench/scale.sh 20
+#
+# Linux only (/proc). CPU time is each process's own, so other load on a
+# shared machine inflates it less than wall time, but contention (caches,
+# the scheduler) still shows: compare runs made one after the other.
+# Time to a full view, detection and late joiners are not measured here
+# yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:?usage: bench/scale.sh N}"
+hb="${HB:-1s}"
+wait_s="${WAIT:-60}"
+window_s="${WINDOW:-30}"
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+bin="${BIN:-}"
+if [ -z "$bin" ]; then
+	bin="$tmp/proofmesh"
+	go build -o "$bin" ./cmd/proofmesh
+fi
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ports=()
+start() { # index, extra args...
+	local i="$1"
+	shift
+	local port
+	port="$(freeport)"
+	ports[i]="$port"
+	"$bin" node --data-dir "$tmp/node-$i" --listen /ip4/127.0.0.1/tcp/0 --api "127.0.0.1:$port" \
+		--heartbeat-interval "$hb" --allow-colocation --log-level warn "$@" >"$tmp/out-$i" 2>&1 &
+	pids[i]=$!
+}
+start 0
+boot=""
+for _ in $(seq 100); do
+	boot="$(awk '/listening .*\/tcp\//{print $2; exit}' "$tmp/out-0")"
+	[ -n "$boot" ] && break
+	sleep 0.1
+done
+[ -n "$boot" ] || { cat "$tmp/out-0"; exit 1; }
+for i in $(seq 1 $((n - 1))); do
+	start "$i" --bootstrap "$boot"
+done
+sleep "$wait_s"
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+received() { # index
+	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
+		awk '/^proofmesh_heartbeats_received_total /{print $2}'
+}
+declare -a t0 h0
+for i in $(seq 0 $((n - 1))); do
+	t0[i]="$(ticks "${pids[i]}")"
+	h0[i]="$(received "$i")"
+done
+sleep "$window_s"
+hz="$(getconf CLK_TCK)"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $n nodes, --heartbeat-interval $hb, ${wait_s}s settle, ${window_s}s window"
+for i in $(seq 0 $((n - 1))); do
+	t1="$(ticks "${pids[i]}")"
+	h1="$(received "$i")"
+	rss="$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")"
+	echo "$i $((t1 - t0[i])) $(python3 -c "print(int(float('$h1') - float('${h0[i]}')))") $rss"
+done | python3 -c '
+import sys, statistics
+hz, w, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+rows = [list(map(float, l.split())) for l in sys.stdin]
+cpu = sum(r[1] for r in rows) / hz
+hbs = sum(r[2] for r in rows)
+rss = statistics.median(r[3] for r in rows) / 1024
+per_hb = 1000 * cpu / hbs if hbs else float("nan")
+print(f"VmRSS median {rss:.1f} MB; CPU of all nodes {cpu / w:.3f} cores ({100 * cpu / w / n:.2f}% of a core per node); "
+      f"heartbeats received {hbs / w / n:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
+' "$hz" "$window_s" "$n"

@@ -1,0 +1,153 @@
+package mesh
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// The table reports what to write behind it: each changed row once per
+// batch however many heartbeats changed it, left rows, evicted and purged
+// ids, rows restored beyond the bound, and a row removed then admitted
+// again in both lists; a batch is forgotten once taken.
+func TestPeerTableChangesWriteBehind(t *testing.T) {
+	now := time.Now()
+	tb := newBoundedTable(2, 1000, 1000, func(peer.ID) bool { return false })
+	relay := peer.ID("relay")
+	observe := func(id peer.ID, seq uint64, at time.Time) {
+		t.Helper()
+		hb := heartbeatFrom(id, seq, nil)
+		if _, _, err := tb.observe(&hb, nil, relay, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(ps []PeerInfo) []peer.ID {
+		var out []peer.ID
+		for _, p := range ps {
+			out = append(out, p.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	_, a := newIdentity(t)
+	_, b := newIdentity(t)
+	_, c := newIdentity(t)
+	for seq := uint64(1); seq <= 5; seq++ {
+		observe(a, seq, now)
+	}
+	observe(b, 1, now)
+	changed, removed := tb.changes(now)
+	if got, want := ids(changed), sorted(a, b); !slices.Equal(got, want) || len(removed) != 0 {
+		t.Fatalf("after heartbeats: changed %v removed %v, want %v and none", got, removed, want)
+	}
+	for _, p := range changed {
+		if p.ID == a && p.Seq != 5 {
+			t.Errorf("a's row has seq %d, want the last (5)", p.Seq)
+		}
+	}
+	if changed, removed = tb.changes(now); len(changed)+len(removed) != 0 {
+		t.Fatalf("a second batch with no change: %d changed, %d removed", len(changed), len(removed))
+	}
+	// A stale heartbeat changes nothing.
+	hb := heartbeatFrom(a, 3, nil)
+	if _, _, err := tb.observe(&hb, nil, relay, now); err == nil {
+		t.Fatal("stale heartbeat accepted")
+	}
+	if changed, _ = tb.changes(now); len(changed) != 0 {
+		t.Fatalf("a refused heartbeat marked %d rows changed", len(changed))
+	}
+	// a goes offline; a newcomer in the full table evicts it.
+	tb.mu.Lock()
+	tb.peers[a].info.LastSeen = now.Add(-time.Hour)
+	tb.mu.Unlock()
+	observe(c, 1, now)
+	changed, removed = tb.changes(now)
+	if !slices.Equal(ids(changed), []peer.ID{c}) || !slices.Equal(removed, []peer.ID{a}) {
+		t.Fatalf("eviction: changed %v removed %v, want [c] and [a]", ids(changed), removed)
+	}
+	// A Leave is a change; purging the tombstone a removal.
+	if _, err := tb.leave(b, &protocol.Leave{NodeID: b.String(), Time: time.Now().Add(time.Second).UnixMilli()}, now); err != nil {
+		t.Fatal(err)
+	}
+	if changed, _ = tb.changes(now); !slices.Equal(ids(changed), []peer.ID{b}) {
+		t.Fatalf("leave: changed %v, want [b]", ids(changed))
+	}
+	tb.purge(now.Add(48*time.Hour), now.Add(24*time.Hour), now)
+	if _, removed = tb.changes(now); !slices.Contains(removed, b) {
+		t.Fatalf("purge: removed %v, want b among them", removed)
+	}
+	// Removed, then back before the flush: in both lists.
+	tb.mu.Lock()
+	tb.peers[c].info.LastSeen = now.Add(-48 * time.Hour)
+	tb.mu.Unlock()
+	if gone := tb.purge(now, now.Add(-time.Hour), now.Add(-time.Hour)); !slices.Equal(gone, []peer.ID{c}) {
+		t.Fatalf("purge of the offline row: %v, want [c]", gone)
+	}
+	observe(c, 2, now)
+	changed, removed = tb.changes(now)
+	if !slices.Equal(ids(changed), []peer.ID{c}) || !slices.Equal(removed, []peer.ID{c}) {
+		t.Fatalf("c purged and back: changed %v removed %v, want [c] in both", ids(changed), removed)
+	}
+	// Rows restored beyond the bound are removed from the store.
+	tb2 := newBoundedTable(1, 1000, 1000, func(peer.ID) bool { return false })
+	tb2.restore([]PeerInfo{{ID: a, LastSeen: now}, {ID: b, LastSeen: now.Add(-time.Minute)}})
+	if changed, removed = tb2.changes(now); len(changed) != 0 || !slices.Equal(removed, []peer.ID{b}) {
+		t.Fatalf("restore beyond the bound: changed %v removed %v, want none and [b]", ids(changed), removed)
+	}
+}
+
+// ChangesPending is signalled once the changed rows reach the batch size.
+func TestPeerTableChangesPending(t *testing.T) {
+	tb := newTable()
+	tb.flushRows = 3
+	now := time.Now()
+	for i := range 3 {
+		select {
+		case <-tb.pending:
+			t.Fatalf("pending after %d changed rows, batch 3", i)
+		default:
+		}
+		_, id := newIdentity(t)
+		hb := heartbeatFrom(id, 1, nil)
+		if _, _, err := tb.observe(&hb, nil, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-tb.pending:
+	default:
+		t.Fatal("not pending after 3 changed rows")
+	}
+}
+
+func sorted(ids ...peer.ID) []peer.ID {
+	slices.Sort(ids)
+	return ids
+}
+
+// A table whose owner does not persist it (TrackChanges false) records
+// nothing: no set grows for want of a caller of Changes.
+func TestPeerTableUntrackedRecordsNothing(t *testing.T) {
+	tb := newBoundedTable(1, 1000, 1000, func(peer.ID) bool { return false })
+	tb.track = false
+	now := time.Now()
+	for i := range 3 { // each new identity evicts the one before
+		_, id := newIdentity(t)
+		hb := heartbeatFrom(id, uint64(i+1), nil)
+		tb.mu.Lock()
+		for _, e := range tb.peers {
+			e.info.LastSeen = now.Add(-time.Hour)
+		}
+		tb.mu.Unlock()
+		if _, _, err := tb.observe(&hb, nil, peer.ID("relay"), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tb.changed)+len(tb.removed) != 0 {
+		t.Fatalf("untracked table recorded %d changed and %d removed rows", len(tb.changed), len(tb.removed))
+	}
+}

@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/proofmesh/proofmesh/store"
+)
+
+// TestIdleNodeHoldsNoProvingKeyOrModule: a node that has not proved or run
+// anything holds no proving key and no compiled module in memory (they are
+// megabytes each); they load at the first proof or run that needs them.
+func TestIdleNodeHoldsNoProvingKeyOrModule(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.KeysDir = "../zk/keys" // a key set of its own: other tests prove with the shared default one
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close(context.Background()) })
+	for _, c := range n.keys.Circuits() {
+		if !n.keys.HasProvingKey(c) {
+			t.Errorf("%s: the node has no proving key", c)
+		}
+		if n.keys.ProvingKeyLoaded(c) {
+			t.Errorf("%s: proving key in memory on a node that never proved", c)
+		}
+	}
+	if m := n.sb.CompiledModules(); m != 0 {
+		t.Errorf("%d modules compiled in memory on a node that never ran one", m)
+	}
+}
+
+// TestPeerTableWriteBehind: the peer table is written behind, in batches;
+// a graceful stop writes the last batch, so the store holds every live row
+// as the table last had it (seq and all). A crash (Kill) may lose the last
+// second of peer rows, but what was committed before it survives: the
+// peer's row written when it joined and the audit chain.
+func TestPeerTableWriteBehind(t *testing.T) {
+	ctx := context.Background()
+	tn, err := StartTestnet(ctx, TestnetConfig{Nodes: 2, DataDir: t.TempDir(), HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tn.WaitConnected(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	n0, n1 := tn.Nodes[0], tn.Nodes[1]
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p0, ok0 := n0.mesh.Peer(n1.ID())
+		p1, ok1 := n1.mesh.Peer(n0.ID())
+		if ok0 && ok1 && p0.Seq != 0 && p1.Seq != 0 && time.Since(p0.FirstSeen) > time.Second && time.Since(p1.FirstSeen) > time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the nodes did not hear each other for a second")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A crash: n1 stops without a flush.
+	cfg1 := n1.cfg
+	n1.Kill()
+	db, err := store.Open(filepath.Join(cfg1.DataDir, StoreFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row, err := db.GetPeer(n0.ID().String()); err != nil || row.Seq == 0 {
+		t.Errorf("after a crash: the row of a peer that joined before it: %+v, %v", row, err)
+	}
+	if n, err := db.VerifyAudit(); err != nil || n < 2 {
+		t.Errorf("after a crash: audit chain of %d entries, %v; want node.start and peer.joined at least", n, err)
+	}
+	_ = db.Close()
+
+	// A graceful stop: the store holds the live table's last batch.
+	cfg0 := n0.cfg
+	if err := n0.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live, ok := n0.mesh.Peer(n1.ID())
+	if !ok {
+		t.Fatal("n1 left n0's table")
+	}
+	db, err = store.Open(filepath.Join(cfg0.DataDir, StoreFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	row, err := db.GetPeer(n1.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Seq != live.Seq || !row.LastSeen.Equal(live.LastSeen) {
+		t.Errorf("stored row seq %d last seen %s; the live table had seq %d last seen %s", row.Seq, row.LastSeen, live.Seq, live.LastSeen)
+	}
+}
