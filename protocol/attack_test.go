@@ -1,6 +1,9 @@
 package protocol
 
 import (
+	"bytes"
+	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -64,5 +67,39 @@ func TestEquivocatingGroth16ExecutorCannotSplitFinalState(t *testing.T) {
 	})
 	if states["b"] != states["observer"] {
 		t.Fatalf("same messages, different final states: %v", states)
+	}
+}
+
+// TestDeepNestingInUnknownFieldBounded: a wire message may carry fields
+// this build does not know, but not arbitrarily deep ones. checkKeys kept a
+// frame and a growing path per level, so 100 KB of '[' inside an unknown
+// field of a tasks-topic message (any peer may publish one) allocated
+// 2.7 GB and took seconds before the decoder's own depth limit refused it.
+func TestDeepNestingInUnknownFieldBounded(t *testing.T) {
+	nest := func(n int) []byte {
+		b := []byte(`{"newer_field":`)
+		b = append(b, bytes.Repeat([]byte("["), n)...)
+		b = append(b, bytes.Repeat([]byte("]"), n)...)
+		return append(b, '}')
+	}
+	deep := nest(MaxTaskMessageBytes/2 - 64)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := DecodeTaskMessage(deep)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("deeply nested unknown field: %v, want ErrMalformed", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("refusing %d bytes of nesting allocated %d MiB", len(deep), alloc>>20)
+	}
+	// Nesting within the bound is still skipped like any unknown field.
+	var m TaskMessage
+	if err := DecodeWire(nest(MaxJSONDepth-1), MaxTaskMessageBytes, &m); err != nil {
+		t.Fatalf("nesting of %d levels: %v", MaxJSONDepth, err)
+	}
+	if err := DecodeWire(nest(MaxJSONDepth), MaxTaskMessageBytes, &m); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("nesting of %d levels: %v, want ErrMalformed", MaxJSONDepth+1, err)
 	}
 }

@@ -22,6 +22,8 @@ import (
 //     "format");
 //   - unknown fields, trailing data, and more than limit bytes.
 //
+//   - objects and arrays nested deeper than MaxJSONDepth.
+//
 // Numbers are kept exact (json.Number in interfaces). Errors wrap
 // ErrMalformed (naming the key and its path) or ErrOversized.
 func DecodeStrict(data []byte, limit int, v any) error { return decodeJSON(data, limit, v, true) }
@@ -64,6 +66,14 @@ func decodeStrict(data []byte, limit int, v any) error { return DecodeStrict(dat
 // decodeWire is DecodeWire under the name the package's decoders use.
 func decodeWire(data []byte, limit int, v any) error { return DecodeWire(data, limit, v) }
 
+// MaxJSONDepth is how deeply objects and arrays may nest in JSON the
+// protocol decodes (wire messages, policies, bundles, typed inputs), far
+// deeper than any of them nests. checkKeys keeps one frame and its path per
+// level, so without it a message of n brackets cost O(n²) memory before
+// encoding/json's own limit (10,000) is reached: 100 KB of '[' took
+// 2.7 GB and a 512 KB result would have taken tens of GB.
+const MaxJSONDepth = 64
+
 // keyFrame is one open object or array of checkKeys' walk.
 type keyFrame struct {
 	object bool
@@ -79,8 +89,9 @@ type keyFrame struct {
 
 // checkKeys walks data's tokens once (linear in its size, iteratively, so
 // nesting costs no Go stack) alongside the Go type it will decode into,
-// and refuses duplicate keys and keys that match a struct field only
-// case-insensitively. Syntax errors are left to the decoder.
+// and refuses duplicate keys, keys that match a struct field only
+// case-insensitively, and nesting deeper than MaxJSONDepth. Syntax errors
+// are left to the decoder.
 func checkKeys(data []byte, typ reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -128,6 +139,9 @@ func checkKeys(data []byte, typ reflect.Type) error {
 		if d, ok := tok.(json.Delim); ok {
 			switch d {
 			case '{', '[':
+				if len(stack) == MaxJSONDepth {
+					return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, MaxJSONDepth)
+				}
 				t, path := child()
 				if top != nil && top.object {
 					top.wantValue = false
