@@ -20,8 +20,7 @@ import (
 //     other parsers the first);
 //   - a key that names a field of v only case-insensitively ("FORMAT" for
 //     "format");
-//   - unknown fields, trailing data, and more than limit bytes.
-//
+//   - unknown fields, trailing data, and more than limit bytes;
 //   - objects and arrays nested deeper than MaxJSONDepth.
 //
 // Numbers are kept exact (json.Number in interfaces). Errors wrap
