@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/node/api"
@@ -139,5 +142,59 @@ func TestEarlyBufferFloodCannotEvictHonestResult(t *testing.T) {
 			t.Fatal("the honest result kept before its task was evicted by junk and never counted")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Attack (issue 13 surface): a peer this node found by discovery and
+// dialed says it serves our network only at protocol major 2. Any host
+// can say so in identify. When the node is joined (it has compatible
+// peers), one such peer must not put protocol_mismatch ("upgrade this
+// node") in its problems: that told a healthy node's operator to upgrade
+// on one stranger's word. A node that has no compatible peer still
+// explains itself with it.
+func TestOneDiscoveredPeerCannotClaimOurJoinIsWrong(t *testing.T) {
+	honest := startNode(t, testConfig(t, t.TempDir()))
+	start := func(bootstrap bool) *Node {
+		cfg := testConfig(t, t.TempDir())
+		cfg.ProblemInterval = 50 * time.Millisecond
+		cfg.NoPeersAfter = time.Hour
+		if bootstrap {
+			cfg.Bootstrap = honest.Addrs()[:1]
+		}
+		return startNode(t, cfg)
+	}
+	joined, alone := start(true), start(false)
+
+	liar, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.UserAgent("proofmesh/2.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = liar.Close() })
+	liar.SetStreamHandler(libp2pprotocol.ID(protocol.MarkerProtocolID(joined.network.NetworkID, 2)), func(s network.Stream) { _ = s.Reset() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !joined.hasPeers() {
+		if ctx.Err() != nil {
+			t.Fatal("the node never joined its bootstrap peer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, n := range []*Node{joined, alone} {
+		// What discovery does with a peer it found.
+		if err := n.Mesh().Connect(ctx, peer.AddrInfo{ID: liar.ID(), Addrs: liar.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		for len(n.Peers(protocol.StatusIncompatible)) == 0 {
+			if ctx.Err() != nil {
+				t.Fatal("the liar was never identified")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitProblem(t, alone, protocol.ProblemProtocolMismatch, true)
+	time.Sleep(300 * time.Millisecond) // several problem rounds
+	if p, ok := problem(joined, protocol.ProblemProtocolMismatch); ok {
+		t.Fatalf("a joined node reports one discovered peer's major as its problem: %q", p.Message)
 	}
 }

@@ -68,10 +68,16 @@ func (n *Node) findProblems(now time.Time) map[string]string {
 
 	// Peers we dialed (our own join) that speak proofmesh but not our
 	// network at our major. Peers that dialed us are their operators'
-	// business: the mesh logs them once each.
+	// business: the mesh logs them once each. A peer found by discovery
+	// counts only while we have no compatible peer: any host can claim
+	// another major or network in identify, and one stranger's claim must
+	// not tell the operator of a node that has joined to upgrade or to
+	// change networks. Bootstrap peers, which the operator chose, always
+	// count.
+	joined := n.hasPeers()
 	var otherNets, otherMajors []string
 	for _, p := range n.mesh.Incompatible() {
-		if !p.Outbound && !boot[p.ID] {
+		if !boot[p.ID] && (!p.Outbound || joined) {
 			continue
 		}
 		what := p.Describe(net)
@@ -105,7 +111,7 @@ func (n *Node) findProblems(now time.Time) map[string]string {
 			"that the node runs, and that its port is open to this machine; the node keeps retrying."
 	}
 
-	if now.Sub(n.started) >= n.cfg.NoPeersAfter && !n.hasPeers() {
+	if now.Sub(n.started) >= n.cfg.NoPeersAfter && !joined {
 		waited := n.cfg.NoPeersAfter
 		if len(n.bootPeers) == 0 {
 			cur[protocol.ProblemNoPeers] = fmt.Sprintf("no peer of network %s found %s after start, and no bootstrap address is configured: "+
