@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -226,19 +227,33 @@ func (m *Mesh) Incompatible() []IncompatiblePeer {
 // sampleClock records how far a peer's heartbeat time is from ours, as a
 // vote of the peer's network origin: only over a direct connection (a
 // relayed heartbeat may come from identities one machine made up), and
-// one vote per IP address unless colocation is allowed (testnets).
+// one vote per network origin (clockVoter) unless colocation is allowed
+// (testnets).
 func (m *Mesh) sampleClock(from peer.ID, hb *protocol.Heartbeat, now time.Time) {
 	ap, ok := m.DirectAddr(from)
 	if !ok {
 		return
 	}
-	voter := ap.Addr().String()
+	voter := clockVoter(ap)
 	if m.cfg.Colocation {
 		voter = from.String()
 	}
 	m.compat.mu.Lock()
 	m.compat.clock.Add(voter, time.UnixMilli(hb.Time).Sub(now), now)
 	m.compat.mu.Unlock()
+}
+
+// clockVoter is the network origin a clock vote counts for: a public
+// address's prefix as replica diversity draws it (IPv4 /24, IPv6 /48),
+// since one host is commonly given a whole IPv6 /64 and could vote once
+// per address; a private or loopback address by itself (hosts of one
+// site, a testnet on one machine).
+func clockVoter(ap netip.AddrPort) string {
+	ip := ap.Addr().Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() {
+		return ip.String()
+	}
+	return protocol.DefaultDiversity().Origin(ap)
 }
 
 // ClockOffset estimates how far our clock is behind our peers' (negative:

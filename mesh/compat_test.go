@@ -3,7 +3,9 @@ package mesh
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -166,5 +168,36 @@ func TestReleaseOfAgent(t *testing.T) {
 		if got := releaseOf(agent); got != want {
 			t.Errorf("releaseOf(%q) = %q, want %q", agent, got, want)
 		}
+	}
+}
+
+// Attack: one host holds a whole IPv6 /64 (the usual allocation of a
+// server) and votes on our clock from three of its addresses; one vote
+// per IP address let it alone put clock_skew in a node's problems (or
+// outvote honest peers to hide a real skew). Votes count per network
+// origin, as replica diversity draws it.
+func TestClockVotesOnePerNetworkOrigin(t *testing.T) {
+	now := time.Now()
+	c := protocol.NewClockOffsets(maxClockVoters, clockSampleMaxAge)
+	for i := range 40 {
+		ap := netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:5:7::%x", i+1)), 4001)
+		c.Add(clockVoter(ap), 2*time.Minute, now)
+	}
+	for i := range 40 {
+		ap := netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("203.0.113.%d", i+1)), 4001)
+		c.Add(clockVoter(ap), 2*time.Minute, now)
+	}
+	if off, voters := c.Estimate(now); voters != 2 || protocol.ClockOff(off, voters, 30*time.Second) {
+		t.Fatalf("one /64 and one /24 make %d voters, offset %s", voters, off)
+	}
+	// Hosts of one site (or a testnet on one machine) still vote each.
+	for _, ip := range []string{"10.0.0.1", "10.0.0.2", "127.0.0.3", "fd00::1"} {
+		addr := netip.MustParseAddr(ip)
+		if a, b := clockVoter(netip.AddrPortFrom(addr, 1)), clockVoter(netip.AddrPortFrom(addr, 2)); a != b || a != addr.String() {
+			t.Errorf("voter of %s: %q and %q", ip, a, b)
+		}
+	}
+	if clockVoter(netip.MustParseAddrPort("198.51.100.1:1")) == clockVoter(netip.MustParseAddrPort("198.51.101.1:1")) {
+		t.Error("two /24s are one voter")
 	}
 }
