@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
+	"weak"
 
 	curve "github.com/consensys/gnark-crypto/ecc/bn254"
 	groth16bn254 "github.com/consensys/gnark/backend/groth16/bn254"
@@ -122,6 +124,12 @@ type circuitKeys struct {
 	pkBytes []byte                   // a proving key added by AddProvingKey (no file to read it from again)
 	pk      *groth16bn254.ProvingKey // parsed on first use
 	pkErr   error                    // a read or parse failure, kept
+	// served points weakly at the bytes last read from pkFS (their
+	// first byte; servedLen long): while a blob stream still holds them,
+	// the next request shares them instead of reading another copy, and
+	// once none does the collector frees them.
+	served    weak.Pointer[byte]
+	servedLen int
 }
 
 // LoadKeys reads the keys of a ceremony from dir: ManifestFile and, for
@@ -403,8 +411,10 @@ func (ks *KeySet) ProvingKeyLoaded(circuit string) bool {
 
 // ProvingKeyBytes returns the circuit's proving key file bytes, checked
 // against the manifest's hash, to serve them to a peer. A key read from
-// its file is read for this call and not kept; the slice of a key added
-// with AddProvingKey is shared: callers must not modify it.
+// its file is not kept once no caller holds it, and is shared by callers
+// that overlap (peers fetching it at once get one copy, not one each);
+// the slice of a key added with AddProvingKey is shared too: callers must
+// not modify it.
 func (ks *KeySet) ProvingKeyBytes(circuit string) ([]byte, error) {
 	ck, err := ks.circuit(circuit)
 	if err != nil {
@@ -424,6 +434,9 @@ func (ck *circuitKeys) provingKeyBytes() ([]byte, error) {
 	if ck.pkFS == nil {
 		return nil, fmt.Errorf("circuit %s: %w (fetch %s.pk, sha256 %s, and add it with AddProvingKey)", ck.def.id, ErrMissingProvingKey, ck.def.id, ck.meta.ProvingKeySHA256)
 	}
+	if p := ck.served.Value(); p != nil {
+		return unsafe.Slice(p, ck.servedLen), nil
+	}
 	name := ck.def.id + ".pk"
 	b, err := readFileLimited(ck.pkFS, name, MaxProvingKeyBytes)
 	if err != nil {
@@ -431,6 +444,9 @@ func (ck *circuitKeys) provingKeyBytes() ([]byte, error) {
 	}
 	if err := checkHash(name, b, ck.meta.ProvingKeySHA256); err != nil {
 		return nil, err
+	}
+	if len(b) > 0 {
+		ck.served, ck.servedLen = weak.Make(&b[0]), len(b)
 	}
 	return b, nil
 }

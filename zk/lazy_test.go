@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"runtime"
 	"testing"
 	"testing/fstest"
 
@@ -102,5 +103,52 @@ func TestLazyProvingKeyHashCheckedAtFirstUse(t *testing.T) {
 	_, err = NewProver(ks, 1).Prove(context.Background(), spec.TypeMLPInfer, formatMLPInput(x), formatMLPOutput(scores, int64(class)), Binding([]byte("t"), []byte("e")))
 	if !errors.Is(err, ErrKeyHashMismatch) {
 		t.Errorf("proved: %v, want ErrKeyHashMismatch", err)
+	}
+}
+
+// Attack on lazy keys: a proving key is served to any peer that asks for
+// its hash (the blob protocol serves 16 streams at once, each held up to a
+// minute by a peer that reads slowly). Read anew for each request, 16
+// overlapping requests held 16 copies of the key (4 MiB here, tens of MiB
+// on a real network's circuits): one peer could multiply what lazy keys
+// saved. Overlapping requests now share one copy, and none is kept once
+// no request holds it.
+func TestProvingKeyServedOnceToOverlappingRequests(t *testing.T) {
+	ks := freshEmbeddedKeys(t)
+	const id = "mimc.chain.v1"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	held := make([][]byte, 16)
+	var size int
+	for i := range held {
+		b, err := ks.ProvingKeyBytes(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[i], size = b, len(b)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(3*size) {
+		t.Fatalf("16 overlapping requests for a %d-byte key allocated %d bytes (%.1f copies)", size, alloc, float64(alloc)/float64(size))
+	}
+	for _, b := range held[1:] {
+		if &b[0] != &held[0][0] || len(b) != size {
+			t.Fatal("overlapping requests got different copies")
+		}
+	}
+	runtime.KeepAlive(held)
+	clear(held)
+	runtime.GC()
+	runtime.GC()
+	ck, _ := ks.circuit(id)
+	ck.mu.Lock()
+	kept := ck.served.Value() != nil
+	ck.mu.Unlock()
+	if kept || ks.ProvingKeyLoaded(id) {
+		t.Fatal("the served key outlived its last request")
+	}
+	if b, err := ks.ProvingKeyBytes(id); err != nil || len(b) != size {
+		t.Fatalf("served again: %d bytes, %v", len(b), err)
 	}
 }
