@@ -53,10 +53,10 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny)}),
 		libp2p.UserAgent(userAgent(cfg.Version)),
 	}
 	policy := AddrPolicy{Announce: cfg.Announce, NoAnnounce: cfg.NoAnnounce, Network: cfg.NetworkAddrs}
+	opts = append(opts, libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny), scope: &dialScope{policy: policy, host: ref}}))
 	opts = append(opts,
 		libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
 			return policy.Filter(policy.AddRelays(addrs, ref.reservedRelays()))
