@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	relayclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -175,4 +178,43 @@ func TestRendezvousDialsPrivateNodeThroughRelay(t *testing.T) {
 	eventually(t, 30*time.Second, "the dialer connected to the private node through the relay", func() bool {
 		return dialer.Relayed(private.ID())
 	})
+}
+
+// Attack on the relay service (on by default once a node is public):
+// identities made up on one machine each ask for a reservation. The relay
+// grants at most MaxReservationsPerIP (4) per address, so one host cannot
+// take the 64 reservations others behind NATs need.
+func TestRelayReservationsBoundedPerAddress(t *testing.T) {
+	relay := newTestMesh(t, "nat", func(c *Config) { c.Reachability = ReachabilityPublic })
+	relayInfo := peer.AddrInfo{ID: relay.ID(), Addrs: relay.Host().Network().ListenAddresses()}
+	limit := relayResources().MaxReservationsPerIP
+	granted := 0
+	for i := range limit + 3 {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := h.Connect(ctx, relayInfo); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		var rerr error
+		for range 50 { // the relay service starts once the host is told it is public
+			if _, rerr = relayclient.Reserve(ctx, h, relayInfo); rerr == nil || strings.Contains(rerr.Error(), "RESERVATION_REFUSED") {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		cancel()
+		if rerr == nil {
+			granted++
+		} else if i < limit {
+			t.Fatalf("reservation %d refused: %v", i+1, rerr)
+		}
+	}
+	if granted != limit {
+		t.Fatalf("%d reservations granted to one address, want %d", granted, limit)
+	}
 }
