@@ -150,12 +150,19 @@ func (p AddrPolicy) Filter(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return ma.Unique(out)
 }
 
+// maxAddrsPerRelay bounds the circuit addresses AddRelays builds through
+// one relay: a relay's addresses are what it claims in identify, and a
+// hostile one would have the node advertise hundreds of addresses of its
+// choosing (AutoRelay caps its own at 100 in all).
+const maxAddrsPerRelay = 8
+
 // AddRelays adds to addrs circuit addresses through the relays this node
 // holds a reservation with, built from each relay's addresses of a class
 // this network can use. AutoRelay builds them from the relays' public
 // addresses only, so on a private network (a compose testnet, a site)
 // a node behind a NAT would advertise none; a relay that already has a
-// circuit address in addrs is left as it is.
+// circuit address in addrs is left as it is. At most maxAddrsPerRelay
+// are built through one relay.
 func (p AddrPolicy) AddRelays(addrs []ma.Multiaddr, relays []peer.AddrInfo) []ma.Multiaddr {
 	if len(relays) == 0 {
 		return addrs
@@ -170,7 +177,11 @@ func (p AddrPolicy) AddRelays(addrs []ma.Multiaddr, relays []peer.AddrInfo) []ma
 			continue
 		}
 		via := ma.Join(ma.StringCast("/p2p/"+r.ID.String()), ma.StringCast("/p2p-circuit"))
+		added := 0
 		for _, a := range r.Addrs {
+			if added == maxAddrsPerRelay {
+				break
+			}
 			switch ClassifyAddr(a) {
 			case AddrPublic:
 			case AddrPrivate:
@@ -189,6 +200,7 @@ func (p AddrPolicy) AddRelays(addrs []ma.Multiaddr, relays []peer.AddrInfo) []ma
 				base = a
 			}
 			out = append(out, base.Encapsulate(via))
+			added++
 		}
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +218,45 @@ func TestRelayReservationsBoundedPerAddress(t *testing.T) {
 	}
 	if granted != limit {
 		t.Fatalf("%d reservations granted to one address, want %d", granted, limit)
+	}
+}
+
+// Attack: a relay a node behind a NAT reserved with (AutoRelay takes them
+// from discovered peers) claims hundreds of addresses in identify. The
+// node built a circuit address through each and advertised them all
+// (identify, DHT, rendezvous): whoever wants to reach it dials addresses
+// the relay chose. The node now builds at most maxAddrsPerRelay per relay.
+func TestRelayCannotFloodTheAddressesANodeAdvertises(t *testing.T) {
+	var fake []ma.Multiaddr
+	for i := range 200 {
+		fake = append(fake, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 20000+i)))
+	}
+	relayHost, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+		libp2p.EnableRelayService(), libp2p.ForceReachabilityPublic(),
+		libp2p.AddrsFactory(func(own []ma.Multiaddr) []ma.Multiaddr { return append(slices.Clone(own), fake...) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = relayHost.Close() })
+	relayInfo := peer.AddrInfo{ID: relayHost.ID(), Addrs: relayHost.Network().ListenAddresses()}
+	private := newTestMesh(t, "nat", func(c *Config) {
+		c.Reachability = ReachabilityPrivate
+		c.StaticRelays = []peer.AddrInfo{relayInfo}
+		c.NetworkAddrs = relayInfo.Addrs
+		c.NoAnnounce = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1")}
+	})
+	circuits := func() int {
+		n := 0
+		for _, a := range private.Addrs() {
+			if ClassifyAddr(a) == AddrRelayed {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 20*time.Second, "a reservation on the relay", func() bool { return circuits() > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if n := circuits(); n > maxAddrsPerRelay {
+		t.Fatalf("the node advertises %d circuit addresses through one relay", n)
 	}
 }
