@@ -12,8 +12,12 @@
 # Linux only (/proc). CPU time is each process's own, so other load on a
 # shared machine inflates it less than wall time, but contention (caches,
 # the scheduler) still shows: compare runs made one after the other.
-# Time to a full view, detection and late joiners are not measured here
-# yet.
+# Around that window it also times, by polling every node's API every
+# 0.25 s: the full view (from the start of the last node until every node
+# lists every other online), the detection of a killed node (SIGKILL of
+# the last node until no survivor lists it online) and a late joiner (a
+# new node started after the kill, until it lists every survivor online
+# and every survivor lists it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:?usage: bench/scale.sh N}"
@@ -56,7 +60,57 @@ done
 for i in $(seq 1 $((n - 1))); do
 	start "$i" --bootstrap "$boot"
 done
-sleep "$wait_s"
+started="$(date +%s.%N)"
+
+# watch MODE NODES... polls the nodes' APIs until the mode's condition holds
+# or WAIT seconds pass, and prints the seconds it took since $since (or
+# "never"). Modes: full (every listed node sees every other listed node
+# online), gone:ID (no listed node sees ID online).
+watch() {
+	local mode="$1"
+	shift
+	local args=()
+	for i in "$@"; do
+		for _ in $(seq 100); do [ -s "$tmp/node-$i/api.token" ] && break; sleep 0.1; done # written at start
+		args+=("${ports[i]}" "$(cat "$tmp/node-$i/api.token")")
+	done
+	python3 - "$mode" "$since" "$wait_s" "${args[@]}" <<'PY'
+import json, sys, time, urllib.request
+mode, since, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+nodes = list(zip(sys.argv[4::2], sys.argv[5::2]))
+def get(port, token, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+ids = {}
+while time.time() - since < limit:
+    try:
+        for port, token in nodes:
+            if port not in ids:
+                ids[port] = get(port, token, "/api/v1/node")["id"]
+        online = {port: {p["id"] for p in get(port, token, "/api/v1/peers?status=online")} for port, token in nodes}
+    except OSError:
+        time.sleep(0.25)
+        continue
+    if mode == "full":
+        done = all(set(ids.values()) - {ids[p]} <= seen for p, seen in online.items())
+    else:
+        gone = mode.split(":", 1)[1]
+        done = all(gone not in seen for seen in online.values())
+    if done:
+        print(f"{time.time() - since:.1f} s")
+        sys.exit(0)
+    time.sleep(0.25)
+print(f"never within {limit:.0f} s")
+PY
+}
+node_id() { curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/api/v1/node" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+since="$started"
+full="$(watch full $(seq 0 $((n - 1))))"
+if [[ "$full" != never* ]]; then
+	rest=$((wait_s - ${full%%.*}))
+	if [ "$rest" -gt 0 ]; then sleep "$rest"; fi # settle as long as without the watch
+fi
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 received() { # index
@@ -87,3 +141,18 @@ per_hb = 1000 * cpu / hbs if hbs else float("nan")
 print(f"VmRSS median {rss:.1f} MB; CPU of all nodes {cpu / w:.3f} cores ({100 * cpu / w / n:.2f}% of a core per node); "
       f"heartbeats received {hbs / w / n:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
 ' "$hz" "$window_s" "$n"
+echo "full view: $full after the last node started"
+
+# Detection: kill the last node outright (no Leave).
+victim=$((n - 1))
+victim_id="$(node_id "$victim")"
+kill -9 "${pids[victim]}"
+{ wait "${pids[victim]}"; } 2>/dev/null || true # reap it without bash's "Killed" line
+since="$(date +%s.%N)"
+echo "killed node detected by every survivor: $(watch "gone:$victim_id" $(seq 0 $((n - 2))))"
+
+# A late joiner: one more node, after the kill.
+since="$(date +%s.%N)"
+start "$n" --bootstrap "$boot"
+survivors=($(seq 0 $((n - 2))) "$n")
+echo "late joiner in every view and seeing every survivor: $(watch full "${survivors[@]}")"
