@@ -128,26 +128,31 @@ func (p AddrPolicy) Filter(addrs []ma.Multiaddr) []ma.Multiaddr {
 	} else {
 		private, loopback := p.Scope(addrs)
 		for _, a := range addrs {
-			switch ClassifyAddr(a) {
-			case AddrPublic, AddrRelayed:
-			case AddrPrivate:
-				if !private || manet.IsIP6LinkLocal(a) {
-					continue
-				}
-			case AddrLoopback:
-				if !loopback {
-					continue
-				}
-			default:
-				continue
+			if isRelayed(a) || usable(a, private, loopback) {
+				out = append(out, a)
 			}
-			out = append(out, a)
 		}
 	}
 	out = slices.DeleteFunc(out, func(a ma.Multiaddr) bool {
 		return slices.ContainsFunc(p.NoAnnounce, func(f ma.Multiaddr) bool { return addrMatches(f, a) })
 	})
 	return ma.Unique(out)
+}
+
+// usable reports whether a direct address is of a class others on this
+// network can dial, given the network's scope (AddrPolicy.Scope): public
+// always, private on a private network (never IPv6 link-local, which needs
+// a zone only the dialer knows), loopback on a loopback testnet.
+func usable(a ma.Multiaddr, private, loopback bool) bool {
+	switch ClassifyAddr(a) {
+	case AddrPublic:
+		return true
+	case AddrPrivate:
+		return private && !manet.IsIP6LinkLocal(a)
+	case AddrLoopback:
+		return loopback
+	}
+	return false
 }
 
 // maxAddrsPerRelay bounds the circuit addresses AddRelays builds through
@@ -182,17 +187,7 @@ func (p AddrPolicy) AddRelays(addrs []ma.Multiaddr, relays []peer.AddrInfo) []ma
 			if added == maxAddrsPerRelay {
 				break
 			}
-			switch ClassifyAddr(a) {
-			case AddrPublic:
-			case AddrPrivate:
-				if !private {
-					continue
-				}
-			case AddrLoopback:
-				if !loopback {
-					continue
-				}
-			default:
+			if !usable(a, private, loopback) {
 				continue
 			}
 			base, _ := ma.SplitLast(a)

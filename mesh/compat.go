@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 
 	"github.com/proofmesh/proofmesh/protocol"
 )
@@ -86,40 +87,58 @@ func majors(ms []int) string {
 	return strings.Join(parts, ",")
 }
 
-// identifyLoop reads identify's results and protocol updates from the
+// watchIdentify reads identify's results and protocol updates from the
 // host's event bus.
-func (m *Mesh) identifyLoop(sub event.Subscription) {
-	defer m.wg.Done()
-	defer sub.Close()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case ev, ok := <-sub.Out():
-			if !ok {
+func (m *Mesh) watchIdentify() error {
+	types := []any{new(event.EvtPeerIdentificationCompleted), new(event.EvtPeerProtocolsUpdated)}
+	return m.follow("proofmesh identify", types, func(ev any) {
+		switch e := ev.(type) {
+		case event.EvtPeerIdentificationCompleted:
+			ids := make([]string, len(e.Protocols))
+			for i, p := range e.Protocols {
+				ids[i] = string(p)
+			}
+			outbound := e.Conn != nil && e.Conn.Stat().Direction == network.DirOutbound
+			m.observeProtocols(e.Peer, ids, outbound, releaseOf(e.AgentVersion), time.Now())
+		case event.EvtPeerProtocolsUpdated:
+			ps, err := m.h.Peerstore().GetProtocols(e.Peer)
+			if err != nil {
 				return
 			}
-			switch e := ev.(type) {
-			case event.EvtPeerIdentificationCompleted:
-				ids := make([]string, len(e.Protocols))
-				for i, p := range e.Protocols {
-					ids[i] = string(p)
+			ids := make([]string, len(ps))
+			for i, p := range ps {
+				ids[i] = string(p)
+			}
+			m.observeProtocols(e.Peer, ids, false, "", time.Now())
+		}
+	})
+}
+
+// follow subscribes to events of the given type(s) (one or a slice, as
+// the event bus takes them) on the host's event bus and hands each to
+// handle on a goroutine of the mesh's, until the mesh stops.
+func (m *Mesh) follow(name string, types any, handle func(ev any)) error {
+	sub, err := m.h.EventBus().Subscribe(types, eventbus.Name(name))
+	if err != nil {
+		return err
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-m.ctx.Done():
+				return
+			case ev, ok := <-sub.Out():
+				if !ok {
+					return
 				}
-				outbound := e.Conn != nil && e.Conn.Stat().Direction == network.DirOutbound
-				m.observeProtocols(e.Peer, ids, outbound, releaseOf(e.AgentVersion), time.Now())
-			case event.EvtPeerProtocolsUpdated:
-				ps, err := m.h.Peerstore().GetProtocols(e.Peer)
-				if err != nil {
-					continue
-				}
-				ids := make([]string, len(ps))
-				for i, p := range ps {
-					ids[i] = string(p)
-				}
-				m.observeProtocols(e.Peer, ids, false, "", time.Now())
+				handle(ev)
 			}
 		}
-	}
+	}()
+	return nil
 }
 
 // observeProtocols records which networks and majors a peer serves and

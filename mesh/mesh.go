@@ -17,7 +17,6 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -202,16 +201,14 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		return fail(err)
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
-	idSub, err := m.h.EventBus().Subscribe([]any{new(event.EvtPeerIdentificationCompleted), new(event.EvtPeerProtocolsUpdated)})
-	if err != nil {
-		return fail(fmt.Errorf("subscribe to identify events: %w", err))
+	if err := m.watchIdentify(); err != nil {
+		return fail(fmt.Errorf("identify events: %w", err))
 	}
 	if err := m.watchReachability(); err != nil {
 		return fail(fmt.Errorf("reachability events: %w", err))
 	}
 
-	m.wg.Add(3)
-	go m.identifyLoop(idSub)
+	m.wg.Add(2)
 	go m.eventLoop()
 	go m.maintenanceLoop()
 	if cfg.Self != nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -141,35 +140,15 @@ func (m *Mesh) Reachability() string {
 	}
 }
 
-// reachabilityLoop follows AutoNAT's verdict and logs each change with the
-// addresses the node now advertises.
-func (m *Mesh) reachabilityLoop(sub event.Subscription) {
-	defer m.wg.Done()
-	defer sub.Close()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case ev, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			r := ev.(event.EvtLocalReachabilityChanged).Reachability
-			if old := m.reach.Swap(int32(r)); old != int32(r) {
-				m.log.Info("reachability changed", "reachability", m.Reachability(), "addrs", m.h.Addrs())
-			}
-		}
-	}
-}
-
+// watchReachability follows AutoNAT's verdict and logs each change with
+// the addresses the node now advertises.
 func (m *Mesh) watchReachability() error {
-	sub, err := m.h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged), eventbus.Name("proofmesh reachability"))
-	if err != nil {
-		return err
-	}
-	m.wg.Add(1)
-	go m.reachabilityLoop(sub)
-	return nil
+	return m.follow("proofmesh reachability", new(event.EvtLocalReachabilityChanged), func(ev any) {
+		r := ev.(event.EvtLocalReachabilityChanged).Reachability
+		if old := m.reach.Swap(int32(r)); old != int32(r) {
+			m.log.Info("reachability changed", "reachability", m.Reachability(), "addrs", m.h.Addrs())
+		}
+	})
 }
 
 // directConn reports whether the node has a direct (not relayed, not

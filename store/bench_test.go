@@ -110,17 +110,7 @@ func BenchmarkAuditAppendParallel(b *testing.B) {
 func BenchmarkPutPeers(b *testing.B) {
 	const peers = 200
 	now := time.Now()
-	ps := make([]Peer, peers)
-	for i := range ps {
-		id := fmt.Sprintf("12D3KooW%044d", i)
-		hb, _ := json.Marshal(protocol.Heartbeat{
-			NodeID: id, Seq: 1, Time: now.UnixMilli(), PolicyVersion: 1, NodeType: "compute", Region: "eu-west-1",
-			Capabilities: protocol.Capabilities{"cpu_cores": 8, "memory_gb": 32, "gpu_available": false},
-			Load:         0.25, Health: 1, Version: "0.1.0", TaskTypes: []string{"mimc.chain.v1", "mlp.infer.v1"},
-			ListenAddrs: []string{"/ip4/10.0.0.1/tcp/4001", "/ip4/10.0.0.1/udp/4001/quic-v1"}, IntervalMS: 1000,
-		})
-		ps[i] = Peer{ID: id, FirstSeen: now, LastSeen: now, Status: protocol.StatusOnline, Heartbeat: hb, IntervalMS: 1000, Seq: 1}
-	}
+	ps := benchPeers(peers, now)
 	for _, noSync := range []bool{false, true} {
 		b.Run(fmt.Sprintf("nosync=%v", noSync), func(b *testing.B) {
 			db := benchDB(b, noSync)
@@ -154,17 +144,7 @@ func BenchmarkPutPeers(b *testing.B) {
 func BenchmarkPeerFlushPerHeartbeat(b *testing.B) {
 	const peers = 100
 	now := time.Now()
-	ps := make([]Peer, peers)
-	for i := range ps {
-		id := fmt.Sprintf("12D3KooW%044d", i)
-		hb, _ := json.Marshal(protocol.Heartbeat{
-			NodeID: id, Seq: 1, Time: now.UnixMilli(), PolicyVersion: 1, NodeType: "compute", Region: "eu-west-1",
-			Capabilities: protocol.Capabilities{"cpu_cores": 8, "memory_gb": 32, "gpu_available": false},
-			Load:         0.25, Health: 1, Version: "0.1.0", TaskTypes: []string{"mimc.chain.v1", "mlp.infer.v1"},
-			ListenAddrs: []string{"/ip4/10.0.0.1/tcp/4001", "/ip4/10.0.0.1/udp/4001/quic-v1"}, IntervalMS: 1000,
-		})
-		ps[i] = Peer{ID: id, FirstSeen: now, LastSeen: now, Status: protocol.StatusOnline, Heartbeat: hb, IntervalMS: 1000, Seq: 1}
-	}
+	ps := benchPeers(peers, now)
 	for _, noSync := range []bool{false, true} {
 		for _, mode := range []struct {
 			name       string
@@ -208,4 +188,20 @@ func BenchmarkPeerFlushPerHeartbeat(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchPeers returns n peer rows, each with a realistic heartbeat.
+func benchPeers(n int, now time.Time) []Peer {
+	ps := make([]Peer, n)
+	for i := range ps {
+		id := fmt.Sprintf("12D3KooW%044d", i)
+		hb, _ := json.Marshal(protocol.Heartbeat{
+			NodeID: id, Seq: 1, Time: now.UnixMilli(), PolicyVersion: 1, NodeType: "compute", Region: "eu-west-1",
+			Capabilities: protocol.Capabilities{"cpu_cores": 8, "memory_gb": 32, "gpu_available": false},
+			Load:         0.25, Health: 1, Version: "0.1.0", TaskTypes: []string{"mimc.chain.v1", "mlp.infer.v1"},
+			ListenAddrs: []string{"/ip4/10.0.0.1/tcp/4001", "/ip4/10.0.0.1/udp/4001/quic-v1"}, IntervalMS: 1000,
+		})
+		ps[i] = Peer{ID: id, FirstSeen: now, LastSeen: now, Status: protocol.StatusOnline, Heartbeat: hb, IntervalMS: 1000, Seq: 1}
+	}
+	return ps
 }
