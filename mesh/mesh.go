@@ -488,14 +488,13 @@ func (m *Mesh) validateHeartbeat(ctx context.Context, from peer.ID, data []byte)
 }
 
 func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
-	hb, err := protocol.DecodeHeartbeat(data)
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	caps, err := protocol.ValidateHeartbeat(hb, protocol.HeartbeatCheck{
+	hb, caps, err := protocol.DecodeAndValidateHeartbeat(data, protocol.HeartbeatCheck{
 		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: m.table.lastSeq(from), Policy: m.cfg.Policy,
 	})
+	if hb == nil {
+		return err
+	}
 	if err == nil || errors.Is(err, protocol.ErrClockSkew) {
 		// Signed by its origin and well formed: its time is a vote on
 		// our clock, also (above all) when it is outside the skew.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func FuzzDecodeHeartbeat(f *testing.F) {
@@ -22,11 +24,27 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	// Issue 13: a newer release's optional fields are skipped, not refused.
 	f.Add([]byte(`{"nat":{"addrs":["x"],"k":{"k":1}},"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"v0.4.0-3-g1a2b3c4-dirty","interval_ms":1000,"uptime":[1,2]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		check := HeartbeatCheck{Now: time.Now(), Skew: time.Second, Policy: DefaultPolicy()}
 		h, err := DecodeHeartbeat(data)
+		one, oneCaps, oneErr := DecodeAndValidateHeartbeat(data, check)
 		if err != nil {
+			if one != nil || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+				t.Fatalf("DecodeAndValidateHeartbeat: %v, %v; DecodeHeartbeat: %v", one, oneErr, err)
+			}
 			return
 		}
-		_, _ = ValidateHeartbeat(h, HeartbeatCheck{Now: time.Now(), Skew: time.Second, Policy: DefaultPolicy()})
+		caps, err := ValidateHeartbeat(h, check)
+		if !reflect.DeepEqual(one, h) || !reflect.DeepEqual(oneCaps, caps) || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+			t.Fatalf("DecodeAndValidateHeartbeat: %+v, %v, %v; the two steps: %+v, %v, %v", one, oneCaps, oneErr, h, caps, err)
+		}
+		if id, err := peer.Decode(h.NodeID); err == nil { // the rules past the signer's
+			check.From, check.LastSeq = id, h.Seq/2
+			one, oneCaps, oneErr = DecodeAndValidateHeartbeat(data, check)
+			caps, err := ValidateHeartbeat(h, check)
+			if !reflect.DeepEqual(one, h) || !reflect.DeepEqual(oneCaps, caps) || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+				t.Fatalf("DecodeAndValidateHeartbeat from its node: %+v, %v, %v; the two steps: %+v, %v, %v", one, oneCaps, oneErr, h, caps, err)
+			}
+		}
 		for _, s := range append([]string{h.Region, h.Version, h.NodeType}, h.ListenAddrs...) {
 			if strings.ContainsFunc(s, unicode.IsControl) {
 				t.Fatalf("decoded heartbeat holds a control character: %q", s)
