@@ -289,3 +289,19 @@ func FuzzKeyScannerMatchesReference(f *testing.F) {
 		}
 	})
 }
+
+// FuzzInCharset: inCharset, which Rule.check runs per character, says
+// what parseCharset's test says, for any charset and character.
+func FuzzInCharset(f *testing.F) {
+	for _, cs := range []string{"", "a-z0-9-", "-a-z", "z-a", "a-", "-", "--", "a-c-e", "ä-ü_", "\xff-\xfe", "a-zA-Z0-9._+/-"} {
+		for _, c := range "az-09_äZ\ufffd" {
+			f.Add(cs, c)
+		}
+	}
+	f.Fuzz(func(t *testing.T, cs string, c rune) {
+		allowed, _ := parseCharset(cs)
+		if want := allowed == nil || allowed(c); inCharset(cs, c) != want {
+			t.Fatalf("inCharset(%q, %q) = %v, parseCharset says %v", cs, c, !want, want)
+		}
+	})
+}
