@@ -8,6 +8,8 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"testing"
+	"time"
 )
 
 // The token-walk implementation of the key check that the single-pass
@@ -187,4 +189,32 @@ type customJSON struct{ raw []byte }
 func (c *customJSON) UnmarshalJSON(b []byte) error {
 	c.raw = append([]byte(nil), b...)
 	return nil
+}
+
+// BenchmarkDecodeWireHeartbeat decodes the same heartbeat (the shape of
+// mesh's BenchmarkHeartbeatHandling, with a newer release's unknown
+// field) with the key scanner and with the reference token walk, in one
+// run: compare the allocations, and the times as a ratio.
+func BenchmarkDecodeWireHeartbeat(b *testing.B) {
+	_, me := newKey(b)
+	h := validHeartbeat(me, 1, time.Now())
+	h.Capabilities = Capabilities{CapCPUCores: 8, CapMemoryGB: 32, CapGPUAvailable: false, CapBandwidthMbps: 1000, CapNodeType: NodeTypeCompute, CapRegion: "eu-west-1"}
+	h.NodeType, h.Region, h.Version = NodeTypeCompute, "eu-west-1", "proofmesh/0.1.0"
+	h.TaskTypes, h.ListenAddrs = []string{"wasm", "mimc-chain"}, []string{"/ip4/203.0.113.7/tcp/4001", "/ip4/203.0.113.7/udp/4001/quic-v1"}
+	hb, _ := h.Encode()
+	data := append(hb[:len(hb)-1:len(hb)-1], `,"nat":{"reachability":"public"}}`...)
+	for _, c := range []struct {
+		name   string
+		decode func([]byte, int, any, bool) error
+	}{{"scanner", decodeJSON}, {"token-walk", decodeJSONRef}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var got Heartbeat
+				if err := c.decode(data, MaxHeartbeatBytes, &got, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
