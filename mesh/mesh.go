@@ -423,14 +423,14 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 			}
 			return pubsub.ValidationIgnore
 		}
-		val, err := v(context.WithValue(ctx, viaKey{}, via), msg.GetFrom(), msg.Data)
+		val, err := v(context.WithValue(ctx, viaKey{}, via), from, msg.Data)
 		if err == nil {
 			msg.ValidatorData = val
 		}
 		res, word := verdict(err)
 		m.met.gossip.WithLabelValues(kind, word).Inc()
 		if err != nil {
-			m.log.Debug("gossip message refused", "topic", kind, "peer", msg.GetFrom(), "verdict", word, "reason", protocol.Reason(err), "err", err)
+			m.log.Debug("gossip message refused", "topic", kind, "peer", from, "verdict", word, "reason", protocol.Reason(err), "err", err)
 		}
 		return res
 	}
