@@ -420,14 +420,14 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 			}
 			return pubsub.ValidationIgnore
 		}
-		val, err := v(context.WithValue(ctx, viaKey{}, via), msg.GetFrom(), msg.Data)
+		val, err := v(context.WithValue(ctx, viaKey{}, via), from, msg.Data)
 		if err == nil {
 			msg.ValidatorData = val
 		}
 		res, word := verdict(err)
 		m.met.gossip.WithLabelValues(kind, word).Inc()
 		if err != nil {
-			m.log.Debug("gossip message refused", "topic", kind, "peer", msg.GetFrom(), "verdict", word, "reason", protocol.Reason(err), "err", err)
+			m.log.Debug("gossip message refused", "topic", kind, "peer", from, "verdict", word, "reason", protocol.Reason(err), "err", err)
 		}
 		return res
 	}
@@ -485,14 +485,13 @@ func (m *Mesh) validateHeartbeat(ctx context.Context, from peer.ID, data []byte)
 }
 
 func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
-	hb, err := protocol.DecodeHeartbeat(data)
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	caps, err := protocol.ValidateHeartbeat(hb, protocol.HeartbeatCheck{
+	hb, caps, err := protocol.DecodeAndValidateHeartbeat(data, protocol.HeartbeatCheck{
 		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: m.table.lastSeq(from), Policy: m.cfg.Policy,
 	})
+	if hb == nil {
+		return err
+	}
 	if err == nil || errors.Is(err, protocol.ErrClockSkew) {
 		// Signed by its origin and well formed: its time is a vote on
 		// our clock, also (above all) when it is outside the skew.

@@ -151,7 +151,8 @@ func (t *table) lastSeq(id peer.ID) uint64 {
 // observe applies a validated heartbeat. It re-checks the sequence number
 // under the lock (validators run concurrently) and reports whether the peer
 // is new or came back from deleted or offline, the moments worth
-// persisting.
+// persisting, with a snapshot of the row then (none otherwise: the
+// validator has no use for it, and it copies the capabilities).
 //
 // via is the peer that forwarded the heartbeat: a new identity costs via
 // one token of its admission bucket (none if it is the identity itself on
@@ -195,7 +196,10 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	e.info.LastSeen = now
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
-	return e.snapshot(now), notable, nil
+	if !notable {
+		return PeerInfo{}, false, nil
+	}
+	return e.snapshot(now), true, nil
 }
 
 // admitLocked decides whether a new identity id, forwarded by via, gets a

@@ -96,10 +96,10 @@ func TestDeepNestingInUnknownFieldBounded(t *testing.T) {
 	}
 	// Nesting within the bound is still skipped like any unknown field.
 	var m TaskMessage
-	if err := DecodeWire(nest(MaxJSONDepth-1), MaxTaskMessageBytes, &m); err != nil {
-		t.Fatalf("nesting of %d levels: %v", MaxJSONDepth, err)
+	if err := DecodeWire(nest(maxKeyDepth-1), MaxTaskMessageBytes, &m); err != nil {
+		t.Fatalf("nesting of %d levels: %v", maxKeyDepth, err)
 	}
-	if err := DecodeWire(nest(MaxJSONDepth), MaxTaskMessageBytes, &m); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("nesting of %d levels: %v, want ErrMalformed", MaxJSONDepth+1, err)
+	if err := DecodeWire(nest(maxKeyDepth), MaxTaskMessageBytes, &m); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("nesting of %d levels: %v, want ErrMalformed", maxKeyDepth+1, err)
 	}
 }

@@ -2,11 +2,15 @@ package protocol
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func FuzzDecodeHeartbeat(f *testing.F) {
@@ -20,11 +24,27 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	// Issue 13: a newer release's optional fields are skipped, not refused.
 	f.Add([]byte(`{"nat":{"addrs":["x"],"k":{"k":1}},"node_id":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1,"capabilities":{"cpu_cores":2},"policy_version":1,"node_type":"compute","load":0,"health":1,"version":"v0.4.0-3-g1a2b3c4-dirty","interval_ms":1000,"uptime":[1,2]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		check := HeartbeatCheck{Now: time.Now(), Skew: time.Second, Policy: DefaultPolicy()}
 		h, err := DecodeHeartbeat(data)
+		one, oneCaps, oneErr := DecodeAndValidateHeartbeat(data, check)
 		if err != nil {
+			if one != nil || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+				t.Fatalf("DecodeAndValidateHeartbeat: %v, %v; DecodeHeartbeat: %v", one, oneErr, err)
+			}
 			return
 		}
-		_, _ = ValidateHeartbeat(h, HeartbeatCheck{Now: time.Now(), Skew: time.Second, Policy: DefaultPolicy()})
+		caps, err := ValidateHeartbeat(h, check)
+		if !reflect.DeepEqual(one, h) || !reflect.DeepEqual(oneCaps, caps) || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+			t.Fatalf("DecodeAndValidateHeartbeat: %+v, %v, %v; the two steps: %+v, %v, %v", one, oneCaps, oneErr, h, caps, err)
+		}
+		if id, err := peer.Decode(h.NodeID); err == nil { // the rules past the signer's
+			check.From, check.LastSeq = id, h.Seq/2
+			one, oneCaps, oneErr = DecodeAndValidateHeartbeat(data, check)
+			caps, err := ValidateHeartbeat(h, check)
+			if !reflect.DeepEqual(one, h) || !reflect.DeepEqual(oneCaps, caps) || fmt.Sprint(oneErr) != fmt.Sprint(err) {
+				t.Fatalf("DecodeAndValidateHeartbeat from its node: %+v, %v, %v; the two steps: %+v, %v, %v", one, oneCaps, oneErr, h, caps, err)
+			}
+		}
 		for _, s := range append([]string{h.Region, h.Version, h.NodeType}, h.ListenAddrs...) {
 			if strings.ContainsFunc(s, unicode.IsControl) {
 				t.Fatalf("decoded heartbeat holds a control character: %q", s)
@@ -168,6 +188,120 @@ func FuzzDecodeStrict(f *testing.F) {
 		var again bundleLike
 		if err := json.Unmarshal(data, &again); err != nil {
 			t.Fatalf("encoding/json refuses what DecodeStrict accepted: %v", err)
+		}
+	})
+}
+
+// FuzzKeyScannerMatchesReference: the single-pass key scanner (checkKeys)
+// and the token walk it replaced (checkKeysRef, strictjson_ref_test.go)
+// give the same verdict with the same message on any input and Go type,
+// and DecodeStrict and DecodeWire built on either accept the same
+// documents and decode them alike. The one difference allowed: the
+// scanner refuses nesting deeper than maxKeyDepth itself, which the
+// reference leaves to the decoder (which refuses it too).
+func FuzzKeyScannerMatchesReference(f *testing.F) {
+	for _, s := range []string{
+		`{"format":"v1","input_hash":"aa","results":[{"task_id":"x","stats":{"wall_ms":1}}],"meta":{"a":"1","A":"2"},"inner":{"hash":"h"},"raw":{"k":1,"K":[1,{"x":2}]}}`,
+		`{"format":"v1","input_hash":"aa","input_hash":"bb"}`,
+		`{"FORMAT":"v1"}`,
+		`{"results":[{"Task_ID":"x"}]}`,
+		`{"results":[{"stats":{"Wall_MS":1}}]}`,
+		`{"format":"v1","form\u0061t":"v2"}`,
+		`{"format":"v1","input_haſh":"aa"}`,
+		`{"\u212aind":1,"kind":2}`,
+		`{"kind":1,"\u212Aind":2}`,
+		"{\"a\xff\":1,\"a\xfe\":2}",
+		`{"\ud800":1,"\udbff":2}`,
+		`{"\ud83d\ude00":1,"😀":2}`,
+		`{"\ud83d\u0041":1,"\ufffdA":2}`,
+		`{"a\/b":1,"a/b":2}`,
+		`{"a":1} {"a":1,"a":2}`,
+		`{"a":1}x{"a":1,"a":2}`,
+		`1 2 {"b":[{"c":1,"c":2}]}`,
+		`truefalse{"x":1,"x":1}`,
+		`{"a":01,"a":2}`,
+		`{"a":-0.5e+3,"b":1E9,"a":2}`,
+		`{"a":1.,"a":2}`,
+		`{"a" 1,"a":2}`,
+		`{"a":1,}`,
+		`{"a":1,"a"`,
+		`{"a":tru,"a":1}`,
+		`[1 2]`,
+		`{"x":"\u00zz","x":1}`,
+		"{\"x\":\"a\tb\",\"x\":1}",
+		`{"":1,"":2}`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"s":19,"a":20}`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"p":18}`,
+		`{"by_name":{"x":{"INNER":1}},"pair":[{"inner":"a"},{"Over":1}]}`,
+		`{"pp":{"inner":"x","Inner":"y"}}`,
+		`{"custom":{"a":1,"a":2,"A":3}}`,
+		`{"raw":{"a":1,"a":2}}`,
+		`{"lists":{"x":[{"a":1},{"a":1,"a":2}]}}`,
+		`{"Untagged":1,"untagged":2}`,
+		`{"untagged":1}`,
+		`{"-":1,"skip":2,"Skip":3}`,
+		`{"over":"x","OVER":1}`,
+		`{"named":{"inner":"x"},"Named":1}`,
+		`{"any":[[[{"q":1,"q":2}]]]}`,
+		`{"node_id":"x","seq":1,"SEQ":2}`,
+		`{"version":1,"rules":{"cpu_cores":{"type":"integer","min":1,"MIN":2}}}`,
+		`{"progress":{"task_id":"x","state":"running","State":"x"}}`,
+		` {"a" : [ ] , "b" : { } , "a" : 1 } `,
+		"{\"a\":1}\v",
+		``, ` `, `{`, `[`, `"`, `-`, `}`,
+	} {
+		for which := range uint8(16) {
+			f.Add([]byte(s), which)
+		}
+	}
+	targets := []func() any{
+		func() any { return new(bundleLike) },
+		func() any { return new(any) },
+		func() any { return new(Heartbeat) },
+		func() any { return new(Policy) },
+		func() any { return new(TaskMessage) },
+		func() any { return new(diffShape) },
+		func() any { return new([]map[string]bundleLike) },
+		func() any { return new(map[string]*diffShape) },
+	}
+	deep := func(err error) bool { return err != nil && strings.Contains(err.Error(), "nesting deeper than") }
+	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
+		mk := targets[int(which>>1)%len(targets)]
+		strict := which&1 == 1
+		typ := reflect.TypeOf(mk())
+		got, want := checkKeys(data, typ), checkKeysRef(data, typ)
+		if fmt.Sprint(got) != fmt.Sprint(want) && !deep(got) {
+			t.Fatalf("%s: key scanner says %v, the reference %v", typ, got, want)
+		}
+		a, b := mk(), mk()
+		errNew, errRef := decodeJSON(data, 1<<16, a, strict), decodeJSONRef(data, 1<<16, b, strict)
+		if deep(errNew) {
+			if !errors.Is(errRef, ErrMalformed) {
+				t.Fatalf("%s: scanner refuses deep nesting, the reference says %v", typ, errRef)
+			}
+			return
+		}
+		if fmt.Sprint(errNew) != fmt.Sprint(errRef) {
+			t.Fatalf("%s (strict %v): decoder says %v, the reference %v", typ, strict, errNew, errRef)
+		}
+		if errNew == nil && !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s: decoded %#v, the reference %#v", typ, a, b)
+		}
+	})
+}
+
+// FuzzInCharset: inCharset, which Rule.check runs per character, says
+// what parseCharset's test says, for any charset and character.
+func FuzzInCharset(f *testing.F) {
+	for _, cs := range []string{"", "a-z0-9-", "-a-z", "z-a", "a-", "-", "--", "a-c-e", "ä-ü_", "\xff-\xfe", "a-zA-Z0-9._+/-"} {
+		for _, c := range "az-09_äZ\ufffd" {
+			f.Add(cs, c)
+		}
+	}
+	f.Fuzz(func(t *testing.T, cs string, c rune) {
+		allowed, _ := parseCharset(cs)
+		if want := allowed == nil || allowed(c); inCharset(cs, c) != want {
+			t.Fatalf("inCharset(%q, %q) = %v, parseCharset says %v", cs, c, !want, want)
 		}
 	})
 }

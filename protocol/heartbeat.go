@@ -152,6 +152,24 @@ func ValidateHeartbeat(h *Heartbeat, c HeartbeatCheck) (Capabilities, error) {
 	if err := h.checkForm(); err != nil {
 		return nil, err
 	}
+	return h.checkRules(c)
+}
+
+// DecodeAndValidateHeartbeat is DecodeHeartbeat then ValidateHeartbeat,
+// checking the heartbeat's form once (its node id and listen addresses
+// are parsed once, not twice): a gossip validator's path. h is returned
+// whenever data decodes, also when a rule refuses it (a heartbeat outside
+// the clock skew is still a vote on the local clock).
+func DecodeAndValidateHeartbeat(data []byte, c HeartbeatCheck) (h *Heartbeat, caps Capabilities, err error) {
+	if h, err = DecodeHeartbeat(data); err != nil {
+		return nil, nil, err
+	}
+	caps, err = h.checkRules(c)
+	return h, caps, err
+}
+
+// checkRules is ValidateHeartbeat past the form check.
+func (h *Heartbeat) checkRules(c HeartbeatCheck) (Capabilities, error) {
 	if h.NodeID != c.From.String() {
 		return nil, fmt.Errorf("%w: node_id %s sent by %s", ErrForged, h.NodeID, c.From)
 	}

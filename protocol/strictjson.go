@@ -3,12 +3,14 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // DecodeStrict decodes JSON of at most limit bytes into v: the parser for
@@ -20,8 +22,7 @@ import (
 //     other parsers the first);
 //   - a key that names a field of v only case-insensitively ("FORMAT" for
 //     "format");
-//   - unknown fields, trailing data, and more than limit bytes;
-//   - objects and arrays nested deeper than MaxJSONDepth.
+//   - unknown fields, trailing data, and more than limit bytes.
 //
 // Numbers are kept exact (json.Number in interfaces). Errors wrap
 // ErrMalformed (naming the key and its path) or ErrOversized.
@@ -65,96 +66,418 @@ func decodeStrict(data []byte, limit int, v any) error { return DecodeStrict(dat
 // decodeWire is DecodeWire under the name the package's decoders use.
 func decodeWire(data []byte, limit int, v any) error { return DecodeWire(data, limit, v) }
 
-// MaxJSONDepth is how deeply objects and arrays may nest in JSON the
-// protocol decodes (wire messages, policies, bundles, typed inputs), far
-// deeper than any of them nests. checkKeys keeps one frame and its path per
-// level, so without it a message of n brackets cost O(n²) memory before
-// encoding/json's own limit (10,000) is reached: 100 KB of '[' took
-// 2.7 GB and a 512 KB result would have taken tens of GB.
-const MaxJSONDepth = 64
+// maxKeyDepth bounds the nesting checkKeys follows: encoding/json refuses
+// deeper documents too (its scanner's limit), so nothing it would accept
+// is refused, and the key check never stops short of a document the
+// decoder goes on to read.
+const maxKeyDepth = 10000
 
-// keyFrame is one open object or array of checkKeys' walk.
-type keyFrame struct {
+// linearKeys is how many keys of one object are compared one by one;
+// beyond it the object's keys go into a map, so a wide object stays linear.
+const linearKeys = 16
+
+// scanFrame is one open object or array of checkKeys' scan.
+type scanFrame struct {
 	object bool
-	typ    reflect.Type // Go type the container decodes into; nil: unknown (any, RawMessage)
-	seen   map[string]bool
-	path   string
-	// Objects alternate key and value; key is the pending key (its type in
-	// valTyp) while a value is expected.
-	wantValue bool
-	key       string
-	valTyp    reflect.Type
+	shape  *shape
+	keys   int                 // where this object's keys start on the key stack
+	seen   map[string]struct{} // this object's keys, once it has more than linearKeys
+	key    []byte              // the key whose value is being read (objects)
+	valTyp reflect.Type        // the Go type of that value
 }
 
-// checkKeys walks data's tokens once (linear in its size, iteratively, so
-// nesting costs no Go stack) alongside the Go type it will decode into,
-// and refuses duplicate keys, keys that match a struct field only
-// case-insensitively, and nesting deeper than MaxJSONDepth. Syntax errors
-// are left to the decoder.
+// checkKeys scans data once, byte by byte, alongside the Go type it will
+// decode into, and refuses duplicate keys (compared as encoding/json
+// unquotes them) and keys that match a struct field only
+// case-insensitively, at every depth, in objects the type does not know
+// too. It follows values after the first the same way (the decoder then
+// refuses them as trailing data). It allocates nothing for a document of
+// modest nesting and width whose keys need no unquoting, and only for
+// the error it returns. At a syntax error it stops and returns nil:
+// the decoder reports it with its offset; a document nested deeper than
+// maxKeyDepth is refused.
+//
+// It keeps the semantics of the token walk over encoding/json's
+// Decoder.Token it replaced (strictjson_ref_test.go, compared by
+// FuzzKeyScannerMatchesReference).
 func checkKeys(data []byte, typ reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var stack []*keyFrame
-	// child returns the type and path of the value that comes next.
-	child := func() (reflect.Type, string) {
-		if len(stack) == 0 {
-			return typ, "$"
-		}
-		f := stack[len(stack)-1]
-		if f.object {
-			return f.valTyp, f.path + "." + f.key
-		}
-		return elemType(f.typ), f.path + "[]"
-	}
+	var (
+		frameBuf [16]scanFrame
+		keyBuf   [32][]byte
+		tmp      []byte // unquoted keys that needed it
+	)
+	frames, keys := frameBuf[:0], keyBuf[:0]
+	const (
+		wantValue = iota
+		wantKey
+		afterValue
+	)
+	state, i, n := wantValue, 0, len(data)
 	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
+		for i < n && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+			i++
 		}
-		if err != nil {
-			return nil // the decoder reports syntax errors with their offset
-		}
-		top := (*keyFrame)(nil)
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && !top.wantValue {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				continue
+		switch state {
+		case wantValue:
+			if i == n {
+				return nil // the end of the input, or of a truncated one
 			}
-			key, _ := tok.(string)
-			if top.seen[key] {
-				return fmt.Errorf("%w: duplicate key %q in %s", ErrMalformed, key, top.path)
+			switch c := data[i]; c {
+			case '{', '[':
+				if len(frames) == maxKeyDepth {
+					return fmt.Errorf("%w: nesting deeper than %d levels", ErrMalformed, maxKeyDepth)
+				}
+				var t reflect.Type
+				if len(frames) == 0 {
+					t = typ
+				} else if p := &frames[len(frames)-1]; p.object {
+					t = p.valTyp
+				} else if p.shape.kind == shapeList {
+					t = p.shape.elem
+				}
+				frames = append(frames, scanFrame{object: c == '{', shape: shapeOf(t), keys: len(keys)})
+				i++
+				for i < n && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+					i++
+				}
+				if i < n && data[i] == c+2 { // '{'+2 is '}', '['+2 is ']'
+					frames = frames[:len(frames)-1]
+					i++
+					state = afterValue
+				} else if c == '{' {
+					state = wantKey
+				}
+			case '"':
+				end, _ := scanString(data, i)
+				if end < 0 {
+					return nil
+				}
+				i, state = end, afterValue
+			case 't', 'f', 'n':
+				lit := "null"
+				if c == 't' {
+					lit = "true"
+				} else if c == 'f' {
+					lit = "false"
+				}
+				if n-i < len(lit) || string(data[i:i+len(lit)]) != lit {
+					return nil
+				}
+				i, state = i+len(lit), afterValue
+			default:
+				if i = scanNumber(data, i); i < 0 {
+					return nil
+				}
+				state = afterValue
 			}
-			top.seen[key] = true
-			vt, err := fieldType(top.typ, key, top.path)
+		case wantKey:
+			if i == n || data[i] != '"' {
+				return nil
+			}
+			end, plain := scanString(data, i)
+			if end < 0 {
+				return nil
+			}
+			key := data[i+1 : end-1]
+			if !plain {
+				start := len(tmp)
+				tmp = appendUnquoted(tmp, key)
+				key = tmp[start:len(tmp):len(tmp)]
+			}
+			i = end
+			f := &frames[len(frames)-1]
+			if f.seen != nil {
+				if _, dup := f.seen[string(key)]; dup {
+					return fmt.Errorf("%w: duplicate key %q in %s", ErrMalformed, string(key), framePath(frames))
+				}
+				f.seen[string(key)] = struct{}{}
+			} else {
+				for _, k := range keys[f.keys:] {
+					if string(k) == string(key) {
+						return fmt.Errorf("%w: duplicate key %q in %s", ErrMalformed, string(key), framePath(frames))
+					}
+				}
+				if len(keys)-f.keys < linearKeys {
+					keys = append(keys, key)
+				} else {
+					f.seen = make(map[string]struct{}, 2*linearKeys)
+					for _, k := range keys[f.keys:] {
+						f.seen[string(k)] = struct{}{}
+					}
+					f.seen[string(key)] = struct{}{}
+					keys = keys[:f.keys]
+				}
+			}
+			vt, err := f.shape.field(key, frames)
 			if err != nil {
 				return err
 			}
-			top.key, top.valTyp, top.wantValue = key, vt, true
-			continue
-		}
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{', '[':
-				if len(stack) == MaxJSONDepth {
-					return fmt.Errorf("%w: JSON nested deeper than %d levels", ErrMalformed, MaxJSONDepth)
-				}
-				t, path := child()
-				if top != nil && top.object {
-					top.wantValue = false
-				}
-				stack = append(stack, &keyFrame{object: d == '{', typ: deref(t), seen: map[string]bool{}, path: path})
-			case ']':
-				stack = stack[:len(stack)-1]
+			f.key, f.valTyp = key, vt
+			for i < n && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+				i++
 			}
-			continue
-		}
-		if top != nil && top.object {
-			top.wantValue = false // a scalar value ends the member
+			if i == n || data[i] != ':' {
+				return nil
+			}
+			i, state = i+1, wantValue
+		case afterValue:
+			if len(frames) == 0 {
+				state = wantValue // a value after the first, or the end
+				continue
+			}
+			if i == n {
+				return nil
+			}
+			f := &frames[len(frames)-1]
+			switch c := data[i]; {
+			case c == ',':
+				i, state = i+1, wantValue
+				if f.object {
+					state = wantKey
+				}
+			case c == '}' && f.object, c == ']' && !f.object:
+				keys = keys[:f.keys]
+				frames = frames[:len(frames)-1]
+				i++
+			default:
+				return nil
+			}
 		}
 	}
+}
+
+// framePath names the innermost open container of frames as the error
+// messages do: $ for the top, .key for an object member, [] for an
+// array element.
+func framePath(frames []scanFrame) string {
+	var b strings.Builder
+	b.WriteString("$")
+	for _, f := range frames[:len(frames)-1] {
+		if f.object {
+			b.WriteString(".")
+			b.Write(f.key)
+		} else {
+			b.WriteString("[]")
+		}
+	}
+	return b.String()
+}
+
+// scanString returns the end (one past the closing quote) of the JSON
+// string starting at data[i], -1 if it is not valid JSON, and whether its
+// bytes are its value as they stand (no escape, nothing beyond ASCII).
+func scanString(data []byte, i int) (end int, plain bool) {
+	plain = true
+	for i++; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			return i + 1, plain
+		case c < 0x20:
+			return -1, false
+		case c >= utf8.RuneSelf:
+			plain = false
+		case c == '\\':
+			plain = false
+			if i++; i == len(data) {
+				return -1, false
+			}
+			switch data[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(data)-i < 5 {
+					return -1, false
+				}
+				for _, h := range data[i+1 : i+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return -1, false
+					}
+				}
+				i += 4
+			default:
+				return -1, false
+			}
+		}
+	}
+	return -1, false
+}
+
+// scanNumber returns the end of the JSON number starting at data[i], -1
+// if there is none.
+func scanNumber(data []byte, i int) int {
+	n := len(data)
+	digits := func(i int) int {
+		for i < n && '0' <= data[i] && data[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if data[i] == '-' {
+		i++
+	}
+	switch {
+	case i < n && data[i] == '0':
+		i++
+	case i < n && '1' <= data[i] && data[i] <= '9':
+		i = digits(i + 1)
+	default:
+		return -1
+	}
+	if i < n && data[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return -1
+		}
+		i = j
+	}
+	if i < n && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < n && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return -1
+		}
+		i = j
+	}
+	return i
+}
+
+// appendUnquoted appends the value of a JSON string's contents s (valid,
+// between its quotes) as encoding/json unquotes it: escapes resolved, a
+// lone or broken surrogate and each byte of invalid UTF-8 replaced by
+// U+FFFD, so that two keys encoding/json reads as one compare equal.
+func appendUnquoted(dst, s []byte) []byte {
+	for r := 0; r < len(s); {
+		switch c := s[r]; {
+		case c == '\\':
+			r++
+			switch e := s[r]; e {
+			case 'b':
+				dst, r = append(dst, '\b'), r+1
+			case 'f':
+				dst, r = append(dst, '\f'), r+1
+			case 'n':
+				dst, r = append(dst, '\n'), r+1
+			case 'r':
+				dst, r = append(dst, '\r'), r+1
+			case 't':
+				dst, r = append(dst, '\t'), r+1
+			case 'u':
+				rr := getu4(s[r-1:])
+				r += 5
+				if utf16.IsSurrogate(rr) {
+					if dec := utf16.DecodeRune(rr, getu4(s[r:])); dec != unicode.ReplacementChar {
+						dst, r = utf8.AppendRune(dst, dec), r+6
+						break
+					}
+					rr = unicode.ReplacementChar
+				}
+				dst = utf8.AppendRune(dst, rr)
+			default: // '"', '\\', '/'
+				dst, r = append(dst, e), r+1
+			}
+		case c < utf8.RuneSelf:
+			dst, r = append(dst, c), r+1
+		default:
+			rr, size := utf8.DecodeRune(s[r:])
+			dst, r = utf8.AppendRune(dst, rr), r+size
+		}
+	}
+	return dst
+}
+
+// getu4 decodes \uXXXX at the start of s; -1 if there is none.
+func getu4(s []byte) rune {
+	if len(s) < 6 || s[0] != '\\' || s[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range s[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return -1
+		}
+		r = r*16 + rune(c)
+	}
+	return r
+}
+
+// shape is what checkKeys needs of the Go type a JSON container decodes
+// into, computed once per type.
+type shape struct {
+	kind   shapeKind
+	fields map[string]reflect.Type // shapeStruct: JSON names to field types
+	names  [][]byte                // shapeStruct: the same names, sorted
+	elem   reflect.Type            // shapeMap, shapeList: the element type
+}
+
+type shapeKind uint8
+
+const (
+	shapeOther  shapeKind = iota // nothing known: any, RawMessage, an Unmarshaler, a scalar
+	shapeStruct                  // an object's keys name fields
+	shapeMap                     // an object's values are elem
+	shapeList                    // an array's elements are elem
+)
+
+var (
+	shapes       sync.Map // reflect.Type -> *shape
+	unknownShape = &shape{}
+)
+
+// shapeOf returns the shape of t (nil: unknown).
+func shapeOf(t reflect.Type) *shape {
+	if t == nil {
+		return unknownShape
+	}
+	if s, ok := shapes.Load(t); ok {
+		return s.(*shape)
+	}
+	s := &shape{}
+	if d := deref(t); d != nil {
+		switch d.Kind() {
+		case reflect.Struct:
+			s.kind, s.fields = shapeStruct, jsonFields(d)
+			for name := range s.fields {
+				s.names = append(s.names, []byte(name))
+			}
+			slices.SortFunc(s.names, bytes.Compare)
+		case reflect.Map:
+			s.kind, s.elem = shapeMap, d.Elem()
+		case reflect.Slice, reflect.Array:
+			s.kind, s.elem = shapeList, d.Elem()
+		}
+	}
+	shapes.Store(t, s)
+	return s
+}
+
+// field returns the Go type of key's value in an object of shape s (the
+// innermost of frames): a struct field matched exactly, or a map's
+// element; nil if unknown (DecodeStrict refuses it, DecodeWire skips
+// it). A key that matches a field only when case is ignored is an error.
+func (s *shape) field(key []byte, frames []scanFrame) (reflect.Type, error) {
+	switch s.kind {
+	case shapeMap:
+		return s.elem, nil
+	case shapeStruct:
+		if ft, ok := s.fields[string(key)]; ok {
+			return ft, nil
+		}
+		for _, name := range s.names {
+			if bytes.EqualFold(name, key) {
+				return nil, fmt.Errorf("%w: key %q in %s matches field %q only case-insensitively", ErrMalformed, string(key), framePath(frames), string(name))
+			}
+		}
+	}
+	return nil, nil
 }
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()
@@ -170,37 +493,6 @@ func deref(t reflect.Type) reflect.Type {
 		return nil
 	}
 	return t
-}
-
-func elemType(t reflect.Type) reflect.Type {
-	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-		return t.Elem()
-	}
-	return nil
-}
-
-// fieldType returns the type of key's value inside an object decoded into
-// t: a struct field matched exactly, or a map's element. A key that
-// matches a field only when case is ignored is an error.
-func fieldType(t reflect.Type, key, path string) (reflect.Type, error) {
-	if t == nil {
-		return nil, nil
-	}
-	switch t.Kind() {
-	case reflect.Map:
-		return t.Elem(), nil
-	case reflect.Struct:
-		fields := jsonFields(t)
-		if ft, ok := fields[key]; ok {
-			return ft, nil
-		}
-		for name := range fields {
-			if strings.EqualFold(name, key) {
-				return nil, fmt.Errorf("%w: key %q in %s matches field %q only case-insensitively", ErrMalformed, key, path, name)
-			}
-		}
-	}
-	return nil, nil // unknown: DecodeStrict refuses it, DecodeWire skips it
 }
 
 var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type

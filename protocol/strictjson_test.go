@@ -2,8 +2,10 @@ package protocol
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bundleLike has the shape of a proof bundle: the fields whose duplicates
@@ -90,5 +92,46 @@ func TestDecodeStrictDeepNesting(t *testing.T) {
 	var a []map[string]int
 	if err := DecodeStrict([]byte(wide), 1<<20, &a); err != nil || len(a) != 50001 {
 		t.Fatalf("wide array: %d, %v", len(a), err)
+	}
+}
+
+// The key scan allocates nothing for a heartbeat (issue 15: it was most
+// of the validator's 432 allocations), whichever way it decodes.
+func TestCheckKeysAllocatesNothing(t *testing.T) {
+	_, me := newKey(t)
+	h := validHeartbeat(me, 1, time.Now())
+	h.TaskTypes, h.ListenAddrs = []string{"wasm", "mimc-chain"}, []string{"/ip4/203.0.113.7/tcp/4001"}
+	hb, _ := h.Encode()
+	newer := addFields(t, hb, `"nat":{"addrs":["x"],"k":{"k":1}}`)
+	for _, data := range [][]byte{hb, newer} {
+		if n := testing.AllocsPerRun(100, func() {
+			if err := checkKeys(data, reflect.TypeFor[*Heartbeat]()); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("checkKeys of %d bytes: %v allocations, want 0", len(data), n)
+		}
+	}
+}
+
+// Nesting: as deep as encoding/json goes is followed; one level more is
+// refused by the scanner itself, as the decoder would refuse it.
+func TestCheckKeysDepthBound(t *testing.T) {
+	nest := func(depth int, inner string) []byte {
+		return []byte(strings.Repeat(`{"k":`, depth-1) + inner + strings.Repeat("}", depth-1))
+	}
+	var v any
+	if err := DecodeStrict(nest(maxKeyDepth, `{"a":1}`), 1<<20, &v); err != nil {
+		t.Fatalf("nesting of %d: %v", maxKeyDepth, err)
+	}
+	if err := DecodeStrict(nest(maxKeyDepth, `{"a":1,"a":2}`), 1<<20, &v); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `duplicate key "a"`) {
+		t.Fatalf("duplicate at a nesting of %d: %v", maxKeyDepth, err)
+	}
+	deeper := nest(maxKeyDepth+1, `{}`)
+	if err := checkKeys(deeper, reflect.TypeFor[*any]()); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("nesting of %d: checkKeys says %v, want ErrMalformed", maxKeyDepth+1, err)
+	}
+	if err := decodeJSONRef(deeper, 1<<20, &v, false); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("nesting of %d: the decoder accepts it (%v): the bound no longer matches encoding/json's", maxKeyDepth+1, err)
 	}
 }
