@@ -125,32 +125,32 @@ func traceHolePunching(tr *punchTracer) libp2p.Option {
 	}
 }
 
-// connLog records, in order, the connections a host opens to one peer.
+// connLog records whether the first connection a host opened to each peer
+// went through a relay.
 type connLog struct {
-	mu      sync.Mutex
-	remote  peer.ID
-	relayed []bool
+	mu           sync.Mutex
+	firstRelayed map[peer.ID]bool
 }
 
 func (l *connLog) Connected(_ network.Network, c network.Conn) {
-	if c.RemotePeer() != l.remote {
-		return
-	}
 	l.mu.Lock()
-	l.relayed = append(l.relayed, isRelayed(c.RemoteMultiaddr()))
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	if l.firstRelayed == nil {
+		l.firstRelayed = make(map[peer.ID]bool)
+	}
+	if _, seen := l.firstRelayed[c.RemotePeer()]; !seen {
+		l.firstRelayed[c.RemotePeer()] = isRelayed(c.RemoteMultiaddr())
+	}
 }
 func (l *connLog) Disconnected(network.Network, network.Conn) {}
 func (l *connLog) Listen(network.Network, ma.Multiaddr)       {}
 func (l *connLog) ListenClose(network.Network, ma.Multiaddr)  {}
 
-func (l *connLog) first() (relayed, ok bool) {
+func (l *connLog) first(p peer.ID) (relayed, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.relayed) == 0 {
-		return false, false
-	}
-	return l.relayed[0], true
+	relayed, ok = l.firstRelayed[p]
+	return relayed, ok
 }
 
 // circuitAddrs returns m's advertised /p2p-circuit addresses without the
@@ -166,11 +166,24 @@ func circuitAddrs(m *Mesh) []ma.Multiaddr {
 	return out
 }
 
+// waitHolePunchReady waits until m's hole-punch service runs. go-libp2p
+// starts it only once the host has a public address, which it polls for
+// with a backoff of up to 5 s; only then does the service watch for
+// relayed connections, and one that came up before is never upgraded.
+// The service registers the DCUtR protocol handler as it starts.
+func waitHolePunchReady(t *testing.T, m *Mesh) {
+	t.Helper()
+	eventually(t, 60*time.Second, "the hole-punch service to start", func() bool {
+		return slices.Contains(m.Host().Mux().Protocols(), holepunch.Protocol)
+	})
+}
+
 // natPunchTrio starts, on one simulated network, a relay (public, relay
 // service on) and two nodes behind firewalls (forced private, the relay as
 // their static relay) that serve one blob each, and returns once both
-// advertise a circuit address through the relay.
-func natPunchTrio(t *testing.T) (relay, a, b *Mesh, trA, trB *punchTracer, blob []byte, hash string) {
+// advertise a circuit address through the relay. aConns has watched a's
+// connections since before b existed.
+func natPunchTrio(t *testing.T) (relay, a, b *Mesh, trA, trB *punchTracer, aConns *connLog, blob []byte, hash string) {
 	t.Helper()
 	router := &simnet.SimpleFirewallRouter{}
 	relay = newTestMesh(t, "punch", func(c *Config) {
@@ -196,17 +209,35 @@ func natPunchTrio(t *testing.T) (relay, a, b *Mesh, trA, trB *punchTracer, blob 
 			// over a direct connection.
 			c.BlobDirectWait = time.Hour
 			c.hostOptions = []libp2p.Option{simQUIC(router, false), traceHolePunching(tr)}
+			// No rendezvous discovery: it could connect a and b through
+			// the relay before their hole-punch services have started
+			// (see waitHolePunchReady), and that connection would never
+			// be upgraded. The test makes the one relayed connection.
+			c.DHT = false
 		})
 	}
 	trA, trB = &punchTracer{}, &punchTracer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, tr := range []*punchTracer{trA, trB} {
+				for _, e := range tr.all() {
+					t.Logf("hole-punch event on %s with %s: %s %+v", e.Peer, e.Remote, e.Type, e.Evt)
+				}
+			}
+		}
+	})
 	a = private("/ip4/2.2.0.1/udp/8000/quic-v1", trA)
+	aConns = &connLog{}
+	a.Host().Network().Notify(aConns)
+	t.Cleanup(func() { a.Host().Network().StopNotify(aConns) })
 	b = private("/ip4/2.2.0.2/udp/8001/quic-v1", trB)
 	for _, m := range []*Mesh{a, b} {
 		eventually(t, 60*time.Second, "a reservation on the relay and a circuit address", func() bool {
 			return len(circuitAddrs(m)) > 0
 		})
+		waitHolePunchReady(t, m)
 	}
-	return relay, a, b, trA, trB, blob, hash
+	return relay, a, b, trA, trB, aConns, blob, hash
 }
 
 // Two nodes behind simulated firewalls, each holding a reservation on a
@@ -214,21 +245,18 @@ func natPunchTrio(t *testing.T) (relay, a, b *Mesh, trA, trB *punchTracer, blob 
 // the relayed connection to a direct one; gossipsub then runs over the
 // direct connection and a blob comes over it.
 func TestHolePunchUpgradesRelayedConnection(t *testing.T) {
-	_, a, b, trA, trB, blob, hash := natPunchTrio(t)
+	_, a, b, trA, trB, aConns, blob, hash := natPunchTrio(t)
 
-	// Nothing but a hole punch can connect a and b directly: each one's
-	// firewall drops the other's packets until it has sent to the other.
-	conns := &connLog{remote: b.ID()}
-	a.Host().Network().Notify(conns)
-	defer a.Host().Network().StopNotify(conns)
-
+	// a dials b's circuit addresses. Nothing but a hole punch can then
+	// connect them directly: each one's firewall drops the other's packets
+	// until it has sent to the other (TestSimnetFirewallDropsUnsolicitedDials).
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: circuitAddrs(b)}); err != nil {
 		t.Fatalf("dial through the relay: %v", err)
 	}
-	if relayed, ok := conns.first(); !ok || !relayed {
-		t.Fatalf("the first connection to b was not through the relay (recorded: %v)", ok)
+	if relayed, ok := aConns.first(b.ID()); !ok || !relayed {
+		t.Fatalf("a's first connection to b was not through the relay (recorded: %v)", ok)
 	}
 
 	eventually(t, 60*time.Second, "a direct connection both ways", func() bool {
@@ -268,5 +296,44 @@ func TestHolePunchUpgradesRelayedConnection(t *testing.T) {
 	}
 	if !bytes.Equal(got, blob) {
 		t.Fatal("wrong blob")
+	}
+}
+
+// The control for TestHolePunchUpgradesRelayedConnection: on the simulated
+// network an unsolicited direct dial to a node behind a firewall fails, and
+// the same pair connects once the callee has sent to the caller. Order of
+// sending is all that matters, which is what DCUtR coordinates; without it
+// (hole punching removed from newHost) the hole-punching test finds no
+// direct connection.
+func TestSimnetFirewallDropsUnsolicitedDials(t *testing.T) {
+	router := &simnet.SimpleFirewallRouter{}
+	private := func(listen string) *Mesh {
+		return newTestMesh(t, "punch", func(c *Config) {
+			c.Reachability = ReachabilityPrivate
+			c.ListenAddrs = []string{listen}
+			c.hostOptions = []libp2p.Option{simQUIC(router, false)}
+		})
+	}
+	a := private("/ip4/2.2.0.1/udp/8000/quic-v1")
+	b := private("/ip4/2.2.0.2/udp/8001/quic-v1")
+	direct := func(m *Mesh) peer.AddrInfo {
+		return peer.AddrInfo{ID: m.ID(), Addrs: m.Host().Network().ListenAddresses()}
+	}
+
+	short, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Connect(short, direct(b)); err == nil {
+		t.Fatal("a dialed b directly although b's firewall has seen nothing from b to a")
+	} else {
+		t.Logf("a -> b refused by b's firewall: %v", err)
+	}
+	// a's dial opened a's firewall to b: b's dial now gets through.
+	ctx, cancel2 := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel2()
+	if err := b.Connect(ctx, direct(a)); err != nil {
+		t.Fatalf("b -> a after a sent to b: %v", err)
+	}
+	if !a.directConn(b.ID()) || !b.directConn(a.ID()) {
+		t.Fatal("no direct connection between a and b")
 	}
 }
