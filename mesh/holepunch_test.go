@@ -249,7 +249,8 @@ func TestHolePunchUpgradesRelayedConnection(t *testing.T) {
 
 	// a dials b's circuit addresses. Nothing but a hole punch can then
 	// connect them directly: each one's firewall drops the other's packets
-	// until it has sent to the other (TestSimnetFirewallDropsUnsolicitedDials).
+	// until it has sent to the other
+	// (TestHolePunchControlFirewallDropsUnsolicitedDials).
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: circuitAddrs(b)}); err != nil {
@@ -305,7 +306,7 @@ func TestHolePunchUpgradesRelayedConnection(t *testing.T) {
 // sending is all that matters, which is what DCUtR coordinates; without it
 // (hole punching removed from newHost) the hole-punching test finds no
 // direct connection.
-func TestSimnetFirewallDropsUnsolicitedDials(t *testing.T) {
+func TestHolePunchControlFirewallDropsUnsolicitedDials(t *testing.T) {
 	router := &simnet.SimpleFirewallRouter{}
 	private := func(listen string) *Mesh {
 		return newTestMesh(t, "punch", func(c *Config) {
