@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -145,6 +146,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger is the mesh's logger. Nil: discard.
 	Logger *slog.Logger
+
+	// hostOptions are appended to the options newHost gives libp2p.New,
+	// after proofmesh's own. Set only by tests in this package (the
+	// hole-punching test swaps in a simulated QUIC network); nil in
+	// production, so every NAT option above stays the production path.
+	hostOptions []libp2p.Option
 }
 
 // DefaultConfig returns a complete configuration; callers set NetworkID,

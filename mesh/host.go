@@ -83,6 +83,7 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 	case ReachabilityPrivate:
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
 	}
+	opts = append(opts, cfg.hostOptions...) // tests only: nil in production
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()
