@@ -129,7 +129,10 @@ func TestProvingKeyServedOnceToOverlappingRequests(t *testing.T) {
 		held[i], size = b, len(b)
 	}
 	runtime.ReadMemStats(&after)
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(3*size) {
+	// One read costs about 2.4 copies (the file and its hash check); other
+	// goroutines of the test binary allocate meanwhile too. A copy per
+	// request would be 16 or more.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(8*size) {
 		t.Fatalf("16 overlapping requests for a %d-byte key allocated %d bytes (%.1f copies)", size, alloc, float64(alloc)/float64(size))
 	}
 	for _, b := range held[1:] {
