@@ -223,12 +223,19 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 
 // Claim takes a validated suspicion of p from another node. seq is the
 // highest heartbeat sequence number of p this node has seen; connected
-// whether it holds a connection to p. A claim about a peer that just
+// whether it holds a connection to p. A claim below seq is already refuted
+// (ErrStale: the suspect's refutation overtook it, or the claimant had not
+// heard from it since). A claim about a peer that just
 // answered our probe is not taken (ErrDuplicate); nor is one already
 // covered by a suspicion held (ErrDuplicate: not forwarded again), or one
 // beyond MaxSuspects (ErrNotYet). A claim taken starts the suspicion
 // clock, and a probe if a connection is open.
 func (d *Detector) Claim(p peer.ID, c *Suspicion, seq uint64, connected bool, now time.Time) ([]LivenessAction, error) {
+	if seq > c.Seq {
+		// We hold a heartbeat of p the claimant had not seen when it
+		// claimed: the refutation came first (gossip takes many paths).
+		return nil, fmt.Errorf("%w: suspicion of %s at seq %d already refuted by seq %d", ErrStale, p, c.Seq, seq)
+	}
 	if s, ok := d.suspects[p]; ok {
 		if c.Seq <= s.seq {
 			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
@@ -242,7 +249,7 @@ func (d *Detector) Claim(p peer.ID, c *Suspicion, seq uint64, connected bool, no
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
 	}
-	d.suspects[p] = &suspicion{since: now, seq: max(c.Seq, seq)}
+	d.suspects[p] = &suspicion{since: now, seq: c.Seq}
 	if connected {
 		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
 	}

@@ -69,6 +69,11 @@ func TestDetectorRules(t *testing.T) {
 		if acts := d.Tick(at(time.Minute)); len(acts) != 0 {
 			t.Fatalf("refuted suspect declared: %v", acts)
 		}
+		// The same claim arriving after the refutation (another path)
+		// is stale, not a new suspicion.
+		if _, err := d.Claim(x, claim(10), 11, false, at(time.Minute)); !errors.Is(err, ErrStale) {
+			t.Fatalf("claim overtaken by its refutation: %v, want ErrStale", err)
+		}
 	})
 
 	t.Run("a false claim does not stick: our own probe succeeds", func(t *testing.T) {
@@ -80,7 +85,7 @@ func TestDetectorRules(t *testing.T) {
 		if acts := d.ProbeResult(x, true, 3, at(50*time.Millisecond)); !hasKind(acts, ActUp) {
 			t.Fatalf("probe ok: %v, want up", kinds(acts))
 		}
-		if acts := d.Tick(at(2*time.Second)); len(acts) != 0 {
+		if acts := d.Tick(at(2 * time.Second)); len(acts) != 0 {
 			t.Fatalf("probed-alive peer declared: %v", acts)
 		}
 		// Claims right after our probe answered are not taken at all.
