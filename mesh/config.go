@@ -214,9 +214,9 @@ func (c *Config) Validate() error {
 		return bad("heartbeat budget %g must not be negative", c.HeartbeatBudget)
 	case c.ClockSkew <= 0:
 		return bad("clock skew must be positive")
-	case c.Detector.SuspicionTimeout <= 0 || c.Detector.ConfirmedFor < 0 || c.Detector.MaxSuspects < 1:
-		return bad("detector: suspicion timeout %s must be positive, confirmed-for %s not negative, max suspects %d at least 1",
-			c.Detector.SuspicionTimeout, c.Detector.ConfirmedFor, c.Detector.MaxSuspects)
+	case c.Detector.SuspicionTimeout <= 0 || c.Detector.ConfirmedFor < 0 || c.Detector.MaxSuspects < 1 || c.Detector.RetryAfter <= 0:
+		return bad("detector: suspicion timeout %s and retry-after %s must be positive, confirmed-for %s not negative, max suspects %d at least 1",
+			c.Detector.SuspicionTimeout, c.Detector.RetryAfter, c.Detector.ConfirmedFor, c.Detector.MaxSuspects)
 	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0:
 		return bad("probe interval %s and probe timeout %s must be positive", c.ProbeInterval, c.ProbeTimeout)
 	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):

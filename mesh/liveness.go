@@ -120,7 +120,7 @@ func (m *Mesh) livenessLoop(sub event.Subscription) {
 // detector looks at listed peers only.
 func (m *Mesh) tracked(p peer.ID) bool {
 	info, ok := m.table.get(p, time.Now())
-	return ok && info.Status != protocol.StatusDeleted && info.Heartbeat != nil
+	return ok && info.Status != protocol.StatusDeleted
 }
 
 // randomProbeTarget picks a connected peer listed online or stale.
@@ -279,13 +279,17 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 	}
 	info, ok := m.table.get(suspect, now)
 	switch {
-	case !ok || info.Heartbeat == nil:
+	case !ok:
 		return nil, fmt.Errorf("%w: suspicion of unlisted peer %s", protocol.ErrNotYet, suspect)
 	case info.Status == protocol.StatusOffline || info.Status == protocol.StatusDeleted:
 		return nil, fmt.Errorf("%w: suspicion of peer %s already %s", protocol.ErrStale, suspect, info.Status)
 	}
 	m.live.mu.Lock()
-	acts, err := m.live.det.Claim(suspect, s, info.Seq, m.Connected(suspect), now)
+	var refuted uint64
+	if info.Heartbeat != nil {
+		refuted = info.Heartbeat.Refutes
+	}
+	acts, err := m.live.det.Claim(suspect, s, info.Seq, refuted, m.Connected(suspect), now)
 	m.live.mu.Unlock()
 	switch {
 	case errors.Is(err, protocol.ErrStale):
@@ -311,11 +315,13 @@ func (m *Mesh) heartbeatSeen(p peer.ID, seq uint64) {
 	m.live.mu.Unlock()
 }
 
-// refute raises this node's sequence number above a suspicion's and asks
-// the heartbeat loop for a heartbeat now.
+// refute raises this node's sequence number above a suspicion's, names the
+// suspicion's seq in its heartbeats' Refutes, and asks the heartbeat loop
+// for a heartbeat now.
 func (m *Mesh) refute(seq uint64) {
 	m.mu.Lock()
 	m.seq = max(m.seq, seq)
+	m.refutes = max(m.refutes, seq)
 	m.mu.Unlock()
 	m.met.liveness.WithLabelValues("refuted").Inc()
 	select {

@@ -71,9 +71,10 @@ type Mesh struct {
 	table   *table
 	met     *metrics
 
-	mu     sync.Mutex
-	topics map[string]*pubsub.Topic
-	seq    uint64
+	mu      sync.Mutex
+	topics  map[string]*pubsub.Topic
+	seq     uint64
+	refutes uint64 // the highest suspicion seq answered (Heartbeat.Refutes)
 
 	interval atomic.Int64 // current own heartbeat interval, ns
 	events   chan PeerInfo
@@ -642,6 +643,9 @@ func (m *Mesh) sendHeartbeat(iv time.Duration) error {
 	hb := m.cfg.Self()
 	hb.NodeID = m.h.ID().String()
 	hb.Seq = m.nextSeq()
+	m.mu.Lock()
+	hb.Refutes = m.refutes
+	m.mu.Unlock()
 	hb.Time = time.Now().UnixMilli()
 	hb.IntervalMS = iv.Milliseconds()
 	if len(hb.ListenAddrs) == 0 {

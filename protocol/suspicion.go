@@ -96,11 +96,17 @@ type DetectorConfig struct {
 	// before the suspect is declared down.
 	SuspicionTimeout time.Duration
 	// ConfirmedFor is how long a successful probe of a peer makes claims
-	// about it and the loss of its connections not worth another probe.
+	// about it not worth another probe (the suspect's refutation then
+	// decides).
 	ConfirmedFor time.Duration
 	// MaxSuspects bounds the suspicions held at once; a claim beyond it is
-	// not taken (ErrNotYet).
+	// not taken (ErrNotYet). It bounds the first strikes too.
 	MaxSuspects int
+	// RetryAfter is how long after a first failed probe the second is
+	// due: a node suspects a peer on its own evidence only after two
+	// failed probes, so that one slow answer (a busy peer, a busy us) does
+	// not start a suspicion.
+	RetryAfter time.Duration
 }
 
 // DefaultDetectorConfig: a dead peer is declared down about
@@ -110,6 +116,7 @@ func DefaultDetectorConfig() DetectorConfig {
 		SuspicionTimeout: 5 * time.Second, // a refutation crosses a 1,000-node gossip mesh in well under a second
 		ConfirmedFor:     5 * time.Second, // a peer that just answered is not probed again for a claim
 		MaxSuspects:      1024,            // ≈ the peer table's rows
+		RetryAfter:       time.Second,     // a second probe one second after a failed one
 	}
 }
 
@@ -153,11 +160,12 @@ type Detector struct {
 	cfg       DetectorConfig
 	suspects  map[peer.ID]*suspicion
 	confirmed map[peer.ID]time.Time // last successful probe, pruned at Tick
+	strikes   map[peer.ID]time.Time // a first failed probe, awaiting the second
 }
 
 // NewDetector returns an empty detector.
 func NewDetector(cfg DetectorConfig) *Detector {
-	return &Detector{cfg: cfg, suspects: map[peer.ID]*suspicion{}, confirmed: map[peer.ID]time.Time{}}
+	return &Detector{cfg: cfg, suspects: map[peer.ID]*suspicion{}, confirmed: map[peer.ID]time.Time{}, strikes: map[peer.ID]time.Time{}}
 }
 
 // Len returns the number of suspicions held.
@@ -179,10 +187,10 @@ func (d *Detector) recentlyConfirmed(p peer.ID, now time.Time) bool {
 }
 
 // ConnectionLost reports that every connection to p closed: this node's own
-// evidence, checked by a probe that dials again (a trimmed connection is
-// not a death).
-func (d *Detector) ConnectionLost(p peer.ID, now time.Time) []LivenessAction {
-	if _, ok := d.suspects[p]; ok || d.recentlyConfirmed(p, now) {
+// evidence, new whatever earlier probes said, checked by a probe that
+// dials again (a trimmed connection is not a death).
+func (d *Detector) ConnectionLost(p peer.ID, _ time.Time) []LivenessAction {
+	if _, ok := d.suspects[p]; ok {
 		return nil
 	}
 	return []LivenessAction{{Kind: ActProbe, Peer: p, Dial: true}}
@@ -197,17 +205,31 @@ func (d *Detector) ProbeStarted(p peer.ID) {
 
 // ProbeResult reports the outcome of a probe of p. seq is the highest
 // heartbeat sequence number of p this node has seen. A success clears any
-// suspicion and down mark; a failure is this node's own evidence: it
-// suspects p and, if nobody's claim made it suspect p already, gossips a
-// claim.
+// suspicion and down mark. A failure is this node's own evidence: of a
+// suspect, it confirms the suspicion; otherwise a first failure is a
+// strike (Tick asks for a second probe RetryAfter later), and a second
+// makes this node suspect p and gossip a claim.
 func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []LivenessAction {
 	s, held := d.suspects[p]
 	if ok {
 		delete(d.suspects, p)
+		delete(d.strikes, p)
 		d.confirmed[p] = now
 		return []LivenessAction{{Kind: ActUp, Peer: p}}
 	}
 	delete(d.confirmed, p)
+	if !held {
+		first, struck := d.strikes[p]
+		if !struck || now.Sub(first) < d.cfg.RetryAfter {
+			// A first strike (or a probe already under way when
+			// it came): the second probe is due at Tick.
+			if !struck && len(d.strikes) < d.cfg.MaxSuspects {
+				d.strikes[p] = now
+			}
+			return nil
+		}
+		delete(d.strikes, p)
+	}
 	if held {
 		// Someone's claim is already on its way to everyone: our failed
 		// probe confirms it for us, and is not gossiped again.
@@ -230,27 +252,26 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 // covered by a suspicion held (ErrDuplicate: not forwarded again), or one
 // beyond MaxSuspects (ErrNotYet). A claim taken starts the suspicion
 // clock, and a probe if a connection is open.
-func (d *Detector) Claim(p peer.ID, c *Suspicion, seq uint64, connected bool, now time.Time) ([]LivenessAction, error) {
-	if seq > c.Seq {
-		// We hold a heartbeat of p the claimant had not seen when it
-		// claimed: the refutation came first (gossip takes many paths).
-		return nil, fmt.Errorf("%w: suspicion of %s at seq %d already refuted by seq %d", ErrStale, p, c.Seq, seq)
+func (d *Detector) Claim(p peer.ID, c *Suspicion, seq, refuted uint64, connected bool, now time.Time) ([]LivenessAction, error) {
+	if refuted > 0 && refuted >= c.Seq {
+		// p's refutation came first (gossip takes many paths).
+		return nil, fmt.Errorf("%w: suspicion of %s at seq %d already refuted (up to %d)", ErrStale, p, c.Seq, refuted)
 	}
+	// A heartbeat the claimant had not seen is no refutation (it may
+	// have been in flight when p died), but raises the bar.
+	bar := max(c.Seq, seq)
 	if s, ok := d.suspects[p]; ok {
-		if c.Seq <= s.seq {
+		if bar <= s.seq {
 			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
 		}
-		s.seq = c.Seq
+		s.seq = bar
 		return nil, nil
-	}
-	if d.recentlyConfirmed(p, now) {
-		return nil, fmt.Errorf("%w: %s answered a probe %s ago", ErrDuplicate, p, now.Sub(d.confirmed[p]).Round(time.Millisecond))
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
 	}
-	d.suspects[p] = &suspicion{since: now, seq: c.Seq}
-	if connected {
+	d.suspects[p] = &suspicion{since: now, seq: bar}
+	if connected && !d.recentlyConfirmed(p, now) {
 		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
 	}
 	return nil, nil
@@ -266,7 +287,9 @@ func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
 
 // Tick declares down every suspect whose suspicion outlived the timeout
 // without a refutation, and forgets it (the down mark lives in the peer
-// table until a heartbeat above its Seq or a successful probe).
+// table until a heartbeat above its Seq or a successful probe); and asks
+// for the second probe of every first strike that is due (the driver
+// skips a probe already queued or running).
 func (d *Detector) Tick(now time.Time) []LivenessAction {
 	var out []LivenessAction
 	for p, s := range d.suspects {
@@ -278,6 +301,14 @@ func (d *Detector) Tick(now time.Time) []LivenessAction {
 	for p, t := range d.confirmed {
 		if now.Sub(t) >= d.cfg.ConfirmedFor {
 			delete(d.confirmed, p)
+		}
+	}
+	for p, t := range d.strikes {
+		switch age := now.Sub(t); {
+		case age >= 10*d.cfg.RetryAfter:
+			delete(d.strikes, p) // its second probe never reported
+		case age >= d.cfg.RetryAfter:
+			out = append(out, LivenessAction{Kind: ActProbe, Peer: p, Dial: true})
 		}
 	}
 	return out

@@ -40,14 +40,26 @@ func TestDetectorRules(t *testing.T) {
 		if len(acts) != 1 || acts[0].Kind != ActProbe || !acts[0].Dial {
 			t.Fatalf("connection lost: %v, want a probe that dials", acts)
 		}
-		acts = d.ProbeResult(x, false, 7, at(100*time.Millisecond))
-		if len(acts) != 1 || acts[0].Kind != ActClaim || acts[0].Seq != 7 {
-			t.Fatalf("failed probe: %+v, want a claim with seq 7", acts)
+		if acts := d.ProbeResult(x, false, 7, at(100*time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("first failed probe: %+v, want nothing yet (one slow answer is no evidence)", acts)
 		}
-		if acts := d.Tick(at(cfg.SuspicionTimeout)); len(acts) != 0 {
+		if acts := d.Tick(at(500 * time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("second probe before RetryAfter: %+v", acts)
+		}
+		second := 100*time.Millisecond + cfg.RetryAfter
+		acts = d.Tick(at(second))
+		if len(acts) != 1 || acts[0].Kind != ActProbe {
+			t.Fatalf("after RetryAfter: %+v, want the second probe", acts)
+		}
+		acts = d.ProbeResult(x, false, 7, at(second+100*time.Millisecond))
+		if len(acts) != 1 || acts[0].Kind != ActClaim || acts[0].Seq != 7 {
+			t.Fatalf("second failed probe: %+v, want a claim with seq 7", acts)
+		}
+		since := second + 100*time.Millisecond
+		if acts := d.Tick(at(since + cfg.SuspicionTimeout - time.Millisecond)); len(acts) != 0 {
 			t.Fatalf("down before the timeout: %v", acts)
 		}
-		acts = d.Tick(at(cfg.SuspicionTimeout + 100*time.Millisecond))
+		acts = d.Tick(at(since + cfg.SuspicionTimeout))
 		if len(acts) != 1 || acts[0].Kind != ActDown || acts[0].Seq != 7 {
 			t.Fatalf("after the timeout: %+v, want down above seq 7", acts)
 		}
@@ -58,7 +70,7 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a refuted suspicion is cleared", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(10), 5, false, at(0)); err != nil {
+		if _, err := d.Claim(x, claim(10), 5, 0, false, at(0)); err != nil {
 			t.Fatal(err)
 		}
 		d.Heartbeat(x, 10) // a straggler the claimant had already seen: no refutation
@@ -71,14 +83,22 @@ func TestDetectorRules(t *testing.T) {
 		}
 		// The same claim arriving after the refutation (another path)
 		// is stale, not a new suspicion.
-		if _, err := d.Claim(x, claim(10), 11, false, at(time.Minute)); !errors.Is(err, ErrStale) {
+		if _, err := d.Claim(x, claim(10), 11, 10, false, at(time.Minute)); !errors.Is(err, ErrStale) {
 			t.Fatalf("claim overtaken by its refutation: %v, want ErrStale", err)
+		}
+		// A heartbeat the claimant had not seen is no refutation: it
+		// raises the bar.
+		if _, err := d.Claim(x, claim(10), 12, 0, false, at(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if bar, _ := d.Suspected(x); bar != 12 {
+			t.Fatalf("refutation bar %d, want 12", bar)
 		}
 	})
 
 	t.Run("a false claim does not stick: our own probe succeeds", func(t *testing.T) {
 		d := NewDetector(cfg)
-		acts, err := d.Claim(x, claim(3), 3, true, at(0))
+		acts, err := d.Claim(x, claim(3), 3, 0, true, at(0))
 		if err != nil || !hasKind(acts, ActProbe) {
 			t.Fatalf("claim with a connection: %v %v, want a probe", kinds(acts), err)
 		}
@@ -88,15 +108,22 @@ func TestDetectorRules(t *testing.T) {
 		if acts := d.Tick(at(2 * time.Second)); len(acts) != 0 {
 			t.Fatalf("probed-alive peer declared: %v", acts)
 		}
-		// Claims right after our probe answered are not taken at all.
-		if _, err := d.Claim(x, claim(3), 3, true, at(3*time.Second)); !errors.Is(err, ErrDuplicate) {
-			t.Fatalf("claim after a fresh probe: %v, want ErrDuplicate", err)
+		// A claim right after our probe answered costs no second probe
+		// (a liar's claims cost the suspect one per ConfirmedFor), but
+		// it is taken: an answer older than the claim refutes nothing.
+		acts, err = d.Claim(x, claim(3), 3, 0, true, at(3*time.Second))
+		if err != nil || len(acts) != 0 {
+			t.Fatalf("claim after a fresh probe: %v %v, want taken without a probe", kinds(acts), err)
+		}
+		d.Heartbeat(x, 4) // the suspect's refutation
+		if acts := d.Tick(at(time.Minute)); len(acts) != 0 {
+			t.Fatalf("refuted peer declared: %v", acts)
 		}
 	})
 
 	t.Run("a claim never declared by itself: a failed probe of ours confirms it, not a second claim", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(3), 3, true, at(0)); err != nil {
+		if _, err := d.Claim(x, claim(3), 3, 0, true, at(0)); err != nil {
 			t.Fatal(err)
 		}
 		if acts := d.ProbeResult(x, false, 3, at(time.Second)); len(acts) != 0 {
@@ -109,13 +136,13 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a repeated claim is a duplicate; a later seq raises the bar", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(3), 3, false, at(0)); err != nil {
+		if _, err := d.Claim(x, claim(3), 3, 0, false, at(0)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.Claim(x, claim(3), 3, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
+		if _, err := d.Claim(x, claim(3), 3, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("second claim: %v, want ErrDuplicate", err)
 		}
-		if _, err := d.Claim(x, claim(9), 3, false, at(time.Second)); err != nil {
+		if _, err := d.Claim(x, claim(9), 3, 0, false, at(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if seq, _ := d.Suspected(x); seq != 9 {
@@ -129,27 +156,41 @@ func TestDetectorRules(t *testing.T) {
 		d := NewDetector(c)
 		for i := range 2 {
 			_, p := newKey(t)
-			if _, err := d.Claim(p, claim(1), 0, false, at(time.Duration(i))); err != nil {
+			if _, err := d.Claim(p, claim(1), 0, 0, false, at(time.Duration(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := d.Claim(x, claim(1), 0, false, at(0)); !errors.Is(err, ErrNotYet) {
+		if _, err := d.Claim(x, claim(1), 0, 0, false, at(0)); !errors.Is(err, ErrNotYet) {
 			t.Fatalf("claim beyond the bound: %v, want ErrNotYet", err)
 		}
-		if acts := d.ProbeResult(x, false, 0, at(0)); len(acts) != 0 || d.Len() != 2 {
+		d.ProbeResult(x, false, 0, at(0))
+		if acts := d.ProbeResult(x, false, 0, at(cfg.RetryAfter)); len(acts) != 0 || d.Len() != 2 {
 			t.Fatalf("own suspicion beyond the bound: %v, %d held", kinds(acts), d.Len())
 		}
 	})
 
-	t.Run("a lost connection of a peer that just answered is not probed again", func(t *testing.T) {
+	t.Run("a slow answer between two failures is no death", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.ProbeResult(x, false, 1, at(0))
+		d.ProbeResult(x, true, 1, at(cfg.RetryAfter))
+		if acts := d.ProbeResult(x, false, 1, at(2*cfg.RetryAfter)); len(acts) != 0 {
+			t.Fatalf("%v: a failure after a success is a first strike again", kinds(acts))
+		}
+		if acts := d.Tick(at(2 * cfg.RetryAfter)); hasKind(acts, ActDown) || hasKind(acts, ActClaim) {
+			t.Fatalf("%v", kinds(acts))
+		}
+	})
+
+	t.Run("a lost connection is new evidence, whatever an earlier probe said", func(t *testing.T) {
 		d := NewDetector(cfg)
 		d.ProbeResult(x, true, 1, at(0))
-		if acts := d.ConnectionLost(x, at(time.Second)); len(acts) != 0 {
-			t.Fatalf("%v, want nothing", kinds(acts))
+		if acts := d.ConnectionLost(x, at(time.Second)); !hasKind(acts, ActProbe) {
+			t.Fatalf("%v, want a probe", kinds(acts))
 		}
-		d.Tick(at(cfg.ConfirmedFor))
-		if acts := d.ConnectionLost(x, at(cfg.ConfirmedFor)); !hasKind(acts, ActProbe) {
-			t.Fatalf("%v, want a probe once the confirmation is old", kinds(acts))
+		d.ProbeResult(x, false, 1, at(2*time.Second))
+		d.ProbeResult(x, false, 1, at(2*time.Second+cfg.RetryAfter))
+		if acts := d.ConnectionLost(x, at(4*time.Second)); len(acts) != 0 {
+			t.Fatalf("%v, want nothing for a peer already suspected", kinds(acts))
 		}
 	})
 }
