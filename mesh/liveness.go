@@ -58,7 +58,6 @@ func (m *Mesh) startLiveness() error {
 	if !servesProtocol(m.h.Mux().Protocols(), ping.ID) {
 		ping.NewPingService(m.h) // mocknet hosts have none
 	}
-	m.live = newLiveness(m.cfg.Detector)
 	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{}); err != nil {
 		return err
 	}

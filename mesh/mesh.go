@@ -118,6 +118,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		events:  make(chan PeerInfo, 256),
 		blobSem: make(chan struct{}, blobServers),
 
+		live:      newLiveness(cfg.Detector), // before any validator runs
 		refuteNow: make(chan struct{}, 1),
 	}
 	m.table = newBoundedTable(cfg.MaxPeers, cfg.NewPeerRate, float64(cfg.NewPeerBurst), func(p peer.ID) bool {
