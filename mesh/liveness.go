@@ -73,6 +73,12 @@ func (m *Mesh) startLiveness() error {
 	return nil
 }
 
+// reachable: a connection to ping over, direct or through a relay (a peer
+// behind a NAT may have no other).
+func reachable(c network.Connectedness) bool {
+	return c == network.Connected || c == network.Limited
+}
+
 func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
 	for _, p := range ps {
 		if p == id {
@@ -100,7 +106,7 @@ func (m *Mesh) livenessLoop(sub event.Subscription) {
 				return
 			}
 			ev := e.(event.EvtPeerConnectednessChanged)
-			if ev.Connectedness == network.Connected || !m.tracked(ev.Peer) {
+			if reachable(ev.Connectedness) || !m.tracked(ev.Peer) {
 				continue
 			}
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(ev.Peer, time.Now()) })
@@ -220,7 +226,7 @@ var errNoConnection = errors.New("no connection")
 func (m *Mesh) probe(p peer.ID, dial bool) error {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ProbeTimeout)
 	defer cancel()
-	if m.h.Network().Connectedness(p) != network.Connected {
+	if !reachable(m.h.Network().Connectedness(p)) {
 		if !dial {
 			return errNoConnection
 		}
@@ -288,7 +294,7 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 	if info.Heartbeat != nil {
 		refuted = info.Heartbeat.Refutes
 	}
-	acts, err := m.live.det.Claim(suspect, s, info.Seq, refuted, m.Connected(suspect), now)
+	acts, err := m.live.det.Claim(suspect, s, info.Seq, refuted, reachable(m.h.Network().Connectedness(suspect)), now)
 	m.live.mu.Unlock()
 	switch {
 	case errors.Is(err, protocol.ErrStale):
