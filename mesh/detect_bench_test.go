@@ -3,9 +3,7 @@ package mesh
 import (
 	"flag"
 	"fmt"
-	"log/slog"
 	mrand "math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -48,10 +46,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 	cfg := DefaultConfig()
 	iv := protocol.AdaptiveInterval(cfg.HeartbeatInterval, n-1, cfg.HeartbeatBudget)
 	began := time.Now()
-	dbg, _ := os.Create("/tmp/detect-debug.log")
-	net := newBenchNet(b, n, 0, iv, func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(dbg, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	})
+	net := newBenchNet(b, n, 0, iv, func(*Config) {})
 	b.Logf("%d nodes, %d links, set up in %s, heartbeat interval %s", n, net.links, time.Since(began).Round(time.Second), iv)
 	// Let the gossip meshes form, then measure a quiet window.
 	time.Sleep(3 * time.Second) // warm-up, not a wait for a condition
