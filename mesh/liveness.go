@@ -189,7 +189,6 @@ func (m *Mesh) enqueueProbe(a protocol.LivenessAction) {
 	select {
 	case m.live.probes <- a:
 		m.live.pending[a.Peer] = true
-		m.live.det.ProbeStarted(a.Peer)
 	default:
 	}
 }

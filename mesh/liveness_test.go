@@ -126,3 +126,39 @@ func TestFalseSuspicionDoesNotStick(t *testing.T) {
 		t.Error("the victim never refuted")
 	}
 }
+
+// A down mark holds against heartbeats the claim had already covered (one
+// in flight when the node died) and yields to a newer one (its refutation
+// or its return), or to a successful probe.
+func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
+	_, id := newIdentity(t)
+	tb := newTable()
+	now := time.Now()
+	caps := protocol.Capabilities{"cpu_cores": int64(2)}
+	observe := func(seq uint64) {
+		t.Helper()
+		hb := heartbeatFrom(id, seq, caps)
+		if _, _, err := tb.observe(&hb, caps, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe(10)
+	if _, before, ok := tb.markDown(id, 20, now); !ok || before != protocol.StatusOnline {
+		t.Fatalf("markDown: %v %s", ok, before)
+	}
+	observe(15) // a straggler below the claim's seq
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOffline {
+		t.Fatalf("after a straggler: %s, want offline", p.Status)
+	}
+	observe(21) // the refutation
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOnline || !p.DownAt.IsZero() {
+		t.Fatalf("after the refutation: %s, down at %v", p.Status, p.DownAt)
+	}
+	tb.markDown(id, 30, now)
+	if _, ok := tb.markUp(id, now); !ok {
+		t.Fatal("markUp found no down mark")
+	}
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOnline {
+		t.Fatalf("after a successful probe: %s", p.Status)
+	}
+}

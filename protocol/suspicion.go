@@ -147,10 +147,8 @@ type LivenessAction struct {
 }
 
 type suspicion struct {
-	since   time.Time
-	seq     uint64 // a refutation must be above it
-	own     bool   // our own probe failed (we gossiped a claim)
-	probing bool
+	since time.Time
+	seq   uint64 // a refutation must be above it
 }
 
 // Detector holds the suspicions of one node. It is a pure state machine:
@@ -196,13 +194,6 @@ func (d *Detector) ConnectionLost(p peer.ID, _ time.Time) []LivenessAction {
 	return []LivenessAction{{Kind: ActProbe, Peer: p, Dial: true}}
 }
 
-// ProbeStarted records that a probe of p is running.
-func (d *Detector) ProbeStarted(p peer.ID) {
-	if s, ok := d.suspects[p]; ok {
-		s.probing = true
-	}
-}
-
 // ProbeResult reports the outcome of a probe of p. seq is the highest
 // heartbeat sequence number of p this node has seen. A success clears any
 // suspicion and down mark. A failure is this node's own evidence: of a
@@ -233,25 +224,27 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 	if held {
 		// Someone's claim is already on its way to everyone: our failed
 		// probe confirms it for us, and is not gossiped again.
-		s.probing, s.own, s.seq = false, true, max(s.seq, seq)
+		s.seq = max(s.seq, seq)
 		return nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil
 	}
-	d.suspects[p] = &suspicion{since: now, seq: seq, own: true}
+	d.suspects[p] = &suspicion{since: now, seq: seq}
 	return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: seq}}
 }
 
 // Claim takes a validated suspicion of p from another node. seq is the
-// highest heartbeat sequence number of p this node has seen; connected
-// whether it holds a connection to p. A claim below seq is already refuted
-// (ErrStale: the suspect's refutation overtook it, or the claimant had not
-// heard from it since). A claim about a peer that just
-// answered our probe is not taken (ErrDuplicate); nor is one already
-// covered by a suspicion held (ErrDuplicate: not forwarded again), or one
-// beyond MaxSuspects (ErrNotYet). A claim taken starts the suspicion
-// clock, and a probe if a connection is open.
+// highest heartbeat sequence number of p this node has seen, refuted the
+// Refutes of p's latest heartbeat here (0: none); connected whether this
+// node holds a connection to p. A claim at or below refuted is already
+// refuted (ErrStale: p's answer overtook it); one covered by a suspicion
+// held is a duplicate (ErrDuplicate); one beyond MaxSuspects is not taken
+// (ErrNotYet). A claim taken starts the suspicion clock, with a bar of the
+// claim's seq or ours, whichever is higher, and a probe if a connection is
+// open and p did not answer one within ConfirmedFor (a liar's claims cost
+// a peer at most one probe per ConfirmedFor; an answer older than the
+// claim does not refute it).
 func (d *Detector) Claim(p peer.ID, c *Suspicion, seq, refuted uint64, connected bool, now time.Time) ([]LivenessAction, error) {
 	if refuted > 0 && refuted >= c.Seq {
 		// p's refutation came first (gossip takes many paths).
