@@ -45,6 +45,18 @@ type Config struct {
 	HeartbeatBudget float64
 	// ClockSkew is how far a peer's timestamps may be from ours.
 	ClockSkew time.Duration
+	// Detector tunes failure detection (mesh/liveness.go): how long a
+	// suspicion waits for the suspect's refutation, how many are held.
+	// A dead peer is off the online lists about SuspicionTimeout plus a
+	// ProbeTimeout after its connections close, whatever the heartbeat
+	// interval.
+	Detector protocol.DetectorConfig
+	// ProbeInterval is the period of the random probe (SWIM): each
+	// interval the node pings one peer it is connected to, so the probe
+	// load per node does not grow with the network.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe: a dial and a ping.
+	ProbeTimeout time.Duration
 	// TombstoneRetention is how long a peer that left is kept as deleted.
 	TombstoneRetention time.Duration
 	// OfflineRetention is how long an offline peer (no heartbeat for 10
@@ -166,15 +178,18 @@ func DefaultConfig() Config {
 		HeartbeatInterval:  10 * time.Second, // DESIGN.md's default
 		HeartbeatBudget:    10,               // network-wide heartbeats per second (a 200-node mocknet holds 10/s: NOTES.md)
 		ClockSkew:          protocol.DefaultClockSkew,
-		TombstoneRetention: 24 * time.Hour, // deleted peers kept a day
-		OfflineRetention:   24 * time.Hour, // offline peers kept a day
-		MaxPeers:           1000,           // rows of the peer table (≈ 10 KiB each with the last heartbeat)
-		NewPeerRate:        5,              // new identities a second per forwarding peer
-		NewPeerBurst:       100,            // after a burst of 100: a joining node meets a 100-node network at once through one peer
-		ConnLow:            64,             // trim down to 64 connections
-		ConnHigh:           192,            // when above 192
-		ResourceMemory:     256 << 20,      // a small node: 256 MiB for libp2p
-		ResourceFDs:        512,            // enough for ConnHigh·1.5 TCP connections and the listeners
+		Detector:           protocol.DefaultDetectorConfig(),
+		ProbeInterval:      time.Second,     // one random peer pinged a second (memberlist's LAN default)
+		ProbeTimeout:       2 * time.Second, // a dial and a ping round trip
+		TombstoneRetention: 24 * time.Hour,  // deleted peers kept a day
+		OfflineRetention:   24 * time.Hour,  // offline peers kept a day
+		MaxPeers:           1000,            // rows of the peer table (≈ 10 KiB each with the last heartbeat)
+		NewPeerRate:        5,               // new identities a second per forwarding peer
+		NewPeerBurst:       100,             // after a burst of 100: a joining node meets a 100-node network at once through one peer
+		ConnLow:            64,              // trim down to 64 connections
+		ConnHigh:           192,             // when above 192
+		ResourceMemory:     256 << 20,       // a small node: 256 MiB for libp2p
+		ResourceFDs:        512,             // enough for ConnHigh·1.5 TCP connections and the listeners
 		DHT:                true,
 		DiscoveryInterval:  30 * time.Second,
 		MaxBlobBytes:       64 << 20, // proving keys are the largest blobs
@@ -206,6 +221,11 @@ func (c *Config) Validate() error {
 		return bad("heartbeat budget %g must not be negative", c.HeartbeatBudget)
 	case c.ClockSkew <= 0:
 		return bad("clock skew must be positive")
+	case c.Detector.SuspicionTimeout <= 0 || c.Detector.ConfirmedFor < 0 || c.Detector.MaxSuspects < 1 || c.Detector.RetryAfter <= 0:
+		return bad("detector: suspicion timeout %s and retry-after %s must be positive, confirmed-for %s not negative, max suspects %d at least 1",
+			c.Detector.SuspicionTimeout, c.Detector.RetryAfter, c.Detector.ConfirmedFor, c.Detector.MaxSuspects)
+	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0:
+		return bad("probe interval %s and probe timeout %s must be positive", c.ProbeInterval, c.ProbeTimeout)
 	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):
 		return bad("connection water marks low=%d high=%d: need 0 < low < high", c.ConnLow, c.ConnHigh)
 	case c.Host == nil && c.ResourceMemory < 64<<20:
@@ -263,6 +283,7 @@ func ValidNetworkID(id string) bool {
 const (
 	KindHeartbeat = "heartbeat"
 	KindLeave     = "leave"
+	KindLiveness  = "liveness"
 	KindTasks     = "tasks"
 	KindResults   = "results"
 )

@@ -70,9 +70,10 @@ type Mesh struct {
 	table   *table
 	met     *metrics
 
-	mu     sync.Mutex
-	topics map[string]*pubsub.Topic
-	seq    uint64
+	mu      sync.Mutex
+	topics  map[string]*pubsub.Topic
+	seq     uint64
+	refutes uint64 // the highest suspicion seq answered (Heartbeat.Refutes)
 
 	interval atomic.Int64 // current own heartbeat interval, ns
 	events   chan PeerInfo
@@ -89,6 +90,9 @@ type Mesh struct {
 	closed  atomic.Bool
 	leaving atomic.Bool  // no heartbeats after our own Leave
 	reach   atomic.Int32 // AutoNAT's verdict, a network.Reachability
+
+	live      *liveness     // failure detection (liveness.go)
+	refuteNow chan struct{} // a suspicion of this node: heartbeat now
 }
 
 // New starts a mesh node: the host, gossipsub, the heartbeat and leave
@@ -112,6 +116,9 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		topics:  make(map[string]*pubsub.Topic),
 		events:  make(chan PeerInfo, 256),
 		blobSem: make(chan struct{}, blobServers),
+
+		live:      newLiveness(cfg.Detector), // before any validator runs
+		refuteNow: make(chan struct{}, 1),
 	}
 	m.table = newBoundedTable(cfg.MaxPeers, cfg.NewPeerRate, float64(cfg.NewPeerBurst), func(p peer.ID) bool {
 		return m.h != nil && m.h.Network().Connectedness(p) == network.Connected
@@ -198,6 +205,9 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		return fail(err)
 	}
 	if err := m.Join(KindLeave, m.validateLeave, nil, JoinOptions{}); err != nil {
+		return fail(err)
+	}
+	if err := m.startLiveness(); err != nil {
 		return fail(err)
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
@@ -504,6 +514,7 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	if err != nil {
 		return err
 	}
+	m.heartbeatSeen(from, hb.Seq)
 	if notable {
 		m.log.Debug("peer online", "peer", from)
 		m.notify(info)
@@ -565,7 +576,7 @@ func jitter(d time.Duration, r float64) time.Duration {
 func (m *Mesh) nextSeq() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.seq = max(m.seq+1, uint64(time.Now().UnixMicro()))
+	m.seq = protocol.NextSeq(m.seq, time.Now())
 	return m.seq
 }
 
@@ -573,10 +584,28 @@ func (m *Mesh) heartbeatLoop() {
 	defer m.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var refuted time.Time
+	var again <-chan time.Time
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
+		case <-m.refuteNow:
+			// A suspicion of this node: answer it with a heartbeat above
+			// its seq (refute raised ours), at most once per refuteGap
+			// (a claim within the gap is answered at its end), and keep
+			// the regular schedule.
+			if wait := refuteGap - time.Since(refuted); wait > 0 {
+				if again == nil {
+					again = time.After(wait)
+				}
+				continue
+			}
+			refuted = m.sendRefutation()
+			continue
+		case <-again:
+			again, refuted = nil, m.sendRefutation()
+			continue
 		case <-t.C:
 		}
 		live := m.table.counts(time.Now())[protocol.StatusOnline]
@@ -595,10 +624,25 @@ func (m *Mesh) heartbeatLoop() {
 	}
 }
 
+// sendRefutation sends a heartbeat out of schedule, the answer to a
+// suspicion of this node, and returns when.
+func (m *Mesh) sendRefutation() time.Time {
+	if m.leaving.Load() {
+		return time.Now()
+	}
+	if err := m.sendHeartbeat(m.Interval()); err != nil && m.ctx.Err() == nil {
+		m.log.Warn("refutation not sent", "err", err)
+	}
+	return time.Now()
+}
+
 func (m *Mesh) sendHeartbeat(iv time.Duration) error {
 	hb := m.cfg.Self()
 	hb.NodeID = m.h.ID().String()
 	hb.Seq = m.nextSeq()
+	m.mu.Lock()
+	hb.Refutes = m.refutes
+	m.mu.Unlock()
 	hb.Time = time.Now().UnixMilli()
 	hb.IntervalMS = iv.Milliseconds()
 	if len(hb.ListenAddrs) == 0 {

@@ -16,6 +16,7 @@ type metrics struct {
 	blobs      *prometheus.CounterVec // direction, outcome
 	admissions *prometheus.CounterVec // outcome
 	evictions  *prometheus.CounterVec // reason
+	liveness   *prometheus.CounterVec // event
 }
 
 func newMetrics(reg prometheus.Registerer, t *table) *metrics {
@@ -48,8 +49,12 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 			Name: "proofmesh_peer_evictions_total",
 			Help: "Rows removed from the live peer table, by reason (capacity, offline_retention, tombstone_retention).",
 		}, []string{"reason"}),
+		liveness: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_liveness_events_total",
+			Help: "Failure detection, by event: probe_ok, probe_failed, claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (forwarded only: the suspect just answered us, or is suspected already), refuted (a suspicion of this node answered), down, up.",
+		}, []string{"event"}),
 	}
-	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions)
+	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions, m.liveness)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "proofmesh_peer_table_rows",
 		Help: "Rows in the live peer table, tombstones included (bounded by the mesh's MaxPeers).",

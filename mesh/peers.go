@@ -26,6 +26,12 @@ type PeerInfo struct {
 	DeletedAt    time.Time // zero unless the peer left
 	LeaveTime    time.Time // the Leave's own timestamp
 	LeaveReason  string
+	// DownAt is when the failure detector declared the peer down (zero
+	// if not): it is offline, whatever its heartbeats' age, until a
+	// heartbeat above DownSeq (its refutation or its return) or a
+	// successful probe of ours.
+	DownAt  time.Time
+	DownSeq uint64
 	// Protocols is what identify said the peer serves: its proofmesh
 	// networks and protocol majors (empty until identified).
 	Protocols protocol.PeerProtocols
@@ -191,6 +197,10 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	} else if ok && e.status(now) == protocol.StatusOffline {
 		notable = true
 	}
+	if !e.info.DownAt.IsZero() && hb.Seq > e.info.DownSeq {
+		e.info.DownAt, e.info.DownSeq = time.Time{}, 0
+		notable = true
+	}
 	e.info.Heartbeat = hb
 	e.info.Capabilities = caps
 	e.info.LastSeen = now
@@ -299,7 +309,44 @@ func (t *table) leave(id peer.ID, l *protocol.Leave, now time.Time) (PeerInfo, e
 }
 
 func (e *peerEntry) status(now time.Time) protocol.PeerStatus {
-	return protocol.StatusAt(e.info.LastSeen, e.info.Interval, !e.info.DeletedAt.IsZero(), now)
+	st := protocol.StatusAt(e.info.LastSeen, e.info.Interval, !e.info.DeletedAt.IsZero(), now)
+	if st != protocol.StatusDeleted && !e.info.DownAt.IsZero() {
+		return protocol.StatusOffline
+	}
+	return st
+}
+
+// markDown records the failure detector's verdict on id: offline until a
+// heartbeat above seq or markUp. It reports the row's status before, and
+// false if the table does not hold a live row for id.
+func (t *table) markDown(id peer.ID, seq uint64, now time.Time) (PeerInfo, protocol.PeerStatus, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.peers[id]
+	if !ok || !e.info.DeletedAt.IsZero() {
+		return PeerInfo{}, "", false
+	}
+	before := e.status(now)
+	if e.info.DownAt.IsZero() {
+		e.info.DownAt = now
+	}
+	e.info.DownSeq = max(e.info.DownSeq, seq, e.info.Seq)
+	t.touchLocked(id)
+	return e.snapshot(now), before, true
+}
+
+// markUp clears a down mark after a successful probe; it reports whether
+// there was one.
+func (t *table) markUp(id peer.ID, now time.Time) (PeerInfo, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.peers[id]
+	if !ok || e.info.DownAt.IsZero() {
+		return PeerInfo{}, false
+	}
+	e.info.DownAt, e.info.DownSeq = time.Time{}, 0
+	t.touchLocked(id)
+	return e.snapshot(now), true
 }
 
 func (e *peerEntry) snapshot(now time.Time) PeerInfo {

@@ -18,6 +18,7 @@ import (
 var topicRates = map[string]struct{ rate, burst float64 }{
 	KindHeartbeat: {10, 20},
 	KindLeave:     {1, 3},
+	KindLiveness:  {2, 10}, // suspicions: a node that lost ten peers at once names them all
 	KindTasks:     {50, 100},
 	KindResults:   {50, 100},
 }

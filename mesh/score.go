@@ -21,7 +21,7 @@ func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
 		return s
 	}
 	topics := map[string]*pubsub.TopicScoreParams{}
-	for _, kind := range []string{KindHeartbeat, KindLeave, KindTasks, KindResults} {
+	for _, kind := range []string{KindHeartbeat, KindLeave, KindLiveness, KindTasks, KindResults} {
 		topics[TopicName(m.cfg.NetworkID, kind)] = &pubsub.TopicScoreParams{
 			SkipAtomicValidation: true,
 			TopicWeight:          1,

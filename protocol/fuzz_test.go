@@ -305,3 +305,19 @@ func FuzzInCharset(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeSuspicion(f *testing.F) {
+	f.Add([]byte(`{"suspect":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"time":1}`))
+	f.Add([]byte(`{"suspect":"12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo","seq":1,"seq":2,"time":1}`))
+	f.Add([]byte(`{"SUSPECT":"x","time":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, id, err := DecodeSuspicion(data)
+		if err != nil {
+			return
+		}
+		_ = CheckSuspicion(s, id, "", time.Now(), time.Second)
+		if _, err := s.Encode(); err != nil {
+			t.Fatalf("decoded suspicion does not re-encode: %v", err)
+		}
+	})
+}

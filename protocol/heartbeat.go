@@ -35,6 +35,10 @@ type Heartbeat struct {
 	// IntervalMS is the sender's current heartbeat interval; receivers derive
 	// the sender's stale and offline thresholds from it.
 	IntervalMS int64 `json:"interval_ms"`
+	// Refutes is the highest suspicion seq this node has answered
+	// (protocol/suspicion.go): a claim at or below it is already refuted,
+	// whichever of the claim and this heartbeat arrives first.
+	Refutes uint64 `json:"refutes,omitempty"`
 }
 
 // Encode marshals the heartbeat for the wire.

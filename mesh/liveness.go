@@ -1,0 +1,335 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// Failure detection (DESIGN.md "Liveness"): the driver of
+// protocol.Detector. It feeds the detector what this node sees (every
+// connection to a peer closed, its probes' outcomes, suspicions gossiped by
+// others, heartbeats) and carries out what the detector asks: probe a peer
+// (libp2p ping, dialling first if asked), gossip a suspicion, mark a peer
+// down or up in the peer table. A node that hears a suspicion of itself
+// refutes it with a heartbeat at once.
+//
+// Costs are bounded: one random probe per ProbeInterval, probes of
+// suspects through probeWorkers workers and a queue of MaxSuspects,
+// suspicions gossiped at the liveness topic's rate per origin.
+
+// probeWorkers bounds the probes running at once.
+const probeWorkers = 4
+
+// refuteGap is the least time between two refutations: however many
+// claims arrive, one fresh heartbeat answers them all.
+const refuteGap = 500 * time.Millisecond
+
+type liveness struct {
+	mu  sync.Mutex
+	det *protocol.Detector
+
+	probes  chan protocol.LivenessAction
+	pending map[peer.ID]bool // probes queued or running, under mu
+}
+
+func newLiveness(cfg protocol.DetectorConfig) *liveness {
+	return &liveness{
+		det:     protocol.NewDetector(cfg),
+		probes:  make(chan protocol.LivenessAction, cfg.MaxSuspects),
+		pending: map[peer.ID]bool{},
+	}
+}
+
+// startLiveness serves ping if the host does not already, joins the
+// liveness topic, and starts the detector's loop and probe workers.
+func (m *Mesh) startLiveness() error {
+	if !servesProtocol(m.h.Mux().Protocols(), ping.ID) {
+		ping.NewPingService(m.h) // mocknet hosts have none
+	}
+	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{}); err != nil {
+		return err
+	}
+	sub, err := m.h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return fmt.Errorf("subscribe to connection events: %w", err)
+	}
+	m.wg.Add(1 + probeWorkers)
+	go m.livenessLoop(sub)
+	for range probeWorkers {
+		go m.probeWorker()
+	}
+	return nil
+}
+
+// reachable: a connection to ping over, direct or through a relay (a peer
+// behind a NAT may have no other).
+func reachable(c network.Connectedness) bool {
+	return c == network.Connected || c == network.Limited
+}
+
+func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
+	for _, p := range ps {
+		if p == id {
+			return true
+		}
+	}
+	return false
+}
+
+// livenessLoop ticks the detector four times per ProbeInterval, probes one
+// random connected peer per ProbeInterval, and turns lost connections into
+// the detector's evidence.
+func (m *Mesh) livenessLoop(sub event.Subscription) {
+	defer m.wg.Done()
+	defer sub.Close()
+	tick := time.NewTicker(m.cfg.ProbeInterval / 4)
+	defer tick.Stop()
+	var rounds int
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			ev := e.(event.EvtPeerConnectednessChanged)
+			if reachable(ev.Connectedness) || !m.tracked(ev.Peer) {
+				continue
+			}
+			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(ev.Peer, time.Now()) })
+		case now := <-tick.C:
+			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Tick(now) })
+			if rounds++; rounds%4 == 0 {
+				if p, ok := m.randomProbeTarget(); ok {
+					m.enqueueProbe(protocol.LivenessAction{Kind: protocol.ActProbe, Peer: p})
+				}
+			}
+		}
+	}
+}
+
+// tracked reports whether the peer table holds a live row for p: the
+// detector looks at listed peers only.
+func (m *Mesh) tracked(p peer.ID) bool {
+	info, ok := m.table.get(p, time.Now())
+	return ok && info.Status != protocol.StatusDeleted
+}
+
+// randomProbeTarget picks a connected peer listed online or stale.
+func (m *Mesh) randomProbeTarget() (peer.ID, bool) {
+	conns := m.h.Network().Peers()
+	for range 3 {
+		if len(conns) == 0 {
+			return "", false
+		}
+		p := conns[rand.IntN(len(conns))]
+		if info, ok := m.table.get(p, time.Now()); ok && (info.Status == protocol.StatusOnline || info.Status == protocol.StatusStale) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// step runs one detector transition under its lock and carries out the
+// actions outside it.
+func (m *Mesh) step(f func(*protocol.Detector) []protocol.LivenessAction) {
+	m.live.mu.Lock()
+	acts := f(m.live.det)
+	m.live.mu.Unlock()
+	m.act(acts)
+}
+
+func (m *Mesh) act(acts []protocol.LivenessAction) {
+	now := time.Now()
+	for _, a := range acts {
+		switch a.Kind {
+		case protocol.ActProbe:
+			m.enqueueProbe(a)
+		case protocol.ActClaim:
+			if err := m.publishSuspicion(a.Peer, a.Seq); err != nil && m.ctx.Err() == nil {
+				m.log.Debug("suspicion not sent", "peer", a.Peer, "err", err)
+			}
+		case protocol.ActDown:
+			if info, before, ok := m.table.markDown(a.Peer, a.Seq, now); ok && before != protocol.StatusOffline {
+				m.met.liveness.WithLabelValues("down").Inc()
+				m.log.Info("peer down", "peer", a.Peer, "reason", "suspicion not refuted")
+				m.notify(info)
+			}
+		case protocol.ActUp:
+			if info, ok := m.table.markUp(a.Peer, now); ok {
+				m.met.liveness.WithLabelValues("up").Inc()
+				m.log.Info("peer up", "peer", a.Peer, "reason", "probe answered")
+				m.notify(info)
+			}
+		}
+	}
+}
+
+// enqueueProbe queues a probe unless one of the same peer is queued or
+// running; a full queue drops it (the suspicion then runs its course).
+func (m *Mesh) enqueueProbe(a protocol.LivenessAction) {
+	m.live.mu.Lock()
+	defer m.live.mu.Unlock()
+	if m.live.pending[a.Peer] {
+		return
+	}
+	select {
+	case m.live.probes <- a:
+		m.live.pending[a.Peer] = true
+	default:
+	}
+}
+
+func (m *Mesh) probeWorker() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case a := <-m.live.probes:
+			err := m.probe(a.Peer, a.Dial)
+			if err != nil {
+				m.log.Debug("probe failed", "peer", a.Peer, "err", err)
+			}
+			m.met.liveness.WithLabelValues(map[bool]string{true: "probe_ok", false: "probe_failed"}[err == nil]).Inc()
+			seq := m.table.lastSeq(a.Peer)
+			m.live.mu.Lock()
+			delete(m.live.pending, a.Peer)
+			acts := m.live.det.ProbeResult(a.Peer, err == nil, seq, time.Now())
+			m.live.mu.Unlock()
+			if m.ctx.Err() == nil {
+				m.act(acts)
+			}
+		}
+	}
+}
+
+// errNoConnection: a probe that may not dial found no connection.
+var errNoConnection = errors.New("no connection")
+
+// probe pings p once within ProbeTimeout, dialling first if dial is set
+// and no connection is open.
+func (m *Mesh) probe(p peer.ID, dial bool) error {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ProbeTimeout)
+	defer cancel()
+	if !reachable(m.h.Network().Connectedness(p)) {
+		if !dial {
+			return errNoConnection
+		}
+		if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			return fmt.Errorf("probe %s: dial: %w", p, err)
+		}
+	}
+	select {
+	case res := <-ping.Ping(ctx, m.h, p):
+		if res.Error != nil {
+			return fmt.Errorf("probe %s: ping: %w", p, res.Error)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("probe %s: %w", p, ctx.Err())
+	}
+}
+
+func (m *Mesh) publishSuspicion(p peer.ID, seq uint64) error {
+	data, err := (&protocol.Suspicion{Suspect: p.String(), Seq: seq, Time: time.Now().UnixMilli()}).Encode()
+	if err != nil {
+		return err
+	}
+	m.met.liveness.WithLabelValues("claimed").Inc()
+	m.log.Debug("peer suspected", "peer", p, "reason", "own probe failed")
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ProbeTimeout)
+	defer cancel()
+	return m.Publish(ctx, KindLiveness, data)
+}
+
+// validateSuspicion judges a suspicion gossiped by from and, if it is new,
+// hands it to the detector. Claims already refuted (a heartbeat of the
+// suspect above their seq is here), about peers not listed live, and from
+// unlisted claimants are IGNOREd (not forwarded); every other claim is
+// forwarded, taken or not, so that it reaches the suspect; a claim about
+// this node is answered with a refutation.
+func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (any, error) {
+	if from == m.h.ID() {
+		return nil, nil
+	}
+	s, suspect, err := protocol.DecodeSuspicion(data)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if err := protocol.CheckSuspicion(s, suspect, from, now, m.cfg.ClockSkew); err != nil {
+		return nil, err
+	}
+	if suspect == m.h.ID() {
+		m.refute(s.Seq)
+		return s, nil
+	}
+	if !m.tracked(from) {
+		return nil, fmt.Errorf("%w: suspicion from unlisted claimant %s", protocol.ErrNotYet, from)
+	}
+	info, ok := m.table.get(suspect, now)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: suspicion of unlisted peer %s", protocol.ErrNotYet, suspect)
+	case info.Status == protocol.StatusOffline || info.Status == protocol.StatusDeleted:
+		return nil, fmt.Errorf("%w: suspicion of peer %s already %s", protocol.ErrStale, suspect, info.Status)
+	}
+	m.live.mu.Lock()
+	var refuted uint64
+	if info.Heartbeat != nil {
+		refuted = info.Heartbeat.Refutes
+	}
+	acts, err := m.live.det.Claim(suspect, s, info.Seq, refuted, reachable(m.h.Network().Connectedness(suspect)), now)
+	m.live.mu.Unlock()
+	switch {
+	case errors.Is(err, protocol.ErrStale):
+		return nil, err // refuted already: the suspect need not hear it
+	case err != nil:
+		// Not taken here (we just heard from the suspect, or hold it
+		// suspected already), but forwarded: the suspect must hear
+		// every claim not yet refuted, and the peers that forward to
+		// it may be exactly those that know it alive.
+		m.met.liveness.WithLabelValues("claim_not_taken").Inc()
+		return s, nil
+	}
+	m.met.liveness.WithLabelValues("claim_taken").Inc()
+	m.act(acts)
+	return s, nil
+}
+
+// heartbeatSeen tells the detector of an accepted heartbeat: a suspect's
+// refutation if its seq is above the suspicion's.
+func (m *Mesh) heartbeatSeen(p peer.ID, seq uint64) {
+	m.live.mu.Lock()
+	m.live.det.Heartbeat(p, seq)
+	m.live.mu.Unlock()
+}
+
+// refute raises this node's sequence number above a suspicion's, names the
+// suspicion's seq in its heartbeats' Refutes, and asks the heartbeat loop
+// for a heartbeat now.
+func (m *Mesh) refute(seq uint64) {
+	m.mu.Lock()
+	m.seq = max(m.seq, seq)
+	m.refutes = max(m.refutes, seq)
+	m.mu.Unlock()
+	m.met.liveness.WithLabelValues("refuted").Inc()
+	select {
+	case m.refuteNow <- struct{}{}:
+	default:
+	}
+}

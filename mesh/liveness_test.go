@@ -1,0 +1,164 @@
+package mesh
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// slowHeartbeats is a heartbeat interval long enough that no status in
+// these tests can come from heartbeats going missing: stale after 3 min.
+func slowHeartbeats(c *Config) {
+	c.HeartbeatInterval = time.Minute
+	c.HeartbeatBudget = 0
+	c.DHT = false
+}
+
+// meetAll sends heartbeats out of schedule until every node lists every
+// other online (the first scheduled ones go out before the gossip mesh
+// forms, and the next are a minute away).
+func meetAll(t *testing.T, ms []*Mesh) {
+	t.Helper()
+	eventually(t, 30*time.Second, "every node online on every other", func() bool {
+		for _, m := range ms {
+			_ = m.sendHeartbeat(m.Interval())
+		}
+		time.Sleep(200 * time.Millisecond)
+		for _, m := range ms {
+			if !allSee(ms, m.ID(), protocol.StatusOnline) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A killed node is off every survivor's online list long before its
+// heartbeats could tell (a minute apart): at once on the peer that held a
+// connection to it (its own failed probe) and, through that peer's
+// suspicion, on the peers that had none (no refutation came).
+func TestDetectKilledNodeWithoutHeartbeats(t *testing.T) {
+	ms := make([]*Mesh, 4)
+	for i := range ms {
+		ms[i] = newTestMesh(t, "testnet", slowHeartbeats)
+	}
+	// A star around ms[0], plus ms[1]–ms[2]: only ms[0] holds a
+	// connection to ms[3].
+	for _, m := range ms[1:] {
+		connect(t, m, ms[0])
+	}
+	connect(t, ms[1], ms[2])
+	meetAll(t, ms)
+	if ms[1].Connected(ms[3].ID()) || ms[2].Connected(ms[3].ID()) {
+		t.Fatal("test setup: ms[1] or ms[2] holds a connection to ms[3]")
+	}
+
+	killed, rest := ms[3], ms[:3]
+	_ = killed.Close()
+	// The bound is generous (the figures live in
+	// BenchmarkFailureDetection); heartbeats alone would take 3 minutes.
+	eventually(t, 20*time.Second, "killed node offline on every survivor", func() bool {
+		return allSee(rest, killed.ID(), protocol.StatusOffline)
+	})
+	if n := testutil.ToFloat64(ms[0].met.liveness.WithLabelValues("claimed")); n < 1 {
+		t.Errorf("the connected peer gossiped %v suspicions, want one", n)
+	}
+	for _, m := range rest {
+		if !allSee(rest, m.ID(), protocol.StatusOnline) {
+			t.Errorf("a survivor is not online everywhere")
+		}
+	}
+}
+
+// A liar gossiping suspicions of a live node, over and over, gets it marked
+// offline nowhere: the peer connected to it probes it, the others wait for
+// its refutation, which comes at once.
+func TestFalseSuspicionDoesNotStick(t *testing.T) {
+	victim := newTestMesh(t, "testnet", slowHeartbeats)
+	a := newTestMesh(t, "testnet", slowHeartbeats)
+	b := newTestMesh(t, "testnet", slowHeartbeats)
+	c := newTestMesh(t, "testnet", slowHeartbeats)
+	liar := newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, victim, a)
+	connect(t, a, b)
+	connect(t, b, c)
+	for _, m := range []*Mesh{a, b, c} {
+		connect(t, liar, m)
+	}
+	ms := []*Mesh{victim, a, b, c, liar}
+	meetAll(t, ms)
+	if c.Connected(victim.ID()) {
+		t.Fatal("test setup: c holds a connection to the victim")
+	}
+
+	ctx := context.Background()
+	deadline := time.Now().Add(8 * time.Second)
+	for time.Now().Before(deadline) {
+		now := time.UnixMilli(time.Now().UnixMilli())
+		// The highest seq the rules let a claimant name.
+		claim := protocol.Suspicion{Suspect: victim.ID().String(), Seq: uint64(now.Add(victim.cfg.ClockSkew).UnixMicro()), Time: now.UnixMilli()}
+		data, err := claim.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := liar.Publish(ctx, KindLiveness, data); err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			for _, m := range []*Mesh{a, b, c} {
+				if st := statusOf(m, victim.ID()); st != protocol.StatusOnline {
+					p, _ := m.Peer(victim.ID())
+					t.Fatalf("victim %s on %s (a %s b %s c %s) after a false suspicion: %+v", st, m.ID(), a.ID(), b.ID(), c.ID(), p)
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// c holds no connection to the victim: only the refutation saved it.
+	if n := testutil.ToFloat64(c.met.liveness.WithLabelValues("claim_taken")); n == 0 {
+		t.Error("c never took the liar's suspicion as a hint: the test did not test anything")
+	}
+	if n := testutil.ToFloat64(victim.met.liveness.WithLabelValues("refuted")); n == 0 {
+		t.Error("the victim never refuted")
+	}
+}
+
+// A down mark holds against heartbeats the claim had already covered (one
+// in flight when the node died) and yields to a newer one (its refutation
+// or its return), or to a successful probe.
+func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
+	_, id := newIdentity(t)
+	tb := newTable()
+	now := time.Now()
+	caps := protocol.Capabilities{"cpu_cores": int64(2)}
+	observe := func(seq uint64) {
+		t.Helper()
+		hb := heartbeatFrom(id, seq, caps)
+		if _, _, err := tb.observe(&hb, caps, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	observe(10)
+	if _, before, ok := tb.markDown(id, 20, now); !ok || before != protocol.StatusOnline {
+		t.Fatalf("markDown: %v %s", ok, before)
+	}
+	observe(15) // a straggler below the claim's seq
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOffline {
+		t.Fatalf("after a straggler: %s, want offline", p.Status)
+	}
+	observe(21) // the refutation
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOnline || !p.DownAt.IsZero() {
+		t.Fatalf("after the refutation: %s, down at %v", p.Status, p.DownAt)
+	}
+	tb.markDown(id, 30, now)
+	if _, ok := tb.markUp(id, now); !ok {
+		t.Fatal("markUp found no down mark")
+	}
+	if p, _ := tb.get(id, now); p.Status != protocol.StatusOnline {
+		t.Fatalf("after a successful probe: %s", p.Status)
+	}
+}

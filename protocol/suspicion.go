@@ -1,0 +1,308 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Failure detection that does not wait for heartbeats (DESIGN.md
+// "Liveness"), in the manner of SWIM with Lifeguard's suspicion: a node
+// that loses every connection to a peer, or whose probe of it fails, suspects
+// it and gossips a signed Suspicion. Every other node treats the claim as a
+// hint: it probes the suspect itself if it holds a connection to it, and
+// otherwise waits SuspicionTimeout for the suspect's refutation, a fresh
+// heartbeat signed by the suspect with a sequence number above every one the
+// suspicion was raised on. A live suspect refutes at once when it hears a
+// claim about itself; a dead one cannot. No claim is a verdict one peer can
+// impose: the suspect's own signature always wins.
+
+// MaxSuspicionBytes bounds an encoded suspicion; larger ones are REJECTED.
+const MaxSuspicionBytes = 512
+
+// Suspicion is a node's claim that a peer is unreachable. The gossip message
+// carrying it is signed by the claimant (strict signing): the claimant is
+// the message's origin, not a field.
+type Suspicion struct {
+	Suspect string `json:"suspect"` // peer id
+	// Seq is the highest heartbeat sequence number of the suspect the
+	// claimant has seen: a refutation must be above it.
+	Seq  uint64 `json:"seq"`
+	Time int64  `json:"time"` // unix ms, the claimant's clock
+}
+
+// Encode marshals the suspicion for the wire.
+func (s *Suspicion) Encode() ([]byte, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode suspicion: %w", err)
+	}
+	if len(b) > MaxSuspicionBytes {
+		return nil, fmt.Errorf("encode suspicion: %w: %d bytes, limit %d", ErrOversized, len(b), MaxSuspicionBytes)
+	}
+	return b, nil
+}
+
+// DecodeSuspicion parses a suspicion from outside bytes and checks its form.
+// CheckSuspicion applies the rules that need the origin and the time.
+func DecodeSuspicion(data []byte) (*Suspicion, peer.ID, error) {
+	var s Suspicion
+	if err := decodeWire(data, MaxSuspicionBytes, &s); err != nil {
+		return nil, "", fmt.Errorf("suspicion: %w", err)
+	}
+	id, err := peer.Decode(s.Suspect)
+	if err != nil {
+		return nil, "", fmt.Errorf("suspicion: %w: suspect: %v", ErrMalformed, err)
+	}
+	if s.Time <= 0 {
+		return nil, "", fmt.Errorf("suspicion: %w: time %d", ErrMalformed, s.Time)
+	}
+	return &s, id, nil
+}
+
+// CheckSuspicion applies the rules to a decoded suspicion from claimant:
+// nobody suspects itself, the time is within the clock skew (IGNORE
+// otherwise), and the sequence number is no later than the claim's time
+// plus the skew (sequence numbers are microsecond clock readings, see
+// NextSeq): a claimant cannot name a number the suspect could not refute
+// for long.
+func CheckSuspicion(s *Suspicion, suspect, claimant peer.ID, now time.Time, skew time.Duration) error {
+	if suspect == claimant {
+		return fmt.Errorf("suspicion: %w: %s suspects itself", ErrMalformed, claimant)
+	}
+	t := time.UnixMilli(s.Time)
+	if d := now.Sub(t); d > skew || d < -skew {
+		return fmt.Errorf("suspicion: %w: time is %s from ours", ErrClockSkew, d.Round(time.Millisecond))
+	}
+	if limit := uint64(t.Add(skew).UnixMicro()); s.Seq > limit {
+		return fmt.Errorf("suspicion: %w: seq %d beyond the claim's time plus the skew (%d)", ErrMalformed, s.Seq, limit)
+	}
+	return nil
+}
+
+// NextSeq returns a node's next heartbeat sequence number after last: above
+// every earlier one, and never below the wall clock in microseconds, so that
+// it also grows across restarts. A node refuting a suspicion first raises
+// last to the suspicion's Seq, so that its refutation is above it.
+func NextSeq(last uint64, now time.Time) uint64 {
+	return max(last+1, uint64(now.UnixMicro()))
+}
+
+// DetectorConfig tunes a Detector.
+type DetectorConfig struct {
+	// SuspicionTimeout is how long a suspicion waits for a refutation
+	// before the suspect is declared down.
+	SuspicionTimeout time.Duration
+	// ConfirmedFor is how long a successful probe of a peer makes claims
+	// about it not worth another probe (the suspect's refutation then
+	// decides).
+	ConfirmedFor time.Duration
+	// MaxSuspects bounds the suspicions held at once; a claim beyond it is
+	// not taken (ErrNotYet). It bounds the first strikes too.
+	MaxSuspects int
+	// RetryAfter is how long after a first failed probe the second is
+	// due: a node suspects a peer on its own evidence only after two
+	// failed probes, so that one slow answer (a busy peer, a busy us) does
+	// not start a suspicion.
+	RetryAfter time.Duration
+}
+
+// DefaultDetectorConfig: a dead peer is declared down about
+// SuspicionTimeout after its connections close, whatever the network's size.
+func DefaultDetectorConfig() DetectorConfig {
+	return DetectorConfig{
+		SuspicionTimeout: 5 * time.Second, // a refutation crosses a 1,000-node gossip mesh in well under a second
+		ConfirmedFor:     5 * time.Second, // a peer that just answered is not probed again for a claim
+		MaxSuspects:      1024,            // ≈ the peer table's rows
+		RetryAfter:       time.Second,     // a second probe one second after a failed one
+	}
+}
+
+// LivenessKind says what a driver must do for a Detector.
+type LivenessKind int
+
+// Liveness actions.
+const (
+	// ActProbe: probe the peer (ping over a connection, dialling it if the
+	// action says so) and report ProbeResult.
+	ActProbe LivenessKind = iota + 1
+	// ActClaim: gossip a Suspicion of the peer with Seq (this node's own
+	// evidence raised it).
+	ActClaim
+	// ActDown: the peer is down: off the online lists until a heartbeat
+	// above Seq, or a successful probe, says otherwise.
+	ActDown
+	// ActUp: a successful probe found the peer alive: clear a down mark.
+	ActUp
+)
+
+// LivenessAction is one thing a Detector asks its driver to do.
+type LivenessAction struct {
+	Kind LivenessKind
+	Peer peer.ID
+	Seq  uint64
+	Dial bool // ActProbe: dial if no connection is open
+}
+
+type suspicion struct {
+	since time.Time
+	seq   uint64 // a refutation must be above it
+}
+
+// Detector holds the suspicions of one node. It is a pure state machine:
+// the driver feeds it what it observes, with the time, and carries out the
+// Actions it returns. Not safe for concurrent use: one owner drives it.
+type Detector struct {
+	cfg       DetectorConfig
+	suspects  map[peer.ID]*suspicion
+	confirmed map[peer.ID]time.Time // last successful probe, pruned at Tick
+	strikes   map[peer.ID]time.Time // a first failed probe, awaiting the second
+}
+
+// NewDetector returns an empty detector.
+func NewDetector(cfg DetectorConfig) *Detector {
+	return &Detector{cfg: cfg, suspects: map[peer.ID]*suspicion{}, confirmed: map[peer.ID]time.Time{}, strikes: map[peer.ID]time.Time{}}
+}
+
+// Len returns the number of suspicions held.
+func (d *Detector) Len() int { return len(d.suspects) }
+
+// Suspected reports whether p is suspected and the sequence number a
+// refutation must exceed.
+func (d *Detector) Suspected(p peer.ID) (uint64, bool) {
+	s, ok := d.suspects[p]
+	if !ok {
+		return 0, false
+	}
+	return s.seq, true
+}
+
+func (d *Detector) recentlyConfirmed(p peer.ID, now time.Time) bool {
+	t, ok := d.confirmed[p]
+	return ok && now.Sub(t) < d.cfg.ConfirmedFor
+}
+
+// ConnectionLost reports that every connection to p closed: this node's own
+// evidence, new whatever earlier probes said, checked by a probe that
+// dials again (a trimmed connection is not a death).
+func (d *Detector) ConnectionLost(p peer.ID, _ time.Time) []LivenessAction {
+	if _, ok := d.suspects[p]; ok {
+		return nil
+	}
+	return []LivenessAction{{Kind: ActProbe, Peer: p, Dial: true}}
+}
+
+// ProbeResult reports the outcome of a probe of p. seq is the highest
+// heartbeat sequence number of p this node has seen. A success clears any
+// suspicion and down mark. A failure is this node's own evidence: of a
+// suspect, it confirms the suspicion; otherwise a first failure is a
+// strike (Tick asks for a second probe RetryAfter later), and a second
+// makes this node suspect p and gossip a claim.
+func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []LivenessAction {
+	s, held := d.suspects[p]
+	if ok {
+		delete(d.suspects, p)
+		delete(d.strikes, p)
+		d.confirmed[p] = now
+		return []LivenessAction{{Kind: ActUp, Peer: p}}
+	}
+	delete(d.confirmed, p)
+	if !held {
+		first, struck := d.strikes[p]
+		if !struck || now.Sub(first) < d.cfg.RetryAfter {
+			// A first strike (or a probe already under way when
+			// it came): the second probe is due at Tick.
+			if !struck && len(d.strikes) < d.cfg.MaxSuspects {
+				d.strikes[p] = now
+			}
+			return nil
+		}
+		delete(d.strikes, p)
+	}
+	if held {
+		// Someone's claim is already on its way to everyone: our failed
+		// probe confirms it for us, and is not gossiped again.
+		s.seq = max(s.seq, seq)
+		return nil
+	}
+	if len(d.suspects) >= d.cfg.MaxSuspects {
+		return nil
+	}
+	d.suspects[p] = &suspicion{since: now, seq: seq}
+	return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: seq}}
+}
+
+// Claim takes a validated suspicion of p from another node. seq is the
+// highest heartbeat sequence number of p this node has seen, refuted the
+// Refutes of p's latest heartbeat here (0: none); connected whether this
+// node holds a connection to p. A claim at or below refuted is already
+// refuted (ErrStale: p's answer overtook it); one covered by a suspicion
+// held is a duplicate (ErrDuplicate); one beyond MaxSuspects is not taken
+// (ErrNotYet). A claim taken starts the suspicion clock, with a bar of the
+// claim's seq or ours, whichever is higher, and a probe if a connection is
+// open and p did not answer one within ConfirmedFor (a liar's claims cost
+// a peer at most one probe per ConfirmedFor; an answer older than the
+// claim does not refute it).
+func (d *Detector) Claim(p peer.ID, c *Suspicion, seq, refuted uint64, connected bool, now time.Time) ([]LivenessAction, error) {
+	if refuted > 0 && refuted >= c.Seq {
+		// p's refutation came first (gossip takes many paths).
+		return nil, fmt.Errorf("%w: suspicion of %s at seq %d already refuted (up to %d)", ErrStale, p, c.Seq, refuted)
+	}
+	// A heartbeat the claimant had not seen is no refutation (it may
+	// have been in flight when p died), but raises the bar.
+	bar := max(c.Seq, seq)
+	if s, ok := d.suspects[p]; ok {
+		if bar <= s.seq {
+			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
+		}
+		s.seq = bar
+		return nil, nil
+	}
+	if len(d.suspects) >= d.cfg.MaxSuspects {
+		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
+	}
+	d.suspects[p] = &suspicion{since: now, seq: bar}
+	if connected && !d.recentlyConfirmed(p, now) {
+		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
+	}
+	return nil, nil
+}
+
+// Heartbeat reports a heartbeat of p accepted with seq: above the
+// suspicion's number, it is the suspect's refutation.
+func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
+	if s, ok := d.suspects[p]; ok && seq > s.seq {
+		delete(d.suspects, p)
+	}
+}
+
+// Tick declares down every suspect whose suspicion outlived the timeout
+// without a refutation, and forgets it (the down mark lives in the peer
+// table until a heartbeat above its Seq or a successful probe); and asks
+// for the second probe of every first strike that is due (the driver
+// skips a probe already queued or running).
+func (d *Detector) Tick(now time.Time) []LivenessAction {
+	var out []LivenessAction
+	for p, s := range d.suspects {
+		if now.Sub(s.since) >= d.cfg.SuspicionTimeout {
+			out = append(out, LivenessAction{Kind: ActDown, Peer: p, Seq: s.seq})
+			delete(d.suspects, p)
+		}
+	}
+	for p, t := range d.confirmed {
+		if now.Sub(t) >= d.cfg.ConfirmedFor {
+			delete(d.confirmed, p)
+		}
+	}
+	for p, t := range d.strikes {
+		switch age := now.Sub(t); {
+		case age >= 10*d.cfg.RetryAfter:
+			delete(d.strikes, p) // its second probe never reported
+		case age >= d.cfg.RetryAfter:
+			out = append(out, LivenessAction{Kind: ActProbe, Peer: p, Dial: true})
+		}
+	}
+	return out
+}

@@ -1,0 +1,222 @@
+package protocol
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+func kinds(acts []LivenessAction) []LivenessKind {
+	var out []LivenessKind
+	for _, a := range acts {
+		out = append(out, a.Kind)
+	}
+	return out
+}
+
+func hasKind(acts []LivenessAction, k LivenessKind) bool {
+	for _, a := range acts {
+		if a.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// The detector's rules as scripts: each step feeds one observation at a
+// time offset and checks the actions it returns.
+func TestDetectorRules(t *testing.T) {
+	_, x := newKey(t)
+	t0 := time.UnixMilli(1_800_000_000_000)
+	cfg := DefaultDetectorConfig()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	claim := func(seq uint64) *Suspicion { return &Suspicion{Suspect: x.String(), Seq: seq, Time: t0.UnixMilli()} }
+
+	t.Run("a real death is declared within the timeout of the first failed probe", func(t *testing.T) {
+		d := NewDetector(cfg)
+		acts := d.ConnectionLost(x, at(0))
+		if len(acts) != 1 || acts[0].Kind != ActProbe || !acts[0].Dial {
+			t.Fatalf("connection lost: %v, want a probe that dials", acts)
+		}
+		if acts := d.ProbeResult(x, false, 7, at(100*time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("first failed probe: %+v, want nothing yet (one slow answer is no evidence)", acts)
+		}
+		if acts := d.Tick(at(500 * time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("second probe before RetryAfter: %+v", acts)
+		}
+		second := 100*time.Millisecond + cfg.RetryAfter
+		acts = d.Tick(at(second))
+		if len(acts) != 1 || acts[0].Kind != ActProbe {
+			t.Fatalf("after RetryAfter: %+v, want the second probe", acts)
+		}
+		acts = d.ProbeResult(x, false, 7, at(second+100*time.Millisecond))
+		if len(acts) != 1 || acts[0].Kind != ActClaim || acts[0].Seq != 7 {
+			t.Fatalf("second failed probe: %+v, want a claim with seq 7", acts)
+		}
+		since := second + 100*time.Millisecond
+		if acts := d.Tick(at(since + cfg.SuspicionTimeout - time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("down before the timeout: %v", acts)
+		}
+		acts = d.Tick(at(since + cfg.SuspicionTimeout))
+		if len(acts) != 1 || acts[0].Kind != ActDown || acts[0].Seq != 7 {
+			t.Fatalf("after the timeout: %+v, want down above seq 7", acts)
+		}
+		if d.Len() != 0 {
+			t.Fatal("a declared suspicion is still held")
+		}
+	})
+
+	t.Run("a refuted suspicion is cleared", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claim(10), 5, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		d.Heartbeat(x, 10) // a straggler the claimant had already seen: no refutation
+		if _, ok := d.Suspected(x); !ok {
+			t.Fatal("a heartbeat the claimant had seen cleared the suspicion")
+		}
+		d.Heartbeat(x, 11)
+		if acts := d.Tick(at(time.Minute)); len(acts) != 0 {
+			t.Fatalf("refuted suspect declared: %v", acts)
+		}
+		// The same claim arriving after the refutation (another path)
+		// is stale, not a new suspicion.
+		if _, err := d.Claim(x, claim(10), 11, 10, false, at(time.Minute)); !errors.Is(err, ErrStale) {
+			t.Fatalf("claim overtaken by its refutation: %v, want ErrStale", err)
+		}
+		// A heartbeat the claimant had not seen is no refutation: it
+		// raises the bar.
+		if _, err := d.Claim(x, claim(10), 12, 0, false, at(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if bar, _ := d.Suspected(x); bar != 12 {
+			t.Fatalf("refutation bar %d, want 12", bar)
+		}
+	})
+
+	t.Run("a false claim does not stick: our own probe succeeds", func(t *testing.T) {
+		d := NewDetector(cfg)
+		acts, err := d.Claim(x, claim(3), 3, 0, true, at(0))
+		if err != nil || !hasKind(acts, ActProbe) {
+			t.Fatalf("claim with a connection: %v %v, want a probe", kinds(acts), err)
+		}
+		if acts := d.ProbeResult(x, true, 3, at(50*time.Millisecond)); !hasKind(acts, ActUp) {
+			t.Fatalf("probe ok: %v, want up", kinds(acts))
+		}
+		if acts := d.Tick(at(2 * time.Second)); len(acts) != 0 {
+			t.Fatalf("probed-alive peer declared: %v", acts)
+		}
+		// A claim right after our probe answered costs no second probe
+		// (a liar's claims cost the suspect one per ConfirmedFor), but
+		// it is taken: an answer older than the claim refutes nothing.
+		acts, err = d.Claim(x, claim(3), 3, 0, true, at(3*time.Second))
+		if err != nil || len(acts) != 0 {
+			t.Fatalf("claim after a fresh probe: %v %v, want taken without a probe", kinds(acts), err)
+		}
+		d.Heartbeat(x, 4) // the suspect's refutation
+		if acts := d.Tick(at(time.Minute)); len(acts) != 0 {
+			t.Fatalf("refuted peer declared: %v", acts)
+		}
+	})
+
+	t.Run("a claim never declared by itself: a failed probe of ours confirms it, not a second claim", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claim(3), 3, 0, true, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if acts := d.ProbeResult(x, false, 3, at(time.Second)); len(acts) != 0 {
+			t.Fatalf("failed probe of a claimed suspect: %v, want nothing gossiped again", kinds(acts))
+		}
+		if acts := d.Tick(at(cfg.SuspicionTimeout)); !hasKind(acts, ActDown) {
+			t.Fatalf("%v, want down at the claim's timeout", kinds(acts))
+		}
+	})
+
+	t.Run("a repeated claim is a duplicate; a later seq raises the bar", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claim(3), 3, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Claim(x, claim(3), 3, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("second claim: %v, want ErrDuplicate", err)
+		}
+		if _, err := d.Claim(x, claim(9), 3, 0, false, at(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if seq, _ := d.Suspected(x); seq != 9 {
+			t.Fatalf("refutation bar %d, want 9", seq)
+		}
+	})
+
+	t.Run("suspicions are bounded", func(t *testing.T) {
+		c := cfg
+		c.MaxSuspects = 2
+		d := NewDetector(c)
+		for i := range 2 {
+			_, p := newKey(t)
+			if _, err := d.Claim(p, claim(1), 0, 0, false, at(time.Duration(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := d.Claim(x, claim(1), 0, 0, false, at(0)); !errors.Is(err, ErrNotYet) {
+			t.Fatalf("claim beyond the bound: %v, want ErrNotYet", err)
+		}
+		d.ProbeResult(x, false, 0, at(0))
+		if acts := d.ProbeResult(x, false, 0, at(cfg.RetryAfter)); len(acts) != 0 || d.Len() != 2 {
+			t.Fatalf("own suspicion beyond the bound: %v, %d held", kinds(acts), d.Len())
+		}
+	})
+
+	t.Run("a slow answer between two failures is no death", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.ProbeResult(x, false, 1, at(0))
+		d.ProbeResult(x, true, 1, at(cfg.RetryAfter))
+		if acts := d.ProbeResult(x, false, 1, at(2*cfg.RetryAfter)); len(acts) != 0 {
+			t.Fatalf("%v: a failure after a success is a first strike again", kinds(acts))
+		}
+		if acts := d.Tick(at(2 * cfg.RetryAfter)); hasKind(acts, ActDown) || hasKind(acts, ActClaim) {
+			t.Fatalf("%v", kinds(acts))
+		}
+	})
+
+	t.Run("a lost connection is new evidence, whatever an earlier probe said", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.ProbeResult(x, true, 1, at(0))
+		if acts := d.ConnectionLost(x, at(time.Second)); !hasKind(acts, ActProbe) {
+			t.Fatalf("%v, want a probe", kinds(acts))
+		}
+		d.ProbeResult(x, false, 1, at(2*time.Second))
+		d.ProbeResult(x, false, 1, at(2*time.Second+cfg.RetryAfter))
+		if acts := d.ConnectionLost(x, at(4*time.Second)); len(acts) != 0 {
+			t.Fatalf("%v, want nothing for a peer already suspected", kinds(acts))
+		}
+	})
+}
+
+func TestCheckSuspicion(t *testing.T) {
+	_, x := newKey(t)
+	_, c := newKey(t)
+	now := time.UnixMilli(1_800_000_000_000)
+	skew := 30 * time.Second
+	for _, tc := range []struct {
+		name              string
+		s                 Suspicion
+		suspect, claimant peer.ID
+		want              error
+	}{
+		{"ok", Suspicion{Seq: uint64(now.UnixMicro()), Time: now.UnixMilli()}, x, c, nil},
+		{"self", Suspicion{Time: now.UnixMilli()}, x, x, ErrMalformed},
+		{"old", Suspicion{Time: now.Add(-time.Minute).UnixMilli()}, x, c, ErrClockSkew},
+		{"seq beyond the clock", Suspicion{Seq: uint64(now.Add(time.Hour).UnixMicro()), Time: now.UnixMilli()}, x, c, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.s.Suspect = tc.suspect.String()
+			err := CheckSuspicion(&tc.s, tc.suspect, tc.claimant, now, skew)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
