@@ -291,11 +291,13 @@ func TestResultServedAfterOriginDies(t *testing.T) {
 func TestCancelStopsTheTaskEverywhere(t *testing.T) {
 	tn := startTestnet(t, 3, nil)
 	sub := tn.Nodes[0]
-	// The module spins until its fuel is spent (a few seconds): cancel as
-	// soon as an executor says it runs, so the cancel, not a confirmed
-	// fuel failure, ends the task. (Not more fuel: a guest spinning in
-	// native code holds up the Go runtime's stop-the-world until it ends.)
-	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2})
+	// The module spins until its fuel or time is spent: cancel as soon as
+	// an executor says it runs, so the cancel, not a confirmed failure,
+	// ends the task. It calls the host in its loop: a guest spinning in
+	// machine code alone holds up the Go runtime's stop-the-world, and so
+	// this test's polling, until its fuel runs out (it once saw the task
+	// failed without ever seeing it run).
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinCallingHost(), Replicas: 2})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		v, _ := sub.Task(id)
