@@ -40,15 +40,7 @@ func TestIdleNodeHoldsNoProvingKeyOrModule(t *testing.T) {
 // peer's row written when it joined and the audit chain.
 func TestPeerTableWriteBehind(t *testing.T) {
 	ctx := context.Background()
-	tn, err := StartTestnet(ctx, TestnetConfig{Nodes: 2, DataDir: t.TempDir(), HeartbeatInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := tn.WaitConnected(waitCtx); err != nil {
-		t.Fatal(err)
-	}
+	tn := startTwoOnDisk(t)
 	n0, n1 := tn.Nodes[0], tn.Nodes[1]
 	deadline := time.Now().Add(30 * time.Second)
 	for {

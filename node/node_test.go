@@ -118,15 +118,7 @@ func TestAPIBeyondLoopbackNeedsToken(t *testing.T) {
 // its peer table.
 func TestRestartKeepsIdentityAndPeers(t *testing.T) {
 	ctx := context.Background()
-	tn, err := StartTestnet(ctx, TestnetConfig{Nodes: 2, DataDir: t.TempDir(), HeartbeatInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := tn.WaitConnected(waitCtx); err != nil {
-		t.Fatal(err)
-	}
+	tn := startTwoOnDisk(t)
 	n1 := tn.Nodes[1]
 	id, other := n1.ID(), tn.Nodes[0].ID()
 	cfg := n1.cfg
@@ -507,4 +499,21 @@ func TestSubmissionRefusals(t *testing.T) {
 func echoModule(t *testing.T) []byte {
 	t.Helper()
 	return tasks.EchoModule()
+}
+
+// startTwoOnDisk starts two connected nodes whose data dirs the test may
+// reopen (restarts, crashes); the test stops or kills them itself.
+func startTwoOnDisk(t *testing.T) *Testnet {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := StartTestnet(ctx, TestnetConfig{Nodes: 2, DataDir: t.TempDir(), HeartbeatInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := tn.WaitConnected(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	return tn
 }
