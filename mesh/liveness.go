@@ -58,7 +58,7 @@ func (m *Mesh) startLiveness() error {
 	if !servesProtocol(m.h.Mux().Protocols(), ping.ID) {
 		ping.NewPingService(m.h) // mocknet hosts have none
 	}
-	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{}); err != nil {
+	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{Inline: true}); err != nil {
 		return err
 	}
 	sub, err := m.h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
@@ -293,7 +293,7 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 	if info.Heartbeat != nil {
 		refuted = info.Heartbeat.Refutes
 	}
-	acts, err := m.live.det.Claim(suspect, s, info.Seq, refuted, reachable(m.h.Network().Connectedness(suspect)), now)
+	acts, err := m.live.det.Claim(suspect, from, s, info.Seq, refuted, reachable(m.h.Network().Connectedness(suspect)), now)
 	m.live.mu.Unlock()
 	switch {
 	case errors.Is(err, protocol.ErrStale):

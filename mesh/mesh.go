@@ -57,6 +57,11 @@ type JoinOptions struct {
 	Concurrency int
 	// Timeout bounds one validation. 0: no timeout.
 	Timeout time.Duration
+	// Inline runs the validator on gossipsub's validation worker itself
+	// instead of a goroutine of its own per message: for checks that are
+	// cheap and never block (no I/O, no waiting on another message).
+	// Concurrency and Timeout do not apply to an inline validator.
+	Inline bool
 }
 
 // Mesh is a running libp2p node of one proofmesh network.
@@ -187,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		// the mesh forms, and first hops are direct.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(messageID),
+		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithPeerScore(m.scoreParams(), scoreThresholds()),
 		pubsub.WithValidateQueueSize(512),
 		pubsub.WithPeerOutboundQueueSize(512),
@@ -201,10 +207,10 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	}
 	m.ps = ps
 
-	if err := m.Join(KindHeartbeat, m.validateHeartbeat, nil, JoinOptions{}); err != nil {
+	if err := m.Join(KindHeartbeat, m.validateHeartbeat, nil, JoinOptions{Inline: true}); err != nil {
 		return fail(err)
 	}
-	if err := m.Join(KindLeave, m.validateLeave, nil, JoinOptions{}); err != nil {
+	if err := m.Join(KindLeave, m.validateLeave, nil, JoinOptions{Inline: true}); err != nil {
 		return fail(err)
 	}
 	if err := m.startLiveness(); err != nil {
@@ -232,6 +238,27 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	_ = ctx // setup is synchronous; kept for the contract
 	return m, nil
 }
+
+// gossipParams shape the topic meshes. Every message a node receives
+// arrives from about each of its mesh peers (gossipsub forwards a message
+// to every mesh peer but the one it came from), so the mesh degree D sets
+// how many copies of each heartbeat every node reads, writes and wakes up
+// for: the cost of a heartbeat to a real process is mostly that
+// per-copy work (bench/README.md, "where a real node's CPU goes"), not
+// its validation. D = 4 instead of gossipsub's 6 keeps a mesh of this
+// degree connected and cuts the copies by a third; the price is a hop more
+// across a large network. Gossip (IHAVE) goes to as many peers outside the
+// mesh, which repairs what a thinner mesh misses.
+func gossipParams() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.D, p.Dlo, p.Dhi = gossipD, 3, 8
+	p.Dscore, p.Dout = 2, 1 // Dout < Dlo and Dout < D/2
+	p.Dlazy = gossipD
+	return p
+}
+
+// gossipD is the target mesh degree of every topic.
+const gossipD = 4
 
 // messageID is a content hash of origin and payload: duplicates are
 // recognised whatever path they took, and a peer that copies another's
@@ -365,6 +392,9 @@ func (m *Mesh) JoinDecoded(kind string, v Decoder, handle func(Message), opt Joi
 	}
 	if opt.Timeout > 0 {
 		vopts = append(vopts, pubsub.WithValidatorTimeout(opt.Timeout))
+	}
+	if opt.Inline {
+		vopts = append(vopts, pubsub.WithValidatorInline(true))
 	}
 	if err := m.ps.RegisterTopicValidator(name, m.validator(kind, v), vopts...); err != nil {
 		return fmt.Errorf("validator for %s: %w", name, err)

@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -39,6 +40,10 @@ type PeerInfo struct {
 
 type peerEntry struct {
 	info PeerInfo
+	// persisted is when the row last went out in a Changes batch (zero:
+	// never): a routine heartbeat is written behind at most every
+	// routinePersistEvery.
+	persisted time.Time
 }
 
 // table is the live peer table. Statuses are derived on read from the last
@@ -68,10 +73,20 @@ type table struct {
 	// reaches flushRows, so that a burst is flushed before the timer.
 	track     bool // record changes at all (Config.TrackChanges)
 	changed   map[peer.ID]struct{}
+	routine   map[peer.ID]struct{} // rows changed only by routine heartbeats
 	removed   map[peer.ID]struct{}
 	flushRows int
 	pending   chan struct{}
 }
+
+// routinePersistEvery is how often a row that only routine heartbeats
+// changed (a new seq, time, load and health; the same capabilities,
+// addresses, version and interval) is written behind. A heartbeat arrives
+// every few seconds from every peer: persisting each would be a write per
+// heartbeat of state the next heartbeat restores anyway. Anything else
+// about a row (new, back online, down, left, new capabilities or
+// addresses, its score) still goes out with the next flush.
+const routinePersistEvery = 30 * time.Second
 
 // defaultFlushRows is the number of changed rows that asks for a flush
 // before the flush timer.
@@ -80,7 +95,7 @@ const defaultFlushRows = 256
 func newTable() *table {
 	return &table{peers: make(map[peer.ID]*peerEntry), maxRows: math.MaxInt,
 		connected: func(peer.ID) bool { return false }, sourceIP: func(peer.ID) string { return "" },
-		track: true, changed: make(map[peer.ID]struct{}), removed: make(map[peer.ID]struct{}),
+		track: true, changed: make(map[peer.ID]struct{}), routine: make(map[peer.ID]struct{}), removed: make(map[peer.ID]struct{}),
 		flushRows: defaultFlushRows, pending: make(chan struct{}, 1)}
 }
 
@@ -90,6 +105,7 @@ func (t *table) touchLocked(id peer.ID) {
 		return
 	}
 	t.changed[id] = struct{}{}
+	delete(t.routine, id)
 	if len(t.changed) == t.flushRows {
 		select {
 		case t.pending <- struct{}{}:
@@ -104,6 +120,7 @@ func (t *table) dropLocked(id peer.ID) {
 		return
 	}
 	delete(t.changed, id)
+	delete(t.routine, id)
 	t.removed[id] = struct{}{}
 }
 
@@ -129,6 +146,19 @@ func (t *table) changes(now time.Time) (changed []PeerInfo, removed []peer.ID) {
 	for id := range t.changed {
 		if e, ok := t.peers[id]; ok {
 			changed = append(changed, e.snapshot(now))
+			e.persisted = now
+		}
+	}
+	for id := range t.routine {
+		e, ok := t.peers[id]
+		if !ok {
+			delete(t.routine, id)
+			continue
+		}
+		if now.Sub(e.persisted) >= routinePersistEvery {
+			changed = append(changed, e.snapshot(now))
+			e.persisted = now
+			delete(t.routine, id)
 		}
 	}
 	clear(t.changed)
@@ -185,7 +215,11 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	if hb.Seq <= e.info.Seq {
 		return PeerInfo{}, false, fmt.Errorf("%w: seq %d not above %d", protocol.ErrStale, hb.Seq, e.info.Seq)
 	}
-	t.touchLocked(id)
+	if !ok || e.info.Heartbeat == nil || !sameSettings(e.info.Heartbeat, hb) {
+		t.touchLocked(id)
+	} else if _, material := t.changed[id]; t.track && !material {
+		t.routine[id] = struct{}{}
+	}
 	if !e.info.DeletedAt.IsZero() {
 		// A heartbeat older than the Leave is a straggler; a newer one
 		// means the node has rejoined.
@@ -209,7 +243,18 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	if !notable {
 		return PeerInfo{}, false, nil
 	}
+	t.touchLocked(id) // back online, rejoined, no longer down
 	return e.snapshot(now), true, nil
+}
+
+// sameSettings reports whether two heartbeats of one peer announce the
+// same settings: what a restored row must carry, as opposed to what
+// changes with every heartbeat (seq, time, load, health, refutes).
+func sameSettings(a, b *protocol.Heartbeat) bool {
+	return a.PolicyVersion == b.PolicyVersion && a.NodeType == b.NodeType &&
+		a.Region == b.Region && a.Version == b.Version && a.IntervalMS == b.IntervalMS &&
+		slices.Equal(a.TaskTypes, b.TaskTypes) && slices.Equal(a.ListenAddrs, b.ListenAddrs) &&
+		reflect.DeepEqual(a.Capabilities, b.Capabilities)
 }
 
 // admitLocked decides whether a new identity id, forwarded by via, gets a

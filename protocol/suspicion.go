@@ -3,6 +3,8 @@ package protocol
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -93,8 +95,19 @@ func NextSeq(last uint64, now time.Time) uint64 {
 // DetectorConfig tunes a Detector.
 type DetectorConfig struct {
 	// SuspicionTimeout is how long a suspicion waits for a refutation
-	// before the suspect is declared down.
+	// before the suspect is declared down, when no other node confirms
+	// it. Independent confirmations shorten the wait down to
+	// MinSuspicionTimeout (Lifeguard's dynamic suspicion timeout, see
+	// Detector.timeout).
 	SuspicionTimeout time.Duration
+	// MinSuspicionTimeout is the wait once Confirmations distinct nodes
+	// other than the first claimant (or this node's own failed probe)
+	// confirmed a suspicion: the time a live suspect always has to
+	// refute, however many identities claim it dead.
+	MinSuspicionTimeout time.Duration
+	// Confirmations is how many confirmations bring the wait to
+	// MinSuspicionTimeout; the claimants counted are bounded by it.
+	Confirmations int
 	// ConfirmedFor is how long a successful probe of a peer makes claims
 	// about it not worth another probe (the suspect's refutation then
 	// decides).
@@ -113,7 +126,9 @@ type DetectorConfig struct {
 // SuspicionTimeout after its connections close, whatever the network's size.
 func DefaultDetectorConfig() DetectorConfig {
 	return DetectorConfig{
-		SuspicionTimeout: 5 * time.Second, // a refutation crosses a 1,000-node gossip mesh in well under a second
+		SuspicionTimeout:    5 * time.Second, // a refutation crosses a 1,000-node gossip mesh in well under a second
+		MinSuspicionTimeout: 2 * time.Second, // ... and in well under two on a busy machine
+		Confirmations:       3,               // a dead peer's neighbours all see its connections close
 		ConfirmedFor:     5 * time.Second, // a peer that just answered is not probed again for a claim
 		MaxSuspects:      1024,            // ≈ the peer table's rows
 		RetryAfter:       time.Second,     // a second probe one second after a failed one
@@ -149,6 +164,40 @@ type LivenessAction struct {
 type suspicion struct {
 	since time.Time
 	seq   uint64 // a refutation must be above it
+	// by are the distinct nodes that claimed it (this node's own id for
+	// its own evidence), at most Confirmations+1: the first, then the
+	// confirmations that shorten the wait.
+	by []peer.ID
+}
+
+// confirm records claimant's claim; it reports whether it was a new one
+// within the bound.
+func (s *suspicion) confirm(claimant peer.ID, limit int) bool {
+	if slices.Contains(s.by, claimant) || len(s.by) > limit {
+		return false
+	}
+	s.by = append(s.by, claimant)
+	return true
+}
+
+// timeout is how long the suspicion waits for a refutation: Lifeguard's
+// dynamic suspicion timeout (Dadgar et al., 2018; hashicorp/memberlist's
+// suspicion.go), max − (max − min)·log(C+1)/log(K+1) for C confirmations
+// out of K, so SuspicionTimeout for a lone claim and MinSuspicionTimeout
+// once K distinct nodes confirm it. Many independent witnesses of one
+// death make it a death sooner; a lone claim, perhaps a liar's, leaves
+// the suspect the full time to refute.
+func (d *Detector) timeout(s *suspicion) time.Duration {
+	maxT, minT, k := d.cfg.SuspicionTimeout, d.cfg.MinSuspicionTimeout, d.cfg.Confirmations
+	c := len(s.by) - 1
+	if k <= 0 || minT <= 0 || minT >= maxT || c <= 0 {
+		return maxT
+	}
+	if c >= k {
+		return minT
+	}
+	frac := math.Log(float64(c)+1) / math.Log(float64(k)+1)
+	return maxT - time.Duration(frac*float64(maxT-minT))
 }
 
 // Detector holds the suspicions of one node. It is a pure state machine:
@@ -225,27 +274,34 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 		// Someone's claim is already on its way to everyone: our failed
 		// probe confirms it for us, and is not gossiped again.
 		s.seq = max(s.seq, seq)
+		s.confirm(ownEvidence, d.cfg.Confirmations)
 		return nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil
 	}
-	d.suspects[p] = &suspicion{since: now, seq: seq}
+	d.suspects[p] = &suspicion{since: now, seq: seq, by: []peer.ID{ownEvidence}}
 	return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: seq}}
 }
 
-// Claim takes a validated suspicion of p from another node. seq is the
+// ownEvidence stands for this node among a suspicion's claimants: its own
+// failed probes.
+const ownEvidence = peer.ID("")
+
+// Claim takes a validated suspicion of p from claimant. seq is the
 // highest heartbeat sequence number of p this node has seen, refuted the
 // Refutes of p's latest heartbeat here (0: none); connected whether this
 // node holds a connection to p. A claim at or below refuted is already
 // refuted (ErrStale: p's answer overtook it); one covered by a suspicion
-// held is a duplicate (ErrDuplicate); one beyond MaxSuspects is not taken
+// held is a duplicate (ErrDuplicate) unless it comes from a claimant not
+// yet counted, which confirms the suspicion and shortens its wait
+// (DetectorConfig.Confirmations); one beyond MaxSuspects is not taken
 // (ErrNotYet). A claim taken starts the suspicion clock, with a bar of the
 // claim's seq or ours, whichever is higher, and a probe if a connection is
 // open and p did not answer one within ConfirmedFor (a liar's claims cost
 // a peer at most one probe per ConfirmedFor; an answer older than the
 // claim does not refute it).
-func (d *Detector) Claim(p peer.ID, c *Suspicion, seq, refuted uint64, connected bool, now time.Time) ([]LivenessAction, error) {
+func (d *Detector) Claim(p, claimant peer.ID, c *Suspicion, seq, refuted uint64, connected bool, now time.Time) ([]LivenessAction, error) {
 	if refuted > 0 && refuted >= c.Seq {
 		// p's refutation came first (gossip takes many paths).
 		return nil, fmt.Errorf("%w: suspicion of %s at seq %d already refuted (up to %d)", ErrStale, p, c.Seq, refuted)
@@ -254,16 +310,17 @@ func (d *Detector) Claim(p peer.ID, c *Suspicion, seq, refuted uint64, connected
 	// have been in flight when p died), but raises the bar.
 	bar := max(c.Seq, seq)
 	if s, ok := d.suspects[p]; ok {
-		if bar <= s.seq {
+		confirms := s.confirm(claimant, d.cfg.Confirmations)
+		if bar <= s.seq && !confirms {
 			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
 		}
-		s.seq = bar
+		s.seq = max(s.seq, bar)
 		return nil, nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
 	}
-	d.suspects[p] = &suspicion{since: now, seq: bar}
+	d.suspects[p] = &suspicion{since: now, seq: bar, by: []peer.ID{claimant}}
 	if connected && !d.recentlyConfirmed(p, now) {
 		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
 	}
@@ -278,15 +335,15 @@ func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
 	}
 }
 
-// Tick declares down every suspect whose suspicion outlived the timeout
-// without a refutation, and forgets it (the down mark lives in the peer
+// Tick declares down every suspect whose suspicion outlived its timeout
+// (SuspicionTimeout, shortened by confirmations) without a refutation, and forgets it (the down mark lives in the peer
 // table until a heartbeat above its Seq or a successful probe); and asks
 // for the second probe of every first strike that is due (the driver
 // skips a probe already queued or running).
 func (d *Detector) Tick(now time.Time) []LivenessAction {
 	var out []LivenessAction
 	for p, s := range d.suspects {
-		if now.Sub(s.since) >= d.cfg.SuspicionTimeout {
+		if now.Sub(s.since) >= d.timeout(s) {
 			out = append(out, LivenessAction{Kind: ActDown, Peer: p, Seq: s.seq})
 			delete(d.suspects, p)
 		}

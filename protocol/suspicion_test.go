@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func hasKind(acts []LivenessAction, k LivenessKind) bool {
 // time offset and checks the actions it returns.
 func TestDetectorRules(t *testing.T) {
 	_, x := newKey(t)
+	_, claimant := newKey(t)
 	t0 := time.UnixMilli(1_800_000_000_000)
 	cfg := DefaultDetectorConfig()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -70,7 +72,7 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a refuted suspicion is cleared", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(10), 5, 0, false, at(0)); err != nil {
+		if _, err := d.Claim(x, claimant, claim(10), 5, 0, false, at(0)); err != nil {
 			t.Fatal(err)
 		}
 		d.Heartbeat(x, 10) // a straggler the claimant had already seen: no refutation
@@ -83,12 +85,12 @@ func TestDetectorRules(t *testing.T) {
 		}
 		// The same claim arriving after the refutation (another path)
 		// is stale, not a new suspicion.
-		if _, err := d.Claim(x, claim(10), 11, 10, false, at(time.Minute)); !errors.Is(err, ErrStale) {
+		if _, err := d.Claim(x, claimant, claim(10), 11, 10, false, at(time.Minute)); !errors.Is(err, ErrStale) {
 			t.Fatalf("claim overtaken by its refutation: %v, want ErrStale", err)
 		}
 		// A heartbeat the claimant had not seen is no refutation: it
 		// raises the bar.
-		if _, err := d.Claim(x, claim(10), 12, 0, false, at(time.Minute)); err != nil {
+		if _, err := d.Claim(x, claimant, claim(10), 12, 0, false, at(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if bar, _ := d.Suspected(x); bar != 12 {
@@ -98,7 +100,7 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a false claim does not stick: our own probe succeeds", func(t *testing.T) {
 		d := NewDetector(cfg)
-		acts, err := d.Claim(x, claim(3), 3, 0, true, at(0))
+		acts, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0))
 		if err != nil || !hasKind(acts, ActProbe) {
 			t.Fatalf("claim with a connection: %v %v, want a probe", kinds(acts), err)
 		}
@@ -111,7 +113,7 @@ func TestDetectorRules(t *testing.T) {
 		// A claim right after our probe answered costs no second probe
 		// (a liar's claims cost the suspect one per ConfirmedFor), but
 		// it is taken: an answer older than the claim refutes nothing.
-		acts, err = d.Claim(x, claim(3), 3, 0, true, at(3*time.Second))
+		acts, err = d.Claim(x, claimant, claim(3), 3, 0, true, at(3*time.Second))
 		if err != nil || len(acts) != 0 {
 			t.Fatalf("claim after a fresh probe: %v %v, want taken without a probe", kinds(acts), err)
 		}
@@ -123,7 +125,7 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a claim never declared by itself: a failed probe of ours confirms it, not a second claim", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(3), 3, 0, true, at(0)); err != nil {
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {
 			t.Fatal(err)
 		}
 		if acts := d.ProbeResult(x, false, 3, at(time.Second)); len(acts) != 0 {
@@ -136,17 +138,88 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a repeated claim is a duplicate; a later seq raises the bar", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if _, err := d.Claim(x, claim(3), 3, 0, false, at(0)); err != nil {
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, false, at(0)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.Claim(x, claim(3), 3, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("second claim: %v, want ErrDuplicate", err)
 		}
-		if _, err := d.Claim(x, claim(9), 3, 0, false, at(time.Second)); err != nil {
+		if _, err := d.Claim(x, claimant, claim(9), 3, 0, false, at(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if seq, _ := d.Suspected(x); seq != 9 {
 			t.Fatalf("refutation bar %d, want 9", seq)
+		}
+	})
+
+	t.Run("distinct confirmations shorten the wait to the minimum, never below", func(t *testing.T) {
+		others := make([]peer.ID, cfg.Confirmations+3)
+		for i := range others {
+			_, others[i] = newKey(t)
+		}
+		for c := 0; c <= len(others)-1; c++ {
+			d := NewDetector(cfg)
+			for i := 0; i <= c; i++ {
+				_, err := d.Claim(x, others[i], claim(3), 3, 0, false, at(time.Duration(i)*time.Millisecond))
+				if err != nil && (i <= cfg.Confirmations || !errors.Is(err, ErrDuplicate)) {
+					t.Fatalf("claim %d of %d: %v", i, c, err)
+				}
+			}
+			want := cfg.SuspicionTimeout
+			switch {
+			case c >= cfg.Confirmations:
+				want = cfg.MinSuspicionTimeout
+			case c > 0:
+				frac := math.Log(float64(c)+1) / math.Log(float64(cfg.Confirmations)+1)
+				want = cfg.SuspicionTimeout - time.Duration(frac*float64(cfg.SuspicionTimeout-cfg.MinSuspicionTimeout))
+			}
+			if want < cfg.MinSuspicionTimeout || want > cfg.SuspicionTimeout {
+				t.Fatalf("%d confirmations: wait %s outside [%s, %s]", c, want, cfg.MinSuspicionTimeout, cfg.SuspicionTimeout)
+			}
+			if acts := d.Tick(at(want - time.Millisecond)); hasKind(acts, ActDown) {
+				t.Fatalf("%d confirmations: down before %s", c, want)
+			}
+			if acts := d.Tick(at(want)); !hasKind(acts, ActDown) {
+				t.Fatalf("%d confirmations: not down at %s", c, want)
+			}
+		}
+	})
+
+	t.Run("one claimant repeating itself confirms nothing", func(t *testing.T) {
+		d := NewDetector(cfg)
+		for i := range 5 {
+			_, err := d.Claim(x, claimant, claim(3), 3, 0, false, at(time.Duration(i)*time.Millisecond))
+			if i > 0 && !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("repeat %d: %v, want ErrDuplicate", i, err)
+			}
+		}
+		if acts := d.Tick(at(cfg.SuspicionTimeout - time.Millisecond)); hasKind(acts, ActDown) {
+			t.Fatal("a lone claimant's repeats shortened the wait")
+		}
+	})
+
+	t.Run("a refutation within the minimum wait beats any number of claimants", func(t *testing.T) {
+		d := NewDetector(cfg)
+		for range 50 {
+			_, p := newKey(t)
+			if _, err := d.Claim(x, p, claim(3), 3, 0, false, at(0)); err != nil && !errors.Is(err, ErrDuplicate) {
+				t.Fatal(err)
+			}
+		}
+		d.Heartbeat(x, 4)
+		if acts := d.Tick(at(time.Minute)); hasKind(acts, ActDown) {
+			t.Fatal("refuted suspect declared down")
+		}
+	})
+
+	t.Run("this node's own failed probe confirms another's claim", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		d.ProbeResult(x, false, 3, at(100*time.Millisecond))
+		if acts := d.Tick(at(cfg.SuspicionTimeout - time.Millisecond)); !hasKind(acts, ActDown) {
+			t.Fatal("a claim confirmed by our own probe waited the full timeout")
 		}
 	})
 
@@ -156,11 +229,11 @@ func TestDetectorRules(t *testing.T) {
 		d := NewDetector(c)
 		for i := range 2 {
 			_, p := newKey(t)
-			if _, err := d.Claim(p, claim(1), 0, 0, false, at(time.Duration(i))); err != nil {
+			if _, err := d.Claim(p, claimant, claim(1), 0, 0, false, at(time.Duration(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := d.Claim(x, claim(1), 0, 0, false, at(0)); !errors.Is(err, ErrNotYet) {
+		if _, err := d.Claim(x, claimant, claim(1), 0, 0, false, at(0)); !errors.Is(err, ErrNotYet) {
 			t.Fatalf("claim beyond the bound: %v, want ErrNotYet", err)
 		}
 		d.ProbeResult(x, false, 0, at(0))
