@@ -129,9 +129,9 @@ func DefaultDetectorConfig() DetectorConfig {
 		SuspicionTimeout:    5 * time.Second, // a refutation crosses a 1,000-node gossip mesh in well under a second
 		MinSuspicionTimeout: 2 * time.Second, // ... and in well under two on a busy machine
 		Confirmations:       3,               // a dead peer's neighbours all see its connections close
-		ConfirmedFor:     5 * time.Second, // a peer that just answered is not probed again for a claim
-		MaxSuspects:      1024,            // ≈ the peer table's rows
-		RetryAfter:       time.Second,     // a second probe one second after a failed one
+		ConfirmedFor:        5 * time.Second, // a peer that just answered is not probed again for a claim
+		MaxSuspects:         1024,            // ≈ the peer table's rows
+		RetryAfter:          time.Second,     // a second probe one second after a failed one
 	}
 }
 
