@@ -35,7 +35,9 @@ trap cleanup EXIT
 bin="${BIN:-}"
 if [ -z "$bin" ]; then
 	bin="$tmp/proofmesh"
-	go build -o "$bin" ./cmd/proofmesh
+	# the release build (make build, the docker image): no cgo, so no libc
+	# mapped into the process
+	CGO_ENABLED=0 go build -o "$bin" ./cmd/proofmesh
 fi
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ports=()

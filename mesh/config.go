@@ -47,9 +47,10 @@ type Config struct {
 	ClockSkew time.Duration
 	// Detector tunes failure detection (mesh/liveness.go): how long a
 	// suspicion waits for the suspect's refutation, how many are held.
-	// A dead peer is off the online lists about SuspicionTimeout plus a
-	// ProbeTimeout after its connections close, whatever the heartbeat
-	// interval.
+	// A dead peer is off the online lists about a suspicion's wait
+	// (SuspicionTimeout, down to MinSuspicionTimeout as other nodes
+	// confirm it) plus a probe after its connections close, whatever the
+	// heartbeat interval.
 	Detector protocol.DetectorConfig
 	// ProbeInterval is the period of the random probe (SWIM): each
 	// interval the node pings one peer it is connected to, so the probe
@@ -224,6 +225,9 @@ func (c *Config) Validate() error {
 	case c.Detector.SuspicionTimeout <= 0 || c.Detector.ConfirmedFor < 0 || c.Detector.MaxSuspects < 1 || c.Detector.RetryAfter <= 0:
 		return bad("detector: suspicion timeout %s and retry-after %s must be positive, confirmed-for %s not negative, max suspects %d at least 1",
 			c.Detector.SuspicionTimeout, c.Detector.RetryAfter, c.Detector.ConfirmedFor, c.Detector.MaxSuspects)
+	case c.Detector.MinSuspicionTimeout < 0 || c.Detector.MinSuspicionTimeout > c.Detector.SuspicionTimeout || c.Detector.Confirmations < 0:
+		return bad("detector: min suspicion timeout %s must be within [0, %s], confirmations %d not negative",
+			c.Detector.MinSuspicionTimeout, c.Detector.SuspicionTimeout, c.Detector.Confirmations)
 	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0:
 		return bad("probe interval %s and probe timeout %s must be positive", c.ProbeInterval, c.ProbeTimeout)
 	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):

@@ -147,7 +147,71 @@ func TestPeerTableUntrackedRecordsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(tb.changed)+len(tb.removed) != 0 {
+	if len(tb.changed)+len(tb.routine)+len(tb.removed) != 0 {
 		t.Fatalf("untracked table recorded %d changed and %d removed rows", len(tb.changed), len(tb.removed))
+	}
+}
+
+// Routine heartbeats (a new seq, time, load, health) of a row already
+// written are written behind at most every routinePersistEvery; a new
+// setting (addresses, capabilities, version, interval), a row back online
+// and a new row still go out with the next batch.
+func TestPeerTableRoutineHeartbeatsWrittenLess(t *testing.T) {
+	now := time.Now()
+	tb := newBoundedTable(10, 1000, 1000, func(peer.ID) bool { return false })
+	_, a := newIdentity(t)
+	seq := uint64(0)
+	observe := func(at time.Time, edit func(*protocol.Heartbeat)) {
+		t.Helper()
+		seq++
+		hb := heartbeatFrom(a, seq, nil)
+		hb.Load = float64(seq%10) / 10
+		if edit != nil {
+			edit(&hb)
+		}
+		if _, _, err := tb.observe(&hb, nil, a, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch := func(at time.Time) []uint64 {
+		changed, _ := tb.changes(at)
+		var seqs []uint64
+		for _, p := range changed {
+			seqs = append(seqs, p.Seq)
+		}
+		return seqs
+	}
+	observe(now, nil)
+	if got := batch(now); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("a new row: batch %v, want [1]", got)
+	}
+	for i := 1; i <= 5; i++ {
+		observe(now.Add(time.Duration(i)*time.Second), nil)
+		if got := batch(now.Add(time.Duration(i) * time.Second)); len(got) != 0 {
+			t.Fatalf("routine heartbeat %d written at once: %v", seq, got)
+		}
+	}
+	if got := batch(now.Add(routinePersistEvery)); !slices.Equal(got, []uint64{6}) {
+		t.Fatalf("after %s: batch %v, want the latest routine row [6]", routinePersistEvery, got)
+	}
+	if got := batch(now.Add(2 * routinePersistEvery)); len(got) != 0 {
+		t.Fatalf("nothing new, yet batch %v", got)
+	}
+	at := now.Add(routinePersistEvery + time.Second)
+	observe(at, func(hb *protocol.Heartbeat) { hb.ListenAddrs = []string{"/ip4/192.0.2.7/tcp/4001"} })
+	if got := batch(at); !slices.Equal(got, []uint64{7}) {
+		t.Fatalf("new addresses: batch %v, want [7] at once", got)
+	}
+	observe(at, func(hb *protocol.Heartbeat) { hb.ListenAddrs = []string{"/ip4/192.0.2.7/tcp/4001"} })
+	if got := batch(at); len(got) != 0 {
+		t.Fatalf("the same addresses again are routine, yet batch %v", got)
+	}
+	// Offline, then back: notable, written at once.
+	tb.mu.Lock()
+	tb.peers[a].info.LastSeen = at.Add(-time.Hour)
+	tb.mu.Unlock()
+	observe(at, func(hb *protocol.Heartbeat) { hb.ListenAddrs = []string{"/ip4/192.0.2.7/tcp/4001"} })
+	if got := batch(at); !slices.Equal(got, []uint64{9}) {
+		t.Fatalf("back online: batch %v, want [9] at once", got)
 	}
 }
