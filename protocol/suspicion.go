@@ -234,11 +234,18 @@ func (d *Detector) recentlyConfirmed(p peer.ID, now time.Time) bool {
 }
 
 // ConnectionLost reports that every connection to p closed: this node's own
-// evidence, new whatever earlier probes said, checked by a probe that
-// dials again (a trimmed connection is not a death).
-func (d *Detector) ConnectionLost(p peer.ID, _ time.Time) []LivenessAction {
+// evidence, new whatever earlier probes said, and its first strike, checked
+// by a probe that dials again (a trimmed connection is not a death). A
+// dial that then fails at least RetryAfter later is the second strike: a
+// dial to a dead process on a live machine fails at once over TCP, but
+// over QUIC it fails only at the probe's timeout, and waiting for two
+// such dials would double that.
+func (d *Detector) ConnectionLost(p peer.ID, now time.Time) []LivenessAction {
 	if _, ok := d.suspects[p]; ok {
 		return nil
+	}
+	if _, struck := d.strikes[p]; !struck && len(d.strikes) < d.cfg.MaxSuspects {
+		d.strikes[p] = now
 	}
 	return []LivenessAction{{Kind: ActProbe, Peer: p, Dial: true}}
 }
@@ -272,9 +279,13 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 	}
 	if held {
 		// Someone's claim is already on its way to everyone: our failed
-		// probe confirms it for us, and is not gossiped again.
+		// probe confirms it, and is gossiped as a confirmation (the
+		// others' wait shortens) while fewer than Confirmations+1
+		// claimants are known here; once only.
 		s.seq = max(s.seq, seq)
-		s.confirm(ownEvidence, d.cfg.Confirmations)
+		if s.confirm(ownEvidence, d.cfg.Confirmations) {
+			return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: s.seq}}
+		}
 		return nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {

@@ -123,13 +123,13 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
-	t.Run("a claim never declared by itself: a failed probe of ours confirms it, not a second claim", func(t *testing.T) {
+	t.Run("a claim confirmed by a failed probe of ours is declared at the shortened timeout", func(t *testing.T) {
 		d := NewDetector(cfg)
 		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {
 			t.Fatal(err)
 		}
-		if acts := d.ProbeResult(x, false, 3, at(time.Second)); len(acts) != 0 {
-			t.Fatalf("failed probe of a claimed suspect: %v, want nothing gossiped again", kinds(acts))
+		if acts := d.ProbeResult(x, false, 3, at(time.Second)); !hasKind(acts, ActClaim) || hasKind(acts, ActDown) {
+			t.Fatalf("failed probe of a claimed suspect: %v, want our confirmation gossiped", kinds(acts))
 		}
 		if acts := d.Tick(at(cfg.SuspicionTimeout)); !hasKind(acts, ActDown) {
 			t.Fatalf("%v, want down at the claim's timeout", kinds(acts))
@@ -220,6 +220,42 @@ func TestDetectorRules(t *testing.T) {
 		d.ProbeResult(x, false, 3, at(100*time.Millisecond))
 		if acts := d.Tick(at(cfg.SuspicionTimeout - time.Millisecond)); !hasKind(acts, ActDown) {
 			t.Fatal("a claim confirmed by our own probe waited the full timeout")
+		}
+	})
+
+	t.Run("a lost connection and a dial failing a RetryAfter later are two strikes", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.ConnectionLost(x, at(0))
+		// The dial timed out (QUIC to a dead process): a claim at once,
+		// not a second dial.
+		acts := d.ProbeResult(x, false, 4, at(cfg.RetryAfter+time.Millisecond))
+		if len(acts) != 1 || acts[0].Kind != ActClaim {
+			t.Fatalf("dial failed after the lost connection: %v, want a claim", kinds(acts))
+		}
+	})
+
+	t.Run("our own failed probe of a held suspicion is gossiped once, as a confirmation", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		acts := d.ProbeResult(x, false, 3, at(100*time.Millisecond))
+		if len(acts) != 1 || acts[0].Kind != ActClaim {
+			t.Fatalf("own evidence on a held suspicion: %v, want one claim", kinds(acts))
+		}
+		if acts := d.ProbeResult(x, false, 3, at(2*time.Second)); len(acts) != 0 {
+			t.Fatalf("own evidence again: %v, want nothing", kinds(acts))
+		}
+		// Once Confirmations+1 claimants are known, ours adds nothing.
+		d = NewDetector(cfg)
+		for range cfg.Confirmations + 1 {
+			_, p := newKey(t)
+			if _, err := d.Claim(x, p, claim(3), 3, 0, true, at(0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if acts := d.ProbeResult(x, false, 3, at(100*time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("own evidence beyond the confirmations counted: %v, want nothing", kinds(acts))
 		}
 	})
 
