@@ -138,6 +138,16 @@ func (t *table) touch(id peer.ID) {
 // call, and forgets them. An id removed and then admitted again is in
 // both: the caller deletes first, then writes.
 func (t *table) changes(now time.Time) (changed []PeerInfo, removed []peer.ID) {
+	return t.collect(now, false)
+}
+
+// allChanges is changes with every routine row, however recently written:
+// the last batch before a stop.
+func (t *table) allChanges(now time.Time) (changed []PeerInfo, removed []peer.ID) {
+	return t.collect(now, true)
+}
+
+func (t *table) collect(now time.Time, all bool) (changed []PeerInfo, removed []peer.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id := range t.removed {
@@ -155,7 +165,7 @@ func (t *table) changes(now time.Time) (changed []PeerInfo, removed []peer.ID) {
 			delete(t.routine, id)
 			continue
 		}
-		if now.Sub(e.persisted) >= routinePersistEvery {
+		if all || now.Sub(e.persisted) >= routinePersistEvery {
 			changed = append(changed, e.snapshot(now))
 			e.persisted = now
 			delete(t.routine, id)

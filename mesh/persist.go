@@ -6,8 +6,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Changes returns the peer-table rows that changed (an accepted heartbeat,
-// a Leave, MarkChanged) and the ids of the rows that left the table
+// Changes returns the peer-table rows that changed (a new row, a heartbeat
+// with new settings or bringing the peer back, a Leave, a down mark,
+// MarkChanged; a row that only routine heartbeats changed once
+// routinePersistEvery has passed since it was last written) and the ids of the rows that left the table
 // (evicted, purged, or not restored for lack of room) since the last call,
 // and forgets them: the caller persists them behind the table, in one
 // batch, instead of rewriting every row. An id in both was removed and
@@ -15,6 +17,13 @@ import (
 // TrackChanges records them.
 func (m *Mesh) Changes() (changed []PeerInfo, removed []peer.ID) {
 	return m.table.changes(time.Now())
+}
+
+// AllChanges is Changes including every row that only routine heartbeats
+// changed since it was last written, which Changes holds back for up to
+// routinePersistEvery: the last batch before the node stops.
+func (m *Mesh) AllChanges() (changed []PeerInfo, removed []peer.ID) {
+	return m.table.allChanges(time.Now())
 }
 
 // ChangesPending is signalled when enough rows have changed that they

@@ -206,12 +206,17 @@ func TestPeerTableRoutineHeartbeatsWrittenLess(t *testing.T) {
 	if got := batch(at); len(got) != 0 {
 		t.Fatalf("the same addresses again are routine, yet batch %v", got)
 	}
+	// The last batch before a stop takes routine rows at once.
+	observe(at, func(hb *protocol.Heartbeat) { hb.ListenAddrs = []string{"/ip4/192.0.2.7/tcp/4001"} })
+	if changed, _ := tb.allChanges(at); len(changed) != 1 || changed[0].Seq != 9 {
+		t.Fatalf("the last batch: %d rows, want the routine row at seq 9", len(changed))
+	}
 	// Offline, then back: notable, written at once.
 	tb.mu.Lock()
 	tb.peers[a].info.LastSeen = at.Add(-time.Hour)
 	tb.mu.Unlock()
 	observe(at, func(hb *protocol.Heartbeat) { hb.ListenAddrs = []string{"/ip4/192.0.2.7/tcp/4001"} })
-	if got := batch(at); !slices.Equal(got, []uint64{9}) {
-		t.Fatalf("back online: batch %v, want [9] at once", got)
+	if got := batch(at); !slices.Equal(got, []uint64{10}) {
+		t.Fatalf("back online: batch %v, want [10] at once", got)
 	}
 }

@@ -464,9 +464,10 @@ func (n *Node) restorePeers() error {
 }
 
 // peerFlushInterval is how often the peer table's changes are written
-// behind it. A crash loses at most this much of peer rows (last seen,
-// seq, the last heartbeat): they are soft state that the next heartbeats
-// restore. Tasks, results and the audit chain are committed before they
+// behind it. A crash loses at most this much of a peer's new settings,
+// and at most 30 s of its routine heartbeats (last seen, seq, load: the
+// mesh writes those behind every mesh.routinePersistEvery): soft state
+// that the next heartbeats restore. Tasks, results and the audit chain are committed before they
 // are acknowledged, as ever.
 const peerFlushInterval = time.Second
 
@@ -489,8 +490,13 @@ func (n *Node) flushLoop() {
 
 // flushPeers writes the rows that changed since the last flush, and
 // deletes the rows the bounded live table dropped, in one transaction.
-func (n *Node) flushPeers() {
-	changed, removed := n.mesh.Changes()
+func (n *Node) flushPeers() { n.writePeers(n.mesh.Changes()) }
+
+// flushAllPeers writes every row changed since it was last written, the
+// routine ones included: the last batch before a stop.
+func (n *Node) flushAllPeers() { n.writePeers(n.mesh.AllChanges()) }
+
+func (n *Node) writePeers(changed []mesh.PeerInfo, removed []peer.ID) {
 	rows := make([]store.Peer, 0, len(changed))
 	for _, p := range changed {
 		rows = append(rows, n.peerRow(p))
@@ -529,7 +535,7 @@ func (n *Node) Close(ctx context.Context) error {
 		// The mesh stops first, so that no heartbeat changes the table
 		// after its last batch is written.
 		errs = append(errs, n.mesh.Close())
-		n.flushPeers()
+		n.flushAllPeers()
 		errs = append(errs, n.sb.Close(ctx))
 		n.audit(store.AuditEntry{Kind: "node.stop", Actor: n.id.String()})
 		errs = append(errs, n.db.Close())
