@@ -58,10 +58,14 @@ type frame struct {
 	isLoop bool // closing it returns to the enclosing region
 }
 
-// injection is a loop header: after byte pos, charge region's cost.
-type injection struct {
-	pos    int
-	region int
+// edit is a change to a body, in the order of the bytes: either a loop
+// header (inject: after byte pos, charge region's cost) or a function
+// index (the immediate in bytes [pos, end) becomes idx).
+type edit struct {
+	pos, end int
+	inject   bool
+	region   int
+	idx      uint32
 }
 
 // rewriteCode meters every function body of the code section.
@@ -116,10 +120,10 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 		res.MaxNesting = max(res.MaxNesting, fn.maxDepth)
 		res.MaxLocals = max(res.MaxLocals, fn.locals)
 		res.MaxBodyBytes = max(res.MaxBodyBytes, len(body))
-		nb := fn.emit(fuel)
+		nb := fn.emit(fuel, m.refuel)
 		out = appendU32(out, uint32(len(nb)))
 		out = append(out, nb...)
-		m.res.Loops += len(fn.loops)
+		m.res.Loops += fn.loops
 	}
 	m.res.Functions = n
 	return out, trailing(r, "code")
@@ -136,7 +140,8 @@ type funcState struct {
 	instructions int
 	costs        []int // per region: instructions executed per entry
 	stack        []frame
-	loops        []injection
+	loops        int
+	edits        []edit
 	nb           []byte
 }
 
@@ -145,7 +150,8 @@ func (f *funcState) reset(m *module, r *reader) {
 	f.locals, f.maxDepth, f.instructions, f.control = 0, 0, 0, 0
 	f.costs = f.costs[:0]
 	f.stack = f.stack[:0]
-	f.loops = f.loops[:0]
+	f.loops = 0
+	f.edits = f.edits[:0]
 }
 
 // decode reads the body of function idx, measuring it.
@@ -209,7 +215,8 @@ func (f *funcState) decode(idx int) error {
 			}
 			f.costs = append(f.costs, 0)
 			region := len(f.costs) - 1
-			f.loops = append(f.loops, injection{pos: r.off, region: region})
+			f.loops++
+			f.edits = append(f.edits, edit{pos: r.off, end: r.off, inject: true, region: region})
 			f.stack = append(f.stack, frame{region: region, isLoop: true})
 			f.maxDepth = max(f.maxDepth, len(f.stack)-1)
 		case opEnd:
@@ -278,10 +285,16 @@ func (f *funcState) immediates(op byte) error {
 		op == 0x1a || op == 0x1b || // drop, select
 		op >= 0x45 && op <= 0xc4 || // numeric, sign extension
 		op == opRefIsNull:
-	case op == opBr || op == opBrIf || op == opCall ||
+	case op == opBr || op == opBrIf ||
 		op == opLocalGet || op == opLocalSet || op == opLocalTee ||
-		op == opTableGet || op == opTableSet || op == opRefFunc:
+		op == opTableGet || op == opTableSet:
 		_, err = r.u32()
+	case op == opCall || op == opRefFunc:
+		pos := r.off
+		var idx uint32
+		if idx, err = f.m.funcIndex(r); err == nil && idx != f.m.newFuncIndex(idx) {
+			f.edits = append(f.edits, edit{pos: pos, end: r.off, idx: f.m.newFuncIndex(idx)})
+		}
 	case op == opGlobalGet || op == opGlobalSet:
 		var idx uint32
 		if idx, err = r.u32(); err == nil && int(idx) >= f.m.importGlobals+f.m.definedGlobals {
@@ -415,17 +428,23 @@ func (f *funcState) simd() error {
 }
 
 // emit returns the metered body: the locals, the entry check, and the
-// instructions with a check after every loop header.
-func (f *funcState) emit(fuel uint32) []byte {
+// instructions with a check after every loop header and every function
+// index renumbered. The body's size may change (a check, an index whose
+// LEB128 grows): the caller writes the new size.
+func (f *funcState) emit(fuel, refuel uint32) []byte {
 	b := f.r.b
 	nb := f.nb[:0]
 	nb = append(nb, b[:f.codeFrom]...)
-	nb = appendCheck(nb, fuel, f.costs[0])
+	nb = appendCheck(nb, fuel, refuel, f.costs[0])
 	from := f.codeFrom
-	for _, in := range f.loops {
-		nb = append(nb, b[from:in.pos]...)
-		nb = appendCheck(nb, fuel, f.costs[in.region])
-		from = in.pos
+	for _, e := range f.edits {
+		nb = append(nb, b[from:e.pos]...)
+		if e.inject {
+			nb = appendCheck(nb, fuel, refuel, f.costs[e.region])
+		} else {
+			nb = appendU32(nb, e.idx)
+		}
+		from = e.end
 	}
 	nb = append(nb, b[from:]...)
 	f.nb = nb
@@ -433,8 +452,9 @@ func (f *funcState) emit(fuel uint32) []byte {
 }
 
 // appendCheck appends the fuel check of a region of cost instructions;
-// fuel is the index of the fuel-used global, fuel+1 that of the budget.
-func appendCheck(b []byte, fuel uint32, cost int) []byte {
+// fuel is the index of the fuel-used global, fuel+1 that of the budget,
+// refuel that of the host function the check calls past the budget.
+func appendCheck(b []byte, fuel, refuel uint32, cost int) []byte {
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel)
 	b = append(b, opI64Const)
@@ -445,6 +465,8 @@ func appendCheck(b []byte, fuel uint32, cost int) []byte {
 	b = appendU32(b, fuel)
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel+1)
-	b = append(b, opI64GtS, opIf, blockEmpty, opUnreachable, opEnd)
+	b = append(b, opI64GtS, opIf, blockEmpty, opCall)
+	b = appendU32(b, refuel)
+	b = append(b, opEnd)
 	return b
 }

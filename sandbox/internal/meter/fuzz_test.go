@@ -85,7 +85,7 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 		"interpreter": wazero.NewRuntimeConfigInterpreter(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := wazero.NewRuntimeWithConfig(ctx, cfg)
+			r := newRuntime(t, cfg)
 			defer r.Close(ctx)
 			wasm := kitchenSink().Bytes()
 			plain, err := r.Instantiate(ctx, wasm)

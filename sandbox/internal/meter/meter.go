@@ -92,6 +92,13 @@ const (
 	StartExport = "proofmesh.start"
 )
 
+// The function the instrumented module imports, of type [] -> [], and
+// calls when a check takes the fuel spent above the budget global.
+const (
+	RefuelModule = "proofmesh_meter"
+	RefuelName   = "refuel"
+)
+
 // External kinds of imports and exports.
 const (
 	KindFunc   byte = 0x00
@@ -176,6 +183,43 @@ type module struct {
 	start          uint32
 	types          []bool   // per type: takes and returns nothing
 	funcTypes      []uint32 // per function, imported ones first
+	refuel         uint32   // index of the refuel import: importFuncs
+
+	// The sections that hold function indices, renumbered (without
+	// their counts for globals and exports, to which the meter adds).
+	globals, exports, elements []byte
+}
+
+// funcIndex reads a function index and checks that the function exists:
+// an index past the end could otherwise land on a real function once
+// renumbered.
+func (m *module) funcIndex(r *reader) (uint32, error) {
+	idx, err := r.u32()
+	if err == nil && uint64(idx) >= uint64(len(m.funcTypes)) {
+		return 0, r.errorf("function %d does not exist", idx)
+	}
+	return idx, err
+}
+
+// newFuncIndex renumbers a function index of the module: the refuel
+// import comes after the module's imported functions, so its defined
+// functions move up by one.
+func (m *module) newFuncIndex(idx uint32) uint32 {
+	if idx < uint32(m.importFuncs) { // the import section is read first
+		return idx
+	}
+	return idx + 1
+}
+
+// emptyType returns the index of a type [] -> [], and whether it exists
+// already (if not, it is the index of the type the meter appends).
+func (m *module) emptyType() (uint32, bool) {
+	for i, e := range m.types {
+		if e {
+			return uint32(i), true
+		}
+	}
+	return uint32(len(m.types)), false
 }
 
 // Instrument returns the metered version of a module, or refuses it when
@@ -219,7 +263,9 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 	}
 
 	m := &module{bounds: b, exportNames: make(map[string]bool)}
-	// First pass: everything the code section depends on.
+	// First pass: everything the code section depends on. The sections
+	// come in order, so the functions are all known before anything
+	// refers to one.
 	for _, s := range sections {
 		sr := &reader{b: s.content, base: s.offset}
 		var err error
@@ -229,7 +275,7 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		case secTable:
 			err = readTables(sr)
 		case secElement:
-			err = readElements(sr)
+			m.elements, err = m.readElements(sr)
 		case secData:
 			err = readData(sr)
 		case secDataCount:
@@ -278,17 +324,26 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 			ErrUnsupported, FuelUsedExport, FuelLimitExport, StartExport)
 	}
 	fuel := uint32(m.importGlobals + m.definedGlobals) // fuel used; fuel+1 is the budget
+	m.refuel = uint32(m.importFuncs)
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, header...)
-	wroteGlobal, wroteExport, sawCode := false, false, false
+	wroteType, wroteImport, wroteGlobal, wroteExport, sawCode := false, false, false, false, false
 	emitUpTo := func(k int) {
+		if !wroteType && k > rank[secType] {
+			out = appendSection(out, secType, m.typeSection(nil))
+			wroteType = true
+		}
+		if !wroteImport && k > rank[secImport] {
+			out = appendSection(out, secImport, m.importSection(nil))
+			wroteImport = true
+		}
 		if !wroteGlobal && k > rank[secGlobal] {
-			out = appendSection(out, secGlobal, m.globalSection(nil))
+			out = appendSection(out, secGlobal, m.globalSection())
 			wroteGlobal = true
 		}
 		if !wroteExport && k > rank[secExport] {
-			out = appendSection(out, secExport, m.exportSection(nil, fuel))
+			out = appendSection(out, secExport, m.exportSection(fuel))
 			wroteExport = true
 		}
 	}
@@ -298,14 +353,22 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		}
 		switch s.id {
 		case secCustom:
-			// Dropped: debugging sections hold code offsets that no
-			// longer hold, and the runtime would trust the counts of a
-			// name section to size its tables.
+			// Dropped: debugging sections hold code offsets and function
+			// indices that no longer hold, and the runtime would trust
+			// the counts of a name section to size its tables.
+		case secType:
+			out = appendSection(out, secType, m.typeSection(s.content))
+			wroteType = true
+		case secImport:
+			out = appendSection(out, secImport, m.importSection(s.content))
+			wroteImport = true
+		case secElement:
+			out = appendSection(out, secElement, m.elements)
 		case secGlobal:
-			out = appendSection(out, secGlobal, m.globalSection(s.content))
+			out = appendSection(out, secGlobal, m.globalSection())
 			wroteGlobal = true
 		case secExport:
-			out = appendSection(out, secExport, m.exportSection(s.content, fuel))
+			out = appendSection(out, secExport, m.exportSection(fuel))
 			wroteExport = true
 		case secStart:
 			// Dropped: exported as StartExport instead.
@@ -343,6 +406,9 @@ func (m *module) readImports(r *reader) error {
 		}
 		if imp.Kind, err = r.byte(); err != nil {
 			return err
+		}
+		if imp.Module == RefuelModule && imp.Name == RefuelName {
+			return fmt.Errorf("%w: imports %s.%s, the name the meter reserves for its own import", ErrUnsupported, RefuelModule, RefuelName)
 		}
 		switch imp.Kind {
 		case KindFunc:
@@ -434,58 +500,70 @@ func readTables(r *reader) error {
 }
 
 // readElements checks the element section's structure, so that no count
-// in it is larger than the bytes that follow: the runtime sizes its
-// tables by these counts before it reads the elements.
-func readElements(r *reader) error {
+// in it is larger than the bytes that follow (the runtime sizes its
+// tables by these counts before it reads the elements), and returns it
+// with its function indices renumbered: in the vectors of indices (flags
+// 0 to 3) and in the ref.func of expressions (offsets, flags 4 to 7).
+func (m *module) readElements(r *reader) ([]byte, error) {
 	n, err := r.count(2)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), uint32(n))
 	for range n {
 		flag, err := r.u32()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if flag > 7 {
-			return r.errorf("element segment flag %d", flag)
+			return nil, r.errorf("element segment flag %d", flag)
 		}
+		out = appendU32(out, flag)
 		if flag&0b011 == 0b010 { // explicit table index
-			if _, err := r.u32(); err != nil {
-				return err
+			t, err := r.u32()
+			if err != nil {
+				return nil, err
 			}
+			out = appendU32(out, t)
 		}
 		if flag&0b001 == 0 { // active: offset expression
-			if err := readConstExpr(r); err != nil {
-				return err
+			if out, err = m.constExpr(r, out); err != nil {
+				return nil, err
 			}
 		}
 		if flag&0b011 != 0 { // element kind or reference type
-			if flag&0b100 == 0 {
-				if k, err := r.byte(); err != nil {
-					return err
-				} else if k != 0x00 {
-					return r.errorf("element kind %#x", k)
-				}
-			} else if err := readRefType(r); err != nil {
-				return err
+			k, err := r.byte()
+			if err != nil {
+				return nil, err
 			}
+			if flag&0b100 == 0 && k != 0x00 {
+				return nil, r.errorf("element kind %#x", k)
+			}
+			if flag&0b100 != 0 && k != 0x70 && k != 0x6f {
+				return nil, fmt.Errorf("%w: offset %d: reference type %#x", ErrUnsupported, r.base+r.off-1, k)
+			}
+			out = append(out, k)
 		}
 		k, err := r.count(1)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out = appendU32(out, uint32(k))
 		for range k {
 			if flag&0b100 == 0 {
-				_, err = r.u32() // function index
+				var idx uint32
+				if idx, err = m.funcIndex(r); err == nil {
+					out = appendU32(out, m.newFuncIndex(idx))
+				}
 			} else {
-				err = readConstExpr(r)
+				out, err = m.constExpr(r, out)
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return trailing(r, "element")
+	return out, trailing(r, "element")
 }
 
 func readData(r *reader) error {
@@ -500,7 +578,7 @@ func readData(r *reader) error {
 		}
 		switch flag {
 		case 0: // active, memory 0
-			err = readConstExpr(r)
+			_, err = (*module)(nil).constExpr(r, nil)
 		case 1: // passive
 		case 2: // active, explicit memory
 			var mem uint32
@@ -508,7 +586,7 @@ func readData(r *reader) error {
 				return fmt.Errorf("%w: data segment for memory %d", ErrUnsupported, mem)
 			}
 			if err == nil {
-				err = readConstExpr(r)
+				_, err = (*module)(nil).constExpr(r, nil)
 			}
 		default:
 			return r.errorf("data segment flag %d", flag)
@@ -577,33 +655,45 @@ func (m *module) readMemory(r *reader) error {
 	return trailing(r, "memory")
 }
 
+// readGlobals reads the global section and keeps its globals with the
+// function indices of their initializers renumbered.
 func (m *module) readGlobals(r *reader) error {
 	n, err := r.count(3)
 	if err != nil {
 		return err
 	}
+	out := make([]byte, 0, len(r.b)+len(r.b)/8)
 	for range n {
+		from := r.off
 		if err := readGlobalType(r); err != nil {
 			return err
 		}
-		if err := readConstExpr(r); err != nil {
+		out = append(out, r.b[from:r.off]...)
+		if out, err = m.constExpr(r, out); err != nil {
 			return err
 		}
 	}
 	m.definedGlobals = n
+	m.globals = out
 	return trailing(r, "global")
 }
 
-// readConstExpr reads an initializer expression up to its end.
-func readConstExpr(r *reader) error {
+// constExpr reads an initializer expression up to its end and appends it
+// to out with the index of each ref.func checked and renumbered, unless m
+// is nil (a data segment's offset, which only reads it).
+func (m *module) constExpr(r *reader, out []byte) ([]byte, error) {
 	for {
+		from := r.off
 		op, err := r.byte()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch op {
 		case opEnd:
-			return nil
+			if m != nil {
+				out = append(out, opEnd)
+			}
+			return out, nil
 		case opI32Const:
 			_, err = r.sleb(32)
 		case opI64Const:
@@ -612,23 +702,36 @@ func readConstExpr(r *reader) error {
 			_, err = r.bytes(4)
 		case opF64Const:
 			_, err = r.bytes(8)
-		case opGlobalGet, opRefFunc:
+		case opGlobalGet:
 			_, err = r.u32()
+		case opRefFunc:
+			if m == nil {
+				_, err = r.u32()
+				break
+			}
+			var idx uint32
+			if idx, err = m.funcIndex(r); err == nil {
+				out = appendU32(append(out, opRefFunc), m.newFuncIndex(idx))
+				continue
+			}
 		case opRefNull:
 			err = readRefType(r)
 		case opPrefixSIMD:
 			var sub uint32
 			if sub, err = r.u32(); err == nil {
 				if sub != simdV128Const {
-					return fmt.Errorf("%w: offset %d: SIMD opcode %d in a constant expression", ErrUnsupported, r.base+r.off, sub)
+					return nil, fmt.Errorf("%w: offset %d: SIMD opcode %d in a constant expression", ErrUnsupported, r.base+r.off, sub)
 				}
 				_, err = r.bytes(16)
 			}
 		default:
-			return fmt.Errorf("%w: offset %d: opcode %#x in a constant expression", ErrUnsupported, r.base+r.off-1, op)
+			return nil, fmt.Errorf("%w: offset %d: opcode %#x in a constant expression", ErrUnsupported, r.base+r.off-1, op)
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if m != nil {
+			out = append(out, r.b[from:r.off]...)
 		}
 	}
 }
@@ -654,6 +757,12 @@ func (m *module) readExports(r *reader) error {
 		if kind > KindGlobal {
 			return fmt.Errorf("%w: export %q of kind %#x", ErrUnsupported, name, kind)
 		}
+		if kind == KindFunc {
+			if uint64(idx) >= uint64(len(m.funcTypes)) {
+				return fmt.Errorf("%w: export %q of function %d, which does not exist", ErrMalformed, name, idx)
+			}
+			idx = m.newFuncIndex(idx)
+		}
 		if kind == KindGlobal && int(idx) >= m.importGlobals+m.definedGlobals {
 			// The index the meter's global will take: refuse, or the
 			// module would export it under its own name.
@@ -663,6 +772,8 @@ func (m *module) readExports(r *reader) error {
 			return fmt.Errorf("%w: export name %q repeated", ErrMalformed, name)
 		}
 		m.exportNames[name] = true
+		m.exports = appendName(m.exports, name)
+		m.exports = appendU32(append(m.exports, kind), idx)
 	}
 	return trailing(r, "export")
 }
@@ -677,15 +788,9 @@ func trailing(r *reader, what string) error {
 // globalSection returns the global section with the meter's globals
 // appended: fuel used and budget, (mut i64) both 0, so that nothing runs
 // before the host sets the budget.
-func (m *module) globalSection(old []byte) []byte {
-	var body []byte
-	if old != nil {
-		r := &reader{b: old}
-		_, _ = r.u32() // read before: cannot fail
-		body = old[r.off:]
-	}
+func (m *module) globalSection() []byte {
 	out := appendU32(nil, uint32(m.definedGlobals+2))
-	out = append(out, body...)
+	out = append(out, m.globals...)
 	for range 2 {
 		out = append(out, valI64, 0x01, opI64Const, 0x00, opEnd)
 	}
@@ -694,19 +799,13 @@ func (m *module) globalSection(old []byte) []byte {
 
 // exportSection returns the export section with the meter's globals (and
 // the former start function) added.
-func (m *module) exportSection(old []byte, fuel uint32) []byte {
+func (m *module) exportSection(fuel uint32) []byte {
 	n := len(m.exportNames) + 2
 	if m.res.HasStart {
 		n++
 	}
-	var body []byte
-	if old != nil {
-		r := &reader{b: old}
-		_, _ = r.u32()
-		body = old[r.off:]
-	}
 	out := appendU32(nil, uint32(n))
-	out = append(out, body...)
+	out = append(out, m.exports...)
 	out = appendName(out, FuelUsedExport)
 	out = append(out, KindGlobal)
 	out = appendU32(out, fuel)
@@ -716,9 +815,44 @@ func (m *module) exportSection(old []byte, fuel uint32) []byte {
 	if m.res.HasStart {
 		out = appendName(out, StartExport)
 		out = append(out, KindFunc)
-		out = appendU32(out, m.start)
+		out = appendU32(out, m.newFuncIndex(m.start))
 	}
 	return out
+}
+
+// typeSection returns the type section (old, nil if none) with a type
+// [] -> [] appended unless it has one, for the refuel import.
+func (m *module) typeSection(old []byte) []byte {
+	if _, ok := m.emptyType(); ok {
+		return old
+	}
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32() // read before: cannot fail
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(len(m.types)+1))
+	out = append(out, body...)
+	return append(out, 0x60, 0x00, 0x00)
+}
+
+// importSection returns the import section (old, nil if none) with the
+// refuel import appended: it takes the function index after the module's
+// imported functions.
+func (m *module) importSection(old []byte) []byte {
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32()
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(len(m.res.Imports)+1))
+	out = append(out, body...)
+	out = appendName(out, RefuelModule)
+	out = appendName(out, RefuelName)
+	t, _ := m.emptyType()
+	return appendU32(append(out, KindFunc), t)
 }
 
 func appendSection(out []byte, id byte, content []byte) []byte {

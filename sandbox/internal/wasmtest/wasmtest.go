@@ -66,6 +66,7 @@ type Module struct {
 	Globals   []Global
 	Exports   []Export
 	Start     *uint32
+	Elements  [][]byte // element segments, each encoded whole (flag first)
 	Data      []Data
 }
 
@@ -139,6 +140,13 @@ func (m Module) Bytes() []byte {
 	}
 	if m.Start != nil {
 		out = section(out, 8, U32(*m.Start))
+	}
+	if len(m.Elements) > 0 {
+		s := U32(uint32(len(m.Elements)))
+		for _, e := range m.Elements {
+			s = append(s, e...)
+		}
+		out = section(out, 9, s)
 	}
 	if len(m.Funcs) > 0 {
 		s := U32(uint32(len(m.Funcs)))
@@ -222,6 +230,7 @@ func GlobalSet(i uint32) []byte { return append([]byte{0x24}, U32(i)...) }
 func Call(i uint32) []byte      { return append([]byte{0x10}, U32(i)...) }
 func Br(l uint32) []byte        { return append([]byte{0x0c}, U32(l)...) }
 func BrIf(l uint32) []byte      { return append([]byte{0x0d}, U32(l)...) }
+func RefFunc(i uint32) []byte   { return append([]byte{0xd2}, U32(i)...) }
 
 // Single-byte instructions.
 var (
