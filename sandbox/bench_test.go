@@ -37,14 +37,34 @@ func countdownLoop() []byte {
 	}.Bytes()
 }
 
-// BenchmarkLoopMetering runs a 2·10^7-iteration loop three ways, side by
-// side: plain, metered by package meter, and plain under
-// WithCloseOnContextDone (the alternative the sandbox does not take).
+// meteredFuel returns the fuel of an instance of a metered module in a
+// runtime that provides refuel (instantiateRefuel), with budget granted
+// chunk at a time, and the context to call it in.
+func meteredFuel(ctx context.Context, mod api.Module, budget, chunk int64) (*fuel, context.Context) {
+	f := &fuel{
+		used:   mod.ExportedGlobal(meter.FuelUsedExport).(api.MutableGlobal),
+		limit:  mod.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal),
+		budget: budget, chunk: chunk,
+	}
+	f.used.Set(0)
+	f.limit.Set(uint64(min(budget, chunk)))
+	return f, context.WithValue(ctx, fuelKey{}, f)
+}
+
+// BenchmarkLoopMetering runs a 2·10^7-iteration loop four ways, side by
+// side: plain, metered by package meter as the sandbox does (the budget
+// granted refuelChunk at a time, through refuel), metered with the whole
+// budget at once (refuel never called: the meter before refuel), and
+// plain under WithCloseOnContextDone (the alternative the sandbox does
+// not take).
 func BenchmarkLoopMetering(b *testing.B) {
 	const n = 20_000_000
 	ctx := context.Background()
 	plainRT := wazero.NewRuntime(ctx)
 	defer plainRT.Close(ctx)
+	if err := instantiateRefuel(ctx, plainRT); err != nil {
+		b.Fatal(err)
+	}
 	doneRT := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
 	defer doneRT.Close(ctx)
 
@@ -65,35 +85,87 @@ func BenchmarkLoopMetering(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	metered.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal).Set(1 << 62)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var tPlain, tMetered, tDone time.Duration
+	var tPlain, tMetered, tWhole, tDone time.Duration
+	refuels := 0
 	for b.Loop() {
 		t0 := time.Now()
 		if _, err := plain.ExportedFunction("run").Call(ctx, n); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if _, err := metered.ExportedFunction("run").Call(ctx, n); err != nil {
+		f, fctx := meteredFuel(ctx, metered, 1<<62, refuelChunk)
+		if _, err := metered.ExportedFunction("run").Call(fctx, n); err != nil {
 			b.Fatal(err)
 		}
+		refuels += f.refuels
 		t2 := time.Now()
-		if _, err := done.ExportedFunction("run").Call(cctx, n); err != nil {
+		_, fctx = meteredFuel(ctx, metered, 1<<62, 1<<62)
+		if _, err := metered.ExportedFunction("run").Call(fctx, n); err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()
+		if _, err := done.ExportedFunction("run").Call(cctx, n); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
 		tPlain += t1.Sub(t0)
 		tMetered += t2.Sub(t1)
-		tDone += t3.Sub(t2)
+		tWhole += t3.Sub(t2)
+		tDone += t4.Sub(t3)
 	}
 	iters := float64(b.N) * n
 	b.ReportMetric(float64(tPlain.Nanoseconds())/iters, "plain-ns/iter")
 	b.ReportMetric(float64(tMetered.Nanoseconds())/iters, "metered-ns/iter")
+	b.ReportMetric(float64(tWhole.Nanoseconds())/iters, "unchunked-ns/iter")
 	b.ReportMetric(float64(tDone.Nanoseconds())/iters, "ctxdone-ns/iter")
 	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(tWhole)/float64(tPlain), "unchunked/plain")
 	b.ReportMetric(float64(tDone)/float64(tPlain), "ctxdone/plain")
+	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+}
+
+// BenchmarkRefuelInterval runs the tightest loop there is, loop { br 0 }
+// (2 fuel an iteration, no host call), for 2^28 fuel, and reports how much
+// guest time passes between two calls of refuel: how long a stop of the
+// world can wait for a guest.
+func BenchmarkRefuelInterval(b *testing.B) {
+	const budget = 1 << 28
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if err := instantiateRefuel(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	spin := wt.Module{
+		Types:   []wt.Type{{}},
+		Funcs:   []wt.Func{{Code: wt.Cat(wt.Loop, wt.Br(0), wt.End, wt.End)}},
+		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
+	}
+	res, err := meter.Instrument(spin.Bytes(), meter.Bounds{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mod, err := r.InstantiateWithConfig(ctx, res.Module, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var took time.Duration
+	refuels := 0
+	for b.Loop() {
+		f, fctx := meteredFuel(ctx, mod, budget, refuelChunk)
+		t0 := time.Now()
+		if _, err := mod.ExportedFunction("run").Call(fctx); !errors.Is(err, errRefuelSpent) {
+			b.Fatalf("err = %v, want %v", err, errRefuelSpent)
+		}
+		took += time.Since(t0)
+		refuels += f.refuels
+	}
+	b.ReportMetric(float64(took.Microseconds())/1000/float64(refuels), "ms/refuel")
+	b.ReportMetric(float64(budget)*float64(b.N)/float64(took.Nanoseconds()), "Gfuel/s")
+	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
 }
 
 // BenchmarkGuestMetering runs the mimc.chain.v1 guest (a real Go
@@ -114,7 +186,12 @@ func BenchmarkGuestMetering(b *testing.B) {
 	if err := s.Compile(ctx, wasm); err != nil {
 		b.Fatal(err)
 	}
-	var tPlain, tMetered time.Duration
+	whole := newSandbox(b, func(c *Config) { c.CacheDir = benchCacheDir(b) })
+	whole.chunk = maxBudget // the whole budget at once: refuel never called
+	if err := whole.Compile(ctx, wasm); err != nil {
+		b.Fatal(err)
+	}
+	var tPlain, tMetered, tWhole time.Duration
 	var fuel uint64
 	for b.Loop() {
 		t0 := time.Now()
@@ -134,14 +211,27 @@ func BenchmarkGuestMetering(b *testing.B) {
 		if !bytes.Equal(got, out.Bytes()) {
 			b.Fatalf("plain %s, metered %s", out.Bytes(), got)
 		}
+		got, st2, err := whole.Run(ctx, wasm, input, DefaultLimits())
+		if err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if !bytes.Equal(got, out.Bytes()) || st2.FuelUsed != st.FuelUsed {
+			b.Fatalf("unchunked: %s, %d fuel; chunked: %s, %d fuel", got, st2.FuelUsed, out.Bytes(), st.FuelUsed)
+		}
 		tPlain += t1.Sub(t0)
 		tMetered += t2.Sub(t1)
+		tWhole += t3.Sub(t2)
 		fuel = st.FuelUsed
 	}
 	b.ReportMetric(float64(tPlain.Microseconds())/float64(b.N)/1000, "plain-ms/op")
 	b.ReportMetric(float64(tMetered.Microseconds())/float64(b.N)/1000, "metered-ms/op")
+	b.ReportMetric(float64(tWhole.Microseconds())/float64(b.N)/1000, "unchunked-ms/op")
 	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(tWhole)/float64(tPlain), "unchunked/plain")
 	b.ReportMetric(float64(fuel), "fuel/op")
+	// The guest time between two refuels, from its rate of fuel.
+	b.ReportMetric(float64(refuelChunk)*float64(tMetered.Nanoseconds())/float64(b.N)/float64(fuel)/1e6, "ms/refuel")
 }
 
 // BenchmarkCompile compiles the mimc.chain.v1 guest cold (no cache), from

@@ -57,8 +57,8 @@ var (
 // fuel is the host side of a run's fuel meter: the whole budget, of
 // which the guest's budget global holds a chunk at a time.
 type fuel struct {
-	used, limit api.MutableGlobal
-	budget      int64
+	used, limit   api.MutableGlobal
+	budget, chunk int64
 
 	mu      sync.Mutex // orders refuel and the watchdog's stop
 	stopped bool       // the watchdog has stopped the run
@@ -88,7 +88,7 @@ func refuel(ctx context.Context, _ api.Module, _ []uint64) {
 	if used > f.budget {
 		panic(errRefuelSpent)
 	}
-	f.limit.Set(uint64(min(f.budget, used+refuelChunk)))
+	f.limit.Set(uint64(min(f.budget, used+f.chunk)))
 }
 
 // stop makes the guest call refuel at its next check, which ends the
@@ -121,6 +121,7 @@ type Sandbox struct {
 	modules *moduleCache
 	slots   chan struct{} // one token per worker
 	comps   chan struct{} // one token per compiler
+	chunk   int64         // fuel per refuel: refuelChunk (benchmarks change it)
 
 	closing   chan struct{} // closed by Close: watchdogs stop their runs
 	closeOnce sync.Once
@@ -174,6 +175,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		modules: newModuleCache(cfg.CachedModules, cfg.IdleModuleTTL),
 		slots:   make(chan struct{}, cfg.Workers),
 		comps:   make(chan struct{}, cfg.Compilers),
+		chunk:   refuelChunk,
 		closing: make(chan struct{}),
 	}
 	return s, nil
@@ -488,8 +490,8 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		return fail(TrapBadModule, fmt.Errorf("%w: the metered module lacks its fuel globals", ErrInvalidModule))
 	}
 	budget := int64(min(lim.Fuel, maxBudget))
-	fl := &fuel{used: used, limit: limit, budget: budget}
-	limit.Set(uint64(min(budget, refuelChunk))) // refuel grants the rest
+	fl := &fuel{used: used, limit: limit, budget: budget, chunk: s.chunk}
+	limit.Set(uint64(min(budget, s.chunk))) // refuel grants the rest
 	cctx := context.WithValue(ctx, fuelKey{}, fl)
 
 	// The watchdog stops the run when the time is up, ctx ends or the

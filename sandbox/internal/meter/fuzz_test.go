@@ -112,7 +112,8 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 // classify every refusal, must refuse a module exactly when it passes a
 // structure bound (checkBounds), and must agree with wazero's validator on what
 // it accepts: the instrumented module is valid exactly when the original
-// is (without its custom sections, which the meter drops). (Refused inputs are not given to wazero: its decoder sizes tables by
+// is (without its custom sections, which the meter drops), and then
+// imports the meter's function after the module's own. (Refused inputs are not given to wazero: its decoder sizes tables by
 // the counts a module declares, which is why the meter checks them all.)
 func FuzzInstrument(f *testing.F) {
 	start := uint32(0)
@@ -123,7 +124,7 @@ func FuzzInstrument(f *testing.F) {
 	nested := wt.Module{Types: []wt.Type{{}}, Funcs: []wt.Func{{Code: wt.Cat(
 		bytes.Repeat(wt.Block, 20), wt.Loop, wt.I32Const(0), wt.If, wt.Nop, wt.Else, wt.End, wt.End, bytes.Repeat(wt.End, 21),
 	)}}}
-	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested} {
+	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed()} {
 		f.Add(m.Bytes())
 	}
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
@@ -150,6 +151,16 @@ func FuzzInstrument(f *testing.F) {
 		}
 		if (origErr == nil) != (instErr == nil) {
 			t.Fatalf("original: %v; instrumented: %v", origErr, instErr)
+		}
+		if instErr == nil {
+			// The meter's import comes after the module's own.
+			imps := inst.ImportedFunctions()
+			if mod, name, _ := imps[len(imps)-1].Import(); mod != RefuelModule || name != RefuelName {
+				t.Fatalf("last imported function %s.%s, want %s.%s", mod, name, RefuelModule, RefuelName)
+			}
+			if want := countImportedFuncs(res) + 1; len(imps) != want {
+				t.Fatalf("%d imported functions, want %d", len(imps), want)
+			}
 		}
 	})
 }
