@@ -130,7 +130,7 @@ func BenchmarkLoopMetering(b *testing.B) {
 // BenchmarkRefuelInterval runs the tightest loop there is, loop { br 0 }
 // (2 fuel an iteration, no host call), for 2^28 fuel, and reports how much
 // guest time passes between two calls of refuel: how long a stop of the
-// world can wait for a guest.
+// world can wait for a guest, and what a call of refuel costs.
 func BenchmarkRefuelInterval(b *testing.B) {
 	const budget = 1 << 28
 	ctx := context.Background()
@@ -152,24 +152,36 @@ func BenchmarkRefuelInterval(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var took time.Duration
-	refuels := 0
-	for b.Loop() {
-		f, fctx := meteredFuel(ctx, mod, budget, refuelChunk)
+	run := func(chunk int64) (time.Duration, int) {
+		f, fctx := meteredFuel(ctx, mod, budget, chunk)
 		t0 := time.Now()
 		if _, err := mod.ExportedFunction("run").Call(fctx); !errors.Is(err, errRefuelSpent) {
 			b.Fatalf("err = %v, want %v", err, errRefuelSpent)
 		}
-		took += time.Since(t0)
-		refuels += f.refuels
+		return time.Since(t0), f.refuels
+	}
+	// Also with a chunk of 2^10 fuel and with the whole budget at once:
+	// the difference over the refuels is what one costs.
+	var took, tSmall, tWhole time.Duration
+	refuels, small := 0, 0
+	for b.Loop() {
+		d, n := run(refuelChunk)
+		took, refuels = took+d, refuels+n
+		d, n = run(1 << 10)
+		tSmall, small = tSmall+d, small+n
+		d, _ = run(budget)
+		tWhole += d
 	}
 	b.ReportMetric(float64(took.Microseconds())/1000/float64(refuels), "ms/refuel")
 	b.ReportMetric(float64(budget)*float64(b.N)/float64(took.Nanoseconds()), "Gfuel/s")
 	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+	b.ReportMetric(float64((tSmall-tWhole).Nanoseconds())/float64(small), "ns/refuel-call")
 }
 
 // BenchmarkGuestMetering runs the mimc.chain.v1 guest (a real Go
-// program) plain and metered, side by side, in fresh instances.
+// program) plain and metered, side by side, in fresh instances: metered
+// as the sandbox does (the budget granted refuelChunk at a time), and with
+// the whole budget at once (refuel never called: the meter before refuel).
 func BenchmarkGuestMetering(b *testing.B) {
 	ctx := context.Background()
 	wasm, _ := tasks.Module(spec.TypeMiMCChain)
@@ -193,8 +205,8 @@ func BenchmarkGuestMetering(b *testing.B) {
 	}
 	var tPlain, tMetered, tWhole time.Duration
 	var fuel uint64
-	for b.Loop() {
-		t0 := time.Now()
+	var want []byte
+	runPlain := func() {
 		var out bytes.Buffer
 		mod, err := r.InstantiateModule(ctx, plain, wazero.NewModuleConfig().WithName("").
 			WithStdin(bytes.NewReader(input)).WithStdout(&out).WithArgs("task"))
@@ -202,27 +214,35 @@ func BenchmarkGuestMetering(b *testing.B) {
 			b.Fatal(err)
 		}
 		mod.Close(ctx)
-		t1 := time.Now()
-		got, st, err := s.Run(ctx, wasm, input, DefaultLimits())
-		if err != nil {
-			b.Fatal(err)
+		want = out.Bytes()
+	}
+	runIn := func(s *Sandbox) func() {
+		return func() {
+			got, st, err := s.Run(ctx, wasm, input, DefaultLimits())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if want != nil && !bytes.Equal(got, want) {
+				b.Fatalf("plain %s, metered %s", want, got)
+			}
+			if fuel != 0 && st.FuelUsed != fuel {
+				b.Fatalf("%d fuel, then %d", fuel, st.FuelUsed)
+			}
+			fuel = st.FuelUsed
 		}
-		t2 := time.Now()
-		if !bytes.Equal(got, out.Bytes()) {
-			b.Fatalf("plain %s, metered %s", out.Bytes(), got)
+	}
+	// The three take turns at going first: the machine is shared.
+	runs := []func(){runPlain, runIn(s), runIn(whole)}
+	times := []*time.Duration{&tPlain, &tMetered, &tWhole}
+	i := 0
+	for b.Loop() {
+		for k := range runs {
+			j := (i + k) % len(runs)
+			t0 := time.Now()
+			runs[j]()
+			*times[j] += time.Since(t0)
 		}
-		got, st2, err := whole.Run(ctx, wasm, input, DefaultLimits())
-		if err != nil {
-			b.Fatal(err)
-		}
-		t3 := time.Now()
-		if !bytes.Equal(got, out.Bytes()) || st2.FuelUsed != st.FuelUsed {
-			b.Fatalf("unchunked: %s, %d fuel; chunked: %s, %d fuel", got, st2.FuelUsed, out.Bytes(), st.FuelUsed)
-		}
-		tPlain += t1.Sub(t0)
-		tMetered += t2.Sub(t1)
-		tWhole += t3.Sub(t2)
-		fuel = st.FuelUsed
+		i++
 	}
 	b.ReportMetric(float64(tPlain.Microseconds())/float64(b.N)/1000, "plain-ms/op")
 	b.ReportMetric(float64(tMetered.Microseconds())/float64(b.N)/1000, "metered-ms/op")

@@ -37,13 +37,15 @@ const stopBudget = -1
 // refuel, the Go function its fuel checks call past that global. A guest
 // compiled to machine code offers the Go runtime no safepoint, so a stop
 // of the world (a GC) waits for it to call into Go; refuel is such a
-// call, at least once per chunk even in a loop that never calls the
-// host. A fuel unit is about one wasm instruction and guests run about
-// 1.5-2.5·10^9 of them per second here (BenchmarkRefuelInterval), so
-// 2^22 fuel is 1.5-3 ms of guest time: the longest a GC waits for a
-// guest, and a refuel costs a few hundred nanoseconds per chunk,
-// nothing measurable (BenchmarkLoopMetering).
-const refuelChunk = 1 << 22
+// call, at least once per chunk even in a loop that never calls the host.
+// A fuel unit is about one wasm instruction. The tightest loop, loop
+// { br 0 }, runs 0.8-1·10^9 fuel/s here (BenchmarkRefuelInterval: the
+// check dominates it), real guests more (the mimc guest 4-8·10^9), so
+// 2^21 fuel is at most 2-2.5 ms of guest time between two safepoints (0.3
+// ms for mimc), and the call, once per chunk, costs nothing measurable
+// (BenchmarkLoopMetering, BenchmarkGuestMetering). 2^22 measured 4-5 ms
+// for the tight loop: the edge of what a pause should be.
+const refuelChunk = 1 << 21
 
 // Errors with which refuel ends a run. The run's error is classified by
 // the watchdog's reason and the fuel spent, as before refuel existed, so

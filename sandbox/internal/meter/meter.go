@@ -3,26 +3,49 @@
 //
 // Instrument parses the module's sections, appends two mutable i64
 // globals, the fuel spent (exported as FuelUsedExport) and the budget
-// (FuelLimitExport), and, at every function entry and every loop header,
-// injects
+// (FuelLimitExport), imports a host function RefuelModule.RefuelName of
+// type [] -> [] ($refuel), and, at every function entry and every loop
+// header, injects
 //
 //	global.get $used; i64.const cost; i64.add; global.set $used
-//	global.get $used; global.get $limit; i64.gt_s; if; unreachable; end
+//	global.get $used; global.get $limit; i64.gt_s; if; call $refuel; end
 //
 // where cost is the number of instructions of the region that the check
 // governs (the function body outside its loops, or a loop body outside its
 // inner loops). Every back edge of WebAssembly goes to a loop header, so a
 // module cannot run more than a bounded number of instructions between two
-// checks: a budget of N fuel stops any module, on every node after exactly
-// the same work. The host sets the budget before the run and reads the
-// fuel spent after it; spent above budget after a trap means the budget
-// ran out.
+// checks. When a check takes the fuel spent above the budget global, the
+// module calls $refuel, which either ends the run (a trap: the host
+// panics) or raises the budget global above the fuel spent and returns.
+// A host that ends the run when the fuel spent passes its real budget N
+// stops any module, on every node after exactly the same work, however it
+// hands out N.
+//
+// The call is why the budget global need not hold the whole budget: the
+// host sets it to a chunk and refuel grants the next one. Compiled guest
+// code offers the Go runtime no safepoint, so a stop of the world (a
+// garbage collection) waits for it to call into Go; with a chunk of C
+// fuel, even a loop that never calls the host calls refuel every C
+// instructions or so.
 //
 // The budget lives apart from the counter so that the host can stop a run
 // from another goroutine by lowering the budget (to -1): the guest only
-// reads that global, so the store cannot be lost. (A single counter that
-// the host overwrites loses the race against the guest's own
-// read-modify-write of it: measured, a stop then took 3-30 ms to land.)
+// reads that global, so the store cannot be lost, and its next check
+// calls refuel, which sees the stop. (A single counter that the host
+// overwrites loses the race against the guest's own read-modify-write of
+// it: measured, a stop then took 3-30 ms to land.)
+//
+// The import comes after the module's own imported functions, so every
+// function the module defines moves up one index: Instrument renumbers
+// each reference to a function (call and ref.func in code, ref.func in the
+// initializers of globals and element segments, the index vectors of
+// element segments, function exports and the start function) and
+// recomputes the sizes of the bodies and sections whose LEB128 indices
+// grow. call_indirect names types and tables, not functions, and stays.
+// An index past the last function is refused (ErrMalformed), since once
+// renumbered it could name a real one; so is a module that imports the
+// meter's own name itself (ErrUnsupported). Custom sections, the name
+// section among them, are dropped.
 //
 // The decoder understands every instruction of WebAssembly 2.0 (the MVP,
 // sign extension, non-trapping float-to-int, bulk memory, reference types,
