@@ -29,9 +29,10 @@
 //     whole node paused); now it waits a chunk at most, 2.5–3 ms of the
 //     tightest loop, loop { br 0 }, and 0.25 ms of the mimc guest
 //     (TestGCDoesNotWaitForGuest, BenchmarkRefuelInterval). Measured cost
-//     of the meter: 1.6× on an empty loop, 1.06× on the mimc guest (noisy
-//     on a shared machine: 1.0–1.3×); a refuel costs 0.1–0.4 µs once per
-//     chunk, nothing measurable (BenchmarkLoopMetering, ...Guest...).
+//     of the meter, on 2 shared cores: 2.3–2.5× on an empty countdown
+//     loop, 1.0–1.3× on the mimc guest, the same with refuel as with the
+//     whole budget at once: a refuel costs 0.1–0.4 µs, once per chunk
+//     (BenchmarkLoopMetering, BenchmarkGuestMetering).
 //   - wall-clock time (ErrTimeout) and cancellation of the caller's
 //     context or Close: wazero's WithCloseOnContextDone makes loops 16–89×
 //     slower (80× measured here: it exits to Go on every back edge, wazero
