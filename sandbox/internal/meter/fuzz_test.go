@@ -124,7 +124,17 @@ func FuzzInstrument(f *testing.F) {
 	nested := wt.Module{Types: []wt.Type{{}}, Funcs: []wt.Func{{Code: wt.Cat(
 		bytes.Repeat(wt.Block, 20), wt.Loop, wt.I32Const(0), wt.If, wt.Nop, wt.Else, wt.End, wt.End, bytes.Repeat(wt.End, 21),
 	)}}}
-	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed()} {
+	// A bulk instruction in dead code, whose operands the stack's
+	// polymorphism provides, and in a function with parameters and no
+	// locals: the scratch local's index follows the parameters.
+	deadBulk := wt.Module{
+		Types: []wt.Type{{Params: []byte{wt.I64, wt.I32}}}, HasMemory: true,
+		Funcs: []wt.Func{{Code: wt.Cat(
+			wt.I32Const(0), wt.I32Const(0), wt.LocalGet(1), wt.MemoryFill,
+			wt.Unreachable, wt.MemoryCopy, wt.End,
+		)}},
+	}
+	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed(), bulkLoop(), deadBulk} {
 		f.Add(m.Bytes())
 	}
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))

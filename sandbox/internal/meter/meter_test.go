@@ -39,11 +39,18 @@ var errOutOfFuel = errors.New("test: out of fuel")
 type budgetKey struct{}
 type chunkKey struct{}
 
+// refuelsKey, in the context of a call, holds an *int that the tests'
+// refuel increments at each call.
+type refuelsKey struct{}
+
 // refuel is the tests' host side of the meter, the sandbox's policy in
 // short: with a budget in the context and the fuel spent within it, it
 // raises the budget global by a chunk (to the budget at most); otherwise
 // it ends the run.
 func refuel(ctx context.Context, mod api.Module, _ []uint64) {
+	if n, ok := ctx.Value(refuelsKey{}).(*int); ok {
+		*n++
+	}
 	used := int64(mod.ExportedGlobal(FuelUsedExport).Get())
 	budget, ok := ctx.Value(budgetKey{}).(int64)
 	if !ok || used > budget {
@@ -359,7 +366,7 @@ func TestGoGuests(t *testing.T) {
 		if _, err := r.CompileModule(ctx, res.Module); err != nil {
 			t.Fatalf("%s: instrumented module does not compile: %v", name, err)
 		}
-		t.Logf("%s: %d functions, %d loops, %d -> %d bytes; nesting %d, locals %d, largest body %d bytes, %d instructions",
-			name, res.Functions, res.Loops, len(wasm), len(res.Module), res.MaxNesting, res.MaxLocals, res.MaxBodyBytes, res.Instructions)
+		t.Logf("%s: %d functions, %d loops, %d bulk, %d -> %d bytes; nesting %d, locals %d, largest body %d bytes, %d instructions",
+			name, res.Functions, res.Loops, res.Bulk, len(wasm), len(res.Module), res.MaxNesting, res.MaxLocals, res.MaxBodyBytes, res.Instructions)
 	}
 }

@@ -68,6 +68,7 @@ type Module struct {
 	Start     *uint32
 	Elements  [][]byte // element segments, each encoded whole (flag first)
 	Data      []Data
+	Passive   [][]byte // passive data segments, after Data (with a data count section)
 }
 
 // Bytes encodes the module.
@@ -148,6 +149,9 @@ func (m Module) Bytes() []byte {
 		}
 		out = section(out, 9, s)
 	}
+	if len(m.Passive) > 0 {
+		out = section(out, 12, U32(uint32(len(m.Data)+len(m.Passive))))
+	}
 	if len(m.Funcs) > 0 {
 		s := U32(uint32(len(m.Funcs)))
 		for _, f := range m.Funcs {
@@ -161,14 +165,19 @@ func (m Module) Bytes() []byte {
 		}
 		out = section(out, 10, s)
 	}
-	if len(m.Data) > 0 {
-		s := U32(uint32(len(m.Data)))
+	if len(m.Data)+len(m.Passive) > 0 {
+		s := U32(uint32(len(m.Data) + len(m.Passive)))
 		for _, d := range m.Data {
 			s = append(s, 0x00, 0x41)
 			s = append(s, S64(int64(d.Offset))...)
 			s = append(s, 0x0b)
 			s = append(s, U32(uint32(len(d.Bytes)))...)
 			s = append(s, d.Bytes...)
+		}
+		for _, d := range m.Passive {
+			s = append(s, 0x01)
+			s = append(s, U32(uint32(len(d)))...)
+			s = append(s, d...)
 		}
 		out = section(out, 11, s)
 	}
@@ -252,6 +261,15 @@ var (
 	MemoryGrow  = []byte{0x40, 0x00}
 	MemorySize  = []byte{0x3f, 0x00}
 )
+
+// Bulk memory instructions (memory 0).
+var (
+	MemoryFill = []byte{0xfc, 0x0b, 0x00}
+	MemoryCopy = []byte{0xfc, 0x0a, 0x00, 0x00}
+)
+
+// MemoryInit is memory.init of data segment seg into memory 0.
+func MemoryInit(seg uint32) []byte { return append(append([]byte{0xfc, 0x08}, U32(seg)...), 0x00) }
 
 // I32Store is i32.store with alignment 2 and the given offset.
 func I32Store(offset uint32) []byte { return append([]byte{0x36, 0x02}, U32(offset)...) }
