@@ -71,10 +71,15 @@ type fuel struct {
 type fuelKey struct{}
 
 // refuel is the meter's import: the guest calls it at a fuel check that
-// took the fuel spent past its budget global. It ends the run if the
-// watchdog stopped it or the whole budget is spent (exactly where a
-// check against the whole budget would have trapped: the fuel spent is
-// the same), and otherwise grants the next chunk.
+// took the fuel spent past its budget global, and before a bulk memory
+// or table instruction that took the bytes moved past
+// meter.BulkBytesPerRefuel (the guest resets that count itself). It ends
+// the run if the watchdog stopped it or the whole budget is spent
+// (exactly where a check against the whole budget would have trapped:
+// the fuel spent is the same), and otherwise grants the next chunk. A
+// call for the bytes finds the fuel spent within the budget global, so
+// it ends only a stopped run, and the chunk it grants moves no fuel
+// figure: only the point of the next fuel check's call.
 func refuel(ctx context.Context, _ api.Module, _ []uint64) {
 	f, _ := ctx.Value(fuelKey{}).(*fuel)
 	if f == nil {
