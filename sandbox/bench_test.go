@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -176,6 +177,103 @@ func BenchmarkRefuelInterval(b *testing.B) {
 	b.ReportMetric(float64(budget)*float64(b.N)/float64(took.Nanoseconds()), "Gfuel/s")
 	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
 	b.ReportMetric(float64((tSmall-tWhole).Nanoseconds())/float64(small), "ns/refuel-call")
+}
+
+// BenchmarkBulkMetering runs a loop of memory.fill, 1 GiB in all, in
+// fills of 256 B, 64 KiB and 32 MiB, plain and metered as the sandbox
+// does (fuel granted refuelChunk at a time, bulk instructions charged to
+// the bytes moved), side by side, and reports the cost of the meter
+// (metered/plain) and the guest time between two calls of refuel, on
+// average and at most (max-gap-ms, from the call to the first refuel to
+// the last refuel to the return): how long a stop of the world can wait
+// for a guest that moves memory.
+func BenchmarkBulkMetering(b *testing.B) {
+	const pages = 1024 // 64 MiB
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	var last time.Time
+	var maxGap time.Duration
+	gap := func(now time.Time) {
+		maxGap = max(maxGap, now.Sub(last))
+		last = now
+	}
+	_, err := r.NewHostModuleBuilder(meter.RefuelModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			gap(time.Now())
+			refuel(ctx, m, stack)
+		}), nil, nil).
+		Export(meter.RefuelName).Instantiate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill := wt.Module{
+		Types: []wt.Type{{Params: []byte{wt.I32, wt.I32}}}, MemoryMin: pages,
+		Funcs: []wt.Func{{Code: wt.Cat(
+			wt.Loop,
+			wt.I32Const(0), wt.I32Const(7), wt.LocalGet(0), wt.MemoryFill,
+			wt.LocalGet(1), wt.I32Const(1), wt.I32Sub, wt.LocalTee(1), wt.BrIf(0),
+			wt.End, wt.End,
+		)}},
+		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
+	}
+	wasm := fill.Bytes()
+	res, err := meter.Instrument(wasm, meter.Bounds{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName("plain"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	metered, err := r.InstantiateWithConfig(ctx, res.Module, wazero.NewModuleConfig().WithName("metered"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []uint64{1, 16, 32, 256, 64 << 10, 32 << 20} {
+		b.Run(fmt.Sprintf("fill=%d", n), func(b *testing.B) {
+			turns := min(uint64(1<<30)/n, 1<<23)
+			var tPlain, tMetered time.Duration
+			refuels := 0
+			maxGap = 0
+			i := 0
+			for b.Loop() {
+				runPlain := func() {
+					t0 := time.Now()
+					if _, err := plain.ExportedFunction("run").Call(ctx, n, turns); err != nil {
+						b.Fatal(err)
+					}
+					tPlain += time.Since(t0)
+				}
+				runMetered := func() {
+					f, fctx := meteredFuel(ctx, metered, 1<<62, refuelChunk)
+					last = time.Now()
+					t0 := last
+					if _, err := metered.ExportedFunction("run").Call(fctx, n, turns); err != nil {
+						b.Fatal(err)
+					}
+					gap(time.Now())
+					tMetered += time.Since(t0)
+					refuels += f.refuels
+				}
+				if i%2 == 0 { // take turns at going first: the machine is shared
+					runPlain()
+					runMetered()
+				} else {
+					runMetered()
+					runPlain()
+				}
+				i++
+			}
+			fills := float64(b.N) * float64(turns)
+			b.ReportMetric(float64(tPlain.Nanoseconds())/fills, "plain-ns/fill")
+			b.ReportMetric(float64(tMetered.Nanoseconds())/fills, "metered-ns/fill")
+			b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+			b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+			b.ReportMetric(float64(tMetered.Microseconds())/1000/float64(refuels+b.N), "ms/refuel")
+			b.ReportMetric(float64(maxGap.Microseconds())/1000, "max-gap-ms")
+		})
+	}
 }
 
 // BenchmarkGuestMetering runs the mimc.chain.v1 guest (a real Go

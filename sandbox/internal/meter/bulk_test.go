@@ -51,7 +51,7 @@ func bulkRefuels(moves []uint64, turns int) int {
 	calls, moved := 0, uint64(0)
 	for range turns {
 		for _, n := range moves {
-			if moved += n; moved > BulkBytesPerRefuel {
+			if moved += n + BulkOpBytes; moved > BulkBytesPerRefuel {
 				moved, calls = 0, calls+1
 			}
 		}
@@ -61,7 +61,7 @@ func bulkRefuels(moves []uint64, turns int) int {
 
 // TestBulkChargesBytesNotFuel: the bulk instructions call refuel every
 // BulkBytesPerRefuel bytes moved, exactly as counted from their lengths
-// (table entries at 8 bytes), while the fuel spent is what the
+// (table entries at 8 bytes) and BulkOpBytes each, while the fuel spent is what the
 // instructions cost, whatever the bytes (the same with n = 0 as with
 // megabytes), and the module computes what it computes unmetered.
 func TestBulkChargesBytesNotFuel(t *testing.T) {

@@ -519,12 +519,12 @@ func appendCheck(b []byte, fuel, refuel uint32, cost int) []byte {
 
 // appendBulkCharge appends, before a bulk instruction, the charge of its
 // length (the i32 on top of the stack, which it leaves there: the scratch
-// local holds it meanwhile), shifted left by shift, to the bytes-moved
-// global moved, and the call of refuel, with the global reset, once that
-// passes BulkBytesPerRefuel:
+// local holds it meanwhile), shifted left by shift, plus BulkOpBytes, to
+// the bytes-moved global moved, and the call of refuel, with the global
+// reset, once that passes BulkBytesPerRefuel:
 //
 //	local.tee $scratch; i64.extend_i32_u; [i64.const shift; i64.shl]
-//	global.get $moved; i64.add; global.set $moved
+//	global.get $moved; i64.add; i64.const BulkOpBytes; i64.add; global.set $moved
 //	global.get $moved; i64.const BulkBytesPerRefuel; i64.gt_s
 //	if; i64.const 0; global.set $moved; call $refuel; end
 //	local.get $scratch
@@ -539,6 +539,8 @@ func appendBulkCharge(b []byte, moved, refuel, scratch uint32, shift uint8) []by
 	}
 	b = append(b, opGlobalGet)
 	b = appendU32(b, moved)
+	b = append(b, opI64Add, opI64Const)
+	b = appendS64(b, BulkOpBytes)
 	b = append(b, opI64Add, opGlobalSet)
 	b = appendU32(b, moved)
 	b = append(b, opGlobalGet)

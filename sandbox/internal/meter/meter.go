@@ -37,7 +37,7 @@
 // move, apart from fuel, and before each of them Instrument injects
 //
 //	local.tee $scratch; i64.extend_i32_u; [i64.const 3; i64.shl]
-//	global.get $moved; i64.add; global.set $moved
+//	global.get $moved; i64.add; i64.const BulkOpBytes; i64.add; global.set $moved
 //	global.get $moved; i64.const BulkBytesPerRefuel; i64.gt_s
 //	if; i64.const 0; global.set $moved; call $refuel; end
 //	local.get $scratch
@@ -45,8 +45,9 @@
 // which charges the instruction's length operand (the i32 on top of the
 // stack, kept in $scratch, an i32 local appended after the locals of a
 // function that has bulk instructions; table lengths count 8 bytes an
-// entry, hence the shift) and, past BulkBytesPerRefuel bytes, resets the
-// count and calls $refuel. The refuel finds the fuel spent within its
+// entry, hence the shift), plus BulkOpBytes for the instruction's own
+// cost, and, past BulkBytesPerRefuel bytes, resets the count and calls
+// $refuel. The refuel finds the fuel spent within its
 // budget global (the fuel checks keep it there), so it grants a chunk
 // or ends a stopped run, as at a fuel check; it changes no fuel figure:
 // the injected code is not counted, and the fuel of every instruction is
@@ -151,6 +152,15 @@ const (
 // the lower for fills of tens of MiB, out of cache), within the chunk of
 // fuel's 2-3 ms of the tightest loop.
 const BulkBytesPerRefuel = 1 << 22
+
+// BulkOpBytes is what a bulk instruction adds to the bytes moved besides
+// its length: its fixed cost, so that short ones do not slip between the
+// two budgets. A memory.fill of n bytes makes about log2(n) calls of
+// memmove up to 8 KiB, 6 ns each: fills of 32 bytes cost 34 ns, fuel 9 a
+// turn of a loop, and reached refuel every 4.4 ms (2^21 fuel) charged
+// their length alone; 1 KiB (0.05-0.2 µs of memmove) makes it well under
+// a millisecond, for fills of any length.
+const BulkOpBytes = 1 << 10
 
 // The function the instrumented module imports, of type [] -> [], and
 // calls when a check takes the fuel spent above the budget global, or
