@@ -179,8 +179,8 @@ func BenchmarkRefuelInterval(b *testing.B) {
 	b.ReportMetric(float64((tSmall-tWhole).Nanoseconds())/float64(small), "ns/refuel-call")
 }
 
-// BenchmarkBulkMetering runs a loop of memory.fill, 1 GiB in all, in
-// fills of 256 B, 64 KiB and 32 MiB, plain and metered as the sandbox
+// BenchmarkBulkMetering runs a loop of memory.fill, 1 GiB in all (2^23
+// fills at most), in fills of 1 B to 32 MiB, plain and metered as the sandbox
 // does (fuel granted refuelChunk at a time, bulk instructions charged to
 // the bytes moved), side by side, and reports the cost of the meter
 // (metered/plain) and the guest time between two calls of refuel, on

@@ -14,9 +14,9 @@ import (
 )
 
 // The bulk guest fills 32 MiB of its 32 MiB memory, over and over:
-// 6-7 ms a fill measured here (5 GB/s), a few ms on a faster machine.
-// Its fuel, 2 + 5 a turn, lasts bulkTurns fills: 15-35 s, far longer than
-// the time limits of the tests below. Before the meter charged the bytes
+// 2.4-8 ms a fill measured here (4-14 GB/s, on 2 shared cores). Its fuel,
+// 2 + 5 a turn, lasts bulkTurns fills: 12-40 s, far longer than the time
+// limits of the tests below. Before the meter charged the bytes
 // moved, its fuel checks reached refuel (its only safepoint) once per
 // refuelChunk of fuel, never within that budget: a GC waited for the
 // whole run, and so did the watchdog that enforces the time limit.

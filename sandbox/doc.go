@@ -35,15 +35,15 @@
 //     also adds their length (8 bytes a table entry) plus 1 KiB to a
 //     counter of bytes moved, apart from fuel, and calls refuel past 4
 //     MiB (meter.BulkBytesPerRefuel): a loop of fills reaches a safepoint
-//     every 0.03–0.2 ms for fills of 1 B to 64 KiB, before each fill for
-//     longer ones (2.3–2.7 ms for 32 MiB), where it held a GC, and the
+//     every 0.02–0.2 ms for fills of 1 B to 64 KiB, before each fill for
+//     longer ones (2.0–2.9 ms for 32 MiB), where it held a GC, and the
 //     watchdog with it, for its whole run (TestGCDoesNotWaitForBulkGuest,
 //     TestBulkGuestStopsUnderGC, BenchmarkBulkMetering). One instruction
 //     is not split: a fill of a 64 MiB memory runs 10 ms without a
 //     safepoint (43–110 ms on fresh memory), more under a larger memory
 //     limit. Fuel figures do not change (TestBulkFuelUnchanged). Measured
 //     cost of the meter, on 2 shared cores: 2.3–2.5× on an empty
-//     countdown loop, 1.0–1.3× on the mimc guest, 0.98–1.05× on loops of
+//     countdown loop, 1.0–1.3× on the mimc guest, 0.9–1.1× on loops of
 //     fills, the same with refuel as with the whole budget at once: a
 //     refuel costs 0.1–0.4 µs, once per chunk (BenchmarkLoopMetering,
 //     BenchmarkGuestMetering, BenchmarkBulkMetering).
