@@ -134,7 +134,8 @@ func FuzzInstrument(f *testing.F) {
 			wt.Unreachable, wt.MemoryCopy, wt.End,
 		)}},
 	}
-	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed(), bulkLoop(), deadBulk} {
+	tables := tableGrow(wt.Table(0), wt.Table(1, 1<<20), wt.Table(2, 3))
+	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed(), bulkLoop(), deadBulk, tables} {
 		f.Add(m.Bytes())
 	}
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
@@ -162,6 +163,7 @@ func FuzzInstrument(f *testing.F) {
 		if (origErr == nil) != (instErr == nil) {
 			t.Fatalf("original: %v; instrumented: %v", origErr, instErr)
 		}
+		checkTables(t, r, wasm, res, origErr)
 		if instErr == nil {
 			// The meter's import comes after the module's own.
 			imps := inst.ImportedFunctions()
@@ -183,6 +185,7 @@ func checkBounds(t *testing.T, wasm []byte, res *Result) {
 	at := Bounds{
 		MaxNesting: res.MaxNesting, MaxFunctions: funcs, MaxLocals: res.MaxLocals, MaxBodyBytes: res.MaxBodyBytes,
 		MaxInstructions: res.Instructions, MaxControlWeight: res.ControlWeight,
+		MaxTables: res.Tables, MaxTableEntries: res.MaxTableMin,
 	}
 	if _, err := Instrument(wasm, at.zeroToOne()); err != nil {
 		t.Fatalf("refused at its own figures %+v: %v", at, err)
@@ -199,9 +202,43 @@ func checkBounds(t *testing.T, wasm []byte, res *Result) {
 	}
 }
 
+// fuzzTableBound is the MaxTableEntries of FuzzInstrument.
+const fuzzTableBound = 1 << 16
+
+// checkTables checks a module instrumented under a bound on table
+// entries: refused exactly when a table's minimum is above it; otherwise
+// every table it defines has a maximum within the bound, and it compiles
+// exactly when the original does.
+func checkTables(t *testing.T, r wazero.Runtime, wasm []byte, free *Result, origErr error) {
+	ctx := context.Background()
+	res, err := Instrument(wasm, Bounds{MaxTableEntries: fuzzTableBound})
+	if free.MaxTableMin > fuzzTableBound {
+		if !errors.Is(err, ErrBound) {
+			t.Fatalf("a table of minimum %d under a bound of %d: err = %v, want ErrBound", free.MaxTableMin, fuzzTableBound, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("refused under a table bound it is within: %v", err)
+	}
+	for i, l := range definedTables(t, res.Module) {
+		if !l.hasMax || l.max > fuzzTableBound {
+			t.Fatalf("defined table %d has limits %+v, want a maximum within %d", i, l, fuzzTableBound)
+		}
+	}
+	cm, err := r.CompileModule(ctx, res.Module)
+	if err == nil {
+		cm.Close(ctx)
+	}
+	if (origErr == nil) != (err == nil) {
+		t.Fatalf("original: %v; instrumented with bounded tables: %v", origErr, err)
+	}
+}
+
 // fields lists the bounds, for tests.
 func (b *Bounds) fields() []*int {
-	return []*int{&b.MaxNesting, &b.MaxFunctions, &b.MaxLocals, &b.MaxBodyBytes, &b.MaxInstructions, &b.MaxControlWeight}
+	return []*int{&b.MaxNesting, &b.MaxFunctions, &b.MaxLocals, &b.MaxBodyBytes, &b.MaxInstructions, &b.MaxControlWeight,
+		&b.MaxTables, &b.MaxTableEntries}
 }
 
 // zeroToOne turns zero figures into bounds of 1 (zero would be no bound).

@@ -78,6 +78,21 @@
 // meter's own name itself (ErrUnsupported). Custom sections, the name
 // section among them, are dropped.
 //
+// Tables are bounded too: wazero keeps a table on the host's heap, 8
+// bytes an entry, outside any memory limit, so table.grow on a table
+// declared without a maximum allocated whatever the module asked (3.2 GB
+// for 400 million entries). Instrument rewrites the limits of every table
+// the module defines so that its maximum is the smaller of its declared
+// maximum and Bounds.MaxTableEntries (a table without one gets the
+// bound): table.grow past it returns -1, which is deterministic, and a
+// bulk table instruction moves at most 8·MaxTableEntries bytes. A table
+// whose minimum is above the bound, or more than Bounds.MaxTables tables,
+// is refused (ErrBound). Imported tables count, and their minimum is
+// bounded, but their limits are left as they are: the host that provides
+// a table bounds it. Limits flags other than 0 (a minimum) and 1 (a
+// minimum and a maximum), those of shared memories and of 64-bit
+// memories and tables, are beyond WebAssembly 2.0 (ErrUnsupported).
+//
 // The decoder understands every instruction of WebAssembly 2.0 (the MVP,
 // sign extension, non-trapping float-to-int, bulk memory, reference types,
 // multi-value, fixed-width SIMD): what wazero runs with its default
@@ -133,6 +148,16 @@ type Bounds struct {
 	// br_if, br_table): wazero's compile time grows with the square of a
 	// function's basic blocks, whatever their nesting.
 	MaxControlWeight int
+	// MaxTables bounds the tables of the module, imported and defined:
+	// each costs up to 8·MaxTableEntries bytes of the host's memory.
+	MaxTables int
+	// MaxTableEntries bounds the size of every table, in entries (8
+	// bytes each on the host's heap, where wazero keeps tables, outside
+	// any memory limit): Instrument sets the maximum of each defined
+	// table to the smaller of its declared maximum and this bound, so
+	// that table.grow past it returns -1 (on every node alike) instead
+	// of allocating, and refuses a table whose minimum is above it.
+	MaxTableEntries int
 }
 
 // Names the instrumented module exports for the host.
@@ -208,6 +233,9 @@ type Result struct {
 	// MaxControl is the most control instructions of any function, and
 	// ControlWeight the sum of their squares (see Bounds).
 	MaxControl, ControlWeight int
+	// Tables is the number of tables, imported and defined, and
+	// MaxTableMin the largest minimum size of one, in entries.
+	Tables, MaxTableMin int
 }
 
 // Section ids.
@@ -259,8 +287,10 @@ type module struct {
 	refuel         uint32   // index of the refuel import: importFuncs
 
 	// The sections that hold function indices, renumbered (without
-	// their counts for globals and exports, to which the meter adds).
-	globals, exports, elements []byte
+	// their counts for globals and exports, to which the meter adds),
+	// and the table section with its maximums bounded.
+	globals, exports, elements, tables []byte
+	importTables                       int
 }
 
 // funcIndex reads a function index and checks that the function exists:
@@ -358,7 +388,7 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		case secCustom:
 			_, err = sr.name()
 		case secTable:
-			err = readTables(sr)
+			m.tables, err = m.readTables(sr)
 		case secElement:
 			m.elements, err = m.readElements(sr)
 		case secData:
@@ -447,6 +477,8 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		case secImport:
 			out = appendSection(out, secImport, m.importSection(s.content))
 			wroteImport = true
+		case secTable:
+			out = appendSection(out, secTable, m.tables)
 		case secElement:
 			out = appendSection(out, secElement, m.elements)
 		case secGlobal:
@@ -502,11 +534,21 @@ func (m *module) readImports(r *reader) error {
 			m.funcTypes = append(m.funcTypes, t)
 			m.importFuncs++
 		case KindTable:
+			// Not rewritten: the host that provides the table bounds it
+			// (the sandbox provides none and refuses the import). Its
+			// minimum and the count of tables are bounded all the same.
 			if err = readRefType(r); err == nil {
-				_, err = readLimits(r)
+				var min uint32
+				if min, _, _, err = readLimits(r); err == nil {
+					err = m.table(m.importTables, min)
+				}
+			}
+			m.importTables++
+			if b := m.bounds.MaxTables; err == nil && b > 0 && m.importTables > b {
+				err = fmt.Errorf("%w: more than %d imported tables, limit %d", ErrBound, b, b)
 			}
 		case KindMemory:
-			_, err = readLimits(r)
+			_, _, _, err = readLimits(r)
 		case KindGlobal:
 			err = readGlobalType(r)
 			m.importGlobals++
@@ -518,6 +560,7 @@ func (m *module) readImports(r *reader) error {
 		}
 		m.res.Imports = append(m.res.Imports, imp)
 	}
+	m.res.Tables = m.importTables // the table section, after, adds its own
 	return trailing(r, "import")
 }
 
@@ -571,20 +614,51 @@ func (m *module) readFunctions(r *reader) error {
 	return trailing(r, "function")
 }
 
-func readTables(r *reader) error {
+// table checks the minimum of table idx against MaxTableEntries.
+func (m *module) table(idx int, min uint32) error {
+	m.res.MaxTableMin = max(m.res.MaxTableMin, int(min))
+	if b := m.bounds.MaxTableEntries; b > 0 && uint64(min) > uint64(b) {
+		return fmt.Errorf("%w: table %d has a minimum of %d entries, limit %d", ErrBound, idx, min, b)
+	}
+	return nil
+}
+
+// readTables reads the table section and returns it with the maximum of
+// every table set to the smaller of its declared maximum and
+// MaxTableEntries (see Bounds): a table without a maximum gets the bound.
+func (m *module) readTables(r *reader) ([]byte, error) {
 	n, err := r.count(3)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for range n {
+	m.res.Tables = m.importTables + n
+	if b := m.bounds.MaxTables; b > 0 && m.res.Tables > b {
+		return nil, fmt.Errorf("%w: %d tables (%d imported), limit %d", ErrBound, m.res.Tables, m.importTables, b)
+	}
+	out := appendU32(make([]byte, 0, len(r.b)+4*n), uint32(n))
+	for i := range n {
+		from := r.off
 		if err := readRefType(r); err != nil {
-			return err
+			return nil, err
 		}
-		if _, err := readLimits(r); err != nil {
-			return err
+		out = append(out, r.b[from:r.off]...)
+		min, max, hasMax, err := readLimits(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.table(m.importTables+i, min); err != nil {
+			return nil, err
+		}
+		if b := m.bounds.MaxTableEntries; b > 0 && (!hasMax || uint64(max) > uint64(b)) {
+			max, hasMax = uint32(b), true
+		}
+		if hasMax {
+			out = appendU32(appendU32(append(out, 0x01), min), max)
+		} else {
+			out = appendU32(append(out, 0x00), min)
 		}
 	}
-	return trailing(r, "table")
+	return out, trailing(r, "table")
 }
 
 // readElements checks the element section's structure, so that no count
@@ -693,23 +767,25 @@ func readData(r *reader) error {
 	return trailing(r, "data")
 }
 
-// readLimits reads the limits of a table or memory and returns the minimum.
-func readLimits(r *reader) (uint32, error) {
+// readLimits reads the limits of a table or memory: the minimum, and the
+// maximum if hasMax. Flags other than 0 (min) and 1 (min, max), those of
+// shared memories and 64-bit memories and tables, are beyond
+// WebAssembly 2.0.
+func readLimits(r *reader) (min, max uint32, hasMax bool, err error) {
 	flag, err := r.byte()
 	if err != nil {
-		return 0, err
+		return 0, 0, false, err
 	}
 	if flag > 1 {
-		return 0, fmt.Errorf("%w: limits flag %#x (shared or 64-bit memory)", ErrUnsupported, flag)
+		return 0, 0, false, fmt.Errorf("%w: limits flag %#x (shared or 64-bit memory or table)", ErrUnsupported, flag)
 	}
-	min, err := r.u32()
-	if err != nil {
-		return 0, err
+	if min, err = r.u32(); err != nil {
+		return 0, 0, false, err
 	}
 	if flag == 1 {
-		_, err = r.u32()
+		max, err = r.u32()
 	}
-	return min, err
+	return min, max, flag == 1, err
 }
 
 func readGlobalType(r *reader) error {
@@ -735,7 +811,7 @@ func (m *module) readMemory(r *reader) error {
 		return fmt.Errorf("%w: %d memories", ErrUnsupported, n)
 	}
 	if n == 1 {
-		if m.res.MemoryMin, err = readLimits(r); err != nil {
+		if m.res.MemoryMin, _, _, err = readLimits(r); err != nil {
 			return err
 		}
 		m.res.HasMemory = true

@@ -19,10 +19,12 @@ const (
 // Type is a function type.
 type Type struct{ Params, Results []byte }
 
-// Import is a function import.
+// Import is a function import, or a table import when Table (the table's
+// type, as Table returns it) is set.
 type Import struct {
 	Module, Name string
 	Type         uint32
+	Table        []byte
 }
 
 // Func is a defined function: its type index, local declarations (pairs
@@ -59,7 +61,8 @@ type Module struct {
 	Types     []Type
 	Imports   []Import
 	Funcs     []Func
-	TableMin  uint32 // a funcref table of this size when > 0
+	TableMin  uint32   // a funcref table of this size when > 0
+	Tables    [][]byte // tables each encoded whole (reference type, limits), after TableMin's
 	HasMemory bool
 	MemoryMin uint32
 	MemoryMax uint32 // 0: no maximum
@@ -90,6 +93,10 @@ func (m Module) Bytes() []byte {
 		for _, im := range m.Imports {
 			s = append(s, Name(im.Module)...)
 			s = append(s, Name(im.Name)...)
+			if im.Table != nil {
+				s = append(append(s, 0x01), im.Table...)
+				continue
+			}
 			s = append(s, 0x00)
 			s = append(s, U32(im.Type)...)
 		}
@@ -102,9 +109,13 @@ func (m Module) Bytes() []byte {
 		}
 		out = section(out, 3, s)
 	}
-	if m.TableMin > 0 {
-		s := []byte{1, 0x70, 0x00}
-		out = section(out, 4, append(s, U32(m.TableMin)...))
+	if m.TableMin > 0 || len(m.Tables) > 0 {
+		var s []byte
+		if m.TableMin > 0 {
+			s = append([]byte{0x70, 0x00}, U32(m.TableMin)...)
+		}
+		s = Cat(append([][]byte{U32(uint32(len(m.Tables)) + min(m.TableMin, 1)), s}, m.Tables...)...)
+		out = section(out, 4, s)
 	}
 	if m.HasMemory || m.MemoryMin > 0 || m.MemoryMax > 0 {
 		s := []byte{1}
@@ -270,6 +281,22 @@ var (
 
 // MemoryInit is memory.init of data segment seg into memory 0.
 func MemoryInit(seg uint32) []byte { return append(append([]byte{0xfc, 0x08}, U32(seg)...), 0x00) }
+
+// Table is the type of a funcref table: min entries, and max if given.
+func Table(min uint32, max ...uint32) []byte {
+	if len(max) == 0 {
+		return append([]byte{0x70, 0x00}, U32(min)...)
+	}
+	return Cat([]byte{0x70, 0x01}, U32(min), U32(max[0]))
+}
+
+// Table instructions on table 0.
+var (
+	TableGrow = []byte{0xfc, 0x0f, 0x00}
+	TableFill = []byte{0xfc, 0x11, 0x00}
+	TableSize = []byte{0xfc, 0x10, 0x00}
+	RefNull   = []byte{0xd0, 0x70} // ref.null func
+)
 
 // I32Store is i32.store with alignment 2 and the given offset.
 func I32Store(offset uint32) []byte { return append([]byte{0x36, 0x02}, U32(offset)...) }
