@@ -65,6 +65,18 @@
 //     memory past the limit (memory.grow returns -1); a run that then fails
 //     is reported as out of memory, and a module whose initial memory is
 //     already too large does not start.
+//   - tables: wazero keeps a table on the Go heap, 8 bytes an entry,
+//     outside the memory limit, so a table.grow by 400 million entries
+//     on a table declared without a maximum allocated 3.2 GB (and 2^31
+//     would have killed the node). The meter gives every table a guest
+//     defines a maximum of at most Config.MaxTableEntries, 2^16 entries
+//     (8·2^16 bytes, 512 KiB, each), so table.grow past it returns -1,
+//     on every node alike, and a table.fill or table.copy moves 512 KiB
+//     at most; a table whose minimum is above it, or more than
+//     Config.MaxTables (16) tables, is refused (ErrInvalidModule), and an
+//     imported table too, like any import but WASI's functions
+//     (TestTableGrowIsBounded, TestTableFillOfLargestTable,
+//     TestTablesOutOfBounds).
 //   - input, output and module size (ErrInputTooLarge, ErrOutputTooLarge,
 //     ErrModuleTooLarge): checked before the run, and stdout is written
 //     through a bounded buffer. Stderr keeps only a bounded tail.
@@ -74,8 +86,9 @@
 //     row 6.3 s on 2 cores) and a compilation cannot be interrupted. So the
 //     pass that instruments the module, linear in its size, also bounds
 //     the nesting of blocks, the functions, the locals and body size of a
-//     function, the instructions, and the control weight (the sum over
-//     functions of their control instructions squared), each a Config
+//     function, the instructions, the control weight (the sum over
+//     functions of their control instructions squared) and the tables
+//     (above), each a Config
 //     field with a default, before wazero sees the module: the issue's
 //     200,000 nested blocks are refused in about 25 ms, and the heaviest
 //     module allowed compiles in seconds. The Go guests use under half of
