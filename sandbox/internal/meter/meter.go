@@ -545,7 +545,7 @@ func (m *module) readImports(r *reader) error {
 			}
 			m.importTables++
 			if b := m.bounds.MaxTables; err == nil && b > 0 && m.importTables > b {
-				err = fmt.Errorf("%w: more than %d imported tables, limit %d", ErrBound, b, b)
+				err = fmt.Errorf("%w: imports more tables than the limit, %d", ErrBound, b)
 			}
 		case KindMemory:
 			_, _, _, err = readLimits(r)

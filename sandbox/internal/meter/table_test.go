@@ -216,3 +216,19 @@ func TestTableGrowStopsAtBound(t *testing.T) {
 		r.Close(ctx)
 	}
 }
+
+// TestTooManyImportedTables: imported tables count toward MaxTables.
+func TestTooManyImportedTables(t *testing.T) {
+	m := tableGrow(wt.Table(0))
+	for range 3 {
+		m.Imports = append(m.Imports, wt.Import{Module: "env", Name: "t", Table: wt.Table(0)})
+	}
+	_, err := Instrument(m.Bytes(), Bounds{MaxTables: 2})
+	if !errors.Is(err, ErrBound) || !strings.Contains(err.Error(), "imports more tables than the limit, 2") {
+		t.Fatalf("err = %v, want ErrBound naming the limit", err)
+	}
+	_, err = Instrument(m.Bytes(), Bounds{MaxTables: 3})
+	if !errors.Is(err, ErrBound) || !strings.Contains(err.Error(), "4 tables (3 imported), limit 3") {
+		t.Fatalf("err = %v, want ErrBound naming the tables", err)
+	}
+}
