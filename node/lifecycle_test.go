@@ -291,13 +291,14 @@ func TestResultServedAfterOriginDies(t *testing.T) {
 func TestCancelStopsTheTaskEverywhere(t *testing.T) {
 	tn := startTestnet(t, 3, nil)
 	sub := tn.Nodes[0]
-	// The module spins until its fuel or time is spent: cancel as soon as
-	// an executor says it runs, so the cancel, not a confirmed failure,
-	// ends the task. It calls the host in its loop: a guest spinning in
-	// machine code alone holds up the Go runtime's stop-the-world, and so
-	// this test's polling, until its fuel runs out (it once saw the task
-	// failed without ever seeing it run).
-	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinCallingHost(), Replicas: 2})
+	// The module spins in loop { br 0 }, never calling the host, until its
+	// fuel or time is spent: cancel as soon as an executor says it runs,
+	// so the cancel, not a confirmed failure, ends the task. Such a guest
+	// once held up the Go runtime's stop-the-world, and so this test's
+	// polling, until its fuel ran out (the test saw the task failed
+	// without ever seeing it run, and spun calling the host instead); its
+	// fuel checks now call into Go every 2^21 fuel (sandbox's refuel).
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		v, _ := sub.Task(id)

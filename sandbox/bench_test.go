@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -37,14 +38,34 @@ func countdownLoop() []byte {
 	}.Bytes()
 }
 
-// BenchmarkLoopMetering runs a 2·10^7-iteration loop three ways, side by
-// side: plain, metered by package meter, and plain under
-// WithCloseOnContextDone (the alternative the sandbox does not take).
+// meteredFuel returns the fuel of an instance of a metered module in a
+// runtime that provides refuel (instantiateRefuel), with budget granted
+// chunk at a time, and the context to call it in.
+func meteredFuel(ctx context.Context, mod api.Module, budget, chunk int64) (*fuel, context.Context) {
+	f := &fuel{
+		used:   mod.ExportedGlobal(meter.FuelUsedExport).(api.MutableGlobal),
+		limit:  mod.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal),
+		budget: budget, chunk: chunk,
+	}
+	f.used.Set(0)
+	f.limit.Set(uint64(min(budget, chunk)))
+	return f, context.WithValue(ctx, fuelKey{}, f)
+}
+
+// BenchmarkLoopMetering runs a 2·10^7-iteration loop four ways, side by
+// side: plain, metered by package meter as the sandbox does (the budget
+// granted refuelChunk at a time, through refuel), metered with the whole
+// budget at once (refuel never called: the meter before refuel), and
+// plain under WithCloseOnContextDone (the alternative the sandbox does
+// not take).
 func BenchmarkLoopMetering(b *testing.B) {
 	const n = 20_000_000
 	ctx := context.Background()
 	plainRT := wazero.NewRuntime(ctx)
 	defer plainRT.Close(ctx)
+	if err := instantiateRefuel(ctx, plainRT); err != nil {
+		b.Fatal(err)
+	}
 	doneRT := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
 	defer doneRT.Close(ctx)
 
@@ -65,39 +86,200 @@ func BenchmarkLoopMetering(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	metered.ExportedGlobal(meter.FuelLimitExport).(api.MutableGlobal).Set(1 << 62)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var tPlain, tMetered, tDone time.Duration
+	var tPlain, tMetered, tWhole, tDone time.Duration
+	refuels := 0
 	for b.Loop() {
 		t0 := time.Now()
 		if _, err := plain.ExportedFunction("run").Call(ctx, n); err != nil {
 			b.Fatal(err)
 		}
 		t1 := time.Now()
-		if _, err := metered.ExportedFunction("run").Call(ctx, n); err != nil {
+		f, fctx := meteredFuel(ctx, metered, 1<<62, refuelChunk)
+		if _, err := metered.ExportedFunction("run").Call(fctx, n); err != nil {
 			b.Fatal(err)
 		}
+		refuels += f.refuels
 		t2 := time.Now()
-		if _, err := done.ExportedFunction("run").Call(cctx, n); err != nil {
+		_, fctx = meteredFuel(ctx, metered, 1<<62, 1<<62)
+		if _, err := metered.ExportedFunction("run").Call(fctx, n); err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()
+		if _, err := done.ExportedFunction("run").Call(cctx, n); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
 		tPlain += t1.Sub(t0)
 		tMetered += t2.Sub(t1)
-		tDone += t3.Sub(t2)
+		tWhole += t3.Sub(t2)
+		tDone += t4.Sub(t3)
 	}
 	iters := float64(b.N) * n
 	b.ReportMetric(float64(tPlain.Nanoseconds())/iters, "plain-ns/iter")
 	b.ReportMetric(float64(tMetered.Nanoseconds())/iters, "metered-ns/iter")
+	b.ReportMetric(float64(tWhole.Nanoseconds())/iters, "unchunked-ns/iter")
 	b.ReportMetric(float64(tDone.Nanoseconds())/iters, "ctxdone-ns/iter")
 	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(tWhole)/float64(tPlain), "unchunked/plain")
 	b.ReportMetric(float64(tDone)/float64(tPlain), "ctxdone/plain")
+	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+}
+
+// BenchmarkRefuelInterval runs the tightest loop there is, loop { br 0 }
+// (2 fuel an iteration, no host call), for 2^28 fuel, and reports how much
+// guest time passes between two calls of refuel: how long a stop of the
+// world can wait for a guest, and what a call of refuel costs.
+func BenchmarkRefuelInterval(b *testing.B) {
+	const budget = 1 << 28
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if err := instantiateRefuel(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	spin := wt.Module{
+		Types:   []wt.Type{{}},
+		Funcs:   []wt.Func{{Code: wt.Cat(wt.Loop, wt.Br(0), wt.End, wt.End)}},
+		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
+	}
+	res, err := meter.Instrument(spin.Bytes(), meter.Bounds{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mod, err := r.InstantiateWithConfig(ctx, res.Module, wazero.NewModuleConfig().WithName(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(chunk int64) (time.Duration, int) {
+		f, fctx := meteredFuel(ctx, mod, budget, chunk)
+		t0 := time.Now()
+		if _, err := mod.ExportedFunction("run").Call(fctx); !errors.Is(err, errRefuelSpent) {
+			b.Fatalf("err = %v, want %v", err, errRefuelSpent)
+		}
+		return time.Since(t0), f.refuels
+	}
+	// Also with a chunk of 2^10 fuel and with the whole budget at once:
+	// the difference over the refuels is what one costs.
+	var took, tSmall, tWhole time.Duration
+	refuels, small := 0, 0
+	for b.Loop() {
+		d, n := run(refuelChunk)
+		took, refuels = took+d, refuels+n
+		d, n = run(1 << 10)
+		tSmall, small = tSmall+d, small+n
+		d, _ = run(budget)
+		tWhole += d
+	}
+	b.ReportMetric(float64(took.Microseconds())/1000/float64(refuels), "ms/refuel")
+	b.ReportMetric(float64(budget)*float64(b.N)/float64(took.Nanoseconds()), "Gfuel/s")
+	b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+	b.ReportMetric(float64((tSmall-tWhole).Nanoseconds())/float64(small), "ns/refuel-call")
+}
+
+// BenchmarkBulkMetering runs a loop of memory.fill, 1 GiB in all (2^23
+// fills at most), in fills of 1 B to 32 MiB, plain and metered as the sandbox
+// does (fuel granted refuelChunk at a time, bulk instructions charged to
+// the bytes moved), side by side, and reports the cost of the meter
+// (metered/plain) and the guest time between two calls of refuel, on
+// average and at most (max-gap-ms, from the call to the first refuel to
+// the last refuel to the return): how long a stop of the world can wait
+// for a guest that moves memory.
+func BenchmarkBulkMetering(b *testing.B) {
+	const pages = 1024 // 64 MiB
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	var last time.Time
+	var maxGap time.Duration
+	gap := func(now time.Time) {
+		maxGap = max(maxGap, now.Sub(last))
+		last = now
+	}
+	_, err := r.NewHostModuleBuilder(meter.RefuelModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			gap(time.Now())
+			refuel(ctx, m, stack)
+		}), nil, nil).
+		Export(meter.RefuelName).Instantiate(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill := wt.Module{
+		Types: []wt.Type{{Params: []byte{wt.I32, wt.I32}}}, MemoryMin: pages,
+		Funcs: []wt.Func{{Code: wt.Cat(
+			wt.Loop,
+			wt.I32Const(0), wt.I32Const(7), wt.LocalGet(0), wt.MemoryFill,
+			wt.LocalGet(1), wt.I32Const(1), wt.I32Sub, wt.LocalTee(1), wt.BrIf(0),
+			wt.End, wt.End,
+		)}},
+		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
+	}
+	wasm := fill.Bytes()
+	res, err := meter.Instrument(wasm, meter.Bounds{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName("plain"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	metered, err := r.InstantiateWithConfig(ctx, res.Module, wazero.NewModuleConfig().WithName("metered"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []uint64{1, 16, 32, 256, 64 << 10, 32 << 20} {
+		b.Run(fmt.Sprintf("fill=%d", n), func(b *testing.B) {
+			turns := min(uint64(1<<30)/n, 1<<23)
+			var tPlain, tMetered time.Duration
+			refuels := 0
+			maxGap = 0
+			i := 0
+			for b.Loop() {
+				runPlain := func() {
+					t0 := time.Now()
+					if _, err := plain.ExportedFunction("run").Call(ctx, n, turns); err != nil {
+						b.Fatal(err)
+					}
+					tPlain += time.Since(t0)
+				}
+				runMetered := func() {
+					f, fctx := meteredFuel(ctx, metered, 1<<62, refuelChunk)
+					last = time.Now()
+					t0 := last
+					if _, err := metered.ExportedFunction("run").Call(fctx, n, turns); err != nil {
+						b.Fatal(err)
+					}
+					gap(time.Now())
+					tMetered += time.Since(t0)
+					refuels += f.refuels
+				}
+				if i%2 == 0 { // take turns at going first: the machine is shared
+					runPlain()
+					runMetered()
+				} else {
+					runMetered()
+					runPlain()
+				}
+				i++
+			}
+			fills := float64(b.N) * float64(turns)
+			b.ReportMetric(float64(tPlain.Nanoseconds())/fills, "plain-ns/fill")
+			b.ReportMetric(float64(tMetered.Nanoseconds())/fills, "metered-ns/fill")
+			b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+			b.ReportMetric(float64(refuels)/float64(b.N), "refuels/op")
+			b.ReportMetric(float64(tMetered.Microseconds())/1000/float64(refuels+b.N), "ms/refuel")
+			b.ReportMetric(float64(maxGap.Microseconds())/1000, "max-gap-ms")
+		})
+	}
 }
 
 // BenchmarkGuestMetering runs the mimc.chain.v1 guest (a real Go
-// program) plain and metered, side by side, in fresh instances.
+// program) plain and metered, side by side, in fresh instances: metered
+// as the sandbox does (the budget granted refuelChunk at a time), and with
+// the whole budget at once (refuel never called: the meter before refuel).
 func BenchmarkGuestMetering(b *testing.B) {
 	ctx := context.Background()
 	wasm, _ := tasks.Module(spec.TypeMiMCChain)
@@ -114,10 +296,15 @@ func BenchmarkGuestMetering(b *testing.B) {
 	if err := s.Compile(ctx, wasm); err != nil {
 		b.Fatal(err)
 	}
-	var tPlain, tMetered time.Duration
+	whole := newSandbox(b, func(c *Config) { c.CacheDir = benchCacheDir(b) })
+	whole.chunk = maxBudget // the whole budget at once: refuel never called
+	if err := whole.Compile(ctx, wasm); err != nil {
+		b.Fatal(err)
+	}
+	var tPlain, tMetered, tWhole time.Duration
 	var fuel uint64
-	for b.Loop() {
-		t0 := time.Now()
+	var want []byte
+	runPlain := func() {
 		var out bytes.Buffer
 		mod, err := r.InstantiateModule(ctx, plain, wazero.NewModuleConfig().WithName("").
 			WithStdin(bytes.NewReader(input)).WithStdout(&out).WithArgs("task"))
@@ -125,23 +312,44 @@ func BenchmarkGuestMetering(b *testing.B) {
 			b.Fatal(err)
 		}
 		mod.Close(ctx)
-		t1 := time.Now()
-		got, st, err := s.Run(ctx, wasm, input, DefaultLimits())
-		if err != nil {
-			b.Fatal(err)
+		want = out.Bytes()
+	}
+	runIn := func(s *Sandbox) func() {
+		return func() {
+			got, st, err := s.Run(ctx, wasm, input, DefaultLimits())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if want != nil && !bytes.Equal(got, want) {
+				b.Fatalf("plain %s, metered %s", want, got)
+			}
+			if fuel != 0 && st.FuelUsed != fuel {
+				b.Fatalf("%d fuel, then %d", fuel, st.FuelUsed)
+			}
+			fuel = st.FuelUsed
 		}
-		t2 := time.Now()
-		if !bytes.Equal(got, out.Bytes()) {
-			b.Fatalf("plain %s, metered %s", out.Bytes(), got)
+	}
+	// The three take turns at going first: the machine is shared.
+	runs := []func(){runPlain, runIn(s), runIn(whole)}
+	times := []*time.Duration{&tPlain, &tMetered, &tWhole}
+	i := 0
+	for b.Loop() {
+		for k := range runs {
+			j := (i + k) % len(runs)
+			t0 := time.Now()
+			runs[j]()
+			*times[j] += time.Since(t0)
 		}
-		tPlain += t1.Sub(t0)
-		tMetered += t2.Sub(t1)
-		fuel = st.FuelUsed
+		i++
 	}
 	b.ReportMetric(float64(tPlain.Microseconds())/float64(b.N)/1000, "plain-ms/op")
 	b.ReportMetric(float64(tMetered.Microseconds())/float64(b.N)/1000, "metered-ms/op")
+	b.ReportMetric(float64(tWhole.Microseconds())/float64(b.N)/1000, "unchunked-ms/op")
 	b.ReportMetric(float64(tMetered)/float64(tPlain), "metered/plain")
+	b.ReportMetric(float64(tWhole)/float64(tPlain), "unchunked/plain")
 	b.ReportMetric(float64(fuel), "fuel/op")
+	// The guest time between two refuels, from its rate of fuel.
+	b.ReportMetric(float64(refuelChunk)*float64(tMetered.Nanoseconds())/float64(b.N)/float64(fuel)/1e6, "ms/refuel")
 }
 
 // BenchmarkCompile compiles the mimc.chain.v1 guest cold (no cache), from

@@ -106,6 +106,7 @@ func TestBuiltInGuestsWithinBounds(t *testing.T) {
 			{"nesting", res.MaxNesting, d.MaxNesting}, {"functions", res.Functions, d.MaxFunctions},
 			{"locals", res.MaxLocals, d.MaxLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
 			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight},
+			{"tables", res.Tables, d.MaxTables}, {"table entries", res.MaxTableMin, d.MaxTableEntries},
 		} {
 			if c.v > c.bound/2 {
 				t.Errorf("%s: %s %d, more than half the bound %d", name, c.what, c.v, c.bound)

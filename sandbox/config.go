@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -53,6 +54,13 @@ type Config struct {
 	// br_table): wazero compiles a function in time that grows with the
 	// square of its branches.
 	MaxControlWeight int
+	// MaxTables bounds a module's tables, imported and defined.
+	MaxTables int
+	// MaxTableEntries bounds each table, in entries of 8 bytes: wazero
+	// keeps tables on the Go heap, outside the memory limit, so the meter
+	// gives every table this maximum (or its own, if lower) and table.grow
+	// past it returns -1; a table whose minimum is larger is refused.
+	MaxTableEntries int
 }
 
 // DefaultConfig returns a complete configuration.
@@ -77,6 +85,17 @@ func DefaultConfig() Config {
 		// ifs in one function weigh 6.4·10^7 and compile in 2.3 s on 2
 		// cores, so the heaviest module allowed compiles in seconds.
 		MaxControlWeight: 100_000_000,
+		// A table of 2^16 entries is 512 KiB of the Go heap. The Go guests
+		// declare 6,244 and 6,535 entries and no maximum (one per
+		// function: Go calls through its table); a table of distinct
+		// functions needs at most MaxFunctions entries, 50,000, so every
+		// module allowed fits, as do Rust, C and TinyGo tables (a few
+		// thousand address-taken functions). 2^20 would allow 8 MiB a
+		// table for no module that needs it.
+		MaxTableEntries: 1 << 16,
+		// LLVM and Go emit one table, wasm-bindgen two: 16 tables of 2^16
+		// entries are 8 MiB at most.
+		MaxTables: 16,
 	}
 }
 
@@ -87,6 +106,7 @@ func (c Config) withDefaults() Config {
 		{&c.Compilers, &d.Compilers}, {&c.MaxNesting, &d.MaxNesting}, {&c.MaxFunctions, &d.MaxFunctions},
 		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
 		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
+		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.d
@@ -100,6 +120,7 @@ func (c Config) bounds() meter.Bounds {
 	return meter.Bounds{
 		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
 		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
+		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries,
 	}
 }
 
@@ -126,10 +147,14 @@ func (c Config) Validate() error {
 	}{
 		{"max nesting", c.MaxNesting}, {"max functions", c.MaxFunctions}, {"max body bytes", c.MaxBodyBytes},
 		{"max instructions", c.MaxInstructions}, {"max control weight", c.MaxControlWeight},
+		{"max tables", c.MaxTables},
 	} {
 		if b.v < 0 {
 			return fmt.Errorf("sandbox config: %s %d is negative (0: the default)", b.name, b.v)
 		}
+	}
+	if c.MaxTableEntries < 0 || int64(c.MaxTableEntries) > math.MaxUint32 {
+		return fmt.Errorf("sandbox config: max table entries %d out of 1..%d (0: the default)", c.MaxTableEntries, uint32(math.MaxUint32))
 	}
 	if c.MaxLocals < 0 || c.MaxLocals > meter.MaxLocals {
 		return fmt.Errorf("sandbox config: max locals %d out of 1..%d (0: the default)", c.MaxLocals, meter.MaxLocals)

@@ -29,8 +29,94 @@ const wasiModule = wasi_snapshot_preview1.ModuleName
 const maxBudget = math.MaxInt64 / 2
 
 // stopBudget is the budget the watchdog sets to stop a run: below any fuel
-// spent, so the guest's next check traps.
+// spent, so the guest's next check calls refuel, which ends the run.
 const stopBudget = -1
+
+// refuelChunk is the fuel a guest gets at a time: the budget global the
+// guest checks against is raised by at most this much at each call of
+// refuel, the Go function its fuel checks call past that global. A guest
+// compiled to machine code offers the Go runtime no safepoint, so a stop
+// of the world (a GC) waits for it to call into Go; refuel is such a
+// call, at least once per chunk even in a loop that never calls the host.
+// A fuel unit is about one wasm instruction. The tightest loop, loop
+// { br 0 }, runs 0.8-1·10^9 fuel/s here (BenchmarkRefuelInterval: the
+// check dominates it), real guests more (the mimc guest 4-8·10^9), so
+// 2^21 fuel is at most 2-2.5 ms of guest time between two safepoints (0.3
+// ms for mimc), and the call, once per chunk, costs nothing measurable
+// (BenchmarkLoopMetering, BenchmarkGuestMetering). 2^22 measured 4-5 ms
+// for the tight loop: the edge of what a pause should be.
+const refuelChunk = 1 << 21
+
+// Errors with which refuel ends a run. The run's error is classified by
+// the watchdog's reason and the fuel spent, as before refuel existed, so
+// that neither reaches a caller.
+var (
+	errRefuelStop  = errors.New("sandbox: run stopped at a fuel check")
+	errRefuelSpent = errors.New("sandbox: fuel budget spent")
+	errRefuelNoRun = errors.New("sandbox: refuel called outside a run")
+)
+
+// fuel is the host side of a run's fuel meter: the whole budget, of
+// which the guest's budget global holds a chunk at a time.
+type fuel struct {
+	used, limit   api.MutableGlobal
+	budget, chunk int64
+
+	mu      sync.Mutex // orders refuel and the watchdog's stop
+	stopped bool       // the watchdog has stopped the run
+	refuels int        // calls of refuel, for the benchmarks
+}
+
+// fuelKey holds a run's *fuel in the context of its calls.
+type fuelKey struct{}
+
+// refuel is the meter's import: the guest calls it at a fuel check that
+// took the fuel spent past its budget global, and before a bulk memory
+// or table instruction that took the bytes moved past
+// meter.BulkBytesPerRefuel (the guest resets that count itself). It ends
+// the run if the watchdog stopped it or the whole budget is spent
+// (exactly where a check against the whole budget would have trapped:
+// the fuel spent is the same), and otherwise grants the next chunk. A
+// call for the bytes finds the fuel spent within the budget global, so
+// it ends only a stopped run, and the chunk it grants moves no fuel
+// figure: only the point of the next fuel check's call.
+func refuel(ctx context.Context, _ api.Module, _ []uint64) {
+	f, _ := ctx.Value(fuelKey{}).(*fuel)
+	if f == nil {
+		panic(errRefuelNoRun)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refuels++
+	if f.stopped {
+		panic(errRefuelStop)
+	}
+	used := int64(f.used.Get())
+	if used > f.budget {
+		panic(errRefuelSpent)
+	}
+	f.limit.Set(uint64(min(f.budget, used+f.chunk)))
+}
+
+// stop makes the guest call refuel at its next check, which ends the
+// run, and returns the fuel spent so far. Under f.mu, so that refuel
+// cannot raise the budget global back after this lowered it.
+func (f *fuel) stop() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = true
+	stop := int64(stopBudget)
+	f.limit.Set(uint64(stop))
+	return int64(f.used.Get())
+}
+
+// instantiateRefuel provides the meter's import in r.
+func instantiateRefuel(ctx context.Context, r wazero.Runtime) error {
+	_, err := r.NewHostModuleBuilder(meter.RefuelModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(refuel), nil, nil).
+		Export(meter.RefuelName).Instantiate(ctx)
+	return err
+}
 
 // Sandbox runs WebAssembly modules under limits. It is safe for
 // concurrent use.
@@ -42,6 +128,7 @@ type Sandbox struct {
 	modules *moduleCache
 	slots   chan struct{} // one token per worker
 	comps   chan struct{} // one token per compiler
+	chunk   int64         // fuel per refuel: refuelChunk (benchmarks change it)
 
 	closing   chan struct{} // closed by Close: watchdogs stop their runs
 	closeOnce sync.Once
@@ -82,6 +169,11 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		_ = ccache.Close(ctx)
 		return nil, fmt.Errorf("sandbox: instantiate WASI: %w", err)
 	}
+	if err := instantiateRefuel(ctx, r); err != nil {
+		_ = r.Close(ctx)
+		_ = ccache.Close(ctx)
+		return nil, fmt.Errorf("sandbox: instantiate the meter's import: %w", err)
+	}
 	s := &Sandbox{
 		cfg:     cfg,
 		runtime: r,
@@ -90,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Sandbox, error) {
 		modules: newModuleCache(cfg.CachedModules, cfg.IdleModuleTTL),
 		slots:   make(chan struct{}, cfg.Workers),
 		comps:   make(chan struct{}, cfg.Compilers),
+		chunk:   refuelChunk,
 		closing: make(chan struct{}),
 	}
 	return s, nil
@@ -245,7 +338,10 @@ func (s *Sandbox) compile(module []byte) (*compiled, error) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidModule, fmt.Sprintf(format, args...))
 	}
 	for _, f := range cm.ImportedFunctions() {
-		_, name, _ := f.Import()
+		module, name, _ := f.Import()
+		if module == meter.RefuelModule && name == meter.RefuelName {
+			continue // the meter's own: Instrument refuses it in a module
+		}
 		want := s.wasi[name]
 		if !sameTypes(f.ParamTypes(), want.ParamTypes()) || !sameTypes(f.ResultTypes(), want.ResultTypes()) {
 			return fail("import %s.%s has type %v -> %v, WASI's is %v -> %v", wasiModule, name,
@@ -401,12 +497,15 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		return fail(TrapBadModule, fmt.Errorf("%w: the metered module lacks its fuel globals", ErrInvalidModule))
 	}
 	budget := int64(min(lim.Fuel, maxBudget))
-	limit.Set(uint64(budget))
+	fl := &fuel{used: used, limit: limit, budget: budget, chunk: s.chunk}
+	limit.Set(uint64(min(budget, s.chunk))) // refuel grants the rest
+	cctx := context.WithValue(ctx, fuelKey{}, fl)
 
 	// The watchdog stops the run when the time is up, ctx ends or the
-	// sandbox closes, by lowering the budget below the fuel spent. Only
-	// the host writes the budget, so the store cannot be lost; the guest
-	// sees it at its next fuel check.
+	// sandbox closes, by lowering the budget global below the fuel spent.
+	// Only the host writes it (refuel, on the guest's goroutine, under
+	// the same lock), so the store cannot be lost; the guest sees it at
+	// its next fuel check and calls refuel, which ends the run.
 	var (
 		reason      = stopNone
 		spentAtStop int64
@@ -426,16 +525,14 @@ func (s *Sandbox) execute(ctx context.Context, mod *compiled, input []byte, lim 
 		case <-s.closing:
 			reason = stopClosing
 		}
-		spentAtStop = int64(used.Get())
-		stop := int64(stopBudget)
-		limit.Set(uint64(stop))
+		spentAtStop = fl.stop()
 	})
 
 	if mod.hasStart {
-		_, err = inst.ExportedFunction(meter.StartExport).Call(ctx)
+		_, err = inst.ExportedFunction(meter.StartExport).Call(cctx)
 	}
 	if err == nil {
-		_, err = inst.ExportedFunction("_start").Call(ctx)
+		_, err = inst.ExportedFunction("_start").Call(cctx)
 	}
 	close(done)
 	wd.Wait()

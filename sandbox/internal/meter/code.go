@@ -34,18 +34,30 @@ const (
 	opF64Const     = 0x44
 	opI64GtS       = 0x55
 	opI64Add       = 0x7c
+	opI64Shl       = 0x86
+	opI64ExtendU   = 0xad // i64.extend_i32_u
 	opRefNull      = 0xd0
 	opRefIsNull    = 0xd1
 	opRefFunc      = 0xd2
 	opPrefixMisc   = 0xfc
 	opPrefixSIMD   = 0xfd
 
+	valI32        = 0x7f
 	valI64        = 0x7e
 	blockEmpty    = 0x40
 	simdV128Const = 12
+
+	// Bulk instructions, after the prefix opPrefixMisc.
+	miscMemoryInit = 8
+	miscMemoryCopy = 10
+	miscMemoryFill = 11
+	miscTableInit  = 12
+	miscTableCopy  = 14
+	miscTableFill  = 17
 )
 
-// MaxLocals bounds the locals of one function (as wasmtime and V8 do).
+// MaxLocals bounds the locals of one function (as wasmtime and V8 do),
+// the meter's scratch local aside (one more at most).
 const MaxLocals = 50000
 
 // maxRegionCost caps the cost charged at one check (the size of a region
@@ -58,10 +70,18 @@ type frame struct {
 	isLoop bool // closing it returns to the enclosing region
 }
 
-// injection is a loop header: after byte pos, charge region's cost.
-type injection struct {
-	pos    int
-	region int
+// edit is a change to a body, in the order of the bytes: a loop header
+// (inject: after byte pos, charge region's cost), a bulk instruction
+// (bulk: before byte pos, charge its length, shifted left by shift, to
+// the bytes moved), or a function index (the immediate in bytes
+// [pos, end) becomes idx).
+type edit struct {
+	pos, end int
+	inject   bool
+	bulk     bool
+	shift    uint8
+	region   int
+	idx      uint32
 }
 
 // rewriteCode meters every function body of the code section.
@@ -116,10 +136,11 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 		res.MaxNesting = max(res.MaxNesting, fn.maxDepth)
 		res.MaxLocals = max(res.MaxLocals, fn.locals)
 		res.MaxBodyBytes = max(res.MaxBodyBytes, len(body))
-		nb := fn.emit(fuel)
+		nb := fn.emit(fuel, m.refuel, m.scratchIndex(idx, fn.locals))
 		out = appendU32(out, uint32(len(nb)))
 		out = append(out, nb...)
-		m.res.Loops += len(fn.loops)
+		m.res.Loops += fn.loops
+		m.res.Bulk += fn.bulk
 	}
 	m.res.Functions = n
 	return out, trailing(r, "code")
@@ -129,23 +150,28 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 type funcState struct {
 	m            *module
 	r            *reader
+	groupsEnd    int // offset after the count of local declarations
+	groups       int // local declarations (count and type each)
 	codeFrom     int // offset of the first instruction (after the locals)
 	locals       int // declared, parameters not included
+	bulk         int // bulk instructions, each charged to the bytes moved
 	maxDepth     int // of nested blocks
 	control      int // block, loop, if, else, br, br_if, br_table
 	instructions int
 	costs        []int // per region: instructions executed per entry
 	stack        []frame
-	loops        []injection
+	loops        int
+	edits        []edit
 	nb           []byte
 }
 
 func (f *funcState) reset(m *module, r *reader) {
 	f.m, f.r = m, r
-	f.locals, f.maxDepth, f.instructions, f.control = 0, 0, 0, 0
+	f.locals, f.maxDepth, f.instructions, f.control, f.bulk = 0, 0, 0, 0, 0
 	f.costs = f.costs[:0]
 	f.stack = f.stack[:0]
-	f.loops = f.loops[:0]
+	f.loops = 0
+	f.edits = f.edits[:0]
 }
 
 // decode reads the body of function idx, measuring it.
@@ -155,6 +181,7 @@ func (f *funcState) decode(idx int) error {
 	if err != nil {
 		return err
 	}
+	f.groups, f.groupsEnd = groups, r.off
 	var locals uint64 // groups*2^32 at most: no overflow
 	for range groups {
 		k, err := r.u32()
@@ -188,6 +215,7 @@ func (f *funcState) decode(idx int) error {
 		if f.costs[top.region] > maxRegionCost {
 			return fmt.Errorf("%w: function too large", ErrUnsupported)
 		}
+		at := r.off
 		op, err := r.byte()
 		if err != nil {
 			return err
@@ -209,13 +237,14 @@ func (f *funcState) decode(idx int) error {
 			}
 			f.costs = append(f.costs, 0)
 			region := len(f.costs) - 1
-			f.loops = append(f.loops, injection{pos: r.off, region: region})
+			f.loops++
+			f.edits = append(f.edits, edit{pos: r.off, end: r.off, inject: true, region: region})
 			f.stack = append(f.stack, frame{region: region, isLoop: true})
 			f.maxDepth = max(f.maxDepth, len(f.stack)-1)
 		case opEnd:
 			f.stack = f.stack[:len(f.stack)-1]
 		default:
-			if err := f.immediates(op); err != nil {
+			if err := f.immediates(op, at); err != nil {
 				return err
 			}
 		}
@@ -268,9 +297,9 @@ func readRefType(r *reader) error {
 	return err
 }
 
-// immediates skips the immediates of every other opcode, and refuses the
-// opcodes the meter does not know.
-func (f *funcState) immediates(op byte) error {
+// immediates skips the immediates of every other opcode (at offset at),
+// and refuses the opcodes the meter does not know.
+func (f *funcState) immediates(op byte, at int) error {
 	r := f.r
 	var err error
 	switch {
@@ -278,10 +307,16 @@ func (f *funcState) immediates(op byte) error {
 		op == 0x1a || op == 0x1b || // drop, select
 		op >= 0x45 && op <= 0xc4 || // numeric, sign extension
 		op == opRefIsNull:
-	case op == opBr || op == opBrIf || op == opCall ||
+	case op == opBr || op == opBrIf ||
 		op == opLocalGet || op == opLocalSet || op == opLocalTee ||
-		op == opTableGet || op == opTableSet || op == opRefFunc:
+		op == opTableGet || op == opTableSet:
 		_, err = r.u32()
+	case op == opCall || op == opRefFunc:
+		pos := r.off
+		var idx uint32
+		if idx, err = f.m.funcIndex(r); err == nil && idx != f.m.newFuncIndex(idx) {
+			f.edits = append(f.edits, edit{pos: pos, end: r.off, idx: f.m.newFuncIndex(idx)})
+		}
 	case op == opGlobalGet || op == opGlobalSet:
 		var idx uint32
 		if idx, err = r.u32(); err == nil && int(idx) >= f.m.importGlobals+f.m.definedGlobals {
@@ -322,7 +357,7 @@ func (f *funcState) immediates(op byte) error {
 	case op == opRefNull:
 		err = readRefType(r)
 	case op == opPrefixMisc:
-		err = f.misc()
+		err = f.misc(at)
 	case op == opPrefixSIMD:
 		err = f.simd()
 	default:
@@ -352,11 +387,24 @@ func (f *funcState) memIndex() error {
 	return err
 }
 
-func (f *funcState) misc() error {
+// misc reads an instruction of prefix 0xfc at offset at (the prefix's),
+// and marks the bulk instructions, whose length operand the emitted body
+// charges to the bytes moved before them: memory.init, memory.copy and
+// memory.fill move that many bytes, table.init, table.copy and table.fill
+// that many 8-byte references (so their length is shifted by 3).
+func (f *funcState) misc(at int) error {
 	r := f.r
 	sub, err := r.u32()
 	if err != nil {
 		return err
+	}
+	switch sub {
+	case miscMemoryInit, miscMemoryCopy, miscMemoryFill:
+		f.edits = append(f.edits, edit{pos: at, end: at, bulk: true})
+		f.bulk++
+	case miscTableInit, miscTableCopy, miscTableFill:
+		f.edits = append(f.edits, edit{pos: at, end: at, bulk: true, shift: 3})
+		f.bulk++
 	}
 	switch {
 	case sub <= 7: // saturating truncations
@@ -414,18 +462,35 @@ func (f *funcState) simd() error {
 	return err
 }
 
-// emit returns the metered body: the locals, the entry check, and the
-// instructions with a check after every loop header.
-func (f *funcState) emit(fuel uint32) []byte {
+// emit returns the metered body: the locals (with the scratch local
+// appended if the body has bulk instructions; scratch is its index), the
+// entry check, and the instructions with a check after every loop header,
+// a charge of the bytes moved before every bulk instruction, and every
+// function index renumbered. The body's size may change (a check, an
+// index whose LEB128 grows): the caller writes the new size.
+func (f *funcState) emit(fuel, refuel, scratch uint32) []byte {
 	b := f.r.b
 	nb := f.nb[:0]
-	nb = append(nb, b[:f.codeFrom]...)
-	nb = appendCheck(nb, fuel, f.costs[0])
+	if f.bulk > 0 {
+		nb = appendU32(nb, uint32(f.groups+1))
+		nb = append(nb, b[f.groupsEnd:f.codeFrom]...)
+		nb = append(nb, 1, valI32)
+	} else {
+		nb = append(nb, b[:f.codeFrom]...)
+	}
+	nb = appendCheck(nb, fuel, refuel, f.costs[0])
 	from := f.codeFrom
-	for _, in := range f.loops {
-		nb = append(nb, b[from:in.pos]...)
-		nb = appendCheck(nb, fuel, f.costs[in.region])
-		from = in.pos
+	for _, e := range f.edits {
+		nb = append(nb, b[from:e.pos]...)
+		switch {
+		case e.inject:
+			nb = appendCheck(nb, fuel, refuel, f.costs[e.region])
+		case e.bulk:
+			nb = appendBulkCharge(nb, fuel+2, refuel, scratch, e.shift)
+		default:
+			nb = appendU32(nb, e.idx)
+		}
+		from = e.end
 	}
 	nb = append(nb, b[from:]...)
 	f.nb = nb
@@ -433,8 +498,9 @@ func (f *funcState) emit(fuel uint32) []byte {
 }
 
 // appendCheck appends the fuel check of a region of cost instructions;
-// fuel is the index of the fuel-used global, fuel+1 that of the budget.
-func appendCheck(b []byte, fuel uint32, cost int) []byte {
+// fuel is the index of the fuel-used global, fuel+1 that of the budget,
+// refuel that of the host function the check calls past the budget.
+func appendCheck(b []byte, fuel, refuel uint32, cost int) []byte {
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel)
 	b = append(b, opI64Const)
@@ -445,6 +511,46 @@ func appendCheck(b []byte, fuel uint32, cost int) []byte {
 	b = appendU32(b, fuel)
 	b = append(b, opGlobalGet)
 	b = appendU32(b, fuel+1)
-	b = append(b, opI64GtS, opIf, blockEmpty, opUnreachable, opEnd)
+	b = append(b, opI64GtS, opIf, blockEmpty, opCall)
+	b = appendU32(b, refuel)
+	b = append(b, opEnd)
 	return b
+}
+
+// appendBulkCharge appends, before a bulk instruction, the charge of its
+// length (the i32 on top of the stack, which it leaves there: the scratch
+// local holds it meanwhile), shifted left by shift, plus BulkOpBytes, to
+// the bytes-moved global moved, and the call of refuel, with the global
+// reset, once that passes BulkBytesPerRefuel:
+//
+//	local.tee $scratch; i64.extend_i32_u; [i64.const shift; i64.shl]
+//	global.get $moved; i64.add; i64.const BulkOpBytes; i64.add; global.set $moved
+//	global.get $moved; i64.const BulkBytesPerRefuel; i64.gt_s
+//	if; i64.const 0; global.set $moved; call $refuel; end
+//	local.get $scratch
+//
+// It charges no fuel: the fuel of every instruction stays what it was.
+func appendBulkCharge(b []byte, moved, refuel, scratch uint32, shift uint8) []byte {
+	b = append(b, opLocalTee)
+	b = appendU32(b, scratch)
+	b = append(b, opI64ExtendU)
+	if shift > 0 {
+		b = append(b, opI64Const, shift, opI64Shl) // shift < 64: one byte
+	}
+	b = append(b, opGlobalGet)
+	b = appendU32(b, moved)
+	b = append(b, opI64Add, opI64Const)
+	b = appendS64(b, BulkOpBytes)
+	b = append(b, opI64Add, opGlobalSet)
+	b = appendU32(b, moved)
+	b = append(b, opGlobalGet)
+	b = appendU32(b, moved)
+	b = append(b, opI64Const)
+	b = appendS64(b, BulkBytesPerRefuel)
+	b = append(b, opI64GtS, opIf, blockEmpty, opI64Const, 0x00, opGlobalSet)
+	b = appendU32(b, moved)
+	b = append(b, opCall)
+	b = appendU32(b, refuel)
+	b = append(b, opEnd, opLocalGet)
+	return appendU32(b, scratch)
 }

@@ -85,7 +85,7 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 		"interpreter": wazero.NewRuntimeConfigInterpreter(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := wazero.NewRuntimeWithConfig(ctx, cfg)
+			r := newRuntime(t, cfg)
 			defer r.Close(ctx)
 			wasm := kitchenSink().Bytes()
 			plain, err := r.Instantiate(ctx, wasm)
@@ -112,7 +112,8 @@ func TestKitchenSinkRunsTheSame(t *testing.T) {
 // classify every refusal, must refuse a module exactly when it passes a
 // structure bound (checkBounds), and must agree with wazero's validator on what
 // it accepts: the instrumented module is valid exactly when the original
-// is (without its custom sections, which the meter drops). (Refused inputs are not given to wazero: its decoder sizes tables by
+// is (without its custom sections, which the meter drops), and then
+// imports the meter's function after the module's own. (Refused inputs are not given to wazero: its decoder sizes tables by
 // the counts a module declares, which is why the meter checks them all.)
 func FuzzInstrument(f *testing.F) {
 	start := uint32(0)
@@ -123,7 +124,18 @@ func FuzzInstrument(f *testing.F) {
 	nested := wt.Module{Types: []wt.Type{{}}, Funcs: []wt.Func{{Code: wt.Cat(
 		bytes.Repeat(wt.Block, 20), wt.Loop, wt.I32Const(0), wt.If, wt.Nop, wt.Else, wt.End, wt.End, bytes.Repeat(wt.End, 21),
 	)}}}
-	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested} {
+	// A bulk instruction in dead code, whose operands the stack's
+	// polymorphism provides, and in a function with parameters and no
+	// locals: the scratch local's index follows the parameters.
+	deadBulk := wt.Module{
+		Types: []wt.Type{{Params: []byte{wt.I64, wt.I32}}}, HasMemory: true,
+		Funcs: []wt.Func{{Code: wt.Cat(
+			wt.I32Const(0), wt.I32Const(0), wt.LocalGet(1), wt.MemoryFill,
+			wt.Unreachable, wt.MemoryCopy, wt.End,
+		)}},
+	}
+	tables := tableGrow(wt.Table(0), wt.Table(1, 1<<20), wt.Table(2, 3))
+	for _, m := range []wt.Module{countdown(), kitchenSink(), withStart, nested, indexed(), bulkLoop(), deadBulk, tables} {
 		f.Add(m.Bytes())
 	}
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
@@ -151,6 +163,17 @@ func FuzzInstrument(f *testing.F) {
 		if (origErr == nil) != (instErr == nil) {
 			t.Fatalf("original: %v; instrumented: %v", origErr, instErr)
 		}
+		checkTables(t, r, wasm, res, origErr)
+		if instErr == nil {
+			// The meter's import comes after the module's own.
+			imps := inst.ImportedFunctions()
+			if mod, name, _ := imps[len(imps)-1].Import(); mod != RefuelModule || name != RefuelName {
+				t.Fatalf("last imported function %s.%s, want %s.%s", mod, name, RefuelModule, RefuelName)
+			}
+			if want := countImportedFuncs(res) + 1; len(imps) != want {
+				t.Fatalf("%d imported functions, want %d", len(imps), want)
+			}
+		}
 	})
 }
 
@@ -162,6 +185,7 @@ func checkBounds(t *testing.T, wasm []byte, res *Result) {
 	at := Bounds{
 		MaxNesting: res.MaxNesting, MaxFunctions: funcs, MaxLocals: res.MaxLocals, MaxBodyBytes: res.MaxBodyBytes,
 		MaxInstructions: res.Instructions, MaxControlWeight: res.ControlWeight,
+		MaxTables: res.Tables, MaxTableEntries: res.MaxTableMin,
 	}
 	if _, err := Instrument(wasm, at.zeroToOne()); err != nil {
 		t.Fatalf("refused at its own figures %+v: %v", at, err)
@@ -178,9 +202,43 @@ func checkBounds(t *testing.T, wasm []byte, res *Result) {
 	}
 }
 
+// fuzzTableBound is the MaxTableEntries of FuzzInstrument.
+const fuzzTableBound = 1 << 16
+
+// checkTables checks a module instrumented under a bound on table
+// entries: refused exactly when a table's minimum is above it; otherwise
+// every table it defines has a maximum within the bound, and it compiles
+// exactly when the original does.
+func checkTables(t *testing.T, r wazero.Runtime, wasm []byte, free *Result, origErr error) {
+	ctx := context.Background()
+	res, err := Instrument(wasm, Bounds{MaxTableEntries: fuzzTableBound})
+	if free.MaxTableMin > fuzzTableBound {
+		if !errors.Is(err, ErrBound) {
+			t.Fatalf("a table of minimum %d under a bound of %d: err = %v, want ErrBound", free.MaxTableMin, fuzzTableBound, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("refused under a table bound it is within: %v", err)
+	}
+	for i, l := range definedTables(t, res.Module) {
+		if !l.hasMax || l.max > fuzzTableBound {
+			t.Fatalf("defined table %d has limits %+v, want a maximum within %d", i, l, fuzzTableBound)
+		}
+	}
+	cm, err := r.CompileModule(ctx, res.Module)
+	if err == nil {
+		cm.Close(ctx)
+	}
+	if (origErr == nil) != (err == nil) {
+		t.Fatalf("original: %v; instrumented with bounded tables: %v", origErr, err)
+	}
+}
+
 // fields lists the bounds, for tests.
 func (b *Bounds) fields() []*int {
-	return []*int{&b.MaxNesting, &b.MaxFunctions, &b.MaxLocals, &b.MaxBodyBytes, &b.MaxInstructions, &b.MaxControlWeight}
+	return []*int{&b.MaxNesting, &b.MaxFunctions, &b.MaxLocals, &b.MaxBodyBytes, &b.MaxInstructions, &b.MaxControlWeight,
+		&b.MaxTables, &b.MaxTableEntries}
 }
 
 // zeroToOne turns zero figures into bounds of 1 (zero would be no bound).

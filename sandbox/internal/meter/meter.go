@@ -1,28 +1,97 @@
 // Package meter adds a deterministic execution budget (fuel) to a
 // WebAssembly module by rewriting its binary, because wazero has none.
 //
-// Instrument parses the module's sections, appends two mutable i64
-// globals, the fuel spent (exported as FuelUsedExport) and the budget
-// (FuelLimitExport), and, at every function entry and every loop header,
-// injects
+// Instrument parses the module's sections, appends mutable i64 globals,
+// the fuel spent (exported as FuelUsedExport), the budget
+// (FuelLimitExport) and the bytes moved (below), imports a host function RefuelModule.RefuelName of
+// type [] -> [] ($refuel), and, at every function entry and every loop
+// header, injects
 //
 //	global.get $used; i64.const cost; i64.add; global.set $used
-//	global.get $used; global.get $limit; i64.gt_s; if; unreachable; end
+//	global.get $used; global.get $limit; i64.gt_s; if; call $refuel; end
 //
 // where cost is the number of instructions of the region that the check
 // governs (the function body outside its loops, or a loop body outside its
 // inner loops). Every back edge of WebAssembly goes to a loop header, so a
 // module cannot run more than a bounded number of instructions between two
-// checks: a budget of N fuel stops any module, on every node after exactly
-// the same work. The host sets the budget before the run and reads the
-// fuel spent after it; spent above budget after a trap means the budget
-// ran out.
+// checks. When a check takes the fuel spent above the budget global, the
+// module calls $refuel, which either ends the run (a trap: the host
+// panics) or raises the budget global above the fuel spent and returns.
+// A host that ends the run when the fuel spent passes its real budget N
+// stops any module, on every node after exactly the same work, however it
+// hands out N.
+//
+// The call is why the budget global need not hold the whole budget: the
+// host sets it to a chunk and refuel grants the next one. Compiled guest
+// code offers the Go runtime no safepoint, so a stop of the world (a
+// garbage collection) waits for it to call into Go; with a chunk of C
+// fuel, even a loop that never calls the host calls refuel every C
+// instructions or so.
+//
+// Fuel counts instructions, not their work: memory.copy, memory.fill
+// and memory.init (and table.copy, table.fill and table.init) cost one
+// fuel whatever their length, and each runs as one memmove in compiled
+// code, without a safepoint, so a loop of them would reach refuel only
+// every C of those instructions: megabytes each, seconds or minutes
+// between two checks. So a third mutable i64 global counts the bytes they
+// move, apart from fuel, and before each of them Instrument injects
+//
+//	local.tee $scratch; i64.extend_i32_u; [i64.const 3; i64.shl]
+//	global.get $moved; i64.add; i64.const BulkOpBytes; i64.add; global.set $moved
+//	global.get $moved; i64.const BulkBytesPerRefuel; i64.gt_s
+//	if; i64.const 0; global.set $moved; call $refuel; end
+//	local.get $scratch
+//
+// which charges the instruction's length operand (the i32 on top of the
+// stack, kept in $scratch, an i32 local appended after the locals of a
+// function that has bulk instructions; table lengths count 8 bytes an
+// entry, hence the shift), plus BulkOpBytes for the instruction's own
+// cost, and, past BulkBytesPerRefuel bytes, resets the count and calls
+// $refuel. The refuel finds the fuel spent within its
+// budget global (the fuel checks keep it there), so it grants a chunk
+// or ends a stopped run, as at a fuel check; it changes no fuel figure:
+// the injected code is not counted, and the fuel of every instruction is
+// what it was. A host that ends the run only when the fuel spent passes
+// its budget still stops every module after exactly the same work. What
+// remains between two safepoints is at most BulkBytesPerRefuel bytes plus
+// one instruction's length, which the memory (or table) size bounds: one
+// instruction cannot be split without changing its semantics. The meter's
+// globals are not exported beyond the two of fuel: the module resets the
+// count itself.
 //
 // The budget lives apart from the counter so that the host can stop a run
 // from another goroutine by lowering the budget (to -1): the guest only
-// reads that global, so the store cannot be lost. (A single counter that
-// the host overwrites loses the race against the guest's own
-// read-modify-write of it: measured, a stop then took 3-30 ms to land.)
+// reads that global, so the store cannot be lost, and its next check
+// calls refuel, which sees the stop. (A single counter that the host
+// overwrites loses the race against the guest's own read-modify-write of
+// it: measured, a stop then took 3-30 ms to land.)
+//
+// The import comes after the module's own imported functions, so every
+// function the module defines moves up one index: Instrument renumbers
+// each reference to a function (call and ref.func in code, ref.func in the
+// initializers of globals and element segments, the index vectors of
+// element segments, function exports and the start function) and
+// recomputes the sizes of the bodies and sections whose LEB128 indices
+// grow. call_indirect names types and tables, not functions, and stays.
+// An index past the last function is refused (ErrMalformed), since once
+// renumbered it could name a real one; so is a module that imports the
+// meter's own name itself (ErrUnsupported). Custom sections, the name
+// section among them, are dropped.
+//
+// Tables are bounded too: wazero keeps a table on the host's heap, 8
+// bytes an entry, outside any memory limit, so table.grow on a table
+// declared without a maximum allocated whatever the module asked (3.2 GB
+// for 400 million entries). Instrument rewrites the limits of every table
+// the module defines so that its maximum is the smaller of its declared
+// maximum and Bounds.MaxTableEntries (a table without one gets the
+// bound): table.grow past it returns -1, which is deterministic, and a
+// bulk table instruction moves at most 8·MaxTableEntries bytes. A table
+// whose minimum is above the bound, or more than Bounds.MaxTables tables,
+// is refused (ErrBound). Imported tables count, and their minimum is
+// bounded, but their limits are left as they are: the host that provides
+// a table bounds it. Limits flags other than 0 (a minimum) and 1 (a
+// minimum and a maximum), those of shared memories and of 64-bit
+// memories and tables, are beyond WebAssembly 2.0 (ErrUnsupported).
 //
 // The decoder understands every instruction of WebAssembly 2.0 (the MVP,
 // sign extension, non-trapping float-to-int, bulk memory, reference types,
@@ -79,6 +148,16 @@ type Bounds struct {
 	// br_if, br_table): wazero's compile time grows with the square of a
 	// function's basic blocks, whatever their nesting.
 	MaxControlWeight int
+	// MaxTables bounds the tables of the module, imported and defined:
+	// each costs up to 8·MaxTableEntries bytes of the host's memory.
+	MaxTables int
+	// MaxTableEntries bounds the size of every table, in entries (8
+	// bytes each on the host's heap, where wazero keeps tables, outside
+	// any memory limit): Instrument sets the maximum of each defined
+	// table to the smaller of its declared maximum and this bound, so
+	// that table.grow past it returns -1 (on every node alike) instead
+	// of allocating, and refuses a table whose minimum is above it.
+	MaxTableEntries int
 }
 
 // Names the instrumented module exports for the host.
@@ -90,6 +169,30 @@ const (
 	FuelLimitExport = "proofmesh.fuel_limit"
 	// StartExport is the module's former start function, if it had one.
 	StartExport = "proofmesh.start"
+)
+
+// BulkBytesPerRefuel is how many bytes the bulk instructions of a module
+// may move before it calls refuel (see the package comment): 4 MiB,
+// measured at 0.2-0.8 ms of memory.fill or memory.copy (5-23 GB/s here,
+// the lower for fills of tens of MiB, out of cache), within the chunk of
+// fuel's 2-3 ms of the tightest loop.
+const BulkBytesPerRefuel = 1 << 22
+
+// BulkOpBytes is what a bulk instruction adds to the bytes moved besides
+// its length: its fixed cost, so that short ones do not slip between the
+// two budgets. A memory.fill of n bytes makes about log2(n) calls of
+// memmove up to 8 KiB, 6 ns each: fills of 32 bytes cost 34 ns, fuel 9 a
+// turn of a loop, and reached refuel every 4.4 ms (2^21 fuel) charged
+// their length alone; 1 KiB (0.05-0.2 µs of memmove) makes it well under
+// a millisecond, for fills of any length.
+const BulkOpBytes = 1 << 10
+
+// The function the instrumented module imports, of type [] -> [], and
+// calls when a check takes the fuel spent above the budget global, or
+// the bytes moved above BulkBytesPerRefuel.
+const (
+	RefuelModule = "proofmesh_meter"
+	RefuelName   = "refuel"
 )
 
 // External kinds of imports and exports.
@@ -119,9 +222,10 @@ type Result struct {
 	// initial size in 64 KiB pages.
 	HasMemory bool
 	MemoryMin uint32
-	// Functions is the number of functions defined by the module, and
-	// Loops the number of loop headers metered.
-	Functions, Loops int
+	// Functions is the number of functions defined by the module, Loops
+	// the number of loop headers metered, and Bulk the number of bulk
+	// instructions charged to the bytes moved.
+	Functions, Loops, Bulk int
 	// The module's figures for each of the Bounds: the deepest nesting,
 	// the most locals and the largest body of any function, and the
 	// instructions of all bodies.
@@ -129,6 +233,9 @@ type Result struct {
 	// MaxControl is the most control instructions of any function, and
 	// ControlWeight the sum of their squares (see Bounds).
 	MaxControl, ControlWeight int
+	// Tables is the number of tables, imported and defined, and
+	// MaxTableMin the largest minimum size of one, in entries.
+	Tables, MaxTableMin int
 }
 
 // Section ids.
@@ -175,7 +282,59 @@ type module struct {
 	exportNames    map[string]bool
 	start          uint32
 	types          []bool   // per type: takes and returns nothing
+	params         []int    // per type: its parameters
 	funcTypes      []uint32 // per function, imported ones first
+	refuel         uint32   // index of the refuel import: importFuncs
+
+	// The sections that hold function indices, renumbered (without
+	// their counts for globals and exports, to which the meter adds),
+	// and the table section with its maximums bounded.
+	globals, exports, elements, tables []byte
+	importTables                       int
+}
+
+// funcIndex reads a function index and checks that the function exists:
+// an index past the end could otherwise land on a real function once
+// renumbered.
+func (m *module) funcIndex(r *reader) (uint32, error) {
+	idx, err := r.u32()
+	if err == nil && uint64(idx) >= uint64(len(m.funcTypes)) {
+		return 0, r.errorf("function %d does not exist", idx)
+	}
+	return idx, err
+}
+
+// newFuncIndex renumbers a function index of the module: the refuel
+// import comes after the module's imported functions, so its defined
+// functions move up by one.
+func (m *module) newFuncIndex(idx uint32) uint32 {
+	if idx < uint32(m.importFuncs) { // the import section is read first
+		return idx
+	}
+	return idx + 1
+}
+
+// scratchIndex returns the index of the local the meter appends to
+// function idx (one with bulk instructions) after its declared locals:
+// its parameters come first. A function of a type that does not exist
+// makes the module invalid anyway.
+func (m *module) scratchIndex(idx, locals int) uint32 {
+	params := 0
+	if t := m.funcTypes[idx]; uint64(t) < uint64(len(m.params)) {
+		params = m.params[t]
+	}
+	return uint32(params + locals)
+}
+
+// emptyType returns the index of a type [] -> [], and whether it exists
+// already (if not, it is the index of the type the meter appends).
+func (m *module) emptyType() (uint32, bool) {
+	for i, e := range m.types {
+		if e {
+			return uint32(i), true
+		}
+	}
+	return uint32(len(m.types)), false
 }
 
 // Instrument returns the metered version of a module, or refuses it when
@@ -219,7 +378,9 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 	}
 
 	m := &module{bounds: b, exportNames: make(map[string]bool)}
-	// First pass: everything the code section depends on.
+	// First pass: everything the code section depends on. The sections
+	// come in order, so the functions are all known before anything
+	// refers to one.
 	for _, s := range sections {
 		sr := &reader{b: s.content, base: s.offset}
 		var err error
@@ -227,9 +388,9 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		case secCustom:
 			_, err = sr.name()
 		case secTable:
-			err = readTables(sr)
+			m.tables, err = m.readTables(sr)
 		case secElement:
-			err = readElements(sr)
+			m.elements, err = m.readElements(sr)
 		case secData:
 			err = readData(sr)
 		case secDataCount:
@@ -277,18 +438,27 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		return nil, fmt.Errorf("%w: exports a name reserved for the meter (%s, %s, %s)",
 			ErrUnsupported, FuelUsedExport, FuelLimitExport, StartExport)
 	}
-	fuel := uint32(m.importGlobals + m.definedGlobals) // fuel used; fuel+1 is the budget
+	fuel := uint32(m.importGlobals + m.definedGlobals) // fuel used; fuel+1 is the budget, fuel+2 the bytes moved
+	m.refuel = uint32(m.importFuncs)
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, header...)
-	wroteGlobal, wroteExport, sawCode := false, false, false
+	wroteType, wroteImport, wroteGlobal, wroteExport, sawCode := false, false, false, false, false
 	emitUpTo := func(k int) {
+		if !wroteType && k > rank[secType] {
+			out = appendSection(out, secType, m.typeSection(nil))
+			wroteType = true
+		}
+		if !wroteImport && k > rank[secImport] {
+			out = appendSection(out, secImport, m.importSection(nil))
+			wroteImport = true
+		}
 		if !wroteGlobal && k > rank[secGlobal] {
-			out = appendSection(out, secGlobal, m.globalSection(nil))
+			out = appendSection(out, secGlobal, m.globalSection())
 			wroteGlobal = true
 		}
 		if !wroteExport && k > rank[secExport] {
-			out = appendSection(out, secExport, m.exportSection(nil, fuel))
+			out = appendSection(out, secExport, m.exportSection(fuel))
 			wroteExport = true
 		}
 	}
@@ -298,14 +468,24 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		}
 		switch s.id {
 		case secCustom:
-			// Dropped: debugging sections hold code offsets that no
-			// longer hold, and the runtime would trust the counts of a
-			// name section to size its tables.
+			// Dropped: debugging sections hold code offsets and function
+			// indices that no longer hold, and the runtime would trust
+			// the counts of a name section to size its tables.
+		case secType:
+			out = appendSection(out, secType, m.typeSection(s.content))
+			wroteType = true
+		case secImport:
+			out = appendSection(out, secImport, m.importSection(s.content))
+			wroteImport = true
+		case secTable:
+			out = appendSection(out, secTable, m.tables)
+		case secElement:
+			out = appendSection(out, secElement, m.elements)
 		case secGlobal:
-			out = appendSection(out, secGlobal, m.globalSection(s.content))
+			out = appendSection(out, secGlobal, m.globalSection())
 			wroteGlobal = true
 		case secExport:
-			out = appendSection(out, secExport, m.exportSection(s.content, fuel))
+			out = appendSection(out, secExport, m.exportSection(fuel))
 			wroteExport = true
 		case secStart:
 			// Dropped: exported as StartExport instead.
@@ -344,6 +524,9 @@ func (m *module) readImports(r *reader) error {
 		if imp.Kind, err = r.byte(); err != nil {
 			return err
 		}
+		if imp.Module == RefuelModule && imp.Name == RefuelName {
+			return fmt.Errorf("%w: imports %s.%s, the name the meter reserves for its own import", ErrUnsupported, RefuelModule, RefuelName)
+		}
 		switch imp.Kind {
 		case KindFunc:
 			var t uint32
@@ -351,11 +534,21 @@ func (m *module) readImports(r *reader) error {
 			m.funcTypes = append(m.funcTypes, t)
 			m.importFuncs++
 		case KindTable:
+			// Not rewritten: the host that provides the table bounds it
+			// (the sandbox provides none and refuses the import). Its
+			// minimum and the count of tables are bounded all the same.
 			if err = readRefType(r); err == nil {
-				_, err = readLimits(r)
+				var min uint32
+				if min, _, _, err = readLimits(r); err == nil {
+					err = m.table(m.importTables, min)
+				}
+			}
+			m.importTables++
+			if b := m.bounds.MaxTables; err == nil && b > 0 && m.importTables > b {
+				err = fmt.Errorf("%w: imports more tables than the limit, %d", ErrBound, b)
 			}
 		case KindMemory:
-			_, err = readLimits(r)
+			_, _, _, err = readLimits(r)
 		case KindGlobal:
 			err = readGlobalType(r)
 			m.importGlobals++
@@ -367,6 +560,7 @@ func (m *module) readImports(r *reader) error {
 		}
 		m.res.Imports = append(m.res.Imports, imp)
 	}
+	m.res.Tables = m.importTables // the table section, after, adds its own
 	return trailing(r, "import")
 }
 
@@ -384,10 +578,13 @@ func (m *module) readTypes(r *reader) error {
 			return fmt.Errorf("%w: offset %d: type form %#x", ErrUnsupported, r.base+r.off-1, form)
 		}
 		empty := true
-		for range 2 { // parameters, results
+		for i := range 2 { // parameters, results
 			k, err := r.count(1)
 			if err != nil {
 				return err
+			}
+			if i == 0 {
+				m.params = append(m.params, k)
 			}
 			empty = empty && k == 0
 			for range k {
@@ -417,75 +614,118 @@ func (m *module) readFunctions(r *reader) error {
 	return trailing(r, "function")
 }
 
-func readTables(r *reader) error {
+// table checks the minimum of table idx against MaxTableEntries.
+func (m *module) table(idx int, min uint32) error {
+	m.res.MaxTableMin = max(m.res.MaxTableMin, int(min))
+	if b := m.bounds.MaxTableEntries; b > 0 && uint64(min) > uint64(b) {
+		return fmt.Errorf("%w: table %d has a minimum of %d entries, limit %d", ErrBound, idx, min, b)
+	}
+	return nil
+}
+
+// readTables reads the table section and returns it with the maximum of
+// every table set to the smaller of its declared maximum and
+// MaxTableEntries (see Bounds): a table without a maximum gets the bound.
+func (m *module) readTables(r *reader) ([]byte, error) {
 	n, err := r.count(3)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for range n {
+	m.res.Tables = m.importTables + n
+	if b := m.bounds.MaxTables; b > 0 && m.res.Tables > b {
+		return nil, fmt.Errorf("%w: %d tables (%d imported), limit %d", ErrBound, m.res.Tables, m.importTables, b)
+	}
+	out := appendU32(make([]byte, 0, len(r.b)+4*n), uint32(n))
+	for i := range n {
+		from := r.off
 		if err := readRefType(r); err != nil {
-			return err
+			return nil, err
 		}
-		if _, err := readLimits(r); err != nil {
-			return err
+		out = append(out, r.b[from:r.off]...)
+		min, max, hasMax, err := readLimits(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.table(m.importTables+i, min); err != nil {
+			return nil, err
+		}
+		if b := m.bounds.MaxTableEntries; b > 0 && (!hasMax || uint64(max) > uint64(b)) {
+			max, hasMax = uint32(b), true
+		}
+		if hasMax {
+			out = appendU32(appendU32(append(out, 0x01), min), max)
+		} else {
+			out = appendU32(append(out, 0x00), min)
 		}
 	}
-	return trailing(r, "table")
+	return out, trailing(r, "table")
 }
 
 // readElements checks the element section's structure, so that no count
-// in it is larger than the bytes that follow: the runtime sizes its
-// tables by these counts before it reads the elements.
-func readElements(r *reader) error {
+// in it is larger than the bytes that follow (the runtime sizes its
+// tables by these counts before it reads the elements), and returns it
+// with its function indices renumbered: in the vectors of indices (flags
+// 0 to 3) and in the ref.func of expressions (offsets, flags 4 to 7).
+func (m *module) readElements(r *reader) ([]byte, error) {
 	n, err := r.count(2)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	out := appendU32(make([]byte, 0, len(r.b)+len(r.b)/8), uint32(n))
 	for range n {
 		flag, err := r.u32()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if flag > 7 {
-			return r.errorf("element segment flag %d", flag)
+			return nil, r.errorf("element segment flag %d", flag)
 		}
+		out = appendU32(out, flag)
 		if flag&0b011 == 0b010 { // explicit table index
-			if _, err := r.u32(); err != nil {
-				return err
+			t, err := r.u32()
+			if err != nil {
+				return nil, err
 			}
+			out = appendU32(out, t)
 		}
 		if flag&0b001 == 0 { // active: offset expression
-			if err := readConstExpr(r); err != nil {
-				return err
+			if out, err = m.constExpr(r, out); err != nil {
+				return nil, err
 			}
 		}
 		if flag&0b011 != 0 { // element kind or reference type
-			if flag&0b100 == 0 {
-				if k, err := r.byte(); err != nil {
-					return err
-				} else if k != 0x00 {
-					return r.errorf("element kind %#x", k)
-				}
-			} else if err := readRefType(r); err != nil {
-				return err
+			k, err := r.byte()
+			if err != nil {
+				return nil, err
 			}
+			if flag&0b100 == 0 && k != 0x00 {
+				return nil, r.errorf("element kind %#x", k)
+			}
+			if flag&0b100 != 0 && k != 0x70 && k != 0x6f {
+				return nil, fmt.Errorf("%w: offset %d: reference type %#x", ErrUnsupported, r.base+r.off-1, k)
+			}
+			out = append(out, k)
 		}
 		k, err := r.count(1)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out = appendU32(out, uint32(k))
 		for range k {
 			if flag&0b100 == 0 {
-				_, err = r.u32() // function index
+				var idx uint32
+				if idx, err = m.funcIndex(r); err == nil {
+					out = appendU32(out, m.newFuncIndex(idx))
+				}
 			} else {
-				err = readConstExpr(r)
+				out, err = m.constExpr(r, out)
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return trailing(r, "element")
+	return out, trailing(r, "element")
 }
 
 func readData(r *reader) error {
@@ -500,7 +740,7 @@ func readData(r *reader) error {
 		}
 		switch flag {
 		case 0: // active, memory 0
-			err = readConstExpr(r)
+			_, err = (*module)(nil).constExpr(r, nil)
 		case 1: // passive
 		case 2: // active, explicit memory
 			var mem uint32
@@ -508,7 +748,7 @@ func readData(r *reader) error {
 				return fmt.Errorf("%w: data segment for memory %d", ErrUnsupported, mem)
 			}
 			if err == nil {
-				err = readConstExpr(r)
+				_, err = (*module)(nil).constExpr(r, nil)
 			}
 		default:
 			return r.errorf("data segment flag %d", flag)
@@ -527,23 +767,25 @@ func readData(r *reader) error {
 	return trailing(r, "data")
 }
 
-// readLimits reads the limits of a table or memory and returns the minimum.
-func readLimits(r *reader) (uint32, error) {
+// readLimits reads the limits of a table or memory: the minimum, and the
+// maximum if hasMax. Flags other than 0 (min) and 1 (min, max), those of
+// shared memories and 64-bit memories and tables, are beyond
+// WebAssembly 2.0.
+func readLimits(r *reader) (min, max uint32, hasMax bool, err error) {
 	flag, err := r.byte()
 	if err != nil {
-		return 0, err
+		return 0, 0, false, err
 	}
 	if flag > 1 {
-		return 0, fmt.Errorf("%w: limits flag %#x (shared or 64-bit memory)", ErrUnsupported, flag)
+		return 0, 0, false, fmt.Errorf("%w: limits flag %#x (shared or 64-bit memory or table)", ErrUnsupported, flag)
 	}
-	min, err := r.u32()
-	if err != nil {
-		return 0, err
+	if min, err = r.u32(); err != nil {
+		return 0, 0, false, err
 	}
 	if flag == 1 {
-		_, err = r.u32()
+		max, err = r.u32()
 	}
-	return min, err
+	return min, max, flag == 1, err
 }
 
 func readGlobalType(r *reader) error {
@@ -569,7 +811,7 @@ func (m *module) readMemory(r *reader) error {
 		return fmt.Errorf("%w: %d memories", ErrUnsupported, n)
 	}
 	if n == 1 {
-		if m.res.MemoryMin, err = readLimits(r); err != nil {
+		if m.res.MemoryMin, _, _, err = readLimits(r); err != nil {
 			return err
 		}
 		m.res.HasMemory = true
@@ -577,33 +819,45 @@ func (m *module) readMemory(r *reader) error {
 	return trailing(r, "memory")
 }
 
+// readGlobals reads the global section and keeps its globals with the
+// function indices of their initializers renumbered.
 func (m *module) readGlobals(r *reader) error {
 	n, err := r.count(3)
 	if err != nil {
 		return err
 	}
+	out := make([]byte, 0, len(r.b)+len(r.b)/8)
 	for range n {
+		from := r.off
 		if err := readGlobalType(r); err != nil {
 			return err
 		}
-		if err := readConstExpr(r); err != nil {
+		out = append(out, r.b[from:r.off]...)
+		if out, err = m.constExpr(r, out); err != nil {
 			return err
 		}
 	}
 	m.definedGlobals = n
+	m.globals = out
 	return trailing(r, "global")
 }
 
-// readConstExpr reads an initializer expression up to its end.
-func readConstExpr(r *reader) error {
+// constExpr reads an initializer expression up to its end and appends it
+// to out with the index of each ref.func checked and renumbered, unless m
+// is nil (a data segment's offset, which only reads it).
+func (m *module) constExpr(r *reader, out []byte) ([]byte, error) {
 	for {
+		from := r.off
 		op, err := r.byte()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch op {
 		case opEnd:
-			return nil
+			if m != nil {
+				out = append(out, opEnd)
+			}
+			return out, nil
 		case opI32Const:
 			_, err = r.sleb(32)
 		case opI64Const:
@@ -612,23 +866,36 @@ func readConstExpr(r *reader) error {
 			_, err = r.bytes(4)
 		case opF64Const:
 			_, err = r.bytes(8)
-		case opGlobalGet, opRefFunc:
+		case opGlobalGet:
 			_, err = r.u32()
+		case opRefFunc:
+			if m == nil {
+				_, err = r.u32()
+				break
+			}
+			var idx uint32
+			if idx, err = m.funcIndex(r); err == nil {
+				out = appendU32(append(out, opRefFunc), m.newFuncIndex(idx))
+				continue
+			}
 		case opRefNull:
 			err = readRefType(r)
 		case opPrefixSIMD:
 			var sub uint32
 			if sub, err = r.u32(); err == nil {
 				if sub != simdV128Const {
-					return fmt.Errorf("%w: offset %d: SIMD opcode %d in a constant expression", ErrUnsupported, r.base+r.off, sub)
+					return nil, fmt.Errorf("%w: offset %d: SIMD opcode %d in a constant expression", ErrUnsupported, r.base+r.off, sub)
 				}
 				_, err = r.bytes(16)
 			}
 		default:
-			return fmt.Errorf("%w: offset %d: opcode %#x in a constant expression", ErrUnsupported, r.base+r.off-1, op)
+			return nil, fmt.Errorf("%w: offset %d: opcode %#x in a constant expression", ErrUnsupported, r.base+r.off-1, op)
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if m != nil {
+			out = append(out, r.b[from:r.off]...)
 		}
 	}
 }
@@ -654,6 +921,12 @@ func (m *module) readExports(r *reader) error {
 		if kind > KindGlobal {
 			return fmt.Errorf("%w: export %q of kind %#x", ErrUnsupported, name, kind)
 		}
+		if kind == KindFunc {
+			if uint64(idx) >= uint64(len(m.funcTypes)) {
+				return fmt.Errorf("%w: export %q of function %d, which does not exist", ErrMalformed, name, idx)
+			}
+			idx = m.newFuncIndex(idx)
+		}
 		if kind == KindGlobal && int(idx) >= m.importGlobals+m.definedGlobals {
 			// The index the meter's global will take: refuse, or the
 			// module would export it under its own name.
@@ -663,6 +936,8 @@ func (m *module) readExports(r *reader) error {
 			return fmt.Errorf("%w: export name %q repeated", ErrMalformed, name)
 		}
 		m.exportNames[name] = true
+		m.exports = appendName(m.exports, name)
+		m.exports = appendU32(append(m.exports, kind), idx)
 	}
 	return trailing(r, "export")
 }
@@ -675,18 +950,12 @@ func trailing(r *reader, what string) error {
 }
 
 // globalSection returns the global section with the meter's globals
-// appended: fuel used and budget, (mut i64) both 0, so that nothing runs
-// before the host sets the budget.
-func (m *module) globalSection(old []byte) []byte {
-	var body []byte
-	if old != nil {
-		r := &reader{b: old}
-		_, _ = r.u32() // read before: cannot fail
-		body = old[r.off:]
-	}
-	out := appendU32(nil, uint32(m.definedGlobals+2))
-	out = append(out, body...)
-	for range 2 {
+// appended: fuel used, budget and bytes moved, (mut i64) all 0, so that
+// nothing runs before the host sets the budget.
+func (m *module) globalSection() []byte {
+	out := appendU32(nil, uint32(m.definedGlobals+3))
+	out = append(out, m.globals...)
+	for range 3 {
 		out = append(out, valI64, 0x01, opI64Const, 0x00, opEnd)
 	}
 	return out
@@ -694,19 +963,13 @@ func (m *module) globalSection(old []byte) []byte {
 
 // exportSection returns the export section with the meter's globals (and
 // the former start function) added.
-func (m *module) exportSection(old []byte, fuel uint32) []byte {
+func (m *module) exportSection(fuel uint32) []byte {
 	n := len(m.exportNames) + 2
 	if m.res.HasStart {
 		n++
 	}
-	var body []byte
-	if old != nil {
-		r := &reader{b: old}
-		_, _ = r.u32()
-		body = old[r.off:]
-	}
 	out := appendU32(nil, uint32(n))
-	out = append(out, body...)
+	out = append(out, m.exports...)
 	out = appendName(out, FuelUsedExport)
 	out = append(out, KindGlobal)
 	out = appendU32(out, fuel)
@@ -716,9 +979,44 @@ func (m *module) exportSection(old []byte, fuel uint32) []byte {
 	if m.res.HasStart {
 		out = appendName(out, StartExport)
 		out = append(out, KindFunc)
-		out = appendU32(out, m.start)
+		out = appendU32(out, m.newFuncIndex(m.start))
 	}
 	return out
+}
+
+// typeSection returns the type section (old, nil if none) with a type
+// [] -> [] appended unless it has one, for the refuel import.
+func (m *module) typeSection(old []byte) []byte {
+	if _, ok := m.emptyType(); ok {
+		return old
+	}
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32() // read before: cannot fail
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(len(m.types)+1))
+	out = append(out, body...)
+	return append(out, 0x60, 0x00, 0x00)
+}
+
+// importSection returns the import section (old, nil if none) with the
+// refuel import appended: it takes the function index after the module's
+// imported functions.
+func (m *module) importSection(old []byte) []byte {
+	var body []byte
+	if old != nil {
+		r := &reader{b: old}
+		_, _ = r.u32()
+		body = old[r.off:]
+	}
+	out := appendU32(nil, uint32(len(m.res.Imports)+1))
+	out = append(out, body...)
+	out = appendName(out, RefuelModule)
+	out = appendName(out, RefuelName)
+	t, _ := m.emptyType()
+	return appendU32(append(out, KindFunc), t)
 }
 
 func appendSection(out []byte, id byte, content []byte) []byte {

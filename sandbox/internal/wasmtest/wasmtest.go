@@ -19,10 +19,12 @@ const (
 // Type is a function type.
 type Type struct{ Params, Results []byte }
 
-// Import is a function import.
+// Import is a function import, or a table import when Table (the table's
+// type, as Table returns it) is set.
 type Import struct {
 	Module, Name string
 	Type         uint32
+	Table        []byte
 }
 
 // Func is a defined function: its type index, local declarations (pairs
@@ -59,14 +61,17 @@ type Module struct {
 	Types     []Type
 	Imports   []Import
 	Funcs     []Func
-	TableMin  uint32 // a funcref table of this size when > 0
+	TableMin  uint32   // a funcref table of this size when > 0
+	Tables    [][]byte // tables each encoded whole (reference type, limits), after TableMin's
 	HasMemory bool
 	MemoryMin uint32
 	MemoryMax uint32 // 0: no maximum
 	Globals   []Global
 	Exports   []Export
 	Start     *uint32
+	Elements  [][]byte // element segments, each encoded whole (flag first)
 	Data      []Data
+	Passive   [][]byte // passive data segments, after Data (with a data count section)
 }
 
 // Bytes encodes the module.
@@ -88,6 +93,10 @@ func (m Module) Bytes() []byte {
 		for _, im := range m.Imports {
 			s = append(s, Name(im.Module)...)
 			s = append(s, Name(im.Name)...)
+			if im.Table != nil {
+				s = append(append(s, 0x01), im.Table...)
+				continue
+			}
 			s = append(s, 0x00)
 			s = append(s, U32(im.Type)...)
 		}
@@ -100,9 +109,13 @@ func (m Module) Bytes() []byte {
 		}
 		out = section(out, 3, s)
 	}
-	if m.TableMin > 0 {
-		s := []byte{1, 0x70, 0x00}
-		out = section(out, 4, append(s, U32(m.TableMin)...))
+	if m.TableMin > 0 || len(m.Tables) > 0 {
+		var s []byte
+		if m.TableMin > 0 {
+			s = append([]byte{0x70, 0x00}, U32(m.TableMin)...)
+		}
+		s = Cat(append([][]byte{U32(uint32(len(m.Tables)) + min(m.TableMin, 1)), s}, m.Tables...)...)
+		out = section(out, 4, s)
 	}
 	if m.HasMemory || m.MemoryMin > 0 || m.MemoryMax > 0 {
 		s := []byte{1}
@@ -140,6 +153,16 @@ func (m Module) Bytes() []byte {
 	if m.Start != nil {
 		out = section(out, 8, U32(*m.Start))
 	}
+	if len(m.Elements) > 0 {
+		s := U32(uint32(len(m.Elements)))
+		for _, e := range m.Elements {
+			s = append(s, e...)
+		}
+		out = section(out, 9, s)
+	}
+	if len(m.Passive) > 0 {
+		out = section(out, 12, U32(uint32(len(m.Data)+len(m.Passive))))
+	}
 	if len(m.Funcs) > 0 {
 		s := U32(uint32(len(m.Funcs)))
 		for _, f := range m.Funcs {
@@ -153,14 +176,19 @@ func (m Module) Bytes() []byte {
 		}
 		out = section(out, 10, s)
 	}
-	if len(m.Data) > 0 {
-		s := U32(uint32(len(m.Data)))
+	if len(m.Data)+len(m.Passive) > 0 {
+		s := U32(uint32(len(m.Data) + len(m.Passive)))
 		for _, d := range m.Data {
 			s = append(s, 0x00, 0x41)
 			s = append(s, S64(int64(d.Offset))...)
 			s = append(s, 0x0b)
 			s = append(s, U32(uint32(len(d.Bytes)))...)
 			s = append(s, d.Bytes...)
+		}
+		for _, d := range m.Passive {
+			s = append(s, 0x01)
+			s = append(s, U32(uint32(len(d)))...)
+			s = append(s, d...)
 		}
 		out = section(out, 11, s)
 	}
@@ -222,6 +250,7 @@ func GlobalSet(i uint32) []byte { return append([]byte{0x24}, U32(i)...) }
 func Call(i uint32) []byte      { return append([]byte{0x10}, U32(i)...) }
 func Br(l uint32) []byte        { return append([]byte{0x0c}, U32(l)...) }
 func BrIf(l uint32) []byte      { return append([]byte{0x0d}, U32(l)...) }
+func RefFunc(i uint32) []byte   { return append([]byte{0xd2}, U32(i)...) }
 
 // Single-byte instructions.
 var (
@@ -242,6 +271,31 @@ var (
 	I64Eqz      = []byte{0x50}
 	MemoryGrow  = []byte{0x40, 0x00}
 	MemorySize  = []byte{0x3f, 0x00}
+)
+
+// Bulk memory instructions (memory 0).
+var (
+	MemoryFill = []byte{0xfc, 0x0b, 0x00}
+	MemoryCopy = []byte{0xfc, 0x0a, 0x00, 0x00}
+)
+
+// MemoryInit is memory.init of data segment seg into memory 0.
+func MemoryInit(seg uint32) []byte { return append(append([]byte{0xfc, 0x08}, U32(seg)...), 0x00) }
+
+// Table is the type of a funcref table: min entries, and max if given.
+func Table(min uint32, max ...uint32) []byte {
+	if len(max) == 0 {
+		return append([]byte{0x70, 0x00}, U32(min)...)
+	}
+	return Cat([]byte{0x70, 0x01}, U32(min), U32(max[0]))
+}
+
+// Table instructions on table 0.
+var (
+	TableGrow = []byte{0xfc, 0x0f, 0x00}
+	TableFill = []byte{0xfc, 0x11, 0x00}
+	TableSize = []byte{0xfc, 0x10, 0x00}
+	RefNull   = []byte{0xd0, 0x70} // ref.null func
 )
 
 // I32Store is i32.store with alignment 2 and the given offset.
