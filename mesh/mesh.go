@@ -375,8 +375,9 @@ func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) {
 func (m *Mesh) Restore(rows []PeerInfo) { m.table.restore(rows) }
 
 // Join subscribes to a topic of the network with a validator and a
-// handler for the messages that pass it (nil: validate only). Handlers run
-// on one goroutine per topic, in arrival order.
+// handler for the messages that pass it (nil: validate and forward only,
+// as a relay of the topic). Handlers run on one goroutine per topic, in
+// arrival order.
 func (m *Mesh) Join(kind string, v Validator, handle func(Message), opt JoinOptions) error {
 	return m.JoinDecoded(kind, func(ctx context.Context, from peer.ID, data []byte) (any, error) {
 		return nil, v(ctx, from, data)
@@ -403,6 +404,18 @@ func (m *Mesh) JoinDecoded(kind string, v Decoder, handle func(Message), opt Joi
 	if err != nil {
 		return fmt.Errorf("join %s: %w", name, err)
 	}
+	if handle == nil {
+		// Validate and forward only: relaying joins the topic's mesh and
+		// announces it as a subscription does, without handing every
+		// message to a subscription's goroutine to be dropped there.
+		if _, err := t.Relay(); err != nil {
+			return fmt.Errorf("relay %s: %w", name, err)
+		}
+		m.mu.Lock()
+		m.topics[kind] = t
+		m.mu.Unlock()
+		return nil
+	}
 	sub, err := t.Subscribe()
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", name, err)
@@ -419,9 +432,7 @@ func (m *Mesh) JoinDecoded(kind string, v Decoder, handle func(Message), opt Joi
 			if err != nil {
 				return
 			}
-			if handle != nil {
-				handle(Message{From: msg.GetFrom(), Data: msg.Data, Local: msg.GetFrom() == m.h.ID(), Value: msg.ValidatorData})
-			}
+			handle(Message{From: msg.GetFrom(), Data: msg.Data, Local: msg.GetFrom() == m.h.ID(), Value: msg.ValidatorData})
 		}
 	}()
 	return nil
