@@ -66,10 +66,7 @@ func bulkRefuels(moves []uint64, turns int) int {
 // megabytes), and the module computes what it computes unmetered.
 func TestBulkChargesBytesNotFuel(t *testing.T) {
 	ctx := context.Background()
-	for name, cfg := range map[string]wazero.RuntimeConfig{
-		"compiler":    wazero.NewRuntimeConfig(),
-		"interpreter": wazero.NewRuntimeConfigInterpreter(),
-	} {
+	for name, cfg := range engines() {
 		t.Run(name, func(t *testing.T) {
 			r := newRuntime(t, cfg)
 			defer r.Close(ctx)

@@ -80,10 +80,7 @@ func kitchenSink() wt.Module {
 
 func TestKitchenSinkRunsTheSame(t *testing.T) {
 	ctx := context.Background()
-	for name, cfg := range map[string]wazero.RuntimeConfig{
-		"compiler":    wazero.NewRuntimeConfig(),
-		"interpreter": wazero.NewRuntimeConfigInterpreter(),
-	} {
+	for name, cfg := range engines() {
 		t.Run(name, func(t *testing.T) {
 			r := newRuntime(t, cfg)
 			defer r.Close(ctx)

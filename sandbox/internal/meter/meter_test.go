@@ -61,6 +61,15 @@ func refuel(ctx context.Context, mod api.Module, _ []uint64) {
 }
 
 // newRuntime returns a runtime that provides the meter's import.
+// engines are wazero's two engines, by name: a rewritten module must
+// behave alike on both.
+func engines() map[string]wazero.RuntimeConfig {
+	return map[string]wazero.RuntimeConfig{
+		"compiler":    wazero.NewRuntimeConfig(),
+		"interpreter": wazero.NewRuntimeConfigInterpreter(),
+	}
+}
+
 func newRuntime(t testing.TB, cfg wazero.RuntimeConfig) wazero.Runtime {
 	t.Helper()
 	ctx := context.Background()

@@ -108,10 +108,7 @@ func instantiateEnv(t testing.TB, r wazero.Runtime) {
 func TestFunctionIndicesRenumbered(t *testing.T) {
 	ctx := context.Background()
 	wasm := indexed().Bytes()
-	for name, cfg := range map[string]wazero.RuntimeConfig{
-		"compiler":    wazero.NewRuntimeConfig(),
-		"interpreter": wazero.NewRuntimeConfigInterpreter(),
-	} {
+	for name, cfg := range engines() {
 		t.Run(name, func(t *testing.T) {
 			r := newRuntime(t, cfg)
 			defer r.Close(ctx)
