@@ -74,14 +74,7 @@ func TestCompileBombsAreRefused(t *testing.T) {
 	s := newSandbox(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := s.Run(context.Background(), tc.module, nil, testLimits())
-			var f *Failure
-			if !errors.As(err, &f) || f.Kind != TrapBadModule || !errors.Is(err, ErrInvalidModule) {
-				t.Fatalf("err = %v, want a bad_module Failure", err)
-			}
-			if !strings.Contains(err.Error(), tc.message) {
-				t.Fatalf("error %q does not say %q", err, tc.message)
-			}
+			wantRefused(t, s, tc.module, tc.message)
 		})
 	}
 }
@@ -156,5 +149,19 @@ func TestCompilingTakesNoWorker(t *testing.T) {
 	// The module whose caller gave up compiles for the next caller.
 	if out, _, err := s.Run(ctx, countModule(7), nil, testLimits()); err != nil || string(out) != "ok" {
 		t.Fatalf("after the compiler is free: %q, %v", out, err)
+	}
+}
+
+// wantRefused runs module and expects it refused before it runs: a
+// bad_module Failure whose message says message.
+func wantRefused(t *testing.T, s *Sandbox, module []byte, message string) {
+	t.Helper()
+	_, _, err := s.Run(context.Background(), module, nil, testLimits())
+	var f *Failure
+	if !errors.As(err, &f) || f.Kind != TrapBadModule || !errors.Is(err, ErrInvalidModule) {
+		t.Fatalf("err = %v, want a bad_module Failure", err)
+	}
+	if !strings.Contains(err.Error(), message) {
+		t.Fatalf("error %q does not say %q", err, message)
 	}
 }

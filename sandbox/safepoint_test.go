@@ -10,7 +10,6 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/proofmesh/proofmesh/sandbox/internal/meter"
-	wt "github.com/proofmesh/proofmesh/sandbox/internal/wasmtest"
 )
 
 // TestGCDoesNotWaitForGuest: a guest spinning in loop { br 0 }, which
@@ -84,16 +83,7 @@ func TestRefuelStopsWhereTheBudgetDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// countdown(n) loops n times: 2 fuel at entry (loop, end), 6 a turn.
-	countdown := wt.Module{
-		Types: []wt.Type{{Params: []byte{wt.I32}}},
-		Funcs: []wt.Func{{Code: wt.Cat(
-			wt.Loop,
-			wt.LocalGet(0), wt.I32Const(1), wt.I32Sub, wt.LocalTee(0), wt.BrIf(0),
-			wt.End, wt.End,
-		)}},
-		Exports: []wt.Export{{Name: "run", Kind: wt.KindFunc}},
-	}
-	res, err := meter.Instrument(countdown.Bytes(), meter.Bounds{})
+	res, err := meter.Instrument(countdownLoop(), meter.Bounds{})
 	if err != nil {
 		t.Fatal(err)
 	}

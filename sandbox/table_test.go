@@ -3,9 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -134,14 +132,7 @@ func TestTablesOutOfBounds(t *testing.T) {
 	s := newSandbox(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := s.Run(context.Background(), tc.module, nil, testLimits())
-			var f *Failure
-			if !errors.As(err, &f) || f.Kind != TrapBadModule || !errors.Is(err, ErrInvalidModule) {
-				t.Fatalf("err = %v, want a bad_module Failure", err)
-			}
-			if !strings.Contains(err.Error(), tc.message) {
-				t.Fatalf("err = %q, want it to say %q", err, tc.message)
-			}
+			wantRefused(t, s, tc.module, tc.message)
 		})
 	}
 }
