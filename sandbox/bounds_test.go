@@ -107,6 +107,7 @@ func TestBuiltInGuestsWithinBounds(t *testing.T) {
 			{"locals", res.MaxLocals, d.MaxLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
 			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight},
 			{"tables", res.Tables, d.MaxTables}, {"table entries", res.MaxTableMin, d.MaxTableEntries},
+			{"element entries", res.Elements, d.MaxElements},
 		} {
 			if c.v > c.bound/2 {
 				t.Errorf("%s: %s %d, more than half the bound %d", name, c.what, c.v, c.bound)

@@ -61,6 +61,12 @@ type Config struct {
 	// gives every table this maximum (or its own, if lower) and table.grow
 	// past it returns -1; a table whose minimum is larger is refused.
 	MaxTableEntries int
+	// MaxElements bounds the entries of a module's element segments
+	// together: wazero keeps tens of bytes of the Go heap for each when
+	// it compiles the module (and the compiled module is cached), and 8
+	// bytes of each passive one in every instance, outside the memory
+	// limit.
+	MaxElements int
 }
 
 // DefaultConfig returns a complete configuration.
@@ -96,6 +102,11 @@ func DefaultConfig() Config {
 		// LLVM and Go emit one table, wasm-bindgen two: 16 tables of 2^16
 		// entries are 8 MiB at most.
 		MaxTables: 16,
+		// The Go guests' one segment has 6,244 and 6,535 entries, one
+		// per function in their table; no table holds more than
+		// MaxTableEntries. A 4 MiB module of 2^22 one-byte entries had
+		// the heap grow by 386 MiB; 2^16 entries are a few MiB.
+		MaxElements: 1 << 16,
 	}
 }
 
@@ -106,7 +117,7 @@ func (c Config) withDefaults() Config {
 		{&c.Compilers, &d.Compilers}, {&c.MaxNesting, &d.MaxNesting}, {&c.MaxFunctions, &d.MaxFunctions},
 		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
 		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
-		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries},
+		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries}, {&c.MaxElements, &d.MaxElements},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.d
@@ -120,7 +131,7 @@ func (c Config) bounds() meter.Bounds {
 	return meter.Bounds{
 		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
 		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
-		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries,
+		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries, MaxElements: c.MaxElements,
 	}
 }
 

@@ -145,3 +145,33 @@ func TestTablesOutOfBounds(t *testing.T) {
 		})
 	}
 }
+
+// elementsModule is a command with one passive element segment of n
+// entries, each naming function 0 in one byte: wazero keeps every entry
+// as a constant expression of its own when it compiles the module (and
+// the compiled module is cached), and 8 bytes of it in each instance,
+// outside the memory limit: a 4 MiB module had the heap grow by 386 MiB.
+func elementsModule(n int) []byte {
+	m := command(wt.End)
+	m.Elements = [][]byte{wt.Cat([]byte{0x01, 0x00}, wt.U32(uint32(n)), make([]byte, n))}
+	return m.Bytes()
+}
+
+// TestElementsBounded: the entries of a module's element segments are
+// bounded (MaxElements) before wazero sees them; a module at the bound
+// runs.
+func TestElementsBounded(t *testing.T) {
+	s := newSandbox(t)
+	ctx := context.Background()
+	n := DefaultConfig().MaxElements
+	if n <= 0 {
+		t.Fatal("no default MaxElements")
+	}
+	if _, _, err := s.Run(ctx, elementsModule(n), nil, DefaultLimits()); err != nil {
+		t.Fatalf("module at the bound: %v", err)
+	}
+	err := s.Check(elementsModule(4 << 20))
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "element") {
+		t.Fatalf("4 Mi element entries: %v, want ErrInvalidModule naming the elements", err)
+	}
+}
