@@ -67,6 +67,11 @@ type Config struct {
 	// bytes of each passive one in every instance, outside the memory
 	// limit.
 	MaxElements int
+	// MaxTypes, MaxGlobals and MaxDataSegments bound a module's function
+	// types, globals and data segments: wazero keeps tens of bytes of the
+	// Go heap for each, outside the memory limit (a 3 MiB module of types
+	// grew the heap by 284 MiB).
+	MaxTypes, MaxGlobals, MaxDataSegments int
 }
 
 // DefaultConfig returns a complete configuration.
@@ -102,11 +107,16 @@ func DefaultConfig() Config {
 		// LLVM and Go emit one table, wasm-bindgen two: 16 tables of 2^16
 		// entries are 8 MiB at most.
 		MaxTables: 16,
-		// The Go guests' one segment has 6,244 and 6,535 entries, one
-		// per function in their table; no table holds more than
+		// The Go guests' element segments hold 2,439 and 2,148 entries;
+		// no table holds more than
 		// MaxTableEntries. A 4 MiB module of 2^22 one-byte entries had
 		// the heap grow by 386 MiB; 2^16 entries are a few MiB.
 		MaxElements: 1 << 16,
+		// Compilers emit a type per distinct signature and a few globals
+		// (the Go guests 13 and 8; 2^14 of each are a few MiB of heap),
+		// LLVM a data segment per section but Go one per symbol (41,927
+		// and 37,007 in the Go guests; 2^18 are about 20 MiB).
+		MaxTypes: 1 << 14, MaxGlobals: 1 << 14, MaxDataSegments: 1 << 18,
 	}
 }
 
@@ -118,6 +128,7 @@ func (c Config) withDefaults() Config {
 		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
 		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
 		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries}, {&c.MaxElements, &d.MaxElements},
+		{&c.MaxTypes, &d.MaxTypes}, {&c.MaxGlobals, &d.MaxGlobals}, {&c.MaxDataSegments, &d.MaxDataSegments},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.d
@@ -132,6 +143,7 @@ func (c Config) bounds() meter.Bounds {
 		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
 		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
 		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries, MaxElements: c.MaxElements,
+		MaxTypes: c.MaxTypes, MaxGlobals: c.MaxGlobals, MaxDataSegments: c.MaxDataSegments,
 	}
 }
 
