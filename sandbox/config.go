@@ -61,8 +61,8 @@ type Config struct {
 	// gives every table this maximum (or its own, if lower) and table.grow
 	// past it returns -1; a table whose minimum is larger is refused.
 	MaxTableEntries int
-	// MaxElements bounds the entries of a module's element segments
-	// together: wazero keeps tens of bytes of the Go heap for each when
+	// MaxElements bounds a module's element segments and their entries
+	// together (a segment counts one, each entry one): wazero keeps tens of bytes of the Go heap for each when
 	// it compiles the module (and the compiled module is cached), and 8
 	// bytes of each passive one in every instance, outside the memory
 	// limit.

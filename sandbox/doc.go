@@ -76,8 +76,8 @@
 //     Config.MaxTables (16) tables, is refused (ErrInvalidModule), and an
 //     imported table too, like any import but WASI's functions
 //     (TestTableGrowIsBounded, TestTableFillOfLargestTable,
-//     TestTablesOutOfBounds). The entries of element segments are bounded
-//     too, Config.MaxElements (2^16) for all segments together: wazero
+//     TestTablesOutOfBounds). Element segments and their entries are
+//     bounded too, Config.MaxElements (2^16) for all together: wazero
 //     keeps tens of bytes of Go heap for each in the compiled module and
 //     8 bytes of each passive one in every instance, so a 4 MiB module of
 //     one-byte entries had the heap grow by 386 MiB (TestElementsBounded).

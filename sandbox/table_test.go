@@ -157,9 +157,9 @@ func elementsModule(n int) []byte {
 	return m.Bytes()
 }
 
-// TestElementsBounded: the entries of a module's element segments are
-// bounded (MaxElements) before wazero sees them; a module at the bound
-// runs.
+// TestElementsBounded: a module's element segments and their entries
+// are bounded (MaxElements) before wazero sees them; a module at the
+// bound (one segment, n-1 entries) runs.
 func TestElementsBounded(t *testing.T) {
 	s := newSandbox(t)
 	ctx := context.Background()
@@ -167,11 +167,21 @@ func TestElementsBounded(t *testing.T) {
 	if n <= 0 {
 		t.Fatal("no default MaxElements")
 	}
-	if _, _, err := s.Run(ctx, elementsModule(n), nil, DefaultLimits()); err != nil {
+	if _, _, err := s.Run(ctx, elementsModule(n-1), nil, DefaultLimits()); err != nil {
 		t.Fatalf("module at the bound: %v", err)
 	}
 	err := s.Check(elementsModule(4 << 20))
 	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "element") {
 		t.Fatalf("4 Mi element entries: %v, want ErrInvalidModule naming the elements", err)
+	}
+	// Empty segments, three bytes each, cost as much heap: a 3 MiB module
+	// of them grew it by 93 MiB.
+	m := command(wt.End)
+	for range n + 1 {
+		m.Elements = append(m.Elements, []byte{0x01, 0x00, 0x00})
+	}
+	err = s.Check(m.Bytes())
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "element") {
+		t.Fatalf("%d empty element segments: %v, want ErrInvalidModule naming the elements", n+1, err)
 	}
 }

@@ -158,12 +158,14 @@ type Bounds struct {
 	// that table.grow past it returns -1 (on every node alike) instead
 	// of allocating, and refuses a table whose minimum is above it.
 	MaxTableEntries int
-	// MaxElements bounds the entries of all element segments together:
-	// wazero keeps each entry as a constant expression of its own in the
-	// compiled module (tens of bytes, for one byte of the module) and 8
-	// bytes of each passive one in every instance, outside any memory
-	// limit; a 4 MiB module of one-byte entries had the heap grow by 386
-	// MiB.
+	// MaxElements bounds the element segments and their entries
+	// together (each segment counts one, and each entry one): wazero
+	// keeps each entry as a constant expression of its own in the
+	// compiled module (tens of bytes, for one byte of the module), 8
+	// bytes of each passive one in every instance, and as much for each
+	// segment, outside any memory limit; a 4 MiB module of one-byte
+	// entries had the heap grow by 386 MiB, a 3 MiB module of empty
+	// segments by 93 MiB.
 	MaxElements int
 	// MaxTypes, MaxGlobals and MaxDataSegments bound the function
 	// types, the globals (imported and defined) and the data segments of
@@ -250,7 +252,7 @@ type Result struct {
 	// Tables is the number of tables, imported and defined, and
 	// MaxTableMin the largest minimum size of one, in entries.
 	Tables, MaxTableMin int
-	// Elements is the number of entries of all element segments.
+	// Elements is the number of element segments plus their entries.
 	Elements int
 	// Types, Globals (imported and defined) and DataSegments are the
 	// module's counts of each.
@@ -687,7 +689,7 @@ func (m *module) readTables(r *reader) ([]byte, error) {
 // readElements checks the element section's structure, so that no count
 // in it is larger than the bytes that follow (the runtime sizes its
 // tables by these counts before it reads the elements), bounds the
-// entries of all segments (MaxElements), and returns it
+// segments and their entries (MaxElements), and returns it
 // with its function indices renumbered: in the vectors of indices (flags
 // 0 to 3) and in the ref.func of expressions (offsets, flags 4 to 7).
 func (m *module) readElements(r *reader) ([]byte, error) {
@@ -734,9 +736,9 @@ func (m *module) readElements(r *reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		m.res.Elements += k
+		m.res.Elements += 1 + k // the segment and its entries
 		if b := m.bounds.MaxElements; b > 0 && m.res.Elements > b {
-			return nil, fmt.Errorf("%w: element segments of %d entries or more, limit %d", ErrBound, m.res.Elements, b)
+			return nil, fmt.Errorf("%w: element segments and entries, %d or more, limit %d", ErrBound, m.res.Elements, b)
 		}
 		out = appendU32(out, uint32(k))
 		for range k {
