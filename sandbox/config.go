@@ -45,6 +45,10 @@ type Config struct {
 	MaxFunctions int
 	// MaxLocals bounds the locals of one function (at most 50,000).
 	MaxLocals int
+	// MaxTotalLocals bounds the locals of all functions together: wazero
+	// keeps about 8 bytes of the Go heap for each, outside the memory
+	// limit.
+	MaxTotalLocals int
 	// MaxBodyBytes bounds the code of one function, in bytes.
 	MaxBodyBytes int
 	// MaxInstructions bounds the instructions of all functions.
@@ -87,9 +91,12 @@ func DefaultConfig() Config {
 		// Measured on the Go guests (GOOS=wasip1): mimc.wasm nests 549
 		// deep, an 11 MB Go program 570 (Go opens one block per call
 		// site of a function). A bomb of 200,000 nested blocks is 600 KB.
-		MaxNesting:      2048,
-		MaxFunctions:    50_000,    // an 11 MB Go program has 6,553
-		MaxLocals:       50_000,    // as V8 and wasmtime; Go uses 20
+		MaxNesting:   2048,
+		MaxFunctions: 50_000, // an 11 MB Go program has 6,553
+		MaxLocals:    50_000, // as V8 and wasmtime; Go uses 20
+		// 500 functions of 50,000 locals, a module of 4 KB, grew the heap
+		// by 193 MiB; 2^20 locals are about 8 MiB.
+		MaxTotalLocals:  1 << 20,
 		MaxBodyBytes:    1 << 20,   // Go's largest: 50 KB; V8 allows 7.6 MB
 		MaxInstructions: 8_000_000, // an 11 MB Go program has 3.2 million
 		// An 11 MB Go program weighs 5.3·10^7, mimc.wasm 1.8·10^7; 8,000
@@ -125,7 +132,7 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	for _, f := range []struct{ v, d *int }{
 		{&c.Compilers, &d.Compilers}, {&c.MaxNesting, &d.MaxNesting}, {&c.MaxFunctions, &d.MaxFunctions},
-		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
+		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxTotalLocals, &d.MaxTotalLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
 		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
 		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries}, {&c.MaxElements, &d.MaxElements},
 		{&c.MaxTypes, &d.MaxTypes}, {&c.MaxGlobals, &d.MaxGlobals}, {&c.MaxDataSegments, &d.MaxDataSegments},
@@ -140,7 +147,7 @@ func (c Config) withDefaults() Config {
 // bounds are the structure bounds for package meter.
 func (c Config) bounds() meter.Bounds {
 	return meter.Bounds{
-		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
+		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals, MaxTotalLocals: c.MaxTotalLocals,
 		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
 		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries, MaxElements: c.MaxElements,
 		MaxTypes: c.MaxTypes, MaxGlobals: c.MaxGlobals, MaxDataSegments: c.MaxDataSegments,

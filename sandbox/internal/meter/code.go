@@ -122,6 +122,11 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 			return nil, fmt.Errorf("%w: function %d nests blocks %d deep, limit %d", ErrBound, idx, fn.maxDepth, b.MaxNesting)
 		}
 		res := &m.res
+		res.Locals += fn.locals
+		if b.MaxTotalLocals > 0 && res.Locals > b.MaxTotalLocals {
+			return nil, fmt.Errorf("%w: functions %d to %d declare %d locals, limit %d",
+				ErrBound, m.importFuncs, idx, res.Locals, b.MaxTotalLocals)
+		}
 		res.Instructions += fn.instructions
 		if b.MaxInstructions > 0 && res.Instructions > b.MaxInstructions {
 			return nil, fmt.Errorf("%w: functions %d to %d hold %d instructions, limit %d",

@@ -138,6 +138,12 @@ type Bounds struct {
 	// MaxLocals bounds the locals one function declares, parameters not
 	// included; MaxLocals (the constant) applies in any case.
 	MaxLocals int
+	// MaxTotalLocals bounds the locals all functions declare together:
+	// wazero keeps about 8 bytes of Go heap for each in the compiled
+	// module, outside any memory limit, and MaxLocals in each of
+	// MaxFunctions functions is billions (500 functions of 50,000
+	// locals, a module of 4 KB, grew the heap by 193 MiB).
+	MaxTotalLocals int
 	// MaxBodyBytes bounds the size of one function body, in bytes.
 	MaxBodyBytes int
 	// MaxInstructions bounds the instructions of all function bodies
@@ -246,6 +252,8 @@ type Result struct {
 	// the most locals and the largest body of any function, and the
 	// instructions of all bodies.
 	MaxNesting, MaxLocals, MaxBodyBytes, Instructions int
+	// Locals is the number of locals all functions declare.
+	Locals int
 	// MaxControl is the most control instructions of any function, and
 	// ControlWeight the sum of their squares (see Bounds).
 	MaxControl, ControlWeight int
