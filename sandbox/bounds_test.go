@@ -105,7 +105,7 @@ func TestBuiltInGuestsWithinBounds(t *testing.T) {
 		}{
 			{"nesting", res.MaxNesting, d.MaxNesting}, {"functions", res.Functions, d.MaxFunctions},
 			{"locals", res.MaxLocals, d.MaxLocals}, {"module locals", res.Locals, d.MaxTotalLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
-			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight},
+			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight}, {"label weight", res.LabelWeight, d.MaxLabelWeight},
 			{"tables", res.Tables, d.MaxTables}, {"table entries", res.MaxTableMin, d.MaxTableEntries},
 			{"element entries", res.Elements, d.MaxElements},
 			{"types", res.Types, d.MaxTypes}, {"globals", res.Globals, d.MaxGlobals}, {"data segments", res.DataSegments, d.MaxDataSegments},
@@ -216,5 +216,26 @@ func TestModuleLocalsBounded(t *testing.T) {
 	err := s.Check(m.Bytes())
 	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "locals") {
 		t.Fatalf("100 functions of %d locals: %v, want ErrInvalidModule naming the locals", d.MaxLocals, err)
+	}
+}
+
+// TestBrTableBombRefused: a br_table counts one control instruction
+// whatever its labels, but wazero compiles each label as a branch, in
+// time and memory that grow with their square: one br_table of 80,000
+// labels, a module of 80 KB, took 4 s and 181 MiB to compile (and the
+// compiled module is cached), one of a million in a 1 MiB body more than
+// 5 minutes. The labels are bounded (MaxLabelWeight) before wazero sees
+// the module.
+func TestBrTableBombRefused(t *testing.T) {
+	const labels = 80_000
+	m := command(wt.Cat([]byte{0x02, 0x40}, wt.I32Const(0), []byte{0x0e}, wt.U32(labels), make([]byte, labels+1), wt.End, wt.End))
+	s := newSandbox(t)
+	start := time.Now()
+	err := s.Check(m.Bytes())
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "br_table labels") {
+		t.Fatalf("a br_table of %d labels: %v, want ErrInvalidModule naming the labels", labels, err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("refused in %s, want at once", took)
 	}
 }

@@ -137,6 +137,11 @@ func (m *module) rewriteCode(r *reader, fuel uint32) ([]byte, error) {
 			return nil, fmt.Errorf("%w: function %d has %d branches and blocks, which brings the module's control weight to %d, limit %d",
 				ErrBound, idx, fn.control, res.ControlWeight, b.MaxControlWeight)
 		}
+		res.LabelWeight += fn.labels * fn.labels // < 2^31 * 2^31: no overflow
+		if b.MaxLabelWeight > 0 && res.LabelWeight > b.MaxLabelWeight {
+			return nil, fmt.Errorf("%w: function %d has %d br_table labels, which brings the module's label weight to %d, limit %d",
+				ErrBound, idx, fn.labels, res.LabelWeight, b.MaxLabelWeight)
+		}
 		res.MaxControl = max(res.MaxControl, fn.control)
 		res.MaxNesting = max(res.MaxNesting, fn.maxDepth)
 		res.MaxLocals = max(res.MaxLocals, fn.locals)
@@ -162,6 +167,7 @@ type funcState struct {
 	bulk         int // bulk instructions, each charged to the bytes moved
 	maxDepth     int // of nested blocks
 	control      int // block, loop, if, else, br, br_if, br_table
+	labels       int // of its br_tables
 	instructions int
 	costs        []int // per region: instructions executed per entry
 	stack        []frame
@@ -172,7 +178,7 @@ type funcState struct {
 
 func (f *funcState) reset(m *module, r *reader) {
 	f.m, f.r = m, r
-	f.locals, f.maxDepth, f.instructions, f.control, f.bulk = 0, 0, 0, 0, 0
+	f.locals, f.maxDepth, f.instructions, f.control, f.bulk, f.labels = 0, 0, 0, 0, 0, 0
 	f.costs = f.costs[:0]
 	f.stack = f.stack[:0]
 	f.loops = 0
@@ -332,6 +338,7 @@ func (f *funcState) immediates(op byte, at int) error {
 	case op == opBrTable:
 		var n int
 		if n, err = r.count(1); err == nil {
+			f.labels += n
 			for i := 0; i <= n && err == nil; i++ { // n labels and the default
 				_, err = r.u32()
 			}
