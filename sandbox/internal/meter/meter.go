@@ -138,7 +138,8 @@ type Bounds struct {
 	// MaxLocals bounds the locals one function declares, parameters not
 	// included; MaxLocals (the constant) applies in any case.
 	MaxLocals int
-	// MaxTotalLocals bounds the locals all functions declare together:
+	// MaxTotalLocals bounds the locals all functions declare together,
+	// their parameters included:
 	// wazero keeps about 8 bytes of Go heap for each in the compiled
 	// module, outside any memory limit, and MaxLocals in each of
 	// MaxFunctions functions is billions (500 functions of 50,000
@@ -259,7 +260,8 @@ type Result struct {
 	// the most locals and the largest body of any function, and the
 	// instructions of all bodies.
 	MaxNesting, MaxLocals, MaxBodyBytes, Instructions int
-	// Locals is the number of locals all functions declare.
+	// Locals is the number of locals all functions declare, their
+	// parameters included.
 	Locals int
 	// MaxControl is the most control instructions of any function, and
 	// ControlWeight the sum of their squares (see Bounds).
@@ -625,6 +627,9 @@ func (m *module) readTypes(r *reader) error {
 			k, err := r.count(1)
 			if err != nil {
 				return err
+			}
+			if k > MaxTypeValues {
+				return fmt.Errorf("%w: type %d has %d %s, limit %d", ErrBound, len(m.types), k, [2]string{"parameters", "results"}[i], MaxTypeValues)
 			}
 			if i == 0 {
 				m.params = append(m.params, k)
