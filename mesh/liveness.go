@@ -208,7 +208,15 @@ func (m *Mesh) probeWorker() {
 			seq := m.table.lastSeq(a.Peer)
 			m.live.mu.Lock()
 			delete(m.live.pending, a.Peer)
-			acts := m.live.det.ProbeResult(a.Peer, err == nil, seq, time.Now())
+			var acts []protocol.LivenessAction
+			if !errors.Is(err, errNoConnection) {
+				// A probe that may not dial and found the connection
+				// gone tried nothing: no evidence (a trimmed connection
+				// is not a death; its loss is the detector's
+				// ConnectionLost, which dials). Reported, it would
+				// confirm a liar's claim queued before the trim.
+				acts = m.live.det.ProbeResult(a.Peer, err == nil, seq, time.Now())
+			}
 			m.live.mu.Unlock()
 			if m.ctx.Err() == nil {
 				m.act(acts)

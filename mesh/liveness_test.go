@@ -162,3 +162,38 @@ func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
 		t.Fatalf("after a successful probe: %s", p.Status)
 	}
 }
+
+// A probe that may not dial and finds the connection gone (trimmed, or
+// closed by the suspect's connection manager after a liar's claim queued
+// the probe) is no evidence of a death: it must not confirm someone
+// else's claim, which would be gossiped and shorten every node's wait.
+func TestProbeWithoutConnectionConfirmsNothing(t *testing.T) {
+	m := newTestMesh(t, "testnet", slowHeartbeats)
+	_, suspect := newIdentity(t)
+	_, liar := newIdentity(t)
+	caps := protocol.Capabilities{"cpu_cores": int64(2)}
+	hb := heartbeatFrom(suspect, 10, caps)
+	if _, _, err := m.table.observe(&hb, caps, suspect, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	claim := &protocol.Suspicion{Suspect: suspect.String(), Seq: 10, Time: time.Now().UnixMilli()}
+	m.live.mu.Lock()
+	_, err := m.live.det.Claim(suspect, liar, claim, 10, 0, true, time.Now())
+	m.live.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The probe the claim asked for, run after the connection closed.
+	m.enqueueProbe(protocol.LivenessAction{Kind: protocol.ActProbe, Peer: suspect})
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(m.met.liveness.WithLabelValues("probe_failed")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the probe never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := testutil.ToFloat64(m.met.liveness.WithLabelValues("claimed")); n != 0 {
+		t.Fatalf("a probe that found no connection was gossiped as a confirmation (%v claims)", n)
+	}
+}

@@ -164,6 +164,10 @@ type LivenessAction struct {
 type suspicion struct {
 	since time.Time
 	seq   uint64 // a refutation must be above it
+	// raised is when a claim last raised seq (zero: never): a refutation
+	// of the old bar no longer counts, so the suspect has at least the
+	// minimum wait from then to answer the new one.
+	raised time.Time
 	// by are the distinct nodes that claimed it (this node's own id for
 	// its own evidence), at most Confirmations+1: the first, then the
 	// confirmations that shorten the wait.
@@ -198,6 +202,19 @@ func (d *Detector) timeout(s *suspicion) time.Duration {
 	}
 	frac := math.Log(float64(c)+1) / math.Log(float64(k)+1)
 	return maxT - time.Duration(frac*float64(maxT-minT))
+}
+
+// expired reports whether s waited out its timeout, and, if a claim
+// raised its bar, the minimum wait since (MinSuspicionTimeout, or
+// SuspicionTimeout without one): a claim's seq may run ahead of the
+// suspect's by the clock skew, so a liar raising the bar just before the
+// wait ends would otherwise leave the suspect no time to answer it.
+func (d *Detector) expired(s *suspicion, now time.Time) bool {
+	floor := d.cfg.MinSuspicionTimeout
+	if floor <= 0 || floor > d.cfg.SuspicionTimeout {
+		floor = d.cfg.SuspicionTimeout
+	}
+	return now.Sub(s.since) >= d.timeout(s) && (s.raised.IsZero() || now.Sub(s.raised) >= floor)
 }
 
 // Detector holds the suspicions of one node. It is a pure state machine:
@@ -306,7 +323,10 @@ const ownEvidence = peer.ID("")
 // refuted (ErrStale: p's answer overtook it); one covered by a suspicion
 // held is a duplicate (ErrDuplicate) unless it comes from a claimant not
 // yet counted, which confirms the suspicion and shortens its wait
-// (DetectorConfig.Confirmations); one beyond MaxSuspects is not taken
+// (DetectorConfig.Confirmations), and one with a later seq raises the
+// bar, leaving the suspect at least the minimum wait from then to answer
+// it (a liar's raise just before the wait ends cannot outrun the
+// refutation); one beyond MaxSuspects is not taken
 // (ErrNotYet). A claim taken starts the suspicion clock, with a bar of the
 // claim's seq or ours, whichever is higher, and a probe if a connection is
 // open and p did not answer one within ConfirmedFor (a liar's claims cost
@@ -325,7 +345,9 @@ func (d *Detector) Claim(p, claimant peer.ID, c *Suspicion, seq, refuted uint64,
 		if bar <= s.seq && !confirms {
 			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
 		}
-		s.seq = max(s.seq, bar)
+		if bar > s.seq {
+			s.seq, s.raised = bar, now
+		}
 		return nil, nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
@@ -347,14 +369,15 @@ func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
 }
 
 // Tick declares down every suspect whose suspicion outlived its timeout
-// (SuspicionTimeout, shortened by confirmations) without a refutation, and forgets it (the down mark lives in the peer
+// (SuspicionTimeout, shortened by confirmations; at least the minimum
+// wait after a claim raised its bar) without a refutation, and forgets it (the down mark lives in the peer
 // table until a heartbeat above its Seq or a successful probe); and asks
 // for the second probe of every first strike that is due (the driver
 // skips a probe already queued or running).
 func (d *Detector) Tick(now time.Time) []LivenessAction {
 	var out []LivenessAction
 	for p, s := range d.suspects {
-		if now.Sub(s.since) >= d.timeout(s) {
+		if d.expired(s, now) {
 			out = append(out, LivenessAction{Kind: ActDown, Peer: p, Seq: s.seq})
 			delete(d.suspects, p)
 		}

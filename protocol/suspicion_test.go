@@ -212,6 +212,33 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	// A liar confirms a suspicion with 3 identities, then, just before
+	// the shortened wait ends, raises its bar (a claim's seq may run
+	// ahead of the suspect's by the skew): the refutation the suspect
+	// sent for the old bar no longer counts, and it had only the time
+	// left of the old wait to answer the new one.
+	t.Run("a raised bar leaves the suspect the minimum wait to refute it", func(t *testing.T) {
+		d := NewDetector(cfg)
+		liars := make([]peer.ID, cfg.Confirmations+1)
+		for i := range liars {
+			_, liars[i] = newKey(t)
+			if _, err := d.Claim(x, liars[i], claim(3), 3, 0, false, at(0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		raise := cfg.MinSuspicionTimeout - 10*time.Millisecond
+		if _, err := d.Claim(x, liars[0], claim(1000), 3, 0, false, at(raise)); err != nil {
+			t.Fatal(err)
+		}
+		d.Heartbeat(x, 4) // the refutation of the old bar, overtaken
+		if acts := d.Tick(at(cfg.MinSuspicionTimeout)); hasKind(acts, ActDown) {
+			t.Fatalf("down %s after its bar was raised, want %s to refute it", cfg.MinSuspicionTimeout-raise, cfg.MinSuspicionTimeout)
+		}
+		if acts := d.Tick(at(raise + cfg.MinSuspicionTimeout)); !hasKind(acts, ActDown) {
+			t.Fatalf("not down %s after the raised bar", cfg.MinSuspicionTimeout)
+		}
+	})
+
 	t.Run("this node's own failed probe confirms another's claim", func(t *testing.T) {
 		d := NewDetector(cfg)
 		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {

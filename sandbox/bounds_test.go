@@ -97,9 +97,11 @@ func TestBuiltInGuestsWithinBounds(t *testing.T) {
 			v, bound int
 		}{
 			{"nesting", res.MaxNesting, d.MaxNesting}, {"functions", res.Functions, d.MaxFunctions},
-			{"locals", res.MaxLocals, d.MaxLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
-			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight},
+			{"locals", res.MaxLocals, d.MaxLocals}, {"module locals", res.Locals, d.MaxTotalLocals}, {"body bytes", res.MaxBodyBytes, d.MaxBodyBytes},
+			{"instructions", res.Instructions, d.MaxInstructions}, {"control weight", res.ControlWeight, d.MaxControlWeight}, {"label weight", res.LabelWeight, d.MaxLabelWeight},
 			{"tables", res.Tables, d.MaxTables}, {"table entries", res.MaxTableMin, d.MaxTableEntries},
+			{"element entries", res.Elements, d.MaxElements},
+			{"types", res.Types, d.MaxTypes}, {"globals", res.Globals, d.MaxGlobals}, {"data segments", res.DataSegments, d.MaxDataSegments},
 		} {
 			if c.v > c.bound/2 {
 				t.Errorf("%s: %s %d, more than half the bound %d", name, c.what, c.v, c.bound)
@@ -149,6 +151,129 @@ func TestCompilingTakesNoWorker(t *testing.T) {
 	// The module whose caller gave up compiles for the next caller.
 	if out, _, err := s.Run(ctx, countModule(7), nil, testLimits()); err != nil || string(out) != "ok" {
 		t.Fatalf("after the compiler is free: %q, %v", out, err)
+	}
+}
+
+// TestDeclarationsBounded: wazero keeps tens of bytes of the Go heap for
+// each type, global and data segment of a module, outside the memory
+// limit (modules of 3, 5 and 2 MiB of them grew the heap by 284, 142 and
+// 80 MiB): one past each bound is refused before wazero sees the module,
+// naming the count; a module at the bounds runs.
+func TestDeclarationsBounded(t *testing.T) {
+	d := DefaultConfig()
+	build := func(types, globals, data int) []byte {
+		m := command(wt.End)
+		for len(m.Types) < types {
+			m.Types = append(m.Types, wt.Type{Params: []byte{wt.I64}})
+		}
+		for range globals {
+			m.Globals = append(m.Globals, wt.Global{Type: wt.I32, Init: wt.Cat(wt.I32Const(0), wt.End)})
+		}
+		for range data {
+			m.Passive = append(m.Passive, nil)
+		}
+		return m.Bytes()
+	}
+	s := newSandbox(t)
+	if _, _, err := s.Run(context.Background(), build(d.MaxTypes, d.MaxGlobals, d.MaxDataSegments), nil, DefaultLimits()); err != nil {
+		t.Fatalf("module at the bounds: %v", err)
+	}
+	for _, c := range []struct {
+		what                 string
+		types, globals, data int
+	}{
+		{"types", d.MaxTypes + 1, 0, 0},
+		{"globals", 0, d.MaxGlobals + 1, 0},
+		{"data segments", 0, 0, d.MaxDataSegments + 1},
+	} {
+		err := s.Check(build(c.types, c.globals, c.data))
+		if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), c.what) {
+			t.Errorf("one past the bound of %s: %v, want ErrInvalidModule naming them", c.what, err)
+		}
+	}
+}
+
+// TestModuleLocalsBounded: wazero keeps about 8 bytes of Go heap for each
+// local a function declares, in the compiled (and cached) module; 500
+// functions of 50,000 locals each, a module of 4 KB, grew the heap by
+// 193 MiB, and MaxFunctions of them would have been 19 GB. The locals of
+// all functions together are bounded (MaxTotalLocals), before wazero
+// sees the module.
+func TestModuleLocalsBounded(t *testing.T) {
+	d := DefaultConfig()
+	m := command(wt.End)
+	for range 100 {
+		m.Funcs = append(m.Funcs, wt.Func{Type: 0, Locals: wt.Cat([]byte{1}, wt.U32(uint32(d.MaxLocals)), []byte{wt.I32}), Code: wt.End})
+	}
+	s := newSandbox(t)
+	err := s.Check(m.Bytes())
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "locals") {
+		t.Fatalf("100 functions of %d locals: %v, want ErrInvalidModule naming the locals", d.MaxLocals, err)
+	}
+}
+
+// TestBrTableBombRefused: a br_table counts one control instruction
+// whatever its labels, but wazero compiles each label as a branch, in
+// time and memory that grow with their square: one br_table of 80,000
+// labels, a module of 80 KB, took 4 s and 181 MiB to compile (and the
+// compiled module is cached), one of a million in a 1 MiB body more than
+// 5 minutes. The labels are bounded (MaxLabelWeight) before wazero sees
+// the module.
+func TestBrTableBombRefused(t *testing.T) {
+	const labels = 80_000
+	m := command(wt.Cat([]byte{0x02, 0x40}, wt.I32Const(0), []byte{0x0e}, wt.U32(labels), make([]byte, labels+1), wt.End, wt.End))
+	s := newSandbox(t)
+	start := time.Now()
+	err := s.Check(m.Bytes())
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "br_table labels") {
+		t.Fatalf("a br_table of %d labels: %v, want ErrInvalidModule naming the labels", labels, err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("refused in %s, want at once", took)
+	}
+}
+
+// TestParametersBounded: wazero compiles every function in time and
+// memory that grow with its parameters, which MaxLocals does not count:
+// 100 functions of a type of 100,000 parameters, a module of 100 KB,
+// took 9.4 s and allocated 14.7 GB to compile. A type has at most
+// meter.MaxTypeValues parameters (and results), and parameters count
+// toward MaxTotalLocals.
+func TestParametersBounded(t *testing.T) {
+	s := newSandbox(t)
+	for _, c := range []struct {
+		what             string
+		params, fns, ret int
+	}{
+		{"parameters", 100_000, 100, 0},
+		{"parameters", meter.MaxTypeValues + 1, 1, 0},
+		{"results", 0, 1, meter.MaxTypeValues + 1},
+		{"locals", meter.MaxTypeValues, DefaultConfig().MaxTotalLocals/meter.MaxTypeValues + 1, 0},
+	} {
+		m := command(wt.End)
+		typ := uint32(len(m.Types))
+		m.Types = append(m.Types, wt.Type{Params: make([]byte, c.params), Results: make([]byte, c.ret)})
+		for i := range m.Types[typ].Params {
+			m.Types[typ].Params[i] = wt.I32
+		}
+		for i := range m.Types[typ].Results {
+			m.Types[typ].Results[i] = wt.I32
+		}
+		body := wt.End
+		if c.ret > 0 {
+			body = []byte{0x00, 0x0b} // unreachable
+		}
+		for range c.fns {
+			m.Funcs = append(m.Funcs, wt.Func{Type: typ, Code: body})
+		}
+		start := time.Now()
+		err := s.Check(m.Bytes())
+		if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), c.what) {
+			t.Errorf("%d functions of %d parameters and %d results: %v, want ErrInvalidModule naming the %s", c.fns, c.params, c.ret, err, c.what)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("refused in %s, want at once", took)
+		}
 	}
 }
 

@@ -45,6 +45,10 @@ type Config struct {
 	MaxFunctions int
 	// MaxLocals bounds the locals of one function (at most 50,000).
 	MaxLocals int
+	// MaxTotalLocals bounds the locals of all functions together: wazero
+	// keeps about 8 bytes of the Go heap for each, outside the memory
+	// limit.
+	MaxTotalLocals int
 	// MaxBodyBytes bounds the code of one function, in bytes.
 	MaxBodyBytes int
 	// MaxInstructions bounds the instructions of all functions.
@@ -54,6 +58,10 @@ type Config struct {
 	// br_table): wazero compiles a function in time that grows with the
 	// square of its branches.
 	MaxControlWeight int
+	// MaxLabelWeight bounds the sum, over the functions, of the square
+	// of the labels of each one's br_tables: wazero compiles a function
+	// in time and memory that grow with the square of them.
+	MaxLabelWeight int
 	// MaxTables bounds a module's tables, imported and defined.
 	MaxTables int
 	// MaxTableEntries bounds each table, in entries of 8 bytes: wazero
@@ -61,6 +69,17 @@ type Config struct {
 	// gives every table this maximum (or its own, if lower) and table.grow
 	// past it returns -1; a table whose minimum is larger is refused.
 	MaxTableEntries int
+	// MaxElements bounds a module's element segments and their entries
+	// together (a segment counts one, each entry one): wazero keeps tens of bytes of the Go heap for each when
+	// it compiles the module (and the compiled module is cached), and 8
+	// bytes of each passive one in every instance, outside the memory
+	// limit.
+	MaxElements int
+	// MaxTypes, MaxGlobals and MaxDataSegments bound a module's function
+	// types, globals and data segments: wazero keeps tens of bytes of the
+	// Go heap for each, outside the memory limit (a 3 MiB module of types
+	// grew the heap by 284 MiB).
+	MaxTypes, MaxGlobals, MaxDataSegments int
 }
 
 // DefaultConfig returns a complete configuration.
@@ -76,15 +95,22 @@ func DefaultConfig() Config {
 		// Measured on the Go guests (GOOS=wasip1): mimc.wasm nests 549
 		// deep, an 11 MB Go program 570 (Go opens one block per call
 		// site of a function). A bomb of 200,000 nested blocks is 600 KB.
-		MaxNesting:      2048,
-		MaxFunctions:    50_000,    // an 11 MB Go program has 6,553
-		MaxLocals:       50_000,    // as V8 and wasmtime; Go uses 20
+		MaxNesting:   2048,
+		MaxFunctions: 50_000, // an 11 MB Go program has 6,553
+		MaxLocals:    50_000, // as V8 and wasmtime; Go uses 20
+		// 500 functions of 50,000 locals, a module of 4 KB, grew the heap
+		// by 193 MiB; 2^20 locals are about 8 MiB.
+		MaxTotalLocals:  1 << 20,
 		MaxBodyBytes:    1 << 20,   // Go's largest: 50 KB; V8 allows 7.6 MB
 		MaxInstructions: 8_000_000, // an 11 MB Go program has 3.2 million
 		// An 11 MB Go program weighs 5.3·10^7, mimc.wasm 1.8·10^7; 8,000
 		// ifs in one function weigh 6.4·10^7 and compile in 2.3 s on 2
 		// cores, so the heaviest module allowed compiles in seconds.
 		MaxControlWeight: 100_000_000,
+		// One br_table of 80,000 labels (80 KB) compiled in 4 s and
+		// 181 MiB, of 20,000 in 0.37 s and 44 MiB (4·10^8), 100 of
+		// 1,000 in 0.26 s and 3 MiB.
+		MaxLabelWeight: 400_000_000,
 		// A table of 2^16 entries is 512 KiB of the Go heap. The Go guests
 		// declare 6,244 and 6,535 entries and no maximum (one per
 		// function: Go calls through its table); a table of distinct
@@ -96,6 +122,16 @@ func DefaultConfig() Config {
 		// LLVM and Go emit one table, wasm-bindgen two: 16 tables of 2^16
 		// entries are 8 MiB at most.
 		MaxTables: 16,
+		// The Go guests' element segments hold 2,439 and 2,148 entries;
+		// no table holds more than
+		// MaxTableEntries. A 4 MiB module of 2^22 one-byte entries had
+		// the heap grow by 386 MiB; 2^16 entries are a few MiB.
+		MaxElements: 1 << 16,
+		// Compilers emit a type per distinct signature and a few globals
+		// (the Go guests 13 and 8; 2^14 of each are a few MiB of heap),
+		// LLVM a data segment per section but Go one per symbol (41,927
+		// and 37,007 in the Go guests; 2^18 are about 20 MiB).
+		MaxTypes: 1 << 14, MaxGlobals: 1 << 14, MaxDataSegments: 1 << 18,
 	}
 }
 
@@ -104,9 +140,11 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	for _, f := range []struct{ v, d *int }{
 		{&c.Compilers, &d.Compilers}, {&c.MaxNesting, &d.MaxNesting}, {&c.MaxFunctions, &d.MaxFunctions},
-		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
+		{&c.MaxLocals, &d.MaxLocals}, {&c.MaxTotalLocals, &d.MaxTotalLocals}, {&c.MaxBodyBytes, &d.MaxBodyBytes},
 		{&c.MaxInstructions, &d.MaxInstructions}, {&c.MaxControlWeight, &d.MaxControlWeight},
-		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries},
+		{&c.MaxLabelWeight, &d.MaxLabelWeight},
+		{&c.MaxTables, &d.MaxTables}, {&c.MaxTableEntries, &d.MaxTableEntries}, {&c.MaxElements, &d.MaxElements},
+		{&c.MaxTypes, &d.MaxTypes}, {&c.MaxGlobals, &d.MaxGlobals}, {&c.MaxDataSegments, &d.MaxDataSegments},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.d
@@ -118,9 +156,11 @@ func (c Config) withDefaults() Config {
 // bounds are the structure bounds for package meter.
 func (c Config) bounds() meter.Bounds {
 	return meter.Bounds{
-		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals,
+		MaxNesting: c.MaxNesting, MaxFunctions: c.MaxFunctions, MaxLocals: c.MaxLocals, MaxTotalLocals: c.MaxTotalLocals,
 		MaxBodyBytes: c.MaxBodyBytes, MaxInstructions: c.MaxInstructions, MaxControlWeight: c.MaxControlWeight,
-		MaxTables: c.MaxTables, MaxTableEntries: c.MaxTableEntries,
+		MaxLabelWeight: c.MaxLabelWeight,
+		MaxTables:      c.MaxTables, MaxTableEntries: c.MaxTableEntries, MaxElements: c.MaxElements,
+		MaxTypes: c.MaxTypes, MaxGlobals: c.MaxGlobals, MaxDataSegments: c.MaxDataSegments,
 	}
 }
 

@@ -76,7 +76,14 @@
 //     Config.MaxTables (16) tables, is refused (ErrInvalidModule), and an
 //     imported table too, like any import but WASI's functions
 //     (TestTableGrowIsBounded, TestTableFillOfLargestTable,
-//     TestTablesOutOfBounds).
+//     TestTablesOutOfBounds). Element segments and their entries are
+//     bounded too, Config.MaxElements (2^16) for all together: wazero
+//     keeps tens of bytes of Go heap for each in the compiled module and
+//     8 bytes of each passive one in every instance, so a 4 MiB module of
+//     one-byte entries had the heap grow by 386 MiB (TestElementsBounded).
+//     So are types, globals and data segments (Config.MaxTypes,
+//     MaxGlobals, MaxDataSegments), tens of bytes of heap each
+//     (TestDeclarationsBounded).
 //   - input, output and module size (ErrInputTooLarge, ErrOutputTooLarge,
 //     ErrModuleTooLarge): checked before the run, and stdout is written
 //     through a bounded buffer. Stderr keeps only a bounded tail.

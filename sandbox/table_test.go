@@ -3,7 +3,9 @@ package sandbox
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +136,45 @@ func TestTablesOutOfBounds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantRefused(t, s, tc.module, tc.message)
 		})
+	}
+}
+
+// elementsModule is a command with one passive element segment of n
+// entries, each naming function 0 in one byte: wazero keeps every entry
+// as a constant expression of its own when it compiles the module (and
+// the compiled module is cached), and 8 bytes of it in each instance,
+// outside the memory limit: a 4 MiB module had the heap grow by 386 MiB.
+func elementsModule(n int) []byte {
+	m := command(wt.End)
+	m.Elements = [][]byte{wt.Cat([]byte{0x01, 0x00}, wt.U32(uint32(n)), make([]byte, n))}
+	return m.Bytes()
+}
+
+// TestElementsBounded: a module's element segments and their entries
+// are bounded (MaxElements) before wazero sees them; a module at the
+// bound (one segment, n-1 entries) runs.
+func TestElementsBounded(t *testing.T) {
+	s := newSandbox(t)
+	ctx := context.Background()
+	n := DefaultConfig().MaxElements
+	if n <= 0 {
+		t.Fatal("no default MaxElements")
+	}
+	if _, _, err := s.Run(ctx, elementsModule(n-1), nil, DefaultLimits()); err != nil {
+		t.Fatalf("module at the bound: %v", err)
+	}
+	err := s.Check(elementsModule(4 << 20))
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "element") {
+		t.Fatalf("4 Mi element entries: %v, want ErrInvalidModule naming the elements", err)
+	}
+	// Empty segments, three bytes each, cost as much heap: a 3 MiB module
+	// of them grew it by 93 MiB.
+	m := command(wt.End)
+	for range n + 1 {
+		m.Elements = append(m.Elements, []byte{0x01, 0x00, 0x00})
+	}
+	err = s.Check(m.Bytes())
+	if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "element") {
+		t.Fatalf("%d empty element segments: %v, want ErrInvalidModule naming the elements", n+1, err)
 	}
 }

@@ -138,6 +138,13 @@ type Bounds struct {
 	// MaxLocals bounds the locals one function declares, parameters not
 	// included; MaxLocals (the constant) applies in any case.
 	MaxLocals int
+	// MaxTotalLocals bounds the locals all functions declare together,
+	// their parameters included:
+	// wazero keeps about 8 bytes of Go heap for each in the compiled
+	// module, outside any memory limit, and MaxLocals in each of
+	// MaxFunctions functions is billions (500 functions of 50,000
+	// locals, a module of 4 KB, grew the heap by 193 MiB).
+	MaxTotalLocals int
 	// MaxBodyBytes bounds the size of one function body, in bytes.
 	MaxBodyBytes int
 	// MaxInstructions bounds the instructions of all function bodies
@@ -148,6 +155,13 @@ type Bounds struct {
 	// br_if, br_table): wazero's compile time grows with the square of a
 	// function's basic blocks, whatever their nesting.
 	MaxControlWeight int
+	// MaxLabelWeight bounds the sum, over the functions, of the square
+	// of the labels of each one's br_tables: wazero's compile time and
+	// memory grow with it too (one br_table of 80,000 labels, a module
+	// of 80 KB, took 4 s and 181 MiB to compile; 20,000 labels 0.37 s
+	// and 44 MiB), and a br_table counts one control instruction,
+	// whatever its labels.
+	MaxLabelWeight int
 	// MaxTables bounds the tables of the module, imported and defined:
 	// each costs up to 8·MaxTableEntries bytes of the host's memory.
 	MaxTables int
@@ -158,6 +172,22 @@ type Bounds struct {
 	// that table.grow past it returns -1 (on every node alike) instead
 	// of allocating, and refuses a table whose minimum is above it.
 	MaxTableEntries int
+	// MaxElements bounds the element segments and their entries
+	// together (each segment counts one, and each entry one): wazero
+	// keeps each entry as a constant expression of its own in the
+	// compiled module (tens of bytes, for one byte of the module), 8
+	// bytes of each passive one in every instance, and as much for each
+	// segment, outside any memory limit; a 4 MiB module of one-byte
+	// entries had the heap grow by 386 MiB, a 3 MiB module of empty
+	// segments by 93 MiB.
+	MaxElements int
+	// MaxTypes, MaxGlobals and MaxDataSegments bound the function
+	// types, the globals (imported and defined) and the data segments of
+	// the module: wazero keeps tens of bytes of Go heap for each (a type
+	// is three bytes of the module, a global five, a passive data segment
+	// two), outside any memory limit: modules of 3, 5 and 2 MiB of them
+	// had the heap grow by 284, 142 and 80 MiB.
+	MaxTypes, MaxGlobals, MaxDataSegments int
 }
 
 // Names the instrumented module exports for the host.
@@ -230,12 +260,23 @@ type Result struct {
 	// the most locals and the largest body of any function, and the
 	// instructions of all bodies.
 	MaxNesting, MaxLocals, MaxBodyBytes, Instructions int
+	// Locals is the number of locals all functions declare, their
+	// parameters included.
+	Locals int
 	// MaxControl is the most control instructions of any function, and
 	// ControlWeight the sum of their squares (see Bounds).
 	MaxControl, ControlWeight int
+	// LabelWeight is the sum of the squares of each function's br_table
+	// labels (see Bounds).
+	LabelWeight int
 	// Tables is the number of tables, imported and defined, and
 	// MaxTableMin the largest minimum size of one, in entries.
 	Tables, MaxTableMin int
+	// Elements is the number of element segments plus their entries.
+	Elements int
+	// Types, Globals (imported and defined) and DataSegments are the
+	// module's counts of each.
+	Types, Globals, DataSegments int
 }
 
 // Section ids.
@@ -392,7 +433,7 @@ func Instrument(wasm []byte, b Bounds) (*Result, error) {
 		case secElement:
 			m.elements, err = m.readElements(sr)
 		case secData:
-			err = readData(sr)
+			err = m.readData(sr)
 		case secDataCount:
 			_, err = sr.u32()
 			if err == nil {
@@ -569,6 +610,10 @@ func (m *module) readTypes(r *reader) error {
 	if err != nil {
 		return err
 	}
+	m.res.Types = n
+	if err := bound("types", n, m.bounds.MaxTypes); err != nil {
+		return err
+	}
 	for range n {
 		form, err := r.byte()
 		if err != nil {
@@ -582,6 +627,9 @@ func (m *module) readTypes(r *reader) error {
 			k, err := r.count(1)
 			if err != nil {
 				return err
+			}
+			if k > MaxTypeValues {
+				return fmt.Errorf("%w: type %d has %d %s, limit %d", ErrBound, len(m.types), k, [2]string{"parameters", "results"}[i], MaxTypeValues)
 			}
 			if i == 0 {
 				m.params = append(m.params, k)
@@ -663,7 +711,8 @@ func (m *module) readTables(r *reader) ([]byte, error) {
 
 // readElements checks the element section's structure, so that no count
 // in it is larger than the bytes that follow (the runtime sizes its
-// tables by these counts before it reads the elements), and returns it
+// tables by these counts before it reads the elements), bounds the
+// segments and their entries (MaxElements), and returns it
 // with its function indices renumbered: in the vectors of indices (flags
 // 0 to 3) and in the ref.func of expressions (offsets, flags 4 to 7).
 func (m *module) readElements(r *reader) ([]byte, error) {
@@ -710,6 +759,10 @@ func (m *module) readElements(r *reader) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.res.Elements += 1 + k // the segment and its entries
+		if b := m.bounds.MaxElements; b > 0 && m.res.Elements > b {
+			return nil, fmt.Errorf("%w: element segments and entries, %d or more, limit %d", ErrBound, m.res.Elements, b)
+		}
 		out = appendU32(out, uint32(k))
 		for range k {
 			if flag&0b100 == 0 {
@@ -728,9 +781,21 @@ func (m *module) readElements(r *reader) ([]byte, error) {
 	return out, trailing(r, "element")
 }
 
-func readData(r *reader) error {
+// bound checks a count of the module's against its bound (0: none).
+func bound(what string, n, limit int) error {
+	if limit > 0 && n > limit {
+		return fmt.Errorf("%w: %d %s, limit %d", ErrBound, n, what, limit)
+	}
+	return nil
+}
+
+func (m *module) readData(r *reader) error {
 	n, err := r.count(2)
 	if err != nil {
+		return err
+	}
+	m.res.DataSegments = n
+	if err := bound("data segments", n, m.bounds.MaxDataSegments); err != nil {
 		return err
 	}
 	for range n {
@@ -824,6 +889,10 @@ func (m *module) readMemory(r *reader) error {
 func (m *module) readGlobals(r *reader) error {
 	n, err := r.count(3)
 	if err != nil {
+		return err
+	}
+	m.res.Globals = m.importGlobals + n
+	if err := bound("globals", m.res.Globals, m.bounds.MaxGlobals); err != nil {
 		return err
 	}
 	out := make([]byte, 0, len(r.b)+len(r.b)/8)
