@@ -225,6 +225,8 @@ func (c *Config) Validate() error {
 	case c.Detector.SuspicionTimeout <= 0 || c.Detector.ConfirmedFor < 0 || c.Detector.MaxSuspects < 1 || c.Detector.RetryAfter <= 0:
 		return bad("detector: suspicion timeout %s and retry-after %s must be positive, confirmed-for %s not negative, max suspects %d at least 1",
 			c.Detector.SuspicionTimeout, c.Detector.RetryAfter, c.Detector.ConfirmedFor, c.Detector.MaxSuspects)
+	case c.Detector.MaxHealth < 0 || c.Detector.MaxHealth > 64:
+		return bad("detector: max health %d must be within [0, 64]", c.Detector.MaxHealth)
 	case c.Detector.MinSuspicionTimeout < 0 || c.Detector.MinSuspicionTimeout > c.Detector.SuspicionTimeout || c.Detector.Confirmations < 0:
 		return bad("detector: min suspicion timeout %s must be within [0, %s], confirmations %d not negative",
 			c.Detector.MinSuspicionTimeout, c.Detector.SuspicionTimeout, c.Detector.Confirmations)

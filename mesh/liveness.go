@@ -200,7 +200,10 @@ func (m *Mesh) probeWorker() {
 		case <-m.ctx.Done():
 			return
 		case a := <-m.live.probes:
-			err := m.probe(a.Peer, a.Dial)
+			m.live.mu.Lock()
+			timeout := m.live.det.Scale(m.cfg.ProbeTimeout)
+			m.live.mu.Unlock()
+			err := m.probe(a.Peer, a.Dial, timeout)
 			if err != nil {
 				m.log.Debug("probe failed", "peer", a.Peer, "err", err)
 			}
@@ -217,6 +220,14 @@ func (m *Mesh) probeWorker() {
 				// confirm a liar's claim queued before the trim.
 				acts = m.live.det.ProbeResult(a.Peer, err == nil, seq, time.Now())
 			}
+			if errors.Is(err, errPingTimeout) {
+				// Over a live connection, no answer in time: the peer
+				// or we are slow, and across peers more likely we.
+				m.live.det.ProbeTimedOut()
+				m.met.localHealth.Set(float64(m.live.det.Health()))
+			} else if err == nil {
+				m.met.localHealth.Set(float64(m.live.det.Health()))
+			}
 			m.live.mu.Unlock()
 			if m.ctx.Err() == nil {
 				m.act(acts)
@@ -228,11 +239,16 @@ func (m *Mesh) probeWorker() {
 // errNoConnection: a probe that may not dial found no connection.
 var errNoConnection = errors.New("no connection")
 
+// errPingTimeout: a ping over a connection that was already open got no
+// answer within the probe's timeout (not a failed dial, not our own stop).
+var errPingTimeout = errors.New("ping timed out")
+
 // probe pings p once within ProbeTimeout, dialling first if dial is set
 // and no connection is open.
-func (m *Mesh) probe(p peer.ID, dial bool) error {
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.ProbeTimeout)
+func (m *Mesh) probe(p peer.ID, dial bool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(m.ctx, timeout)
 	defer cancel()
+	dialed := false
 	if !reachable(m.h.Network().Connectedness(p)) {
 		if !dial {
 			return errNoConnection
@@ -240,14 +256,21 @@ func (m *Mesh) probe(p peer.ID, dial bool) error {
 		if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
 			return fmt.Errorf("probe %s: dial: %w", p, err)
 		}
+		dialed = true
 	}
 	select {
 	case res := <-ping.Ping(ctx, m.h, p):
 		if res.Error != nil {
+			if !dialed && m.ctx.Err() == nil && ctx.Err() != nil {
+				return fmt.Errorf("probe %s: ping: %w (%w)", p, errPingTimeout, res.Error)
+			}
 			return fmt.Errorf("probe %s: ping: %w", p, res.Error)
 		}
 		return nil
 	case <-ctx.Done():
+		if !dialed && m.ctx.Err() == nil {
+			return fmt.Errorf("probe %s: %w after %s", p, errPingTimeout, timeout)
+		}
 		return fmt.Errorf("probe %s: %w", p, ctx.Err())
 	}
 }
@@ -336,6 +359,10 @@ func (m *Mesh) refute(seq uint64) {
 	m.refutes = max(m.refutes, seq)
 	m.mu.Unlock()
 	m.met.liveness.WithLabelValues("refuted").Inc()
+	m.live.mu.Lock()
+	m.live.det.Refuting()
+	m.met.localHealth.Set(float64(m.live.det.Health()))
+	m.live.mu.Unlock()
 	select {
 	case m.refuteNow <- struct{}{}:
 	default:

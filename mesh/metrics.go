@@ -17,6 +17,8 @@ type metrics struct {
 	admissions *prometheus.CounterVec // outcome
 	evictions  *prometheus.CounterVec // reason
 	liveness   *prometheus.CounterVec // event
+	// localHealth is the failure detector's local health score.
+	localHealth prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, t *table) *metrics {
@@ -53,8 +55,12 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 			Name: "proofmesh_liveness_events_total",
 			Help: "Failure detection, by event: probe_ok, probe_failed, claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (forwarded only: the suspect just answered us, or is suspected already), refuted (a suspicion of this node answered), down, up.",
 		}, []string{"event"}),
+		localHealth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "proofmesh_liveness_local_health",
+			Help: "The failure detector's local health score: 0 when this node's pings are answered in time, up to its maximum (8) when its own pings time out or it must refute claims about itself; its probe timeout and suspicion waits are (1+score) times the configured ones.",
+		}),
 	}
-	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions, m.liveness)
+	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions, m.liveness, m.localHealth)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "proofmesh_peer_table_rows",
 		Help: "Rows in the live peer table, tombstones included (bounded by the mesh's MaxPeers).",

@@ -115,6 +115,14 @@ type DetectorConfig struct {
 	// MaxSuspects bounds the suspicions held at once; a claim beyond it is
 	// not taken (ErrNotYet). It bounds the first strikes too.
 	MaxSuspects int
+	// MaxHealth caps the local health score (Lifeguard's local health
+	// multiplier, memberlist's awareness): a node whose own pings time
+	// out over live connections, or that must refute claims about
+	// itself, is likely the slow one, so its probe timeout and its
+	// suspicions' waits grow to (1+score) times theirs, and it accuses
+	// and convicts less; each successful probe lowers the score by one.
+	// 0 turns it off.
+	MaxHealth int
 	// RetryAfter is how long after a first failed probe the second is
 	// due: a node suspects a peer on its own evidence only after two
 	// failed probes, so that one slow answer (a busy peer, a busy us) does
@@ -132,6 +140,7 @@ func DefaultDetectorConfig() DetectorConfig {
 		ConfirmedFor:        5 * time.Second, // a peer that just answered is not probed again for a claim
 		MaxSuspects:         1024,            // ≈ the peer table's rows
 		RetryAfter:          time.Second,     // a second probe one second after a failed one
+		MaxHealth:           8,               // memberlist's AwarenessMaxMultiplier
 	}
 }
 
@@ -214,7 +223,7 @@ func (d *Detector) expired(s *suspicion, now time.Time) bool {
 	if floor <= 0 || floor > d.cfg.SuspicionTimeout {
 		floor = d.cfg.SuspicionTimeout
 	}
-	return now.Sub(s.since) >= d.timeout(s) && (s.raised.IsZero() || now.Sub(s.raised) >= floor)
+	return now.Sub(s.since) >= d.Scale(d.timeout(s)) && (s.raised.IsZero() || now.Sub(s.raised) >= d.Scale(floor))
 }
 
 // Detector holds the suspicions of one node. It is a pure state machine:
@@ -225,6 +234,7 @@ type Detector struct {
 	suspects  map[peer.ID]*suspicion
 	confirmed map[peer.ID]time.Time // last successful probe, pruned at Tick
 	strikes   map[peer.ID]time.Time // a first failed probe, awaiting the second
+	health    int                   // local health score, 0 (healthy) .. MaxHealth
 }
 
 // NewDetector returns an empty detector.
@@ -234,6 +244,26 @@ func NewDetector(cfg DetectorConfig) *Detector {
 
 // Len returns the number of suspicions held.
 func (d *Detector) Len() int { return len(d.suspects) }
+
+// Health returns the local health score: 0 when this node's pings are
+// answered in time, up to MaxHealth when its own slowness is the likely
+// cause of what it sees. The driver scales its probe timeout by
+// Scale.
+func (d *Detector) Health() int { return d.health }
+
+// Scale returns t scaled by the local health score, (1+score)·t.
+func (d *Detector) Scale(t time.Duration) time.Duration { return t * time.Duration(1+d.health) }
+
+// ProbeTimedOut reports that a ping over a live connection got no answer
+// within the probe timeout: the peer or this node is slow, and across
+// peers it is more likely this node. It raises the local health score
+// (the failure itself goes to ProbeResult as well).
+func (d *Detector) ProbeTimedOut() { d.health = min(d.health+1, d.cfg.MaxHealth) }
+
+// Refuting reports that this node had to refute a claim about itself:
+// others could not reach it in time, a sign that it is the slow one. It
+// raises the local health score.
+func (d *Detector) Refuting() { d.health = min(d.health+1, d.cfg.MaxHealth) }
 
 // Suspected reports whether p is suspected and the sequence number a
 // refutation must exceed.
@@ -276,6 +306,7 @@ func (d *Detector) ConnectionLost(p peer.ID, now time.Time) []LivenessAction {
 func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []LivenessAction {
 	s, held := d.suspects[p]
 	if ok {
+		d.health = max(d.health-1, 0)
 		delete(d.suspects, p)
 		delete(d.strikes, p)
 		d.confirmed[p] = now
@@ -370,7 +401,8 @@ func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
 
 // Tick declares down every suspect whose suspicion outlived its timeout
 // (SuspicionTimeout, shortened by confirmations; at least the minimum
-// wait after a claim raised its bar) without a refutation, and forgets it (the down mark lives in the peer
+// wait after a claim raised its bar; all scaled by the local health
+// score) without a refutation, and forgets it (the down mark lives in the peer
 // table until a heartbeat above its Seq or a successful probe); and asks
 // for the second probe of every first strike that is due (the driver
 // skips a probe already queued or running).

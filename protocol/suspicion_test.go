@@ -286,6 +286,49 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	t.Run("a slow node (its pings time out, it must refute) waits longer before convicting", func(t *testing.T) {
+		d := NewDetector(cfg)
+		for range cfg.MaxHealth + 3 {
+			d.ProbeTimedOut()
+		}
+		if d.Health() != cfg.MaxHealth {
+			t.Fatalf("health %d after many timeouts, want the cap %d", d.Health(), cfg.MaxHealth)
+		}
+		d.ProbeResult(claimant, true, 1, at(0)) // one answer lowers it by one
+		d.Refuting()
+		d.ProbeResult(claimant, true, 1, at(0))
+		h := d.Health()
+		if h != cfg.MaxHealth-1 {
+			t.Fatalf("health %d, want %d", h, cfg.MaxHealth-1)
+		}
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.Duration(1+h) * cfg.SuspicionTimeout
+		if acts := d.Tick(at(wait - time.Millisecond)); hasKind(acts, ActDown) {
+			t.Fatalf("down before %s (health %d)", wait, h)
+		}
+		if acts := d.Tick(at(wait)); !hasKind(acts, ActDown) {
+			t.Fatalf("not down at %s (health %d)", wait, h)
+		}
+		if got := d.Scale(2 * time.Second); got != time.Duration(1+h)*2*time.Second {
+			t.Fatalf("probe timeout scaled to %s", got)
+		}
+		for range 2 * cfg.MaxHealth {
+			d.ProbeResult(claimant, true, 1, at(time.Minute))
+		}
+		if d.Health() != 0 || d.Scale(time.Second) != time.Second {
+			t.Fatalf("health %d after many answers, want 0", d.Health())
+		}
+		c := cfg
+		c.MaxHealth = 0
+		d = NewDetector(c)
+		d.ProbeTimedOut()
+		if d.Health() != 0 {
+			t.Fatal("MaxHealth 0 still counts")
+		}
+	})
+
 	t.Run("suspicions are bounded", func(t *testing.T) {
 		c := cfg
 		c.MaxSuspects = 2
