@@ -359,10 +359,6 @@ func (m *Mesh) refute(seq uint64) {
 	m.refutes = max(m.refutes, seq)
 	m.mu.Unlock()
 	m.met.liveness.WithLabelValues("refuted").Inc()
-	m.live.mu.Lock()
-	m.live.det.Refuting()
-	m.met.localHealth.Set(float64(m.live.det.Health()))
-	m.live.mu.Unlock()
 	select {
 	case m.refuteNow <- struct{}{}:
 	default:

@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 		}, []string{"event"}),
 		localHealth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "proofmesh_liveness_local_health",
-			Help: "The failure detector's local health score: 0 when this node's pings are answered in time, up to its maximum (8) when its own pings time out or it must refute claims about itself; its probe timeout and suspicion waits are (1+score) times the configured ones.",
+			Help: "The failure detector's local health score: 0 when this node's pings are answered in time, up to its maximum (8) when its own pings time out over live connections; its probe timeout and suspicion waits are (1+score) times the configured ones.",
 		}),
 	}
 	reg.MustRegister(m.hbAccepted, m.hbRefused, m.gossip, m.interval, m.blobs, m.admissions, m.evictions, m.liveness, m.localHealth)

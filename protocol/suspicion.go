@@ -117,10 +117,12 @@ type DetectorConfig struct {
 	MaxSuspects int
 	// MaxHealth caps the local health score (Lifeguard's local health
 	// multiplier, memberlist's awareness): a node whose own pings time
-	// out over live connections, or that must refute claims about
-	// itself, is likely the slow one, so its probe timeout and its
-	// suspicions' waits grow to (1+score) times theirs, and it accuses
-	// and convicts less; each successful probe lowers the score by one.
+	// out over live connections is likely the slow one, so its probe
+	// timeout and its suspicions' waits grow to (1+score) times theirs,
+	// and it accuses and convicts less; each successful probe lowers the
+	// score by one. Unlike memberlist, having to refute a claim does not
+	// raise it: on an open network one liar's claims (2 a second) would
+	// pin any node's score at the cap and slow its detection ninefold.
 	// 0 turns it off.
 	MaxHealth int
 	// RetryAfter is how long after a first failed probe the second is
@@ -259,11 +261,6 @@ func (d *Detector) Scale(t time.Duration) time.Duration { return t * time.Durati
 // peers it is more likely this node. It raises the local health score
 // (the failure itself goes to ProbeResult as well).
 func (d *Detector) ProbeTimedOut() { d.health = min(d.health+1, d.cfg.MaxHealth) }
-
-// Refuting reports that this node had to refute a claim about itself:
-// others could not reach it in time, a sign that it is the slow one. It
-// raises the local health score.
-func (d *Detector) Refuting() { d.health = min(d.health+1, d.cfg.MaxHealth) }
 
 // Suspected reports whether p is suspected and the sequence number a
 // refutation must exceed.

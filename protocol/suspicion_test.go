@@ -286,7 +286,7 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
-	t.Run("a slow node (its pings time out, it must refute) waits longer before convicting", func(t *testing.T) {
+	t.Run("a slow node (its pings time out) waits longer before convicting", func(t *testing.T) {
 		d := NewDetector(cfg)
 		for range cfg.MaxHealth + 3 {
 			d.ProbeTimedOut()
@@ -295,8 +295,6 @@ func TestDetectorRules(t *testing.T) {
 			t.Fatalf("health %d after many timeouts, want the cap %d", d.Health(), cfg.MaxHealth)
 		}
 		d.ProbeResult(claimant, true, 1, at(0)) // one answer lowers it by one
-		d.Refuting()
-		d.ProbeResult(claimant, true, 1, at(0))
 		h := d.Health()
 		if h != cfg.MaxHealth-1 {
 			t.Fatalf("health %d, want %d", h, cfg.MaxHealth-1)
