@@ -69,6 +69,31 @@ func startRun(t *testing.T, s *Sandbox, ctx context.Context, module []byte, lim 
 	}
 }
 
+// gcWhileGuestRuns runs a GC 200 ms into the run and fails the test
+// unless it returned within a second, before the guest ended, and at
+// least minLeft before it: a guest that offered Go no safepoint would
+// make the GC wait for its end. It returns the run's result.
+func gcWhileGuestRuns(t *testing.T, ran <-chan runResult, minLeft time.Duration) runResult {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond) // well inside the loop
+	gcStart := time.Now()
+	runtime.GC()
+	gcEnd := time.Now()
+	r := <-ran
+	t.Logf("GC took %s while the guest ran; the run ended %s after GC returned (%v, %d fuel, %s)",
+		gcEnd.Sub(gcStart), r.at.Sub(gcEnd), r.err, r.st.FuelUsed, r.st.Wall)
+	if !gcEnd.Before(r.at) {
+		t.Fatalf("runtime.GC returned %s after the guest ended: it waited for the guest", gcEnd.Sub(r.at))
+	}
+	if took := gcEnd.Sub(gcStart); took > time.Second {
+		t.Fatalf("runtime.GC took %s while a guest ran", took)
+	}
+	if left := r.at.Sub(gcEnd); left < minLeft {
+		t.Fatalf("the guest ended %s after GC returned: it did not run long enough to tell", left)
+	}
+	return r
+}
+
 type runResult struct {
 	st  Stats
 	err error
@@ -88,25 +113,9 @@ func TestGCDoesNotWaitForBulkGuest(t *testing.T) {
 	s := newSandbox(t)
 	lim := bulkLimits()
 	lim.Timeout = 3 * time.Second
-	ran := startRun(t, s, context.Background(), bulkFillModule(), lim)
-	time.Sleep(200 * time.Millisecond) // well inside the loop
-	gcStart := time.Now()
-	runtime.GC()
-	gcEnd := time.Now()
-	r := <-ran
-	t.Logf("GC took %s while the guest ran; the run ended %s after GC returned (%v, %d fuel, %s)",
-		gcEnd.Sub(gcStart), r.at.Sub(gcEnd), r.err, r.st.FuelUsed, r.st.Wall)
-	if !gcEnd.Before(r.at) {
-		t.Fatalf("runtime.GC returned %s after the guest ended: it waited for the guest", gcEnd.Sub(r.at))
-	}
+	r := gcWhileGuestRuns(t, startRun(t, s, context.Background(), bulkFillModule(), lim), 2*time.Second)
 	if !errors.Is(r.err, ErrTimeout) {
 		t.Fatalf("run: %v, want its time limit (its fuel lasts %d fills: raise bulkTurns if they take under 0.6 ms here)", r.err, bulkTurns)
-	}
-	if took := gcEnd.Sub(gcStart); took > time.Second {
-		t.Fatalf("runtime.GC took %s while a guest ran", took)
-	}
-	if left := r.at.Sub(gcEnd); left < 2*time.Second {
-		t.Fatalf("the guest ended %s after GC returned: it did not run long enough to tell", left)
 	}
 }
 

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"runtime"
 	"testing"
 	"time"
 
@@ -27,47 +26,9 @@ func TestGCDoesNotWaitForGuest(t *testing.T) {
 	lim := testLimits()
 	lim.Fuel = 20_000_000_000 // ≈ 10 s of loop { br 0 } at 2·10^9 fuel/s
 	lim.Timeout = 3 * time.Second
-	module := spinModule()
-	if err := s.Compile(context.Background(), module); err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		st  Stats
-		err error
-		at  time.Time
-	}
-	ran := make(chan result, 1)
-	go func() {
-		_, st, err := s.Run(context.Background(), module, nil, lim)
-		ran <- result{st, err, time.Now()}
-	}()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if running, _ := s.Load(); running == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run did not start")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // well inside the loop
-	gcStart := time.Now()
-	runtime.GC()
-	gcEnd := time.Now()
-	r := <-ran
-	t.Logf("GC took %s while the guest ran; the run ended %s after GC returned (%v, %d fuel)",
-		gcEnd.Sub(gcStart), r.at.Sub(gcEnd), r.err, r.st.FuelUsed)
+	r := gcWhileGuestRuns(t, startRun(t, s, context.Background(), spinModule(), lim), time.Second)
 	if !errors.Is(r.err, ErrTimeout) && !errors.Is(r.err, ErrFuelExhausted) {
 		t.Fatalf("run: %v, want its time or fuel limit", r.err)
-	}
-	if !gcEnd.Before(r.at) {
-		t.Fatalf("runtime.GC returned %s after the guest ended: it waited for the guest", gcEnd.Sub(r.at))
-	}
-	if took := gcEnd.Sub(gcStart); took > time.Second {
-		t.Fatalf("runtime.GC took %s while a guest ran", took)
-	}
-	if left := r.at.Sub(gcEnd); left < time.Second {
-		t.Fatalf("the guest ended %s after GC returned: it did not run long enough to tell", left)
 	}
 }
 
