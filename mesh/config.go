@@ -112,11 +112,24 @@ type Config struct {
 	// regularly (the sets are bounded only by what each call drains).
 	// False: nothing is recorded.
 	TrackChanges bool
+	// Restore is the peer table an earlier run saved, loaded before the
+	// first heartbeat: a restarted node's first heartbeat then announces
+	// the interval its restored table gives (in a large network, far above
+	// HeartbeatInterval), and its peers expect the next one then. Loaded
+	// later (Mesh.Restore), the first heartbeat announces the base
+	// interval, and a peer that misses the second marks the node stale
+	// after three base intervals.
+	Restore []PeerInfo
 	// Tracer receives gossipsub's raw events (RPCs written, messages
 	// delivered after validation) for measurement, such as the heartbeat
 	// delivery benchmark. Optional. Its methods run on gossipsub's
 	// goroutines, some on its event loop, and must return quickly.
 	Tracer pubsub.RawTracer
+	// deferLiveness leaves failure detection off until the package's
+	// benchmarks call startLiveness: a 1,000-node network simulated in one
+	// process is starved while it starts (every node's first heartbeat
+	// reaches every other), and detection is measured on a settled one.
+	deferLiveness bool
 
 	// Reaching nodes behind NATs (DESIGN.md "Reaching nodes"). Unused
 	// when Host is set.

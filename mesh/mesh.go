@@ -129,6 +129,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		return m.h != nil && m.h.Network().Connectedness(p) == network.Connected
 	})
 	m.table.track = cfg.TrackChanges
+	m.table.restore(cfg.Restore)
 	m.table.sourceIP = func(p peer.ID) string {
 		if m.h == nil {
 			return ""
@@ -213,8 +214,10 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	if err := m.Join(KindLeave, m.validateLeave, nil, JoinOptions{Inline: true}); err != nil {
 		return fail(err)
 	}
-	if err := m.startLiveness(); err != nil {
-		return fail(err)
+	if !cfg.deferLiveness {
+		if err := m.startLiveness(); err != nil {
+			return fail(err)
+		}
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
 	if err := m.watchIdentify(); err != nil {
@@ -372,6 +375,8 @@ func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) {
 
 // Restore loads a peer table saved by an earlier run (last heartbeats and
 // sequence numbers, tombstones). Statuses follow from the saved times.
+// A node restarting passes its table as Config.Restore instead, so that
+// its first heartbeat already counts it.
 func (m *Mesh) Restore(rows []PeerInfo) { m.table.restore(rows) }
 
 // Join subscribes to a topic of the network with a validator and a

@@ -271,6 +271,31 @@ func TestRestoreKeepsSeqAgainstReplay(t *testing.T) {
 	}
 }
 
+// A restarted node's first heartbeat announces the interval its restored
+// table gives, not the base interval: with the table loaded after the
+// first heartbeat, a node announced its base interval, and a peer that
+// then missed its second heartbeat listed it stale after three base
+// intervals (at 1,000 simulated nodes: dozens of nodes offline a minute
+// after start).
+func TestRestoredTableSetsFirstInterval(t *testing.T) {
+	now := time.Now()
+	rows := make([]PeerInfo, 50)
+	for i := range rows {
+		rows[i] = PeerInfo{ID: peer.ID(fmt.Sprintf("peer-%d", i)), Seq: 1, FirstSeen: now, LastSeen: now, Interval: time.Hour}
+	}
+	const base, budget = time.Minute, 0.5
+	m := newTestMesh(t, "testnet", func(c *Config) {
+		c.DHT = false
+		c.HeartbeatInterval = base
+		c.HeartbeatBudget = budget
+		c.Restore = rows
+	})
+	// The first heartbeat goes out at once; the next one would be a base
+	// interval later.
+	want := protocol.AdaptiveInterval(base, len(rows), budget) // 102 s
+	eventually(t, 3*time.Second, "the first heartbeat at the restored table's interval", func() bool { return m.Interval() == want })
+}
+
 func TestBlobFetch(t *testing.T) {
 	blob := []byte("module bytes")
 	good := protocol.HashHex(blob)

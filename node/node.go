@@ -202,13 +202,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if !cfg.BootstrapOnly {
 		mc.Self = n.heartbeat
 	}
+	if mc.Restore, err = n.loadPeers(); err != nil {
+		return nil, err
+	}
 	if n.mesh, err = mesh.New(ctx, mc); err != nil {
 		return nil, err
 	}
 	closers = append(closers, func() { _ = n.mesh.Close() })
-	if err := n.restorePeers(); err != nil {
-		return nil, err
-	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	closers = append(closers, func() { n.cancel(); n.wg.Wait() })
 	// The lifecycle's owner goroutine restores unfinished tasks before it
@@ -431,11 +431,12 @@ func (n *Node) peerRow(p mesh.PeerInfo) store.Peer {
 	return row
 }
 
-// restorePeers loads the peer table and reputation saved by an earlier run.
-func (n *Node) restorePeers() error {
+// loadPeers loads the reputation saved by an earlier run, and returns
+// its peer table for the mesh to start from.
+func (n *Node) loadPeers() ([]mesh.PeerInfo, error) {
 	rows, err := n.db.ListPeers()
 	if err != nil {
-		return fmt.Errorf("restore peer table: %w", err)
+		return nil, fmt.Errorf("restore peer table: %w", err)
 	}
 	infos := make([]mesh.PeerInfo, 0, len(rows))
 	for _, r := range rows {
@@ -459,8 +460,7 @@ func (n *Node) restorePeers() error {
 		n.rep.set(id, r.Verified, r.Invalid)
 		infos = append(infos, info)
 	}
-	n.mesh.Restore(infos)
-	return nil
+	return infos, nil
 }
 
 // peerFlushInterval is how often the peer table's changes are written
