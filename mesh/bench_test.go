@@ -190,17 +190,20 @@ func newBenchNet(tb testing.TB, n int, spread, known time.Duration, tune func(*C
 	began := time.Now()
 	for k, i := range rng.Perm(n) {
 		time.Sleep(time.Until(began.Add(spread * time.Duration(k) / time.Duration(n)))) // the start schedule
-		m := net.startMesh(tb, hosts[i], tune)
+		var rows []PeerInfo
 		if known > 0 {
 			now := time.Now()
-			rows := make([]PeerInfo, 0, n-1)
+			rows = make([]PeerInfo, 0, n-1)
 			for _, h := range hosts {
 				if h != hosts[i] {
 					rows = append(rows, PeerInfo{ID: h.ID(), FirstSeen: now, LastSeen: now, Interval: known})
 				}
 			}
-			m.Restore(rows)
 		}
+		m := net.startMesh(tb, hosts[i], func(c *Config) {
+			c.Restore = rows
+			tune(c)
+		})
 		net.meshes[i] = m
 		for _, j := range neighbours[i] {
 			if net.meshes[j] == nil {

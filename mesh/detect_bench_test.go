@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +20,14 @@ import (
 // benchDetectLarge adds 1,000 nodes to BenchmarkFailureDetection: heavy for
 // a 2-core machine.
 var benchDetectLarge = flag.Bool("detect-large", false, "BenchmarkFailureDetection: also run 1,000 nodes")
+
+// benchDetectBudget overrides the network-wide heartbeat budget of
+// BenchmarkFailureDetection. Heartbeats carry capabilities, not liveness,
+// and their cost grows with the network in one simulating process (every
+// node checks every heartbeat): a lower budget leaves a 2-core machine
+// enough CPU for 1,000 nodes' failure detection, which costs each node the
+// same at any size.
+var benchDetectBudget = flag.Float64("detect-budget", 0, "BenchmarkFailureDetection: network-wide heartbeats per second (0: DefaultConfig's)")
 
 const benchKilled = 10 // nodes killed at once per b.N iteration
 
@@ -44,13 +54,31 @@ func BenchmarkFailureDetection(b *testing.B) {
 
 func benchmarkFailureDetection(b *testing.B, n int) {
 	cfg := DefaultConfig()
+	if *benchDetectBudget > 0 {
+		cfg.HeartbeatBudget = *benchDetectBudget
+	}
 	iv := protocol.AdaptiveInterval(cfg.HeartbeatInterval, n-1, cfg.HeartbeatBudget)
 	began := time.Now()
-	net := newBenchNet(b, n, 0, iv, func(*Config) {})
-	b.Logf("%d nodes, %d links, set up in %s, heartbeat interval %s", n, net.links, time.Since(began).Round(time.Second), iv)
-	// Let the gossip meshes form, then measure a quiet window.
+	net := newBenchNet(b, n, 0, iv, func(c *Config) {
+		c.HeartbeatBudget = cfg.HeartbeatBudget
+		c.deferLiveness = true
+	})
+	b.Logf("%d nodes, %d links, set up in %s, heartbeat budget %g/s network-wide, interval %s", n, net.links, time.Since(began).Round(time.Second), cfg.HeartbeatBudget, iv)
+	// Let the gossip meshes form and the start-up load pass (every node's
+	// first heartbeats reach every other: n² checks in this one process,
+	// not n per node as on n machines), then start failure detection,
+	// and measure a quiet window once it has run a while.
 	time.Sleep(3 * time.Second) // warm-up, not a wait for a condition
+	settled, offline := net.allOnline(2 * time.Minute)
+	b.Logf("start-up load passed in %s: (node, peer) pairs not listed online, by status: %s", settled.Round(time.Second), offline)
+	for _, m := range net.meshes {
+		if err := m.startLiveness(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(5 * time.Second) // detection's own warm-up: probes, the liveness topic's meshes
 	quiet := net.bytesPerNodeSecond(n, 5*time.Second)
+	b.Logf("before the kill: %s", livenessCounts(net.meshes, nil))
 
 	rng := mrand.New(mrand.NewPCG(uint64(n), 3))
 	alive := slices.Clone(net.meshes)
@@ -63,6 +91,8 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 		for i, m := range killed {
 			ids[i] = m.ID()
 		}
+		before := livenessSnapshot(rest)
+		cpuBefore := cpuSample()
 		net.probe.bytes.Store(0)
 		net.probe.measuring.Store(true)
 		start := time.Now()
@@ -71,6 +101,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 		}
 		first := make(map[[2]int]time.Duration) // (survivor, killed) → when it left the online list
 		deadline := start.Add(2 * time.Minute)
+		lastLog := start
 		for len(first) < len(rest)*len(killed) && time.Now().Before(deadline) {
 			for i, m := range rest {
 				for j, id := range ids {
@@ -83,8 +114,13 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 				}
 			}
 			time.Sleep(100 * time.Millisecond)
+			if time.Since(lastLog) >= 15*time.Second {
+				lastLog = time.Now()
+				b.Logf("%s after the kill: %d pairs online; %s", time.Since(start).Round(time.Second), len(rest)*len(killed)-len(first), livenessCounts(rest, before))
+			}
 		}
 		took := time.Since(start)
+		busyCPU := cpuBusy(cpuBefore)
 		notDown := 0
 		for _, m := range rest {
 			for _, id := range ids {
@@ -93,7 +129,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 				}
 			}
 		}
-		b.Logf("round: %d pairs off by heartbeat age, not the detector; %s", notDown, livenessCounts(rest))
+		b.Logf("round: %d pairs off by heartbeat age, not the detector; during the round: %s; local health scores: %s; this process kept %.0f%% of its %d cores busy", notDown, livenessCounts(rest, before), healthScores(rest), 100*busyCPU, runtime.GOMAXPROCS(0))
 		net.probe.measuring.Store(false)
 		busy = float64(net.probe.bytes.Load()) / float64(len(rest)) / took.Seconds()
 		if len(first) < len(rest)*len(killed) {
@@ -120,25 +156,78 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 		pairs[len(pairs)/2].Round(10*time.Millisecond), pairs[len(pairs)*99/100].Round(10*time.Millisecond), quiet, busy)
 }
 
-// livenessCounts sums the nodes' failure-detection events and liveness
-// gossip verdicts.
-func livenessCounts(ms []*Mesh) string {
-	var out []string
-	for _, e := range []string{"probe_ok", "probe_failed", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up"} {
+var (
+	livenessEvents   = []string{"probe_ok", "probe_failed", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up"}
+	livenessVerdicts = []string{"accept", "ignore", "reject", "rate_limited"}
+)
+
+// livenessSnapshot sums the nodes' failure-detection events and liveness
+// gossip verdicts, in livenessEvents then livenessVerdicts order.
+func livenessSnapshot(ms []*Mesh) []float64 {
+	var out []float64
+	for _, e := range livenessEvents {
 		sum := 0.0
 		for _, m := range ms {
 			sum += testutil.ToFloat64(m.met.liveness.WithLabelValues(e))
 		}
-		out = append(out, fmt.Sprintf("%s %.0f", e, sum))
+		out = append(out, sum)
 	}
-	for _, v := range []string{"accept", "ignore", "reject", "rate_limited"} {
+	for _, v := range livenessVerdicts {
 		sum := 0.0
 		for _, m := range ms {
 			sum += testutil.ToFloat64(m.met.gossip.WithLabelValues(KindLiveness, v))
 		}
-		out = append(out, fmt.Sprintf("gossip %s %.0f", v, sum))
+		out = append(out, sum)
+	}
+	return out
+}
+
+// livenessCounts prints livenessSnapshot(ms), less before if not nil.
+func livenessCounts(ms []*Mesh, before []float64) string {
+	now := livenessSnapshot(ms)
+	var out []string
+	for i, name := range append(slices.Clone(livenessEvents), livenessVerdicts...) {
+		if i >= len(livenessEvents) {
+			name = "gossip " + name
+		}
+		v := now[i]
+		if before != nil {
+			v -= before[i]
+		}
+		out = append(out, fmt.Sprintf("%s %.0f", name, v))
 	}
 	return strings.Join(out, ", ")
+}
+
+// allOnline waits, at most limit, until every node lists every other online,
+// and returns how long it waited and the (node, peer) pairs not listed
+// online at the end, counted by status.
+func (net *benchNet) allOnline(limit time.Duration) (time.Duration, string) {
+	start := time.Now()
+	for {
+		offline := map[protocol.PeerStatus]int{}
+		peers := map[peer.ID]string{} // a sample row of each peer not online
+		for _, m := range net.meshes {
+			for _, o := range net.meshes {
+				p, _ := m.Peer(o.ID())
+				if o != m && p.Status != protocol.StatusOnline {
+					offline[p.Status]++
+					peers[o.ID()] = fmt.Sprintf("interval %s, seq %d, last seen %s ago", p.Interval, p.Seq, time.Since(p.LastSeen).Round(time.Second))
+				}
+			}
+		}
+		if len(offline) == 0 || time.Since(start) >= limit {
+			out := fmt.Sprintf("%v, %d peers", offline, len(peers))
+			for id, row := range peers {
+				out += fmt.Sprintf("; %s: %s", id.ShortString(), row)
+				if len(out) > 1000 {
+					break
+				}
+			}
+			return time.Since(start), out
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // bytesPerNodeSecond counts the gossipsub bytes the nodes send during d.
@@ -166,4 +255,36 @@ func (net *benchNet) kill(m *Mesh) {
 	// such wait never ended (a goroutine dump after 17 minutes showed the
 	// kill stuck in mock stream Reset). A dead process waits for nobody.
 	go func() { _ = m.Host().Close() }()
+}
+
+// healthScores counts the nodes by their local health score (Lifeguard's
+// multiplier: above 0, a node's probes timed out over live connections).
+func healthScores(ms []*Mesh) string {
+	by := map[int]int{}
+	for _, m := range ms {
+		m.live.mu.Lock()
+		by[m.live.det.Health()]++
+		m.live.mu.Unlock()
+	}
+	return fmt.Sprint(by)
+}
+
+// cpuSample reads the Go runtime's estimates of the CPU time available to
+// this process (GOMAXPROCS × wall) and of the part spent idle.
+func cpuSample() [2]float64 {
+	ms := []rtmetrics.Sample{{Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"}}
+	rtmetrics.Read(ms)
+	return [2]float64{ms[0].Value.Float64(), ms[1].Value.Float64()}
+}
+
+// cpuBusy returns the share of the available CPU this process used since
+// before: 1 means every core was busy, so the simulated nodes were
+// starved for CPU, and times measured include their waiting for it.
+func cpuBusy(before [2]float64) float64 {
+	now := cpuSample()
+	total, idle := now[0]-before[0], now[1]-before[1]
+	if total <= 0 {
+		return 0
+	}
+	return (total - idle) / total
 }
