@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -50,6 +51,9 @@ type Node struct {
 
 	rep *reputation
 	lc  *driver // the task lifecycle
+	// lastCreated is the Created of the last task submitted here (unix
+	// ms): each new one is above it (created).
+	lastCreated atomic.Int64
 	// problems are what keeps the node from joining or working well;
 	// bootPeers its bootstrap peers (self excluded).
 	problems  problems

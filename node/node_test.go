@@ -276,6 +276,22 @@ func submit(t *testing.T, n *Node, req api.SubmitRequest) string {
 	return id
 }
 
+// The same job submitted several times in a row is several tasks, each
+// with its own id: the ids hash the content, creation time included, and
+// submissions within one millisecond used to collide ("already exists").
+func TestIdenticalSubmissionsAreDistinctTasks(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub := tn.Nodes[0]
+	seen := map[string]bool{}
+	for range 20 {
+		id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x": "7"}`)})
+		if seen[id] {
+			t.Fatalf("task id %s given twice", id)
+		}
+		seen[id] = true
+	}
+}
+
 // Each built-in type is accepted with a verified result; the bundle of a
 // proven task verifies offline and fails when tampered with.
 func TestEveryBuiltinTypeAccepted(t *testing.T) {

@@ -56,7 +56,7 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	now := time.Now()
 	t := protocol.Task{
 		Type: tt.ID, InputHash: protocol.HashHex(input), InputSize: len(input),
-		Submitter: n.id.String(), Created: now.UnixMilli(), Replicas: replicas, LeaseMS: tt.SLO.LeaseMS,
+		Submitter: n.id.String(), Created: n.created(now), Replicas: replicas, LeaseMS: tt.SLO.LeaseMS,
 	}
 	if len(req.Args) > 0 || len(req.Env) > 0 || req.Limits != nil || len(req.Files) > 0 || len(req.Outputs) > 0 {
 		t.Job = &protocol.JobSpec{Args: req.Args, Env: req.Env, Limits: req.Limits, Outputs: req.Outputs}
@@ -746,4 +746,19 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// created returns a new task's creation time: now in unix milliseconds,
+// but above every earlier one of this node's run. A task's id is the hash
+// of its content, Created included, so two identical submissions within
+// one millisecond (a script submitting one job five times) were one id,
+// and the second failed with "already exists".
+func (n *Node) created(now time.Time) int64 {
+	for {
+		last := n.lastCreated.Load()
+		c := max(now.UnixMilli(), last+1)
+		if n.lastCreated.CompareAndSwap(last, c) {
+			return c
+		}
+	}
 }
