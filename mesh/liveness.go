@@ -88,15 +88,21 @@ func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
 	return false
 }
 
-// livenessLoop ticks the detector four times per ProbeInterval, probes one
-// random connected peer per ProbeInterval, and turns lost connections into
-// the detector's evidence.
+// livenessLoop ticks the detector four times per ProbeInterval while it
+// holds a suspicion or a strike, and once per ProbeInterval otherwise (an
+// idle node's ticks were a third of its CPU), probes one random connected
+// peer per ProbeInterval, and turns lost connections into the detector's
+// evidence. A claim taken or a probe failed between two slow ticks is
+// looked at within a ProbeInterval, well inside the least suspicion wait
+// (MinSuspicionTimeout) and RetryAfter plus a quarter interval.
 func (m *Mesh) livenessLoop(sub event.Subscription) {
 	defer m.wg.Done()
 	defer sub.Close()
-	tick := time.NewTicker(m.cfg.ProbeInterval / 4)
+	quarter := m.cfg.ProbeInterval / 4
+	now := time.Now()
+	ticked, nextProbe := now, now.Add(m.cfg.ProbeInterval)
+	tick := time.NewTimer(quarter)
 	defer tick.Stop()
-	var rounds int
 	for {
 		select {
 		case <-m.ctx.Done():
@@ -111,13 +117,22 @@ func (m *Mesh) livenessLoop(sub event.Subscription) {
 			}
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(ev.Peer, time.Now()) })
 		case now := <-tick.C:
+			ticked = now
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Tick(now) })
-			if rounds++; rounds%4 == 0 {
+			if !now.Before(nextProbe) {
+				nextProbe = now.Add(m.cfg.ProbeInterval)
 				if p, ok := m.randomProbeTarget(); ok {
 					m.enqueueProbe(protocol.LivenessAction{Kind: protocol.ActProbe, Peer: p})
 				}
 			}
 		}
+		next := nextProbe
+		m.live.mu.Lock()
+		if soon := ticked.Add(quarter); !m.live.det.Idle() && soon.Before(next) {
+			next = soon
+		}
+		m.live.mu.Unlock()
+		tick.Reset(time.Until(next)) // at once if due; Go 1.23+ timers drop a stale fire
 	}
 }
 

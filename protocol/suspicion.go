@@ -262,6 +262,11 @@ func (d *Detector) Scale(t time.Duration) time.Duration { return t * time.Durati
 // (the failure itself goes to ProbeResult as well).
 func (d *Detector) ProbeTimedOut() { d.health = min(d.health+1, d.cfg.MaxHealth) }
 
+// Idle reports whether the detector holds no suspicion and no strike:
+// Tick then has nothing due before the next lost connection, failed probe
+// or claim, and its driver may tick it less often.
+func (d *Detector) Idle() bool { return len(d.suspects) == 0 && len(d.strikes) == 0 }
+
 // Suspected reports whether p is suspected and the sequence number a
 // refutation must exceed.
 func (d *Detector) Suspected(p peer.ID) (uint64, bool) {

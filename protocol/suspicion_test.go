@@ -70,6 +70,31 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	t.Run("idle only without suspicions and strikes", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if !d.Idle() {
+			t.Fatal("a new detector is not idle")
+		}
+		d.ConnectionLost(x, at(0))
+		if d.Idle() {
+			t.Fatal("idle with a strike: its second probe would come late")
+		}
+		d.ProbeResult(x, true, 1, at(0))
+		if !d.Idle() {
+			t.Fatal("not idle after the peer answered")
+		}
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if d.Idle() {
+			t.Fatal("idle with a suspicion: its expiry would come late")
+		}
+		d.Tick(at(cfg.SuspicionTimeout))
+		if !d.Idle() {
+			t.Fatal("not idle after the suspect was declared down")
+		}
+	})
+
 	t.Run("a refuted suspicion is cleared", func(t *testing.T) {
 		d := NewDetector(cfg)
 		if _, err := d.Claim(x, claimant, claim(10), 5, 0, false, at(0)); err != nil {
