@@ -112,13 +112,14 @@ type Config struct {
 	// regularly (the sets are bounded only by what each call drains).
 	// False: nothing is recorded.
 	TrackChanges bool
-	// Restore is the peer table an earlier run saved, loaded before the
-	// first heartbeat: a restarted node's first heartbeat then announces
-	// the interval its restored table gives (in a large network, far above
-	// HeartbeatInterval), and its peers expect the next one then. Loaded
-	// later (Mesh.Restore), the first heartbeat announces the base
-	// interval, and a peer that misses the second marks the node stale
-	// after three base intervals.
+	// Restore is the peer table an earlier run saved (last heartbeats and
+	// sequence numbers, tombstones; statuses follow from the saved times),
+	// loaded before the first heartbeat: a restarted node's first
+	// heartbeat then announces the interval its restored table gives (in a
+	// large network, far above HeartbeatInterval), and its peers expect
+	// the next one then. Loaded later, the first heartbeat announced the
+	// base interval, and a peer that missed the second marked the node
+	// stale after three base intervals.
 	Restore []PeerInfo
 	// Tracer receives gossipsub's raw events (RPCs written, messages
 	// delivered after validation) for measurement, such as the heartbeat

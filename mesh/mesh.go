@@ -373,12 +373,6 @@ func (m *Mesh) Peer(id peer.ID) (PeerInfo, bool) {
 	return p, ok
 }
 
-// Restore loads a peer table saved by an earlier run (last heartbeats and
-// sequence numbers, tombstones). Statuses follow from the saved times.
-// A node restarting passes its table as Config.Restore instead, so that
-// its first heartbeat already counts it.
-func (m *Mesh) Restore(rows []PeerInfo) { m.table.restore(rows) }
-
 // Join subscribes to a topic of the network with a validator and a
 // handler for the messages that pass it (nil: validate and forward only,
 // as a relay of the topic). Handlers run on one goroutine per topic, in

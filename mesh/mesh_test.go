@@ -260,9 +260,12 @@ func TestNetworksAreIsolated(t *testing.T) {
 }
 
 func TestRestoreKeepsSeqAgainstReplay(t *testing.T) {
-	m := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
 	id := peer.ID("x")
-	m.Restore([]PeerInfo{{ID: id, Seq: 50, LastSeen: time.Now().Add(-time.Hour), Interval: time.Second}})
+	m := newTestMesh(t, "testnet", func(c *Config) {
+		c.Self = nil
+		c.DHT = false
+		c.Restore = []PeerInfo{{ID: id, Seq: 50, LastSeen: time.Now().Add(-time.Hour), Interval: time.Second}}
+	})
 	if got := m.table.lastSeq(id); got != 50 {
 		t.Fatalf("lastSeq = %d", got)
 	}
