@@ -135,7 +135,7 @@ func (d *driver) loop() {
 	}
 	wake := time.NewTimer(0)
 	defer wake.Stop()
-	var armed, fired time.Time // when wake fires (zero: stopped); when it last fired
+	var armed time.Time // when wake fires; zero: stopped
 	// Early messages expire in coarse steps: they are bounded in number
 	// anyway, and a step costs a wake-up.
 	expire := time.NewTicker(earlyTTL / 8)
@@ -154,7 +154,7 @@ func (d *driver) loop() {
 		case fn := <-d.in:
 			fn()
 		case now := <-wake.C:
-			armed, fired = time.Time{}, now
+			armed = time.Time{}
 			for id, lt := range d.live {
 				if !lt.wake.IsZero() && !now.Before(lt.wake) {
 					d.step(id, protocol.EvTick{}, nil)
@@ -165,29 +165,19 @@ func (d *driver) loop() {
 		case <-prune.C:
 			d.prune()
 		}
-		armed = d.rearm(wake, armed, fired.Add(minWakeGap))
+		armed = d.rearm(wake, armed)
 	}
 }
 
-// minWakeGap is the least time between two wake-ups of the driver: a task
-// whose step asked for no later wake-up (the lifecycle always does, but
-// nothing checks it) is ticked again at the old fixed tick's pace, not in
-// a busy loop.
-const minWakeGap = 100 * time.Millisecond
-
-// rearm sets wake to fire at the earliest wake-up of a live task, but
-// not before floor, or stops it if none asked for one, and returns when it
-// fires. armed is when it fires now (zero: stopped); an unchanged time
-// costs nothing.
-func (d *driver) rearm(wake *time.Timer, armed, floor time.Time) time.Time {
+// rearm sets wake to fire at the earliest wake-up of a live task, or
+// stops it if none asked for one, and returns when it fires. armed is
+// when it fires now (zero: stopped); an unchanged time costs nothing.
+func (d *driver) rearm(wake *time.Timer, armed time.Time) time.Time {
 	var next time.Time
 	for _, lt := range d.live {
 		if !lt.wake.IsZero() && (next.IsZero() || lt.wake.Before(next)) {
 			next = lt.wake
 		}
-	}
-	if !next.IsZero() && next.Before(floor) {
-		next = floor
 	}
 	switch {
 	case next.Equal(armed):

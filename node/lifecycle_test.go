@@ -458,7 +458,7 @@ func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
 	d := &driver{live: map[string]*liveTask{}}
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
-	if armed := d.rearm(wake, time.Unix(1, 0), time.Time{}); !armed.IsZero() {
+	if armed := d.rearm(wake, time.Unix(1, 0)); !armed.IsZero() {
 		t.Fatalf("no task asked to wake, yet armed for %s", armed)
 	}
 	select {
@@ -470,7 +470,7 @@ func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
 	d.live["later"] = &liveTask{wake: now.Add(time.Hour)}
 	d.live["soon"] = &liveTask{wake: now.Add(10 * time.Millisecond)}
 	d.live["never"] = &liveTask{}
-	armed := d.rearm(wake, time.Time{}, time.Time{})
+	armed := d.rearm(wake, time.Time{})
 	if !armed.Equal(now.Add(10 * time.Millisecond)) {
 		t.Fatalf("armed for %s, want the earliest wake-up %s", armed, now.Add(10*time.Millisecond))
 	}
@@ -480,13 +480,7 @@ func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
 		t.Fatal("the earliest wake-up never came")
 	}
 	delete(d.live, "soon")
-	if armed := d.rearm(wake, time.Time{}, time.Time{}); !armed.Equal(now.Add(time.Hour)) {
+	if armed := d.rearm(wake, time.Time{}); !armed.Equal(now.Add(time.Hour)) {
 		t.Fatalf("armed for %s, want the next wake-up %s", armed, now.Add(time.Hour))
-	}
-	// A task still due after its step is not woken in a busy loop.
-	d.live["due"] = &liveTask{wake: now.Add(-time.Second)}
-	floor := now.Add(minWakeGap)
-	if armed := d.rearm(wake, time.Time{}, floor); !armed.Equal(floor) {
-		t.Fatalf("a task due since a second ago armed for %s, want %s (minWakeGap after the last wake-up)", armed, floor)
 	}
 }
