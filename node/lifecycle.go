@@ -124,22 +124,14 @@ func (d *driver) post(fn func()) {
 }
 
 // loop is the owner goroutine: it restores the live tasks from the store
-// first, then serves work and wakes tasks whose time has come. It sleeps
-// until the earliest wake-up a task asked for (protocol.WakeAt), not on a
-// fixed tick: an idle node has no task to wake, and a 100 ms tick was half
-// of its idle CPU.
+// first, then serves work and wakes tasks whose time has come.
 func (d *driver) loop() {
 	defer d.n.wg.Done()
 	if err := d.restore(); err != nil {
 		d.n.log.Error("tasks not restored", "err", err)
 	}
-	wake := time.NewTimer(0)
-	defer wake.Stop()
-	var armed time.Time // when wake fires; zero: stopped
-	// Early messages expire in coarse steps: they are bounded in number
-	// anyway, and a step costs a wake-up.
-	expire := time.NewTicker(earlyTTL / 8)
-	defer expire.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	for {
@@ -153,40 +145,17 @@ func (d *driver) loop() {
 			return
 		case fn := <-d.in:
 			fn()
-		case now := <-wake.C:
-			armed = time.Time{}
+		case now := <-tick.C:
 			for id, lt := range d.live {
 				if !lt.wake.IsZero() && !now.Before(lt.wake) {
 					d.step(id, protocol.EvTick{}, nil)
 				}
 			}
-		case now := <-expire.C:
 			d.early.expire(now)
 		case <-prune.C:
 			d.prune()
 		}
-		armed = d.rearm(wake, armed)
 	}
-}
-
-// rearm sets wake to fire at the earliest wake-up of a live task, or
-// stops it if none asked for one, and returns when it fires. armed is
-// when it fires now (zero: stopped); an unchanged time costs nothing.
-func (d *driver) rearm(wake *time.Timer, armed time.Time) time.Time {
-	var next time.Time
-	for _, lt := range d.live {
-		if !lt.wake.IsZero() && (next.IsZero() || lt.wake.Before(next)) {
-			next = lt.wake
-		}
-	}
-	switch {
-	case next.Equal(armed):
-	case next.IsZero():
-		wake.Stop()
-	default:
-		wake.Reset(time.Until(next)) // at once if due (Go 1.23+ timers drop a stale fire)
-	}
-	return next
 }
 
 // restore rebuilds the lifecycles of unfinished tasks after a restart:

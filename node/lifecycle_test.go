@@ -450,37 +450,3 @@ func TestRestartMidTaskRestoresTheLifecycle(t *testing.T) {
 		t.Fatalf("restarted watcher: %s %q settled by %v", v.State, v.Reason, v.Settled)
 	}
 }
-
-// The driver sleeps until the earliest wake-up a live task asked for, and
-// not at all when none did: an idle node has no timer armed (a fixed
-// 100 ms tick was half of an idle node's CPU).
-func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
-	d := &driver{live: map[string]*liveTask{}}
-	wake := time.NewTimer(time.Hour)
-	defer wake.Stop()
-	if armed := d.rearm(wake, time.Unix(1, 0)); !armed.IsZero() {
-		t.Fatalf("no task asked to wake, yet armed for %s", armed)
-	}
-	select {
-	case <-wake.C:
-		t.Fatal("the stopped timer fired")
-	case <-time.After(50 * time.Millisecond):
-	}
-	now := time.Now()
-	d.live["later"] = &liveTask{wake: now.Add(time.Hour)}
-	d.live["soon"] = &liveTask{wake: now.Add(10 * time.Millisecond)}
-	d.live["never"] = &liveTask{}
-	armed := d.rearm(wake, time.Time{})
-	if !armed.Equal(now.Add(10 * time.Millisecond)) {
-		t.Fatalf("armed for %s, want the earliest wake-up %s", armed, now.Add(10*time.Millisecond))
-	}
-	select {
-	case <-wake.C:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the earliest wake-up never came")
-	}
-	delete(d.live, "soon")
-	if armed := d.rearm(wake, time.Time{}); !armed.Equal(now.Add(time.Hour)) {
-		t.Fatalf("armed for %s, want the next wake-up %s", armed, now.Add(time.Hour))
-	}
-}
