@@ -93,8 +93,9 @@ func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
 // idle node's ticks were a third of its CPU), probes one random connected
 // peer per ProbeInterval, and turns lost connections into the detector's
 // evidence. A claim taken or a probe failed between two slow ticks is
-// looked at within a ProbeInterval, well inside the least suspicion wait
-// (MinSuspicionTimeout) and RetryAfter plus a quarter interval.
+// looked at within a ProbeInterval: a suspicion's expiry then comes well
+// inside its least wait (MinSuspicionTimeout), and a strike's second
+// probe at most a ProbeInterval after RetryAfter (a quarter before).
 func (m *Mesh) livenessLoop(sub event.Subscription) {
 	defer m.wg.Done()
 	defer sub.Close()
