@@ -99,6 +99,9 @@ type Config struct {
 	AppScore func(peer.ID) float64
 	// Blob serves content-addressed blobs to peers. Optional.
 	Blob func(hash string) ([]byte, bool)
+	// Results serves the signed result envelopes this node holds for a
+	// task (the results protocol, see FetchResults). Optional.
+	Results func(taskID string) [][]byte
 	// MaxBlobBytes bounds a blob served or fetched.
 	MaxBlobBytes int64
 	// LeaveFlush is how long Close waits after publishing the Leave so that

@@ -7,6 +7,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -122,22 +123,23 @@ func relayResources() relayv2.Resources {
 //   - connections: ConnHigh·1.25 inbound and ConnHigh·1.5 in all, so the
 //     connection manager (which trims above ConnHigh) acts first and the
 //     resource manager only refuses a burst beyond it;
-//   - the blob protocol serves blobServers streams at once and
-//     blobPeerStreams per peer, so a peer that opens streams and stalls holds
-//     four of the slots, never all of them. Gossipsub, the DHT and identify
+//   - the blob and results protocols each serve blobServers streams at
+//     once and blobPeerStreams per peer, so a peer that opens streams and
+//     stalls holds four of the slots, never all of them. Gossipsub, the DHT and identify
 //     keep libp2p's per-service defaults.
 func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	blob := blobProtocolID(cfg.NetworkID)
-	limits.AddProtocolLimit(blob, rcmgr.BaseLimit{
-		StreamsInbound: blobServers, StreamsOutbound: blobServers, Streams: 2 * blobServers,
-		Memory: cfg.ResourceMemory / 4,
-	}, rcmgr.BaseLimitIncrease{})
-	limits.AddProtocolPeerLimit(blob, rcmgr.BaseLimit{
-		StreamsInbound: blobPeerStreams, StreamsOutbound: blobPeerStreams, Streams: 2 * blobPeerStreams,
-		Memory: cfg.ResourceMemory / 8,
-	}, rcmgr.BaseLimitIncrease{})
+	for _, proto := range []libp2pproto.ID{blobProtocolID(cfg.NetworkID), resultsProtocolID(cfg.NetworkID)} {
+		limits.AddProtocolLimit(proto, rcmgr.BaseLimit{
+			StreamsInbound: blobServers, StreamsOutbound: blobServers, Streams: 2 * blobServers,
+			Memory: cfg.ResourceMemory / 4,
+		}, rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(proto, rcmgr.BaseLimit{
+			StreamsInbound: blobPeerStreams, StreamsOutbound: blobPeerStreams, Streams: 2 * blobPeerStreams,
+			Memory: cfg.ResourceMemory / 8,
+		}, rcmgr.BaseLimitIncrease{})
+	}
 	scaled := limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)
 
 	in, all := cfg.ConnHigh*5/4, cfg.ConnHigh*3/2

@@ -220,6 +220,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		}
 	}
 	m.h.SetStreamHandler(m.blobProtocol(), m.serveBlob)
+	m.h.SetStreamHandler(m.resultsProtocol(), m.serveResults)
 	if err := m.watchIdentify(); err != nil {
 		return fail(fmt.Errorf("identify events: %w", err))
 	}
@@ -752,6 +753,7 @@ func (m *Mesh) Close() error {
 	}
 	m.cancel()
 	m.h.RemoveStreamHandler(m.blobProtocol())
+	m.h.RemoveStreamHandler(m.resultsProtocol())
 	var errs []error
 	if m.kad != nil {
 		errs = append(errs, m.kad.Close())

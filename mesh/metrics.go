@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 		}),
 		blobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_blob_transfers_total",
-			Help: "Blob stream transfers, by direction (served, fetched) and outcome.",
+			Help: "Blob and results stream transfers, by direction (served, fetched, results_served, results_fetched) and outcome.",
 		}, []string{"direction", "outcome"}),
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_peer_admissions_total",

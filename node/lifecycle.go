@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/store"
@@ -19,14 +22,22 @@ import (
 // transaction (the result that caused it, the state and timeline, the
 // output, the audit entry). Finished tasks leave memory at once.
 type driver struct {
-	n     *Node
-	in    chan func() // work for the loop goroutine
-	live  map[string]*liveTask
+	n    *Node
+	in   chan func() // work for the loop goroutine
+	live map[string]*liveTask
+	// tasks mirrors live's tasks (id -> *protocol.Task, immutable) for
+	// validators off the loop goroutine: a result from an executor that
+	// is no candidate is refused without waiting for the loop, so a flood
+	// of forged results does not hold up gossipsub's bounded validators
+	// (which drop what they have no room for, honest results included).
+	tasks sync.Map
 	early *earlyBuffer
 	// observed counts the live tasks this node only observes, in all and
 	// per submitter.
 	observed            int
 	observedBySubmitter map[string]int
+
+	syncs chan struct{} // result syncs running (maxSyncs)
 
 	watchMu  sync.Mutex
 	watchers map[string]map[chan struct{}]bool
@@ -58,7 +69,7 @@ const (
 var errBusy = errors.New("too many live tasks")
 
 func newDriver(n *Node) *driver {
-	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{},
+	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{}, syncs: make(chan struct{}, maxSyncs),
 		early: newEarlyBuffer(maxEarlyMessages, maxEarlyPerTask, earlyTTL), watchers: map[string]map[chan struct{}]bool{}}
 }
 
@@ -113,6 +124,15 @@ func (d *driver) admit(ctx context.Context, id string, m earlyMessage, check fun
 		return nil, fmt.Errorf("%w: node stopping", protocol.ErrNotYet)
 	}
 	return task, err
+}
+
+// followed returns a live task, from any goroutine.
+func (d *driver) followed(id string) (*protocol.Task, bool) {
+	t, ok := d.tasks.Load(id)
+	if !ok {
+		return nil, false
+	}
+	return t.(*protocol.Task), true
 }
 
 // post queues fn for the loop goroutine without waiting.
@@ -261,6 +281,7 @@ func (d *driver) room(t *protocol.Task, observed bool) error {
 // add makes a task live (loop goroutine).
 func (d *driver) add(t *protocol.Task, tt protocol.TaskType, observed bool) {
 	d.live[t.ID] = &liveTask{lc: protocol.NewLifecycle(d.n.id.String(), t, tt), observed: observed}
+	d.tasks.Store(t.ID, t)
 	if observed {
 		d.observed++
 		d.observedBySubmitter[t.Submitter]++
@@ -274,6 +295,7 @@ func (d *driver) remove(id string) {
 		return
 	}
 	delete(d.live, id)
+	d.tasks.Delete(id)
 	d.early.drop(id)
 	if lt.observed {
 		d.observed--
@@ -298,6 +320,7 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 		persists  []protocol.Persist
 		penalties []protocol.Penalize
 		run       bool
+		sync      *protocol.Sync
 	)
 	for _, a := range acts {
 		switch a := a.(type) {
@@ -314,6 +337,8 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 			}
 		case protocol.WakeAt:
 			lt.wake = a.At
+		case protocol.Sync:
+			sync = &a
 		}
 	}
 	if err := d.commit(id, now, env, persists, penalties, run); err != nil {
@@ -327,6 +352,9 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 	}
 	if run {
 		d.startRun(lt)
+	}
+	if sync != nil {
+		d.syncResults(lt.lc.Task(), *sync)
 	}
 	if lt.lc.State().Terminal() {
 		d.remove(id)
@@ -469,6 +497,85 @@ func (d *driver) startRun(lt *liveTask) {
 				lt.cancel = nil
 			}
 		})
+	}()
+}
+
+// Bounds of result syncs (protocol.Sync): how many run at once, and how
+// long one may take, every peer asked included. A sync that finds no slot
+// in that time is dropped: the next silence asks again.
+const (
+	maxSyncs    = 8
+	syncTimeout = 10 * time.Second
+)
+
+// syncResults asks peers for the results of executors that this node
+// lacks, before its lifecycle acts on their silence: each executor (it
+// keeps its own result) and then the task's submitter (it keeps every
+// result it checked). Each envelope fetched is checked as a result that
+// came by gossip, with its executor as the publisher (the envelope is its
+// signature), and stepped like one. Every node that follows the task
+// asks at about the same time, so each waits a random part of the first
+// half of the time left before the silence: the asks reach a submitter
+// spread out, not at once.
+func (d *driver) syncResults(t *protocol.Task, s protocol.Sync) {
+	executors := s.Executors
+	targets := slices.Clone(executors)
+	if !slices.Contains(targets, t.Submitter) {
+		targets = append(targets, t.Submitter)
+	}
+	var jitter time.Duration
+	if left := time.Until(s.Before) / 2; left > 0 {
+		jitter = rand.N(left)
+	}
+	d.n.wg.Add(1)
+	go func() {
+		defer d.n.wg.Done()
+		select {
+		case <-time.After(jitter):
+		case <-d.n.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(d.n.ctx, syncTimeout)
+		defer cancel()
+		select {
+		case d.syncs <- struct{}{}:
+			defer func() { <-d.syncs }()
+		case <-ctx.Done():
+			return
+		}
+		missing := len(executors)
+		var errs []error
+		for _, target := range targets {
+			p, err := peer.Decode(target)
+			if err != nil || p == d.n.id {
+				continue
+			}
+			envs, err := d.n.mesh.FetchResults(ctx, p, t.ID)
+			if err != nil {
+				errs = append(errs, err)
+				if ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			for _, env := range envs {
+				if r := d.n.synced(ctx, p, env); r != nil && slices.Contains(executors, r.Executor) {
+					missing--
+					d.n.met.synced.WithLabelValues("recovered").Inc()
+					d.n.log.Info("result recovered from a peer", "task", short(t.ID), "executor", protocol.ShortPeer(r.Executor), "from", p)
+				}
+			}
+			if missing <= 0 {
+				return
+			}
+		}
+		switch {
+		case len(errs) == len(targets):
+			d.n.met.synced.WithLabelValues("error").Inc()
+		case missing == len(executors):
+			d.n.met.synced.WithLabelValues("none").Inc()
+		}
+		d.n.log.Debug("results asked of peers", "task", short(t.ID), "silent", len(executors), "still_missing", missing, "err", errors.Join(errs...))
 	}()
 }
 

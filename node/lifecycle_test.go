@@ -450,3 +450,27 @@ func TestRestartMidTaskRestoresTheLifecycle(t *testing.T) {
 		t.Fatalf("restarted watcher: %s %q settled by %v", v.State, v.Reason, v.Settled)
 	}
 }
+
+// A result that gossip lost on its way to a node (here the submitter's
+// validator drops it, as gossipsub drops a message whose validation a
+// flood throttled) is asked of its executor before the lease runs out:
+// the task settles on the two results the first candidates delivered,
+// and no backup runs. Without the sync the submitter waited out the lease
+// and ran the task itself (issue 15's CI failure).
+func TestLostResultRecoveredBeforeLeaseEnds(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string {
+		return []string{a.ID().String(), b.ID().String(), sub.ID().String()}
+	}
+	sub.dropResult = func(r *protocol.Result) bool { return r.Executor == b.ID().String() }
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+	v := waitTask(t, sub, id, 3*testLease)
+	want := []string{a.ID().String(), b.ID().String()}
+	if v.State != protocol.StateAccepted || !slices.Equal(v.Settled, want) {
+		t.Fatalf("task %s: %s %q settled by %v, want accepted by %v; timeline %+v", id[:8], v.State, v.Reason, v.Settled, want, v.Timeline)
+	}
+	if slices.Contains(v.Executors, sub.ID().String()) {
+		t.Fatalf("the submitter ran the task itself: the lost result was not recovered (executors %v)", v.Executors)
+	}
+}

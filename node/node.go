@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -67,6 +68,10 @@ type Node struct {
 	// blobHook, set only by tests, answers blob requests instead of the
 	// store: a peer that serves other bytes under a hash.
 	blobHook func(hash string) ([]byte, bool)
+	// dropResult, set only by tests, makes the results validator ignore
+	// a gossiped result it returns true for, as gossipsub drops a message
+	// whose validation is throttled.
+	dropResult func(*protocol.Result) bool
 	// skipSelfCheck, set only by tests, makes the node publish its results
 	// without validating them first, as a malicious node would.
 	skipSelfCheck bool
@@ -191,6 +196,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mc.ResourceFDs = max(mc.ResourceFDs, cfg.MaxConns*3/2+64)
 	mc.AppScore = n.rep.appScore
 	mc.Blob = n.serveBlob
+	mc.Results = n.serveResults
 	mc.OnPeer = n.persistPeer
 	mc.TrackChanges = true // flushLoop writes the table behind it
 	for _, d := range cfg.DenyPeers {
@@ -388,6 +394,21 @@ func (n *Node) served() []string {
 		return nil
 	}
 	return n.reg.IDs()
+}
+
+// serveResults answers the mesh's results requests: the signed results
+// this node stored for a task (an equivocator's second one too), in a
+// stable order.
+func (n *Node) serveResults(id string) [][]byte {
+	rs, err := n.db.Results(id)
+	if err != nil {
+		return nil
+	}
+	out := make([][]byte, 0, len(rs))
+	for _, k := range slices.Sorted(maps.Keys(rs)) {
+		out = append(out, rs[k])
+	}
+	return out
 }
 
 // serveBlob answers the mesh's blob requests: stored blobs (modules and

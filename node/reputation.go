@@ -91,6 +91,7 @@ type nodeMetrics struct {
 	prove       prometheus.Histogram     // seconds
 	verify      *prometheus.HistogramVec // outcome
 	results     *prometheus.CounterVec   // verdict
+	synced      *prometheus.CounterVec   // outcome
 	execFailed  *prometheus.CounterVec   // reason
 	submitTo    prometheus.Histogram     // seconds from submit to accepted
 	pruned      prometheus.Counter       // finished tasks deleted after the retention
@@ -115,6 +116,9 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_results_total", Help: "Results validated, by verdict and reason.",
 		}, []string{"verdict", "reason"}),
+		synced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofmesh_results_synced_total", Help: "Results asked of peers before acting on a candidate's silence, by outcome (recovered: a result gossip had not delivered here; none: no peer had one; error: no peer answered).",
+		}, []string{"outcome"}),
 		execFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_executions_failed_total", Help: "Tasks this node could not execute, by reason.",
 		}, []string{"reason"}),
@@ -128,6 +132,6 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 	m.notFollowed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "proofmesh_tasks_not_followed_total", Help: "Tasks seen but not followed: beyond the bounds of live lifecycles (all, observed, per submitter).",
 	})
-	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.execFailed, m.submitTo, m.pruned, m.notFollowed)
+	reg.MustRegister(m.tasks, m.exec, m.prove, m.verify, m.results, m.synced, m.execFailed, m.submitTo, m.pruned, m.notFollowed)
 	return m
 }

@@ -662,14 +662,22 @@ type resultSeen struct {
 // before it is delivered or forwarded; an invalid one is REJECTED and
 // counts against its executor.
 func (n *Node) validateResult(ctx context.Context, from peer.ID, data []byte) (any, error) {
-	if from == n.id && n.skipSelfCheck {
-		r, err := protocol.OpenResult(data)
-		if err != nil {
-			return nil, err
-		}
-		return resultSeen{r, data}, nil
+	r, err := protocol.OpenResult(data)
+	if err == nil && n.dropResult != nil && n.dropResult(r) {
+		return nil, fmt.Errorf("%w: dropped by the test", protocol.ErrNotYet)
 	}
-	r, err := n.checkResult(ctx, from, data)
+	if err == nil && !(from == n.id && n.skipSelfCheck) {
+		err = n.checkResult(ctx, from, r, data)
+	}
+	n.countResult(err)
+	if err != nil {
+		return nil, err
+	}
+	return resultSeen{r, data}, nil
+}
+
+// countResult counts a result's verdict.
+func (n *Node) countResult(err error) {
 	verdict := "accept"
 	if err != nil {
 		verdict = "reject"
@@ -678,19 +686,17 @@ func (n *Node) validateResult(ctx context.Context, from peer.ID, data []byte) (a
 		}
 	}
 	n.met.results.WithLabelValues(verdict, protocol.Reason(err)).Inc()
-	if err != nil {
-		return nil, err
-	}
-	return resultSeen{r, data}, nil
 }
 
-func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*protocol.Result, error) {
-	r, err := protocol.OpenResult(data)
-	if err != nil {
-		return nil, err
-	}
+// checkResult checks an opened result r (its envelope data) that from
+// published: from must be its executor, its executor's turn must have
+// come, it must fit its task, and its proof must verify.
+func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result, data []byte) error {
 	if r.Executor != from.String() {
-		return nil, fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
+		return fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
+	}
+	if t, ok := n.lc.followed(r.TaskID); ok && t.CandidateIndex(r.Executor) < 0 {
+		return fmt.Errorf("%w: %s", protocol.ErrExecutorNotAllowed, r.Executor)
 	}
 	now := time.Now()
 	// REJECTED if early, and kept: if this node later learns of the event
@@ -705,11 +711,11 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 		return lc.CheckTurn(r.Executor, now, protocol.TurnSkew)
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tt := n.reg[task.Type]
 	if err := checkResultAgainstTask(r, task, tt); err != nil {
-		return nil, err
+		return err
 	}
 	if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil {
 		start := time.Now()
@@ -723,14 +729,37 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, data []byte) (*pro
 			n.rep.rejected(from)
 			n.mesh.MarkChanged(from)
 			n.audit(store.AuditEntry{Kind: "result.rejected", Actor: r.Executor, Subject: r.TaskID, Detail: err.Error()})
-			return nil, err
+			return err
 		}
 		if n.creditable(task.Submitter, r.Executor) {
 			n.rep.verified(from)
 			n.mesh.MarkChanged(from)
 		}
 	}
-	return r, nil
+	return nil
+}
+
+// synced checks a result envelope that peer from handed over on the
+// results protocol as if its executor had published it on gossip, and
+// steps it; nil if it does not pass (counted, early, forged, not a
+// candidate's: the validator's verdicts).
+func (n *Node) synced(ctx context.Context, from peer.ID, env []byte) *protocol.Result {
+	r, err := protocol.OpenResult(env)
+	if err != nil {
+		n.countResult(err)
+		return nil
+	}
+	exec, err := peer.Decode(r.Executor)
+	if err == nil {
+		err = n.checkResult(mesh.WithForwarder(ctx, from), exec, r, env)
+	}
+	n.countResult(err)
+	if err != nil {
+		n.log.Debug("synced result refused", "task", short(r.TaskID), "executor", protocol.ShortPeer(r.Executor), "from", from, "err", err)
+		return nil
+	}
+	n.onResult(mesh.Message{From: exec, Data: env, Value: resultSeen{r, env}})
+	return r
 }
 
 func (n *Node) onResult(m mesh.Message) {

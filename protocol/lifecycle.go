@@ -40,6 +40,9 @@ type Lifecycle struct {
 	answered  int         // executors that delivered
 	wanted    int         // results wanted before the next candidate starts
 	ran       bool        // this node started its own run
+	// synced is the silence (a lease's end, or the deadline) before
+	// which this node last asked for the results it lacks.
+	synced time.Time
 }
 
 // Delivery is one verified result as the lifecycle sees it.
@@ -129,6 +132,23 @@ type Stop struct{ Reason string }
 // ones; a zero At means no wake-up is needed).
 type WakeAt struct{ At time.Time }
 
+// Sync tells the driver to ask peers for the results of Executors (active
+// candidates that have not delivered here): gossip may have lost them,
+// and the lifecycle is about to act on their silence (start the next
+// candidate, or fail at the deadline). Results fetched come back as
+// EvResult, checked like any other. Before is the silence the sync
+// precedes.
+type Sync struct {
+	Executors []string
+	Before    time.Time
+}
+
+// SyncLead is how long before it acts on a candidate's silence a
+// lifecycle asks for the results it lacks (at most a quarter of the
+// lease): time for a round trip, and no request at all while results
+// arrive.
+const SyncLead = 2 * time.Second
+
 // Penalize records that an executor delivered an outcome the quorum
 // refuted.
 type Penalize struct {
@@ -141,6 +161,7 @@ func (Run) isAction()      {}
 func (Stop) isAction()     {}
 func (WakeAt) isAction()   {}
 func (Penalize) isAction() {}
+func (Sync) isAction()     {}
 
 // NewLifecycle returns the lifecycle of a checked task as seen by node
 // self. Its first event must be EvSeen or EvRestored.
@@ -396,7 +417,52 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 		l.ran = true
 		out = append(out, Run{})
 	}
+	if silence, at, ok := l.syncDue(); ok && !now.Before(at) {
+		l.synced = silence
+		if ex := l.silent(); len(ex) > 0 {
+			out = append(out, Sync{Executors: ex, Before: silence})
+		}
+	}
 	return append(out, WakeAt{At: l.nextWake()})
+}
+
+// nextSilence is the next moment the lifecycle acts on the silence of
+// candidates: the scheduled start of a candidate that would take over (a
+// lease running out), or the deadline.
+func (l *Lifecycle) nextSilence() time.Time {
+	at := time.UnixMilli(l.task.Deadline)
+	for i := l.task.Replicas; i < len(l.activated); i++ {
+		if s := l.task.StartAt(i); l.activated[i].IsZero() && s.Before(at) {
+			at = s
+		}
+	}
+	return at
+}
+
+// syncDue says when this node asks for the results it lacks before the
+// next silence (SyncLead before it, at most a quarter of the lease): once
+// per silence, and only while results are wanted.
+func (l *Lifecycle) syncDue() (silence, at time.Time, ok bool) {
+	if l.answered >= l.wanted {
+		return time.Time{}, time.Time{}, false
+	}
+	silence = l.nextSilence()
+	if !l.synced.Before(silence) {
+		return time.Time{}, time.Time{}, false
+	}
+	return silence, silence.Add(-min(SyncLead, l.task.Lease()/4)), true
+}
+
+// silent lists the active candidates that have not delivered and have
+// not left.
+func (l *Lifecycle) silent() []string {
+	var out []string
+	for i, c := range l.task.Candidates {
+		if !l.activated[i].IsZero() && !l.HasDelivered(c) && !l.gone[c] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (l *Lifecycle) activeCount() int {
@@ -533,13 +599,17 @@ func (l *Lifecycle) account() string {
 	return strings.Join(parts, " vs ")
 }
 
-// nextWake is the earliest scheduled start still to come, or the deadline.
+// nextWake is the earliest of: a scheduled start still to come, the time
+// to ask for missing results before the next silence, the deadline.
 func (l *Lifecycle) nextWake() time.Time {
 	at := time.UnixMilli(l.task.Deadline)
 	for i := range l.activated {
 		if s := l.task.StartAt(i); l.activated[i].IsZero() && s.Before(at) {
 			at = s
 		}
+	}
+	if _, sync, ok := l.syncDue(); ok && sync.Before(at) {
+		at = sync
 	}
 	return at
 }

@@ -38,6 +38,8 @@ func summarize(a Action) string {
 		return "wake " + a.At.Format("15:04:05.000")
 	case Penalize:
 		return "penalize " + a.Executor
+	case Sync:
+		return "sync " + strings.Join(a.Executors, ",")
 	}
 	return fmt.Sprintf("%T", a)
 }
@@ -110,13 +112,14 @@ func TestLifecycleScripts(t *testing.T) {
 		final TaskState
 	}{
 		{"first candidate runs at once and a proof accepts", "a", lcTask(g16, 1, "a", "b"), g16, []lcStep{
-			{0, EvSeen{}, []string{"persist assigned", "run", "wake 12:00:10.000"}, nil},
+			{0, EvSeen{}, []string{"persist assigned", "run", "wake 12:00:08.000"}, nil},
 			{time.Second, EvProgress{Executor: "a", State: StateRunning}, []string{"persist running"}, nil},
 			{2 * time.Second, out("a", "h1"), []string{"persist verifying", "persist accepted settled by a", "wake never"}, []string{"run"}},
 		}, StateAccepted},
 		{"backup waits for its lease, then takes over", "b", lcTask(g16, 1, "a", "b"), g16, []lcStep{
-			{0, EvSeen{}, []string{"persist assigned", "wake 12:00:10.000"}, []string{"run"}},
-			{5 * time.Second, EvTick{}, nil, []string{"run"}},
+			{0, EvSeen{}, []string{"persist assigned", "wake 12:00:08.000"}, []string{"run"}},
+			{5 * time.Second, EvTick{}, nil, []string{"run", "sync"}},
+			{8 * time.Second, EvTick{}, []string{"sync a", "wake 12:00:10.000"}, []string{"run"}},
 			{10 * time.Second, EvTick{}, []string{"takes over: the lease", "run"}, nil},
 			{12 * time.Second, out("b", "h1"), []string{"accepted settled by b"}, nil},
 		}, StateAccepted},
@@ -177,6 +180,31 @@ func TestLifecycleScripts(t *testing.T) {
 			{0, EvSeen{}, []string{"run"}, nil},
 			{0, EvAbort{Reason: "not published: no peers"}, []string{"persist failed: not published: no peers", "stop", "wake never"}, nil},
 		}, StateFailed},
+		{"a result gossip lost is asked for before the lease runs out, and settles", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, []string{"wake 12:00:08.000"}, nil},
+			{time.Second, out("a", "good"), []string{"wake 12:00:08.000"}, []string{"sync"}},
+			{8 * time.Second, EvTick{}, []string{"sync b", "wake 12:00:10.000"}, []string{"takes over"}},
+			{8*time.Second + 300*time.Millisecond, out("b", "good"), []string{"accepted settled by a,b"}, []string{"sync", "takes over"}},
+		}, StateAccepted},
+		{"no sync while the results arrive", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{time.Second, out("a", "good"), nil, nil},
+			{2 * time.Second, out("b", "good"), []string{"accepted", "wake never"}, []string{"sync"}},
+		}, StateAccepted},
+		{"one sync per silence: before the lease's end, then before the deadline", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{8 * time.Second, EvTick{}, []string{"sync a,b"}, nil},
+			{9 * time.Second, EvTick{}, nil, []string{"sync"}},
+			{10 * time.Second, EvTick{}, []string{"candidate 2 (c) takes over", "wake 12:00:28.000"}, []string{"sync"}},
+			{28 * time.Second, EvTick{}, []string{"sync a,b,c", "wake 12:00:30.000"}, []string{"failed"}},
+			{29 * time.Second, EvTick{}, nil, []string{"sync"}},
+			{30 * time.Second, EvTick{}, []string{"persist failed: deadline passed"}, []string{"sync"}},
+		}, StateFailed},
+		{"a candidate that left is not asked", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{time.Second, EvPeerLeft{Peer: "a"}, []string{"candidate 2 (c) takes over"}, nil},
+			{28 * time.Second, EvTick{}, []string{"sync b,c"}, nil},
+		}, StateAssigned},
 		{"the deadline fails an unanswered task", "x", lcTask(g16, 1, "a", "b"), g16, []lcStep{
 			{0, EvSeen{}, nil, nil},
 			{30 * time.Second, EvTick{}, []string{"persist failed: deadline passed: no result from 2 candidate(s)"}, nil},
@@ -190,7 +218,7 @@ func TestLifecycleScripts(t *testing.T) {
 			{2 * time.Second, out("b", "h"), nil, []string{"run"}},
 		}, StateVerifying},
 		{"restart of a backup with no answer yet schedules its turn", "b", lcTask(g16, 1, "a", "b"), g16, []lcStep{
-			{time.Second, EvRestored{State: StateRunning}, []string{"wake 12:00:10.000"}, []string{"run"}},
+			{time.Second, EvRestored{State: StateRunning}, []string{"wake 12:00:08.000"}, []string{"run"}},
 			{10 * time.Second, EvTick{}, []string{"run"}, nil},
 		}, StateAssigned},
 	}
