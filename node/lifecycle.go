@@ -144,14 +144,22 @@ func (d *driver) post(fn func()) {
 }
 
 // loop is the owner goroutine: it restores the live tasks from the store
-// first, then serves work and wakes tasks whose time has come.
+// first, then serves work and wakes tasks whose time has come. It sleeps
+// until the earliest wake-up a task asked for (protocol.WakeAt), not on a
+// fixed tick: an idle node has no task to wake, and a 100 ms tick was half
+// of its idle CPU.
 func (d *driver) loop() {
 	defer d.n.wg.Done()
 	if err := d.restore(); err != nil {
 		d.n.log.Error("tasks not restored", "err", err)
 	}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	var armed, fired time.Time // when wake fires (zero: stopped); when it last fired
+	// Early messages expire in coarse steps: they are bounded in number
+	// anyway, and a step costs a wake-up.
+	expire := time.NewTicker(earlyTTL / 8)
+	defer expire.Stop()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	for {
@@ -165,17 +173,50 @@ func (d *driver) loop() {
 			return
 		case fn := <-d.in:
 			fn()
-		case now := <-tick.C:
+		case now := <-wake.C:
+			armed, fired = time.Time{}, now
 			for id, lt := range d.live {
 				if !lt.wake.IsZero() && !now.Before(lt.wake) {
 					d.step(id, protocol.EvTick{}, nil)
 				}
 			}
+		case now := <-expire.C:
 			d.early.expire(now)
 		case <-prune.C:
 			d.prune()
 		}
+		armed = d.rearm(wake, armed, fired.Add(minWakeGap))
 	}
+}
+
+// minWakeGap is the least time between two wake-ups of the driver: a task
+// whose step asked for no later wake-up (the lifecycle always does, but
+// nothing checks it) is ticked again at the old fixed tick's pace, not in
+// a busy loop.
+const minWakeGap = 100 * time.Millisecond
+
+// rearm sets wake to fire at the earliest wake-up of a live task, but
+// not before floor, or stops it if none asked for one, and returns when it
+// fires. armed is when it fires now (zero: stopped); an unchanged time
+// costs nothing.
+func (d *driver) rearm(wake *time.Timer, armed, floor time.Time) time.Time {
+	var next time.Time
+	for _, lt := range d.live {
+		if !lt.wake.IsZero() && (next.IsZero() || lt.wake.Before(next)) {
+			next = lt.wake
+		}
+	}
+	if !next.IsZero() && next.Before(floor) {
+		next = floor
+	}
+	switch {
+	case next.Equal(armed):
+	case next.IsZero():
+		wake.Stop()
+	default:
+		wake.Reset(time.Until(next)) // at once if due (Go 1.23+ timers drop a stale fire)
+	}
+	return next
 }
 
 // restore rebuilds the lifecycles of unfinished tasks after a restart:

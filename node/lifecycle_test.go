@@ -474,3 +474,43 @@ func TestLostResultRecoveredBeforeLeaseEnds(t *testing.T) {
 		t.Fatalf("the submitter ran the task itself: the lost result was not recovered (executors %v)", v.Executors)
 	}
 }
+
+// The driver sleeps until the earliest wake-up a live task asked for, and
+// not at all when none did: an idle node has no timer armed (a fixed
+// 100 ms tick was half of an idle node's CPU).
+func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
+	d := &driver{live: map[string]*liveTask{}}
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	if armed := d.rearm(wake, time.Unix(1, 0), time.Time{}); !armed.IsZero() {
+		t.Fatalf("no task asked to wake, yet armed for %s", armed)
+	}
+	select {
+	case <-wake.C:
+		t.Fatal("the stopped timer fired")
+	case <-time.After(50 * time.Millisecond):
+	}
+	now := time.Now()
+	d.live["later"] = &liveTask{wake: now.Add(time.Hour)}
+	d.live["soon"] = &liveTask{wake: now.Add(10 * time.Millisecond)}
+	d.live["never"] = &liveTask{}
+	armed := d.rearm(wake, time.Time{}, time.Time{})
+	if !armed.Equal(now.Add(10 * time.Millisecond)) {
+		t.Fatalf("armed for %s, want the earliest wake-up %s", armed, now.Add(10*time.Millisecond))
+	}
+	select {
+	case <-wake.C:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the earliest wake-up never came")
+	}
+	delete(d.live, "soon")
+	if armed := d.rearm(wake, time.Time{}, time.Time{}); !armed.Equal(now.Add(time.Hour)) {
+		t.Fatalf("armed for %s, want the next wake-up %s", armed, now.Add(time.Hour))
+	}
+	// A task still due after its step is not woken in a busy loop.
+	d.live["due"] = &liveTask{wake: now.Add(-time.Second)}
+	floor := now.Add(minWakeGap)
+	if armed := d.rearm(wake, time.Time{}, floor); !armed.Equal(floor) {
+		t.Fatalf("a task due since a second ago armed for %s, want %s (minWakeGap after the last wake-up)", armed, floor)
+	}
+}
