@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +199,43 @@ func TestOneDiscoveredPeerCannotClaimOurJoinIsWrong(t *testing.T) {
 	if p, ok := problem(joined, protocol.ProblemProtocolMismatch); ok {
 		t.Fatalf("a joined node reports one discovered peer's major as its problem: %q", p.Message)
 	}
+}
+
+// A result from an identity that is no candidate of a followed task is
+// refused without the lifecycle's goroutine: a sybil flood of them held
+// gossipsub's four result validators while each waited its turn there,
+// and gossipsub dropped the honest results that found no validator free.
+// Here the goroutine is held busy; the refusal must not wait for it.
+func TestForgedResultRefusedWithoutTheLoop(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	sub := tn.Nodes[0]
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	for _, n := range tn.Nodes { // nobody delivers: the task stays live
+		n.tamper = func(*protocol.Result) { <-hold }
+	}
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), Module: echoModule(t), Replicas: 2})
+	rec, err := sub.db.GetTask(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	forger, _ := peer.IDFromPrivateKey(key)
+	out := []byte("forged")
+	env, err := protocol.Seal(&protocol.Result{TaskID: id, Type: rec.Task.Type, Executor: forger.String(), InputHash: rec.Task.InputHash,
+		Output: out, OutputHash: protocol.HashHex(out), Time: time.Now().UnixMilli()}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := make(chan struct{})
+	sub.lc.post(func() { close(busy); <-hold })
+	<-busy
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.validateResult(ctx, forger, env); !errors.Is(err, protocol.ErrExecutorNotAllowed) {
+		t.Fatalf("forged result while the lifecycle's goroutine is busy: err = %v, want %v", err, protocol.ErrExecutorNotAllowed)
+	}
+	release()
 }
