@@ -229,13 +229,35 @@ func TestForgedResultRefusedWithoutTheLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy := make(chan struct{})
-	sub.lc.post(func() { close(busy); <-hold })
+	busy, unblock := make(chan struct{}), make(chan struct{})
+	sub.lc.post(func() { close(busy); <-unblock })
 	<-busy
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := sub.validateResult(ctx, forger, env); !errors.Is(err, protocol.ErrExecutorNotAllowed) {
 		t.Fatalf("forged result while the lifecycle's goroutine is busy: err = %v, want %v", err, protocol.ErrExecutorNotAllowed)
 	}
-	release()
+	close(unblock)
+
+	// A peer answering a results request hands over only results of the
+	// task asked for: a candidate's valid result offered for another id
+	// is refused, and taken for its own.
+	var exec *Node
+	for _, n := range tn.Nodes {
+		if n != sub && rec.Task.CandidateIndex(n.ID().String()) >= 0 {
+			exec = n
+		}
+	}
+	out = []byte(`"eA=="`)
+	env, err = protocol.Seal(&protocol.Result{TaskID: id, Type: rec.Task.Type, Executor: exec.ID().String(), InputHash: rec.Task.InputHash,
+		Output: out, OutputHash: protocol.HashHex(out), Time: time.Now().UnixMilli()}, exec.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := sub.synced(ctx, protocol.HashHex([]byte("another task")), exec.ID(), env); r != nil {
+		t.Fatal("a result of another task than the one asked for was taken")
+	}
+	if r := sub.synced(ctx, id, exec.ID(), env); r == nil {
+		t.Fatal("a candidate's result of the task asked for was refused")
+	}
 }

@@ -600,7 +600,7 @@ func (d *driver) syncResults(t *protocol.Task, s protocol.Sync) {
 				continue
 			}
 			for _, env := range envs {
-				if r := d.n.synced(ctx, p, env); r != nil && slices.Contains(executors, r.Executor) {
+				if r := d.n.synced(ctx, t.ID, p, env); r != nil && slices.Contains(executors, r.Executor) {
 					missing--
 					d.n.met.synced.WithLabelValues("recovered").Inc()
 					d.n.log.Info("result recovered from a peer", "task", short(t.ID), "executor", protocol.ShortPeer(r.Executor), "from", p)

@@ -739,12 +739,15 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result
 	return nil
 }
 
-// synced checks a result envelope that peer from handed over on the
-// results protocol as if its executor had published it on gossip, and
-// steps it; nil if it does not pass (counted, early, forged, not a
-// candidate's: the validator's verdicts).
-func (n *Node) synced(ctx context.Context, from peer.ID, env []byte) *protocol.Result {
+// synced checks a result envelope of task id that peer from handed over
+// on the results protocol as if its executor had published it on gossip,
+// and steps it; nil if it does not pass (another task's, counted, early,
+// forged, not a candidate's: the validator's verdicts).
+func (n *Node) synced(ctx context.Context, id string, from peer.ID, env []byte) *protocol.Result {
 	r, err := protocol.OpenResult(env)
+	if err == nil && r.TaskID != id {
+		err = fmt.Errorf("%w: asked for results of %s, got one of %s", protocol.ErrMalformed, short(id), short(r.TaskID))
+	}
 	if err != nil {
 		n.countResult(err)
 		return nil
