@@ -584,13 +584,15 @@ func (d *driver) syncResults(t *protocol.Task, s protocol.Sync) {
 		case <-ctx.Done():
 			return
 		}
-		missing := len(executors)
+		found := map[string]bool{}
+		asked := 0
 		var errs []error
 		for _, target := range targets {
 			p, err := peer.Decode(target)
 			if err != nil || p == d.n.id {
 				continue
 			}
+			asked++
 			envs, err := d.n.mesh.FetchResults(ctx, p, t.ID)
 			if err != nil {
 				errs = append(errs, err)
@@ -601,22 +603,22 @@ func (d *driver) syncResults(t *protocol.Task, s protocol.Sync) {
 			}
 			for _, env := range envs {
 				if r := d.n.synced(ctx, t.ID, p, env); r != nil && slices.Contains(executors, r.Executor) {
-					missing--
+					found[r.Executor] = true
 					d.n.met.synced.WithLabelValues("recovered").Inc()
 					d.n.log.Info("result recovered from a peer", "task", short(t.ID), "executor", protocol.ShortPeer(r.Executor), "from", p)
 				}
 			}
-			if missing <= 0 {
+			if len(found) == len(executors) {
 				return
 			}
 		}
 		switch {
-		case len(errs) == len(targets):
+		case asked > 0 && len(errs) == asked:
 			d.n.met.synced.WithLabelValues("error").Inc()
-		case missing == len(executors):
+		case len(found) == 0:
 			d.n.met.synced.WithLabelValues("none").Inc()
 		}
-		d.n.log.Debug("results asked of peers", "task", short(t.ID), "silent", len(executors), "still_missing", missing, "err", errors.Join(errs...))
+		d.n.log.Debug("results asked of peers", "task", short(t.ID), "silent", len(executors), "still_missing", len(executors)-len(found), "err", errors.Join(errs...))
 	}()
 }
 
