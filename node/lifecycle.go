@@ -395,7 +395,7 @@ func (d *driver) step(id string, ev protocol.Event, env []byte) {
 		d.startRun(lt)
 	}
 	if sync != nil {
-		d.syncResults(lt.lc.Task(), *sync)
+		d.syncResults(lt.lc.Task(), *sync, lt.observed)
 	}
 	if lt.lc.State().Terminal() {
 		d.remove(id)
@@ -549,21 +549,34 @@ const (
 	syncTimeout = 10 * time.Second
 )
 
-// syncResults asks peers for the results of executors that this node
-// lacks, before its lifecycle acts on their silence: each executor (it
-// keeps its own result) and then the task's submitter (it keeps every
-// result it checked). Each envelope fetched is checked as a result that
-// came by gossip, with its executor as the publisher (the envelope is its
-// signature), and stepped like one. Every node that follows the task
-// asks at about the same time, so each waits a random part of the first
-// half of the time left before the silence: the asks reach a submitter
-// spread out, not at once.
-func (d *driver) syncResults(t *protocol.Task, s protocol.Sync) {
-	executors := s.Executors
+// syncTargets are the peers a node asks for the results of the silent
+// executors of task t, in order. The submitter and the candidates ask each
+// silent executor (it keeps its own result), then the submitter (it keeps
+// every result it checked). A node that only observes the task asks the
+// submitter alone: anyone can sign a task naming any candidates, and
+// every node of the network follows it, so were observers to ask the
+// candidates, one forged task would have the whole network call on them.
+func syncTargets(t *protocol.Task, executors []string, observed bool) []string {
+	if observed {
+		return []string{t.Submitter}
+	}
 	targets := slices.Clone(executors)
 	if !slices.Contains(targets, t.Submitter) {
 		targets = append(targets, t.Submitter)
 	}
+	return targets
+}
+
+// syncResults asks peers (syncTargets) for the results of executors that
+// this node lacks, before its lifecycle acts on their silence. Each
+// envelope fetched is checked as a result that came by gossip, with its
+// executor as the publisher (the envelope is its signature), and stepped
+// like one. Every node that follows the task asks at about the same
+// time, so each waits a random part of the first half of the time left
+// before the silence: the asks reach a submitter spread out, not at once.
+func (d *driver) syncResults(t *protocol.Task, s protocol.Sync, observed bool) {
+	executors := s.Executors
+	targets := syncTargets(t, executors, observed)
 	var jitter time.Duration
 	if left := time.Until(s.Before) / 2; left > 0 {
 		jitter = rand.N(left)

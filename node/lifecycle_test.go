@@ -514,3 +514,25 @@ func TestDriverSleepsUntilTheEarliestWake(t *testing.T) {
 		t.Fatalf("a task due since a second ago armed for %s, want %s (minWakeGap after the last wake-up)", armed, floor)
 	}
 }
+
+// Who a node asks for missing results: a participant asks the silent
+// executors, then the submitter; an observer asks the submitter alone, so
+// a forged task naming a victim as candidate cannot turn every node of
+// the network on it.
+func TestSyncTargets(t *testing.T) {
+	task := &protocol.Task{Submitter: "s", Candidates: []string{"a", "b", "c"}}
+	for _, tc := range []struct {
+		executors []string
+		observed  bool
+		want      []string
+	}{
+		{[]string{"b"}, false, []string{"b", "s"}},
+		{[]string{"a", "c"}, false, []string{"a", "c", "s"}},
+		{[]string{"s", "a"}, false, []string{"s", "a"}}, // the submitter is a silent candidate: asked once
+		{[]string{"a", "b"}, true, []string{"s"}},
+	} {
+		if got := syncTargets(task, tc.executors, tc.observed); !slices.Equal(got, tc.want) {
+			t.Errorf("silent %v, observed %v: asks %v, want %v", tc.executors, tc.observed, got, tc.want)
+		}
+	}
+}
