@@ -123,9 +123,10 @@ func relayResources() relayv2.Resources {
 //   - connections: ConnHigh·1.25 inbound and ConnHigh·1.5 in all, so the
 //     connection manager (which trims above ConnHigh) acts first and the
 //     resource manager only refuses a burst beyond it;
-//   - the blob and results protocols each serve blobServers streams at
-//     once and blobPeerStreams per peer, so a peer that opens streams and
-//     stalls holds four of the slots, never all of them. Gossipsub, the DHT and identify
+//   - the blob and results protocols each serve 16 streams at once
+//     (blobServers, resultsServers: slots of their own) and
+//     blobPeerStreams per peer, so a peer that opens streams and stalls
+//     holds four of either's slots, never all of them. Gossipsub, the DHT and identify
 //     keep libp2p's per-service defaults.
 func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits

@@ -83,7 +83,9 @@ type Mesh struct {
 	interval atomic.Int64 // current own heartbeat interval, ns
 	events   chan PeerInfo
 	blobSem  chan struct{}
-	fetches  fetchSlots
+	// resultsSem bounds the results requests served at once.
+	resultsSem chan struct{}
+	fetches    fetchSlots
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -116,11 +118,12 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		reg = prometheus.NewRegistry()
 	}
 	m := &Mesh{
-		cfg:     cfg,
-		log:     log.With("subsys", "mesh"),
-		topics:  make(map[string]*pubsub.Topic),
-		events:  make(chan PeerInfo, 256),
-		blobSem: make(chan struct{}, blobServers),
+		cfg:        cfg,
+		log:        log.With("subsys", "mesh"),
+		topics:     make(map[string]*pubsub.Topic),
+		events:     make(chan PeerInfo, 256),
+		blobSem:    make(chan struct{}, blobServers),
+		resultsSem: make(chan struct{}, resultsServers),
 
 		live:      newLiveness(cfg.Detector), // before any validator runs
 		refuteNow: make(chan struct{}, 1),

@@ -35,12 +35,17 @@ const (
 	// MaxSyncResults bounds the envelopes of one answer: a task collects
 	// at most its candidates' results (and an equivocator's second).
 	MaxSyncResults = 16
-	// MaxSyncEnvelope bounds one envelope: a gossip message's limit.
-	MaxSyncEnvelope = 1 << 20
+	// MaxSyncEnvelope bounds one envelope: a result's own limit.
+	MaxSyncEnvelope = protocol.MaxResultBytes
 	// MaxSyncBytes bounds one answer's envelopes together.
 	MaxSyncBytes = 4 << 20
 
 	resultsTimeout = 10 * time.Second
+
+	// resultsServers bounds the results requests served at once (apart
+	// from blob requests, so that neither starves the other); the
+	// resource manager bounds those of one peer to blobPeerStreams.
+	resultsServers = 16
 )
 
 // ErrResultsNotFound is a peer that holds no result of the task.
@@ -53,13 +58,12 @@ func resultsProtocolID(networkID string) libp2pproto.ID {
 func (m *Mesh) resultsProtocol() libp2pproto.ID { return resultsProtocolID(m.cfg.NetworkID) }
 
 // serveResults answers one results request from what cfg.Results holds,
-// within MaxSyncResults and MaxSyncBytes. It shares the blob protocol's
-// bound on requests served at once.
+// within MaxSyncResults and MaxSyncBytes, at most resultsServers at once.
 func (m *Mesh) serveResults(s network.Stream) {
 	defer s.Close()
 	select {
-	case m.blobSem <- struct{}{}:
-		defer func() { <-m.blobSem }()
+	case m.resultsSem <- struct{}{}:
+		defer func() { <-m.resultsSem }()
 	default:
 		_, _ = s.Write([]byte{resultsStatusBusy})
 		m.met.blobs.WithLabelValues("results_served", "busy").Inc()
@@ -167,6 +171,10 @@ func DecodeResults(r io.Reader) ([][]byte, error) {
 	}
 	return envs, nil
 }
+
+// Denied reports whether the operator shut peer p out (--deny-peer):
+// nothing it signed is taken, however it arrives.
+func (m *Mesh) Denied(p peer.ID) bool { return m.deny[p] }
 
 // FetchResults asks peer p for the signed results it holds of task id.
 // The envelopes are not opened here: the caller checks each as a result

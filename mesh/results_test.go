@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -72,11 +73,12 @@ func TestResultsAnswerBounds(t *testing.T) {
 	if got, err := DecodeResults(bytes.NewReader(EncodeResults(huge))); err != nil || len(got) != 1 || string(got[0]) != "small" {
 		t.Fatalf("oversized envelope not left out: %d, %v", len(got), err)
 	}
+	fit := MaxSyncBytes / MaxSyncEnvelope // envelopes of the largest size an answer holds
 	var full [][]byte
-	for range 5 {
+	for range fit + 2 {
 		full = append(full, make([]byte, MaxSyncEnvelope))
 	}
-	if got, err := DecodeResults(bytes.NewReader(EncodeResults(full))); err != nil || len(got) != MaxSyncBytes/MaxSyncEnvelope {
+	if got, err := DecodeResults(bytes.NewReader(EncodeResults(full))); err != nil || len(got) != fit {
 		t.Fatalf("answer over %d bytes: decoded %d, %v", MaxSyncBytes, len(got), err)
 	}
 
@@ -111,15 +113,15 @@ func TestResultsAnswerBounds(t *testing.T) {
 		}
 	}
 	// The total bound holds against envelopes that each pass.
-	b := []byte{resultsStatusOK, 5}
-	for range 5 {
+	b := []byte{resultsStatusOK, byte(fit + 1)}
+	for range fit + 1 {
 		var l [4]byte
 		binary.BigEndian.PutUint32(l[:], MaxSyncEnvelope)
 		b = append(b, l[:]...)
 		b = append(b, make([]byte, MaxSyncEnvelope)...)
 	}
-	if _, err := DecodeResults(io.MultiReader(bytes.NewReader(b))); err == nil || !strings.Contains(err.Error(), "result 4") {
-		t.Fatalf("answer of 5 MiB: err = %v", err)
+	if _, err := DecodeResults(io.MultiReader(bytes.NewReader(b))); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("result %d", fit)) {
+		t.Fatalf("answer of %d envelopes of %d bytes: err = %v", fit+1, MaxSyncEnvelope, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -37,7 +38,10 @@ type driver struct {
 	observed            int
 	observedBySubmitter map[string]int
 
-	syncs chan struct{} // result syncs running (maxSyncs)
+	// syncs and observedSyncs are the result syncs running for the tasks
+	// this node submitted or runs (maxSyncs) and for those it only
+	// observes (maxObservedSyncs).
+	syncs, observedSyncs chan struct{}
 
 	watchMu  sync.Mutex
 	watchers map[string]map[chan struct{}]bool
@@ -69,7 +73,7 @@ const (
 var errBusy = errors.New("too many live tasks")
 
 func newDriver(n *Node) *driver {
-	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{}, syncs: make(chan struct{}, maxSyncs),
+	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{}, syncs: make(chan struct{}, maxSyncs), observedSyncs: make(chan struct{}, maxObservedSyncs),
 		early: newEarlyBuffer(maxEarlyMessages, maxEarlyPerTask, earlyTTL), watchers: map[string]map[chan struct{}]bool{}}
 }
 
@@ -541,18 +545,23 @@ func (d *driver) startRun(lt *liveTask) {
 	}()
 }
 
-// Bounds of result syncs (protocol.Sync): how many run at once, and how
-// long one may take, every peer asked included. A sync that finds no slot
-// in that time is dropped: the next silence asks again.
+// Bounds of result syncs (protocol.Sync): how many run at once, for the
+// tasks this node submitted or is a candidate for and for those it only
+// observes (anyone can sign tasks that every node observes: they must
+// not take the slots of a node's own), and how long an ask may last past
+// the silence it precedes (at most syncTimeout in all). A sync that finds
+// no slot before then is dropped: the next silence asks again.
 const (
-	maxSyncs    = 8
-	syncTimeout = 10 * time.Second
+	maxSyncs         = 16
+	maxObservedSyncs = 8
+	syncGrace        = time.Second
+	syncTimeout      = 10 * time.Second
 )
 
 // syncTargets are the peers a node asks for the results of the silent
-// executors of task t, in order. The submitter and the candidates ask each
-// silent executor (it keeps its own result), then the submitter (it keeps
-// every result it checked). A node that only observes the task asks the
+// executors of task t. The submitter and the candidates ask each silent
+// executor (it keeps its own result) and the submitter (it keeps every
+// result it checked). A node that only observes the task asks the
 // submitter alone: anyone can sign a task naming any candidates, and
 // every node of the network follows it, so were observers to ask the
 // candidates, one forged task would have the whole network call on them.
@@ -567,71 +576,91 @@ func syncTargets(t *protocol.Task, executors []string, observed bool) []string {
 	return targets
 }
 
-// syncResults asks peers (syncTargets) for the results of executors that
-// this node lacks, before its lifecycle acts on their silence. Each
-// envelope fetched is checked as a result that came by gossip, with its
-// executor as the publisher (the envelope is its signature), and stepped
-// like one. Every node that follows the task asks at about the same
-// time, so each waits a random part of the first half of the time left
-// before the silence: the asks reach a submitter spread out, not at once.
+// syncResults asks peers (syncTargets, all at once, so that one that
+// stalls costs nothing but its own answer) for the results of executors
+// that this node lacks, before its lifecycle acts on their silence, and
+// until a moment after it. Each envelope fetched is checked as a result
+// that came by gossip, with its executor as the publisher (the envelope
+// is its signature), and stepped like one. Every node that follows the
+// task asks at about the same time, so each waits a random part of the
+// first half of the time left before the silence: the asks reach a
+// submitter spread out, not at once.
 func (d *driver) syncResults(t *protocol.Task, s protocol.Sync, observed bool) {
-	executors := s.Executors
-	targets := syncTargets(t, executors, observed)
-	var jitter time.Duration
-	if left := time.Until(s.Before) / 2; left > 0 {
-		jitter = rand.N(left)
+	targets := syncTargets(t, s.Executors, observed)
+	slots := d.syncs
+	if observed {
+		slots = d.observedSyncs
 	}
+	left := time.Until(s.Before)
+	var jitter time.Duration
+	if left > 1 {
+		jitter = rand.N(left / 2)
+	}
+	timeout := min(max(left, 0)+syncGrace, syncTimeout)
 	d.n.wg.Add(1)
 	go func() {
 		defer d.n.wg.Done()
-		select {
-		case <-time.After(jitter):
-		case <-d.n.ctx.Done():
-			return
-		}
-		ctx, cancel := context.WithTimeout(d.n.ctx, syncTimeout)
+		ctx, cancel := context.WithTimeout(d.n.ctx, timeout)
 		defer cancel()
 		select {
-		case d.syncs <- struct{}{}:
-			defer func() { <-d.syncs }()
+		case <-time.After(jitter):
 		case <-ctx.Done():
 			return
 		}
-		found := map[string]bool{}
-		asked := 0
-		var errs []error
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		case <-ctx.Done():
+			return
+		}
+		var (
+			mu    sync.Mutex
+			found = map[string]bool{}
+			seen  = map[[32]byte]bool{} // envelopes already looked at
+			errs  []error
+			asked sync.WaitGroup
+		)
 		for _, target := range targets {
 			p, err := peer.Decode(target)
 			if err != nil || p == d.n.id {
 				continue
 			}
-			asked++
-			envs, err := d.n.mesh.FetchResults(ctx, p, t.ID)
-			if err != nil {
-				errs = append(errs, err)
-				if ctx.Err() != nil {
-					break
+			asked.Go(func() {
+				envs, err := d.n.mesh.FetchResults(ctx, p, t.ID)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
 				}
-				continue
-			}
-			for _, env := range envs {
-				if r := d.n.synced(ctx, t.ID, p, env); r != nil && slices.Contains(executors, r.Executor) {
-					found[r.Executor] = true
-					d.n.met.synced.WithLabelValues("recovered").Inc()
-					d.n.log.Info("result recovered from a peer", "task", short(t.ID), "executor", protocol.ShortPeer(r.Executor), "from", p)
+				for _, env := range envs {
+					h := sha256.Sum256(env)
+					mu.Lock()
+					dup := seen[h]
+					seen[h] = true
+					mu.Unlock()
+					if dup {
+						continue // the same envelope from another peer, or twice in one answer
+					}
+					if r := d.n.synced(ctx, t.ID, p, env); r != nil && slices.Contains(s.Executors, r.Executor) {
+						mu.Lock()
+						found[r.Executor] = true
+						mu.Unlock()
+						d.n.met.synced.WithLabelValues("recovered").Inc()
+						d.n.log.Info("result recovered from a peer", "task", short(t.ID), "executor", protocol.ShortPeer(r.Executor), "from", p)
+					}
 				}
-			}
-			if len(found) == len(executors) {
-				return
-			}
+			})
 		}
+		asked.Wait()
 		switch {
-		case asked > 0 && len(errs) == asked:
+		case len(found) > 0:
+		case len(errs) > 0 && len(seen) == 0:
 			d.n.met.synced.WithLabelValues("error").Inc()
-		case len(found) == 0:
+		default:
 			d.n.met.synced.WithLabelValues("none").Inc()
 		}
-		d.n.log.Debug("results asked of peers", "task", short(t.ID), "silent", len(executors), "still_missing", len(executors)-len(found), "err", errors.Join(errs...))
+		d.n.log.Debug("results asked of peers", "task", short(t.ID), "silent", len(s.Executors), "still_missing", len(s.Executors)-len(found), "err", errors.Join(errs...))
 	}()
 }
 

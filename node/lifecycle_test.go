@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/mesh"
@@ -534,5 +535,41 @@ func TestSyncTargets(t *testing.T) {
 		if got := syncTargets(task, tc.executors, tc.observed); !slices.Equal(got, tc.want) {
 			t.Errorf("silent %v, observed %v: asks %v, want %v", tc.executors, tc.observed, got, tc.want)
 		}
+	}
+}
+
+// A silent candidate that stalls the results protocol must not keep a
+// node from asking the others: the asks go out at once, each bounded by
+// the silence they precede. Here candidate a never delivers and holds
+// every results request open; b's result is lost on its way to the
+// submitter. The submitter gets b's result from b, takes a's turn over at
+// the lease's end, and the task settles on b and itself. Asked one after
+// another, a held the sync for its whole 10 s, b was never asked, and the
+// task failed at its deadline.
+func TestStallingCandidateCannotBlockResultSync(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	hold := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(hold) }) })
+	sub.rankHook = func([]string) []string {
+		return []string{a.ID().String(), b.ID().String(), sub.ID().String()}
+	}
+	a.tamper = func(*protocol.Result) { <-hold }
+	stalled := false
+	for _, p := range a.mesh.Host().Mux().Protocols() {
+		if strings.HasSuffix(string(p), "/results/1") {
+			a.mesh.Host().SetStreamHandler(p, func(s network.Stream) { <-hold; _ = s.Reset() })
+			stalled = true
+		}
+	}
+	if !stalled {
+		t.Fatal("no results protocol to stall")
+	}
+	sub.dropResult = func(r *protocol.Result) bool { return r.Executor == b.ID().String() }
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+	v := waitTask(t, sub, id, 4*testLease)
+	if v.State != protocol.StateAccepted || !slices.Contains(v.Settled, b.ID().String()) {
+		t.Fatalf("task %s: %s %q settled by %v, want accepted with b's recovered result; timeline %+v", id[:8], v.State, v.Reason, v.Settled, v.Timeline)
 	}
 }

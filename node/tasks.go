@@ -741,8 +741,9 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result
 
 // synced checks a result envelope of task id that peer from handed over
 // on the results protocol as if its executor had published it on gossip,
-// and steps it; nil if it does not pass (another task's, counted, early,
-// forged, not a candidate's: the validator's verdicts).
+// and steps it; nil if it does not pass (another task's, a denied
+// executor's, counted, early, forged, not a candidate's: the validator's
+// verdicts).
 func (n *Node) synced(ctx context.Context, id string, from peer.ID, env []byte) *protocol.Result {
 	r, err := protocol.OpenResult(env)
 	if err == nil && r.TaskID != id {
@@ -753,7 +754,10 @@ func (n *Node) synced(ctx context.Context, id string, from peer.ID, env []byte) 
 		return nil
 	}
 	exec, err := peer.Decode(r.Executor)
-	if err == nil {
+	switch {
+	case err == nil && n.mesh.Denied(exec):
+		err = fmt.Errorf("executor %s is denied by this node's operator", protocol.ShortPeer(r.Executor))
+	case err == nil:
 		err = n.checkResult(mesh.WithForwarder(ctx, from), exec, r, env)
 	}
 	n.countResult(err)
