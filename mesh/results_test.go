@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +150,72 @@ func FuzzDecodeResults(f *testing.F) {
 			t.Fatalf("decoded answer does not re-encode to its bytes")
 		}
 	})
+}
+
+// A node serves resultsServers results requests at once, in slots of
+// their own: peers holding every one of them get the next asker refused
+// at once, not left hanging, and leave blob fetches (the modules a taking-over
+// candidate needs) untouched.
+func TestResultsRequestsBoundedApartFromBlobs(t *testing.T) {
+	id := protocol.HashHex([]byte("a task"))
+	blob := []byte("module")
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	var held atomic.Int32
+	server := newTestMesh(t, "testnet", func(c *Config) {
+		c.Self = nil
+		c.DHT = false
+		c.Results = func(string) [][]byte {
+			held.Add(1)
+			<-release
+			return [][]byte{[]byte("envelope")}
+		}
+		c.Blob = func(h string) ([]byte, bool) { return blob, h == protocol.HashHex(blob) }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Four peers, four streams each (the resource manager's per-peer
+	// bound): every slot held.
+	for range resultsServers / blobPeerStreams {
+		hog := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+		connect(t, hog, server)
+		for range blobPeerStreams {
+			s, err := hog.Host().NewStream(ctx, server.ID(), server.resultsProtocol())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Reset() })
+			if _, err := s.Write([]byte(id + "\n")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for held.Load() < resultsServers {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d results requests held", held.Load(), resultsServers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	asker := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	connect(t, asker, server)
+	// Refused at once: a busy answer, or the resource manager's reset
+	// (its protocol limit equals resultsServers, so it usually acts first).
+	if _, err := asker.FetchResults(ctx, server.ID(), id); err == nil || ctx.Err() != nil {
+		t.Fatalf("results request beyond the %d served at once: err = %v, want a refusal", resultsServers, err)
+	}
+	if got, err := asker.FetchBlob(ctx, server.ID(), protocol.HashHex(blob), 0); err != nil || string(got) != string(blob) {
+		t.Fatalf("blob fetch while every results slot is held: %q, %v", got, err)
+	}
+	once.Do(func() { close(release) })
+	for {
+		got, err := asker.FetchResults(ctx, server.ID(), id)
+		if err == nil && len(got) == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("results not served once the slots came back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
