@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -602,6 +603,11 @@ func (d *driver) syncResults(t *protocol.Task, s protocol.Sync, observed bool) {
 		defer d.n.wg.Done()
 		ctx, cancel := context.WithTimeout(d.n.ctx, timeout)
 		defer cancel()
+		if observed {
+			// Observers are many: they ask only over a connection that
+			// exists, so a silence never has the network dial the submitter.
+			ctx = network.WithNoDial(ctx, "results sync of an observed task")
+		}
 		select {
 		case <-time.After(jitter):
 		case <-ctx.Done():
