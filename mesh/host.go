@@ -55,6 +55,10 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent(userAgent(cfg.Version)),
+		// libp2p's own metrics went to the process-wide default registry,
+		// which no /metrics serves: collected for nobody, at a cost on
+		// every connection, stream and dial.
+		libp2p.DisableMetrics(),
 	}
 	policy := AddrPolicy{Announce: cfg.Announce, NoAnnounce: cfg.NoAnnounce, Network: cfg.NetworkAddrs}
 	opts = append(opts, libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny), scope: &dialScope{policy: policy, host: ref}}))

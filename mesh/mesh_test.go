@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -533,4 +534,32 @@ func TestFloodingPeerRateLimited(t *testing.T) {
 		p, _ := victim.Peer(honest.ID())
 		return p.Seq > seq && p.Status == protocol.StatusOnline
 	})
+}
+
+// libp2p's own metrics are off: they went to the process-wide default
+// registry, which no /metrics serves, at a cost on every connection,
+// stream and dial. Two meshes that connect leave no trace there.
+func TestLibp2pMetricsOff(t *testing.T) {
+	opened := func() float64 {
+		fams, err := prometheus.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := 0.0
+		for _, f := range fams {
+			if strings.HasPrefix(f.GetName(), "libp2p_swarm_connections_opened") {
+				for _, m := range f.GetMetric() {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return sum
+	}
+	before := opened()
+	a := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	b := newTestMesh(t, "testnet", func(c *Config) { c.Self = nil; c.DHT = false })
+	connect(t, a, b)
+	if after := opened(); after != before {
+		t.Fatalf("libp2p counted %v connections into the default registry", after-before)
+	}
 }
