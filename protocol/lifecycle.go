@@ -454,11 +454,11 @@ func (l *Lifecycle) syncDue() (silence, at time.Time, ok bool) {
 }
 
 // silent lists the active candidates that have not delivered and have
-// not left.
+// not left, this node excepted (its own result is its run's to give).
 func (l *Lifecycle) silent() []string {
 	var out []string
 	for i, c := range l.task.Candidates {
-		if !l.activated[i].IsZero() && !l.HasDelivered(c) && !l.gone[c] {
+		if !l.activated[i].IsZero() && !l.HasDelivered(c) && !l.gone[c] && c != l.self {
 			out = append(out, c)
 		}
 	}

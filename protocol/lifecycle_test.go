@@ -200,6 +200,11 @@ func TestLifecycleScripts(t *testing.T) {
 			{29 * time.Second, EvTick{}, nil, []string{"sync"}},
 			{30 * time.Second, EvTick{}, []string{"persist failed: deadline passed"}, []string{"sync"}},
 		}, StateFailed},
+		{"a node does not ask for its own result", "a", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, []string{"run"}, nil},
+			{time.Second, out("b", "good"), nil, nil},
+			{8 * time.Second, EvTick{}, nil, []string{"sync"}},
+		}, StateVerifying},
 		{"a candidate that left is not asked", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
 			{0, EvSeen{}, nil, nil},
 			{time.Second, EvPeerLeft{Peer: "a"}, []string{"candidate 2 (c) takes over"}, nil},
