@@ -582,10 +582,11 @@ func syncTargets(t *protocol.Task, executors []string, observed bool) []string {
 // that this node lacks, before its lifecycle acts on their silence, and
 // until a moment after it. Each envelope fetched is checked as a result
 // that came by gossip, with its executor as the publisher (the envelope
-// is its signature), and stepped like one. Every node that follows the
-// task asks at about the same time, so each waits a random part of the
-// first half of the time left before the silence: the asks reach a
-// submitter spread out, not at once.
+// is its signature), and stepped like one. Every node that observes the
+// task asks its submitter at about the same time, so an observer waits a
+// random part of the first half of the time left before the silence: the
+// asks reach the submitter spread out, not at once. The participants,
+// few, ask at once.
 func (d *driver) syncResults(t *protocol.Task, s protocol.Sync, observed bool) {
 	targets := syncTargets(t, s.Executors, observed)
 	slots := d.syncs
@@ -594,7 +595,7 @@ func (d *driver) syncResults(t *protocol.Task, s protocol.Sync, observed bool) {
 	}
 	left := time.Until(s.Before)
 	var jitter time.Duration
-	if left > 1 {
+	if observed && left > 1 {
 		jitter = rand.N(left / 2)
 	}
 	timeout := min(max(left, 0)+syncGrace, syncTimeout)
