@@ -27,8 +27,8 @@ const (
 	blobStatusOK       = 0
 	blobStatusNotFound = 1
 	blobStatusTooLarge = 2
-	blobStatusBadReq   = 3
-	blobStatusBusy     = 4
+	blobStatusBadReq   = statusBadRequest
+	blobStatusBusy     = statusBusy
 
 	blobTimeout = time.Minute
 
@@ -74,34 +74,18 @@ func validHash(h string) bool {
 // more than the request's 65 bytes or hold the stream past blobTimeout.
 func (m *Mesh) serveBlob(s network.Stream) {
 	defer s.Close()
-	select {
-	case m.blobSem <- struct{}{}:
-		defer func() { <-m.blobSem }()
-	default:
-		_, _ = s.Write([]byte{blobStatusBusy})
-		m.met.blobs.WithLabelValues("served", "busy").Inc()
+	hash, release, ok := m.acceptKeyed(s, m.blobSem, "served", blobTimeout)
+	if !ok {
 		return
 	}
-	_ = s.SetDeadline(time.Now().Add(blobTimeout))
-	req := make([]byte, 65)
-	if _, err := io.ReadFull(s, req); err != nil {
-		_ = s.Reset()
-		m.met.blobs.WithLabelValues("served", "bad_request").Inc()
-		return
-	}
-	hash := string(req[:64])
-	if req[64] != '\n' || !validHash(hash) {
-		_, _ = s.Write([]byte{blobStatusBadReq})
-		m.met.blobs.WithLabelValues("served", "bad_request").Inc()
-		return
-	}
+	defer release()
 	var data []byte
-	ok := false
+	found := false
 	if m.cfg.Blob != nil {
-		data, ok = m.cfg.Blob(hash)
+		data, found = m.cfg.Blob(hash)
 	}
 	switch {
-	case !ok:
+	case !found:
 		_, _ = s.Write([]byte{blobStatusNotFound})
 		m.met.blobs.WithLabelValues("served", "not_found").Inc()
 		return
@@ -242,23 +226,11 @@ func (m *Mesh) fetchBlob(ctx context.Context, p peer.ID, hash string, maxBytes i
 	if maxBytes <= 0 || maxBytes > m.cfg.MaxBlobBytes {
 		maxBytes = m.cfg.MaxBlobBytes
 	}
-	s, err := m.h.NewStream(m.blobStreamContext(ctx, p), p, m.blobProtocol())
+	s, done, err := m.requestKeyed(m.blobStreamContext(ctx, p), p, m.blobProtocol(), hash, blobTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
 	}
-	defer s.Close()
-	deadline := time.Now().Add(blobTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = s.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-
-	if _, err := s.Write([]byte(hash + "\n")); err != nil {
-		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)
-	}
-	_ = s.CloseWrite()
+	defer done()
 	var status [1]byte
 	if _, err := io.ReadFull(s, status[:]); err != nil {
 		return nil, fmt.Errorf("fetch blob %.12s from %s: %w", hash, p, err)

@@ -29,8 +29,8 @@ import (
 const (
 	resultsStatusOK       = 0
 	resultsStatusNotFound = 1
-	resultsStatusBadReq   = 3
-	resultsStatusBusy     = 4
+	resultsStatusBadReq   = statusBadRequest
+	resultsStatusBusy     = statusBusy
 
 	// MaxSyncResults bounds the envelopes of one answer: a task collects
 	// at most its candidates' results (and an equivocator's second).
@@ -61,27 +61,11 @@ func (m *Mesh) resultsProtocol() libp2pproto.ID { return resultsProtocolID(m.cfg
 // within MaxSyncResults and MaxSyncBytes, at most resultsServers at once.
 func (m *Mesh) serveResults(s network.Stream) {
 	defer s.Close()
-	select {
-	case m.resultsSem <- struct{}{}:
-		defer func() { <-m.resultsSem }()
-	default:
-		_, _ = s.Write([]byte{resultsStatusBusy})
-		m.met.blobs.WithLabelValues("results_served", "busy").Inc()
+	id, release, ok := m.acceptKeyed(s, m.resultsSem, "results_served", resultsTimeout)
+	if !ok {
 		return
 	}
-	_ = s.SetDeadline(time.Now().Add(resultsTimeout))
-	req := make([]byte, 65)
-	if _, err := io.ReadFull(s, req); err != nil {
-		_ = s.Reset()
-		m.met.blobs.WithLabelValues("results_served", "bad_request").Inc()
-		return
-	}
-	id := string(req[:64])
-	if req[64] != '\n' || !validHash(id) {
-		_, _ = s.Write([]byte{resultsStatusBadReq})
-		m.met.blobs.WithLabelValues("results_served", "bad_request").Inc()
-		return
-	}
+	defer release()
 	var envs [][]byte
 	if m.cfg.Results != nil {
 		envs = m.cfg.Results(id)
@@ -205,22 +189,11 @@ func (m *Mesh) FetchResults(ctx context.Context, p peer.ID, id string) ([][]byte
 }
 
 func (m *Mesh) fetchResults(ctx context.Context, p peer.ID, id string) ([][]byte, error) {
-	s, err := m.h.NewStream(network.WithAllowLimitedConn(ctx, "results"), p, m.resultsProtocol())
+	s, done, err := m.requestKeyed(network.WithAllowLimitedConn(ctx, "results"), p, m.resultsProtocol(), id, resultsTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	deadline := time.Now().Add(resultsTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = s.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer stop()
-	if _, err := s.Write([]byte(id + "\n")); err != nil {
-		return nil, err
-	}
-	_ = s.CloseWrite()
+	defer done()
 	envs, err := DecodeResults(io.LimitReader(s, 2+MaxSyncResults*4+MaxSyncBytes+1))
 	if err != nil {
 		_ = s.Reset()
