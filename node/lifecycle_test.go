@@ -573,3 +573,25 @@ func TestStallingCandidateCannotBlockResultSync(t *testing.T) {
 		t.Fatalf("task %s: %s %q settled by %v, want accepted with b's recovered result; timeline %+v", id[:8], v.State, v.Reason, v.Settled, v.Timeline)
 	}
 }
+
+// With a lease of a minute, a lost result is not left until the lease's
+// end: the submitter asks once the second replica is as late as the first
+// result was (at least protocol.SyncLead after it), and the task settles
+// in seconds on the two results the first candidates delivered.
+func TestLostResultRecoveredEarly(t *testing.T) {
+	const lease = time.Minute
+	tn := startTestnet(t, 3, func(_ int, c *Config) { c.Network = shortLeaseNetwork(lease) })
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string {
+		return []string{a.ID().String(), b.ID().String(), sub.ID().String()}
+	}
+	sub.dropResult = func(r *protocol.Result) bool { return r.Executor == b.ID().String() }
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+	// A third of the lease: the sync before the lease's end would come at
+	// lease − SyncLead.
+	v := waitTask(t, sub, id, lease/3)
+	want := []string{a.ID().String(), b.ID().String()}
+	if v.State != protocol.StateAccepted || !slices.Equal(v.Settled, want) {
+		t.Fatalf("task %s: %s %q settled by %v, want accepted by %v; timeline %+v", id[:8], v.State, v.Reason, v.Settled, want, v.Timeline)
+	}
+}

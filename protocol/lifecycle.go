@@ -43,6 +43,10 @@ type Lifecycle struct {
 	// synced is the silence (a lease's end, or the deadline) before
 	// which this node last asked for the results it lacks.
 	synced time.Time
+	// firstAt is when the first result came here (zero: none yet, or
+	// restored); earlySynced that the early ask it allows was made.
+	firstAt     time.Time
+	earlySynced bool
 }
 
 // Delivery is one verified result as the lifecycle sees it.
@@ -273,6 +277,9 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 			return nil
 		}
 		d := e.Delivery
+		if l.firstAt.IsZero() && len(l.order) == 0 {
+			l.firstAt = now
+		}
 		if l.record(&d) {
 			out = append(out, Penalize{Executor: d.Executor, Detail: "signed two different results for one task (equivocation)"})
 		}
@@ -417,8 +424,10 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 		l.ran = true
 		out = append(out, Run{})
 	}
-	if silence, at, ok := l.syncDue(); ok && !now.Before(at) {
-		l.synced = silence
+	if silence, at, early, ok := l.syncDue(); ok && !now.Before(at) {
+		if l.earlySynced = true; !early {
+			l.synced = silence
+		}
 		if ex := l.silent(); len(ex) > 0 {
 			out = append(out, Sync{Executors: ex, Before: silence})
 		}
@@ -439,18 +448,36 @@ func (l *Lifecycle) nextSilence() time.Time {
 	return at
 }
 
-// syncDue says when this node asks for the results it lacks before the
-// next silence (SyncLead before it, at most a quarter of the lease): once
-// per silence, and only while results are wanted.
-func (l *Lifecycle) syncDue() (silence, at time.Time, ok bool) {
+// syncDue says when this node next asks for the results it lacks, and
+// the silence that precedes: SyncLead before each silence (at most a
+// quarter of the lease), once per silence, while results are wanted. A
+// node that takes part in the task (its submitter or a candidate) also
+// asks once early: replicas of one job finish at about the same time, so
+// when the others are as late as the first result was (at least SyncLead
+// after it), one of theirs was likely lost, and the task need not wait
+// for the lease's end to find it.
+func (l *Lifecycle) syncDue() (silence, at time.Time, early, ok bool) {
 	if l.answered >= l.wanted {
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, false, false
 	}
 	silence = l.nextSilence()
 	if !l.synced.Before(silence) {
-		return time.Time{}, time.Time{}, false
+		return time.Time{}, time.Time{}, false, false
 	}
-	return silence, silence.Add(-min(SyncLead, l.task.Lease()/4)), true
+	at = silence.Add(-min(SyncLead, l.task.Lease()/4))
+	if !l.earlySynced && !l.firstAt.IsZero() && l.participant() {
+		took := l.firstAt.Sub(time.UnixMilli(l.task.Created))
+		if e := l.firstAt.Add(max(SyncLead, took)); e.Before(at) {
+			return silence, e, true, true
+		}
+	}
+	return silence, at, false, true
+}
+
+// participant reports whether this node submitted the task or is one of
+// its candidates.
+func (l *Lifecycle) participant() bool {
+	return l.self == l.task.Submitter || l.task.CandidateIndex(l.self) >= 0
 }
 
 // silent lists the active candidates that have not delivered and have
@@ -608,7 +635,7 @@ func (l *Lifecycle) nextWake() time.Time {
 			at = s
 		}
 	}
-	if _, sync, ok := l.syncDue(); ok && sync.Before(at) {
+	if _, sync, _, ok := l.syncDue(); ok && sync.Before(at) {
 		at = sync
 	}
 	return at

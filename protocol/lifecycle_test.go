@@ -200,6 +200,29 @@ func TestLifecycleScripts(t *testing.T) {
 			{29 * time.Second, EvTick{}, nil, []string{"sync"}},
 			{30 * time.Second, EvTick{}, []string{"persist failed: deadline passed"}, []string{"sync"}},
 		}, StateFailed},
+		{"a participant asks early when the other replicas are as late as the first was", "sub", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, []string{"wake 12:00:08.000"}, nil},
+			{time.Second, out("a", "good"), []string{"wake 12:00:03.000"}, []string{"sync"}},
+			{3 * time.Second, EvTick{}, []string{"sync b", "wake 12:00:08.000"}, nil},
+			{8 * time.Second, EvTick{}, []string{"sync b", "wake 12:00:10.000"}, nil}, // a second chance before the lease's end
+			{8*time.Second + 100*time.Millisecond, out("b", "good"), []string{"accepted settled by a,b"}, []string{"sync"}},
+		}, StateAccepted},
+		{"the early ask waits as long as the first result took", "a", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, []string{"run"}, nil},
+			{3 * time.Second, out("a", "good"), []string{"wake 12:00:06.000"}, []string{"sync"}},
+			{6 * time.Second, EvTick{}, []string{"sync b"}, nil},
+		}, StateVerifying},
+		{"an observer does not ask early", "x", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{time.Second, out("a", "good"), []string{"wake 12:00:08.000"}, nil},
+			{3 * time.Second, EvTick{}, nil, []string{"sync"}},
+		}, StateVerifying},
+		{"no early ask when the lease's end comes first", "sub", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{5 * time.Second, out("a", "good"), []string{"wake 12:00:08.000"}, nil},
+			{8 * time.Second, EvTick{}, []string{"sync b", "wake 12:00:10.000"}, nil},
+			{9 * time.Second, EvTick{}, nil, []string{"sync"}},
+		}, StateVerifying},
 		{"a node does not ask for its own result", "a", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
 			{0, EvSeen{}, []string{"run"}, nil},
 			{time.Second, out("b", "good"), nil, nil},
