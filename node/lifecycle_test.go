@@ -595,3 +595,24 @@ func TestLostResultRecoveredEarly(t *testing.T) {
 		t.Fatalf("task %s: %s %q settled by %v, want accepted by %v; timeline %+v", id[:8], v.State, v.Reason, v.Settled, want, v.Timeline)
 	}
 }
+
+// Syncs of tasks a node only observes (anyone can sign those, and a
+// stalling submitter holds its asks open) have slots of their own: with
+// every one of them taken, the submitter still recovers a result of its
+// own task that gossip lost.
+func TestObservedSyncsCannotTakeParticipantsSlots(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	for range maxObservedSyncs {
+		sub.lc.observedSyncs <- struct{}{} // held, as by stalled asks
+	}
+	sub.rankHook = func([]string) []string {
+		return []string{a.ID().String(), b.ID().String(), sub.ID().String()}
+	}
+	sub.dropResult = func(r *protocol.Result) bool { return r.Executor == b.ID().String() }
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("hello"), Module: echoModule(t), Replicas: 2})
+	v := waitTask(t, sub, id, 3*testLease)
+	if want := []string{a.ID().String(), b.ID().String()}; v.State != protocol.StateAccepted || !slices.Equal(v.Settled, want) {
+		t.Fatalf("task %s: %s %q settled by %v, want accepted by %v", id[:8], v.State, v.Reason, v.Settled, want)
+	}
+}
