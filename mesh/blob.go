@@ -27,7 +27,6 @@ const (
 	blobStatusOK       = 0
 	blobStatusNotFound = 1
 	blobStatusTooLarge = 2
-	blobStatusBadReq   = statusBadRequest
 	blobStatusBusy     = statusBusy
 
 	blobTimeout = time.Minute

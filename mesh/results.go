@@ -29,7 +29,6 @@ import (
 const (
 	resultsStatusOK       = 0
 	resultsStatusNotFound = 1
-	resultsStatusBadReq   = statusBadRequest
 	resultsStatusBusy     = statusBusy
 
 	// MaxSyncResults bounds the envelopes of one answer: a task collects
