@@ -197,6 +197,7 @@ Example:
 			if a := n.APIAddr(); a != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "  api http://%s (token fingerprint %s)\n", a, node.TokenFingerprint(n.Token()))
 			}
+			go releaseStartupPages(cmd.Context(), log)
 			<-cmd.Context().Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "leaving the network…")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

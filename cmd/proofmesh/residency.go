@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/proofmesh/proofmesh/internal/residency"
+)
+
+// startupSettle is how long after start a node gives back the pages only
+// its start-up used: by then it has listened, met its bootstrap peers,
+// published its first heartbeat and served its first API calls.
+const startupSettle = 10 * time.Second
+
+// releaseStartupPages waits for start-up to settle, then gives the kernel
+// back the binary's pages and the heap that start-up alone used
+// (internal/residency). Best effort: a system that cannot is logged at
+// debug and the node runs as before.
+func releaseStartupPages(ctx context.Context, log *slog.Logger) {
+	t := time.NewTimer(startupSettle)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	rel, err := residency.ReleaseStartupPages()
+	switch {
+	case errors.Is(err, residency.ErrUnsupported):
+		log.Debug("start-up pages kept resident", "why", err)
+	case err != nil:
+		log.Warn("could not give start-up pages back to the kernel", "err", err)
+	default:
+		log.Debug("start-up pages given back to the kernel", "advised", rel.String())
+	}
+}
