@@ -3,7 +3,8 @@
 # other's bootstrap peer), lets them settle, then measures over a window
 # each node's CPU (user+system from /proc/<pid>/stat) and the heartbeats it
 # accepted (proofmesh_heartbeats_received_total from its /metrics), and
-# prints the median VmRSS, the CPU of all nodes together, and the CPU per
+# prints the median VmRSS (and RssAnon, the node's own memory, and Pss, its
+# share of the pages the nodes share), the CPU of all nodes together, and the CPU per
 # heartbeat received. Then it stops them with SIGTERM.
 #
 #   bench/scale.sh 20                      20 nodes, --heartbeat-interval 1s
@@ -131,7 +132,9 @@ for i in $(seq 0 $((n - 1))); do
 	t1="$(ticks "${pids[i]}")"
 	h1="$(received "$i")"
 	rss="$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")"
-	echo "$i $((t1 - t0[i])) $(python3 -c "print(int(float('$h1') - float('${h0[i]}')))") $rss"
+	anon="$(awk '/^RssAnon/{print $2}' "/proc/${pids[i]}/status")"
+	pss="$(awk '/^Pss:/{print $2}' "/proc/${pids[i]}/smaps_rollup" 2>/dev/null || echo 0)"
+	echo "$i $((t1 - t0[i])) $(python3 -c "print(int(float('$h1') - float('${h0[i]}')))") $rss $anon $pss"
 done | python3 -c '
 import sys, statistics
 hz, w, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
@@ -139,8 +142,10 @@ rows = [list(map(float, l.split())) for l in sys.stdin]
 cpu = sum(r[1] for r in rows) / hz
 hbs = sum(r[2] for r in rows)
 rss = statistics.median(r[3] for r in rows) / 1024
+anon = statistics.median(r[4] for r in rows) / 1024
+pss = statistics.median(r[5] for r in rows) / 1024
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
-print(f"VmRSS median {rss:.1f} MB; CPU of all nodes {cpu / w:.3f} cores ({100 * cpu / w / n:.2f}% of a core per node); "
+print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); CPU of all nodes {cpu / w:.3f} cores ({100 * cpu / w / n:.2f}% of a core per node); "
       f"heartbeats received {hbs / w / n:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
 ' "$hz" "$window_s" "$n"
 echo "full view: $full after the last node started"

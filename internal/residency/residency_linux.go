@@ -15,18 +15,32 @@ import (
 	"syscall"
 )
 
-// madvPageout is MADV_PAGEOUT (Linux 5.4), the same number on every
-// architecture.
-const madvPageout = 21
+const (
+	// madvPageout is MADV_PAGEOUT (Linux 5.4), the same number on every
+	// architecture.
+	madvPageout = 21
+	// madvDontneed is MADV_DONTNEED: on a private file mapping it drops
+	// this process's page table entries; the page cache keeps the pages,
+	// and the next touch maps them again.
+	madvDontneed = 4
+)
 
-// ReleaseStartupPages asks the kernel to page out this process's read-only
-// mappings of its own executable (code, read-only data, the symbol table)
-// and returns the Go heap that is free to the system. Pages the process
-// still uses fault back in from the file when next touched; pages other
-// processes map too (several nodes of one binary) stay where they are.
+// ReleaseStartupPages gives back what start-up alone used:
 //
-// Call it once start-up is over. It changes no data and is safe at any
-// time; its only cost is the page faults that bring used code back.
+//   - it asks the kernel to page out this process's read-only mappings of
+//     its own executable (code, read-only data, the symbol table): clean
+//     file pages that only this process maps leave memory;
+//   - it then unmaps those mappings' pages from this process, where the
+//     mapping holds no page of its own (no copy-on-write page, as a
+//     debugger's breakpoint would make): pages that other processes of the
+//     same binary map too stay in the page cache for them, and leave this
+//     process's resident set;
+//   - it returns the Go heap that is free to the system.
+//
+// Pages the process still uses come back from the page cache, or the
+// file, when next touched. Call it once start-up is over. It changes no
+// data and is safe at any time; its only cost is the page faults that
+// bring used code back.
 func ReleaseStartupPages() (Released, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -35,15 +49,15 @@ func ReleaseStartupPages() (Released, error) {
 	if r, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = r
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
-		return Released{}, fmt.Errorf("residency: read /proc/self/maps: %w", err)
+		return Released{}, fmt.Errorf("residency: read /proc/self/smaps: %w", err)
 	}
-	ranges, err := executableRanges(maps, exe)
+	ranges, err := executableRanges(smaps, exe)
 	if err != nil {
 		return Released{}, err
 	}
-	rel, err := pageOut(ranges)
+	rel, err := release(ranges)
 	if err != nil {
 		return rel, err
 	}
@@ -51,17 +65,22 @@ func ReleaseStartupPages() (Released, error) {
 	return rel, nil
 }
 
-// pageOut advises the kernel to page out each range now (MADV_PAGEOUT).
-// Clean file pages only this process maps leave memory; the kernel skips
-// pages other processes map as well.
-func pageOut(ranges []addrRange) (Released, error) {
+// release pages each range out (MADV_PAGEOUT), then unmaps from this
+// process (MADV_DONTNEED) each clean range: dropping its page table
+// entries loses nothing, since every page in it is the file's.
+func release(ranges []addrRange) (Released, error) {
 	var rel Released
 	for _, r := range ranges {
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, madvPageout); errno != 0 {
-			if errno == syscall.EINVAL && rel.Mappings == 0 {
-				return rel, fmt.Errorf("%w (madvise: %v)", ErrUnsupported, errno)
+		if err := madvise(r, madvPageout); err != nil {
+			if errors.Is(err, syscall.EINVAL) && rel.Mappings == 0 {
+				return rel, fmt.Errorf("%w (%v)", ErrUnsupported, err)
 			}
-			return rel, fmt.Errorf("residency: madvise %#x-%#x: %w", r.start, r.end, errno)
+			return rel, err
+		}
+		if r.clean {
+			if err := madvise(r, madvDontneed); err != nil {
+				return rel, err
+			}
 		}
 		rel.Mappings++
 		rel.Bytes += uint64(r.end - r.start)
@@ -69,42 +88,71 @@ func pageOut(ranges []addrRange) (Released, error) {
 	return rel, nil
 }
 
-type addrRange struct{ start, end uintptr }
+func madvise(r addrRange, advice uintptr) error {
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, r.start, r.end-r.start, advice); errno != 0 {
+		return fmt.Errorf("residency: madvise(%#x-%#x, %d): %w", r.start, r.end, advice, errno)
+	}
+	return nil
+}
+
+type addrRange struct {
+	start, end uintptr
+	// clean: smaps says the mapping holds no anonymous (copy-on-write)
+	// page, so every page in it is the file's.
+	clean bool
+}
 
 // executableRanges returns the read-only (not writable) mappings of the
-// file exe in a /proc/<pid>/maps listing. Writable mappings (the data
-// segment) are left alone: their written pages are the process's own.
-func executableRanges(maps []byte, exe string) ([]addrRange, error) {
+// file exe in a /proc/<pid>/smaps listing, each marked clean if smaps
+// lists no anonymous page in it.
+// Writable mappings (the data segment) are left alone: their written
+// pages are the process's own.
+func executableRanges(smaps []byte, exe string) ([]addrRange, error) {
 	var out []addrRange
-	sc := bufio.NewScanner(bytes.NewReader(maps))
+	in := false
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	for sc.Scan() {
-		// address perms offset dev inode pathname
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) == 0 {
 			continue
 		}
-		path := strings.Join(f[5:], " ")
-		path = strings.TrimSuffix(path, " (deleted)")
-		if path != exe || strings.Contains(f[1], "w") {
+		if !strings.HasSuffix(f[0], ":") { // a mapping's header: address perms offset dev inode [path]
+			in = false
+			if len(f) < 6 {
+				continue
+			}
+			path := strings.TrimSuffix(strings.Join(f[5:], " "), " (deleted)")
+			if path != exe || strings.Contains(f[1], "w") {
+				continue
+			}
+			lo, hi, ok := strings.Cut(f[0], "-")
+			if !ok {
+				return nil, fmt.Errorf("residency: malformed smaps line %q", line)
+			}
+			start, err1 := strconv.ParseUint(lo, 16, 64)
+			end, err2 := strconv.ParseUint(hi, 16, 64)
+			if err := errors.Join(err1, err2); err != nil || end <= start {
+				return nil, fmt.Errorf("residency: malformed smaps line %q", line)
+			}
+			out = append(out, addrRange{start: uintptr(start), end: uintptr(end)})
+			in = true
 			continue
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			return nil, fmt.Errorf("residency: malformed maps line %q", sc.Text())
+		if in && f[0] == "Anonymous:" && len(f) >= 2 {
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("residency: malformed smaps line %q", line)
+			}
+			out[len(out)-1].clean = kb == 0
 		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err := errors.Join(err1, err2); err != nil || end <= start {
-			return nil, fmt.Errorf("residency: malformed maps line %q", sc.Text())
-		}
-		out = append(out, addrRange{uintptr(start), uintptr(end)})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("residency: read /proc/self/maps: %w", err)
+		return nil, fmt.Errorf("residency: read smaps: %w", err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("residency: no read-only mapping of %s in /proc/self/maps", exe)
+		return nil, fmt.Errorf("residency: no read-only mapping of %s in /proc/self/smaps", exe)
 	}
 	return out, nil
 }

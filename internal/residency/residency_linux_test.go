@@ -6,7 +6,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,20 +48,18 @@ func mappingRSS(t *testing.T, addr uintptr) uint64 {
 	return 0
 }
 
-// A read-only private mapping of a file on disk, every page touched, as
-// start-up leaves the executable's code: paging it out must take it out
-// of the resident set. (The test binary itself is too small to show it:
-// the kernel caches a small file in a few large folios that straddle its
-// mappings, and pages out only folios a range covers whole.)
-func TestPageOutDropsResidentFilePages(t *testing.T) {
+// mapFile writes size bytes of fill to a file on disk, writes it back
+// (reclaim skips dirty file pages), and maps it privately with prot,
+// touching every page, as start-up leaves the executable's code.
+func mapFile(t *testing.T, size int, fill byte, prot int) (mem []byte, path string) {
+	t.Helper()
 	dir := t.TempDir()
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(dir, &fs); err == nil && fs.Type == 0x01021994 { // TMPFS_MAGIC
 		t.Skip("the temp dir is tmpfs: its pages are memory, not a file to page back in from")
 	}
-	const size = 16 << 20
-	path := filepath.Join(dir, "code")
-	if err := os.WriteFile(path, bytes.Repeat([]byte{0xc3}, size), 0o600); err != nil {
+	path = filepath.Join(dir, "code")
+	if err := os.WriteFile(path, bytes.Repeat([]byte{fill}, size), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -66,42 +67,161 @@ func TestPageOutDropsResidentFilePages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := f.Sync(); err != nil { // reclaim skips dirty file pages
+	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_PRIVATE)
+	mem, err = syscall.Mmap(int(f.Fd()), 0, size, prot, syscall.MAP_PRIVATE)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Munmap(mem)
-	var sum byte
-	for i := 0; i < size; i += 4096 {
+	t.Cleanup(func() { syscall.Munmap(mem) })
+	touch(mem)
+	return mem, path
+}
+
+// sink keeps the compiler from dropping touch's reads when a caller
+// ignores the sum.
+var sink byte
+
+// touch reads every page of mem.
+func touch(mem []byte) (sum byte) {
+	for i := 0; i < len(mem); i += 4096 {
 		sum += mem[i]
 	}
+	sink = sum
+	return sum
+}
+
+func rangeOf(mem []byte, clean bool) addrRange {
 	addr := uintptr(unsafe.Pointer(&mem[0]))
-	before := mappingRSS(t, addr)
-	rel, err := pageOut([]addrRange{{addr, addr + size}})
-	if errors.Is(err, ErrUnsupported) {
+	return addrRange{start: addr, end: addr + uintptr(len(mem)), clean: clean}
+}
+
+func releaseOrSkip(t *testing.T, r addrRange) {
+	t.Helper()
+	if _, err := release([]addrRange{r}); errors.Is(err, ErrUnsupported) {
 		t.Skipf("kernel without MADV_PAGEOUT: %v", err)
-	}
-	if err != nil {
+	} else if err != nil {
 		t.Fatal(err)
 	}
-	after := mappingRSS(t, addr)
-	t.Logf("advised %s: resident %d KiB -> %d KiB", rel, before, after)
+}
+
+// A read-only private mapping of a file on disk, every page touched:
+// releasing it must take it out of the resident set, and its contents
+// must come back unchanged. (The test binary itself is too small to show
+// it: the kernel caches a small file in a few large folios that straddle
+// its mappings, and pages out only folios a range covers whole.)
+func TestReleaseDropsResidentFilePages(t *testing.T) {
+	const size = 16 << 20
+	mem, _ := mapFile(t, size, 0xc3, syscall.PROT_READ)
+	sum := touch(mem)
+	r := rangeOf(mem, true)
+	before := mappingRSS(t, r.start)
+	releaseOrSkip(t, r)
+	after := mappingRSS(t, r.start)
+	t.Logf("resident %d KiB -> %d KiB", before, after)
 	if before < size/1024/2 {
 		t.Fatalf("only %d KiB of the %d KiB touched were resident before", before, size/1024)
 	}
 	if after*4 > before {
 		t.Errorf("resident %d KiB -> %d KiB, want a quarter or less left", before, after)
 	}
-	// The pages come back from the file, unchanged, when touched again.
-	var again byte
-	for i := 0; i < size; i += 4096 {
-		again += mem[i]
+	if touch(mem) != sum || mem[size-1] != 0xc3 {
+		t.Fatal("the mapping's contents changed")
 	}
-	if again != sum || mem[size-1] != 0xc3 {
-		t.Fatal("the mapping's contents changed after paging out")
+}
+
+// helperEnv names the file a helper process maps (TestHelperMapsFile).
+const helperEnv = "RESIDENCY_TEST_MAP_FILE"
+
+// TestHelperMapsFile is not a test: run by TestReleaseUnmapsPagesOthersShare
+// as another process, it maps the file named in $RESIDENCY_TEST_MAP_FILE,
+// touches every page, says "mapped", and holds the mapping until its stdin
+// closes.
+func TestHelperMapsFile(t *testing.T) {
+	path := os.Getenv(helperEnv)
+	if path == "" {
+		t.Skip("run by TestReleaseUnmapsPagesOthersShare")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	touch(mem)
+	os.Stdout.WriteString("mapped\n")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	fmt.Printf("still resident: %d KiB\n", mappingRSS(t, rangeOf(mem, true).start))
+}
+
+// Another process mapping the same file stands for another node process of
+// the same binary: the kernel pages out no page another process maps, but
+// releasing still takes the pages out of this process's resident set, and
+// the other keeps them.
+func TestReleaseUnmapsPagesOthersShare(t *testing.T) {
+	const size = 8 << 20
+	mine, path := mapFile(t, size, 0x90, syscall.PROT_READ)
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperMapsFile$")
+	helper.Env = append(os.Environ(), helperEnv+"="+path)
+	stdin, err := helper.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || out.Text() != "mapped" {
+		t.Fatalf("helper: %q", out.Text())
+	}
+	r := rangeOf(mine, true)
+	before := mappingRSS(t, r.start)
+	releaseOrSkip(t, r)
+	after := mappingRSS(t, r.start)
+	stdin.Close()
+	var rest strings.Builder
+	for out.Scan() {
+		rest.WriteString(out.Text() + "\n")
+	}
+	if err := helper.Wait(); err != nil {
+		t.Fatalf("helper: %v\n%s", err, rest.String())
+	}
+	t.Logf("mine %d KiB -> %d KiB; the other process: %s", before, after, rest.String())
+	if after*4 > before {
+		t.Errorf("mine: resident %d KiB -> %d KiB, want a quarter or less left", before, after)
+	}
+	if !strings.Contains(rest.String(), fmt.Sprintf("still resident: %d KiB", size/1024)) {
+		t.Errorf("the other process lost pages it maps: %s", rest.String())
+	}
+	if mine[0] != 0x90 || mine[size-1] != 0x90 {
+		t.Fatal("the mapping's contents changed")
+	}
+}
+
+// A mapping that holds a page of its own (written copy-on-write, as a
+// debugger's breakpoint in the code) must keep it: it is paged out at
+// most, never discarded.
+func TestReleaseKeepsCopyOnWritePages(t *testing.T) {
+	const size = 4 << 20
+	mem, _ := mapFile(t, size, 0x01, syscall.PROT_READ|syscall.PROT_WRITE)
+	mem[4096] = 0xcc
+	releaseOrSkip(t, rangeOf(mem, false))
+	if mem[4096] != 0xcc {
+		t.Fatal("a copy-on-write page of a mapping that is not clean was discarded")
+	}
+	if mem[0] != 0x01 {
+		t.Fatal("the mapping's contents changed")
 	}
 }
 
@@ -120,24 +240,32 @@ func TestReleaseStartupPages(t *testing.T) {
 
 func TestExecutableRanges(t *testing.T) {
 	maps := []byte(`00400000-00c00000 r-xp 00000000 08:01 123 /usr/bin/proofmesh
+Rss:                 724 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
 00c00000-01400000 r--p 00800000 08:01 123 /usr/bin/proofmesh
+Anonymous:             4 kB
 01400000-01500000 rw-p 01000000 08:01 123 /usr/bin/proofmesh
+Anonymous:             0 kB
 01500000-01600000 rw-p 00000000 00:00 0
+Anonymous:             0 kB
 7f0000000000-7f0000001000 r--p 00000000 08:01 456 /usr/lib/other
+Anonymous:             0 kB
 7f0000002000-7f0000003000 r--p 00000000 08:01 124 /opt/my node/proofmesh (deleted)
 `)
 	got, err := executableRanges(maps, "/usr/bin/proofmesh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []addrRange{{0x400000, 0xc00000}, {0xc00000, 0x1400000}}
+	want := []addrRange{{0x400000, 0xc00000, true}, {0xc00000, 0x1400000, false}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("got %x, want %x (the writable data segment, anonymous and other files left out)", got, want)
+		t.Fatalf("got %+v, want %+v (the writable data segment, anonymous memory and other files left out; a copy-on-write page makes a mapping not clean)", got, want)
 	}
 	// A path with a space, replaced on disk since it started.
 	got, err = executableRanges(maps, "/opt/my node/proofmesh")
-	if err != nil || len(got) != 1 || got[0] != (addrRange{0x7f0000002000, 0x7f0000003000}) {
-		t.Fatalf("path with a space, deleted: got %x, %v", got, err)
+	// No Anonymous line: not known to be clean.
+	if err != nil || len(got) != 1 || got[0] != (addrRange{0x7f0000002000, 0x7f0000003000, false}) {
+		t.Fatalf("path with a space, deleted: got %+v, %v", got, err)
 	}
 	if _, err := executableRanges(maps, "/nowhere"); err == nil {
 		t.Fatal("no mapping of the executable: want an error")
