@@ -120,34 +120,43 @@ received() { # index
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
 		awk '/^proofmesh_heartbeats_received_total /{print $2}'
 }
-declare -a t0 h0
+declare -a t0 h0 s0
 for i in $(seq 0 $((n - 1))); do
+	s0[i]="$(date +%s.%N)"
 	t0[i]="$(ticks "${pids[i]}")"
 	h0[i]="$(received "$i")"
 done
 sleep "$window_s"
 hz="$(getconf CLK_TCK)"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $n nodes, --heartbeat-interval $hb, ${wait_s}s settle, ${window_s}s window"
+# Each node's figures are over its own window, from its first reading to
+# its second: reading 100 nodes one after another on a loaded machine
+# takes seconds, which a window common to all would miscount.
 for i in $(seq 0 $((n - 1))); do
+	s1="$(date +%s.%N)"
 	t1="$(ticks "${pids[i]}")"
 	h1="$(received "$i")"
 	rss="$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")"
 	anon="$(awk '/^RssAnon/{print $2}' "/proc/${pids[i]}/status")"
 	pss="$(awk '/^Pss:/{print $2}' "/proc/${pids[i]}/smaps_rollup" 2>/dev/null || echo 0)"
-	echo "$i $((t1 - t0[i])) $(python3 -c "print(int(float('$h1') - float('${h0[i]}')))") $rss $anon $pss"
+	echo "$i ${s0[i]} $s1 $((t1 - t0[i])) ${h0[i]} $h1 $rss $anon $pss"
 done | python3 -c '
 import sys, statistics
-hz, w, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+hz, n = float(sys.argv[1]), int(sys.argv[2])
 rows = [list(map(float, l.split())) for l in sys.stdin]
-cpu = sum(r[1] for r in rows) / hz
-hbs = sum(r[2] for r in rows)
-rss = statistics.median(r[3] for r in rows) / 1024
-anon = statistics.median(r[4] for r in rows) / 1024
-pss = statistics.median(r[5] for r in rows) / 1024
+# per node: seconds of its window, CPU seconds, heartbeats received
+per = [(r[2] - r[1], r[3] / hz, r[5] - r[4]) for r in rows]
+cores = sum(c / w for w, c, _ in per)
+hbps = sum(h / w for w, _, h in per) / n
+cpu = sum(c for _, c, _ in per)
+hbs = sum(h for _, _, h in per)
+rss = statistics.median(r[6] for r in rows) / 1024
+anon = statistics.median(r[7] for r in rows) / 1024
+pss = statistics.median(r[8] for r in rows) / 1024
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
-print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); CPU of all nodes {cpu / w:.3f} cores ({100 * cpu / w / n:.2f}% of a core per node); "
-      f"heartbeats received {hbs / w / n:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
-' "$hz" "$window_s" "$n"
+print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
+      f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
+' "$hz" "$n"
 echo "full view: $full after the last node started"
 
 # Detection: kill the last node outright (no Leave).
