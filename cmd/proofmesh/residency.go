@@ -12,7 +12,7 @@ import (
 // startupSettle is how long after start a node gives back the pages only
 // its start-up used: by then it has listened, met its bootstrap peers,
 // published its first heartbeat and served its first API calls.
-const startupSettle = 10 * time.Second
+var startupSettle = 10 * time.Second
 
 // releaseStartupPages waits for start-up to settle, then gives the kernel
 // back the binary's pages and the heap that start-up alone used
