@@ -1,13 +1,11 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +15,11 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/proofmesh/proofmesh/internal/logbuf"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
-// logBuffer collects a logger's text output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func withLog(buf *logBuffer) testOpt {
+func withLog(buf *logbuf.Buffer) testOpt {
 	return func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -80,7 +61,7 @@ func TestHeartbeatWithUnknownFieldsAcceptedThroughGossip(t *testing.T) {
 // listed, is named with both majors in one warn-level line (once, however
 // often it reconnects), and shows as incompatible.
 func TestPeerOfAnotherMajorWarnedOnce(t *testing.T) {
-	var logs logBuffer
+	var logs logbuf.Buffer
 	m := newTestMesh(t, "testnet", withLog(&logs), func(c *Config) { c.DHT = false })
 	v2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.UserAgent("proofmesh/v2.0.1"))
 	if err != nil {
@@ -117,7 +98,7 @@ func TestPeerOfAnotherMajorWarnedOnce(t *testing.T) {
 
 // A peer of another network is named with both network ids.
 func TestPeerOfAnotherNetworkWarned(t *testing.T) {
-	var logs logBuffer
+	var logs logbuf.Buffer
 	m := newTestMesh(t, "devnet", withLog(&logs), func(c *Config) { c.DHT = false })
 	other := newTestMesh(t, "othernet", func(c *Config) { c.DHT = false })
 	connect(t, other, m)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,29 +17,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
+	"github.com/proofmesh/proofmesh/internal/logbuf"
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
-// syncLog collects a node's log lines for assertions.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *syncLog) logger() *slog.Logger {
+// infoLogger logs at info level and above into l.
+func infoLogger(l *logbuf.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
@@ -115,7 +97,7 @@ func apiProblems(t *testing.T, n *Node) map[string]string {
 func TestOtherNetworkBootstrapExplained(t *testing.T) {
 	dev := startNode(t, testConfig(t, t.TempDir()))
 
-	var logs syncLog
+	var logs logbuf.Buffer
 	cfg := testConfig(t, t.TempDir())
 	other := *bootstrap.DefaultNetwork()
 	other.NetworkID = "othernet"
@@ -123,7 +105,7 @@ func TestOtherNetworkBootstrapExplained(t *testing.T) {
 	cfg.Bootstrap = dev.Addrs()[:1]
 	cfg.ProblemInterval = 100 * time.Millisecond
 	cfg.NoPeersAfter = time.Second
-	cfg.Logger = logs.logger()
+	cfg.Logger = infoLogger(&logs)
 	n := startNode(t, cfg)
 
 	p := waitProblem(t, n, protocol.ProblemNetworkMismatch, true)
@@ -158,12 +140,12 @@ func TestUnreachableBootstrapExplained(t *testing.T) {
 	id, _ := peer.IDFromPrivateKey(key)
 	addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id)
 
-	var logs syncLog
+	var logs logbuf.Buffer
 	cfg := testConfig(t, t.TempDir())
 	cfg.Bootstrap = []string{addr}
 	cfg.ProblemInterval = 100 * time.Millisecond
 	cfg.NoPeersAfter = 500 * time.Millisecond
-	cfg.Logger = logs.logger()
+	cfg.Logger = infoLogger(&logs)
 	n := startNode(t, cfg)
 
 	p := waitProblem(t, n, protocol.ProblemBootstrapUnreachable, true)
@@ -204,10 +186,10 @@ func TestUnreachableBootstrapExplained(t *testing.T) {
 // in its problems, with a warn-level line, although it ignores those
 // heartbeats.
 func TestClockSkewExplained(t *testing.T) {
-	var logs syncLog
+	var logs logbuf.Buffer
 	cfg := testConfig(t, t.TempDir())
 	cfg.ProblemInterval = 100 * time.Millisecond
-	cfg.Logger = logs.logger()
+	cfg.Logger = infoLogger(&logs)
 	n := startNode(t, cfg)
 
 	var ahead []*mesh.Mesh

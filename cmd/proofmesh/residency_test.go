@@ -1,32 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/proofmesh/proofmesh/internal/logbuf"
 )
-
-// syncBuffer is a bytes.Buffer the node's logger may write while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // `proofmesh node` gives the kernel back its start-up pages once start-up
 // has settled (internal/residency), and says so at debug level.
@@ -35,7 +16,7 @@ func TestNodeGivesBackStartupPages(t *testing.T) {
 	startupSettle = 100 * time.Millisecond
 	t.Cleanup(func() { startupSettle = old })
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb logbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"node", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0",
