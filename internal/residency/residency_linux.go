@@ -123,7 +123,7 @@ func executableRanges(smaps []byte, exe string) ([]addrRange, error) {
 			if len(f) < 6 {
 				continue
 			}
-			path := strings.TrimSuffix(strings.Join(f[5:], " "), " (deleted)")
+			path := strings.TrimSuffix(headerPath(line), " (deleted)")
 			if path != exe || strings.Contains(f[1], "w") {
 				continue
 			}
@@ -155,4 +155,20 @@ func executableRanges(smaps []byte, exe string) ([]addrRange, error) {
 		return nil, fmt.Errorf("residency: no read-only mapping of %s in /proc/self/smaps", exe)
 	}
 	return out, nil
+}
+
+// headerPath returns the path of a smaps header line as the kernel wrote
+// it, spaces within it kept: whatever follows the fifth field (the inode)
+// and the blanks after it.
+func headerPath(line string) string {
+	rest := line
+	for range 5 {
+		rest = strings.TrimLeft(rest, " \t")
+		i := strings.IndexAny(rest, " \t")
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i:]
+	}
+	return strings.TrimLeft(rest, " \t")
 }

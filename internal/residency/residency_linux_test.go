@@ -251,7 +251,7 @@ Anonymous:             0 kB
 Anonymous:             0 kB
 7f0000000000-7f0000001000 r--p 00000000 08:01 456 /usr/lib/other
 Anonymous:             0 kB
-7f0000002000-7f0000003000 r--p 00000000 08:01 124 /opt/my node/proofmesh (deleted)
+7f0000002000-7f0000003000 r--p 00000000 08:01 124                        /opt/my  node/proofmesh (deleted)
 `)
 	got, err := executableRanges(maps, "/usr/bin/proofmesh")
 	if err != nil {
@@ -261,8 +261,8 @@ Anonymous:             0 kB
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("got %+v, want %+v (the writable data segment, anonymous memory and other files left out; a copy-on-write page makes a mapping not clean)", got, want)
 	}
-	// A path with a space, replaced on disk since it started.
-	got, err = executableRanges(maps, "/opt/my node/proofmesh")
+	// A path with two spaces in a row, replaced on disk since it started.
+	got, err = executableRanges(maps, "/opt/my  node/proofmesh")
 	// No Anonymous line: not known to be clean.
 	if err != nil || len(got) != 1 || got[0] != (addrRange{0x7f0000002000, 0x7f0000003000, false}) {
 		t.Fatalf("path with a space, deleted: got %+v, %v", got, err)
@@ -273,4 +273,26 @@ Anonymous:             0 kB
 	if _, err := executableRanges([]byte("zz-yy r-xp 0 0:0 1 /x\n"), "/x"); err == nil || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("malformed line: got %v, want an error naming it", err)
 	}
+}
+
+// FuzzExecutableRanges: whatever smaps holds, the parser returns an error
+// or ranges that are non-empty and of the executable's read-only mappings.
+func FuzzExecutableRanges(f *testing.F) {
+	f.Add([]byte("00400000-00c00000 r-xp 00000000 08:01 123 /x\nAnonymous: 0 kB\n"), "/x")
+	f.Add([]byte("00400000-00c00000 r-xp 00000000 08:01 123       /a  b (deleted)\nAnonymous: 4 kB\n00c00000-00d00000 rw-p 0 0:0 1 /a  b\n"), "/a  b")
+	f.Add([]byte("zz-yy r-xp 0 0:0 1 /x\n"), "/x")
+	f.Fuzz(func(t *testing.T, smaps []byte, exe string) {
+		got, err := executableRanges(smaps, exe)
+		if err != nil {
+			return
+		}
+		if len(got) == 0 {
+			t.Fatal("no error and no range")
+		}
+		for _, r := range got {
+			if r.end <= r.start {
+				t.Fatalf("empty or inverted range %+v", r)
+			}
+		}
+	})
 }
