@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts one `proofmesh node` with default flags on a fresh data dir (its
 # own ports: libp2p on ephemeral loopback ports, the API on a free one, no
-# bootstrap peer), lets it idle, and prints its resident memory (VmRSS,
-# VmHWM) and the CPU it used (user+system, from /proc/<pid>/stat) over the
+# bootstrap peer), lets it idle, and prints its resident memory (VmRSS at
+# the end of the wait, as the issue counts it, and VmRSS, VmHWM, RssAnon,
+# RssFile at the end of the window) and the CPU it used (user+system, from /proc/<pid>/stat) over the
 # idle window, then stops it with SIGTERM.
 #
 #   bench/idle.sh                 build ./cmd/proofmesh, wait 30 s, measure 30 s
@@ -33,6 +34,7 @@ hz="$(getconf CLK_TCK)"
 sleep "$wait_s"
 kill -0 "$pid" || { cat "$tmp/out"; exit 1; }
 t0="$(ticks)"
+rss_at_wait="$(awk '/^VmRSS/{print $2, $3}' "/proc/$pid/status")"
 # Clear the pages' referenced bits: at the end, Referenced is what the
 # idle node touched during the window (its working set), as opposed to
 # what start-up left mapped.
@@ -40,7 +42,8 @@ echo 1 >"/proc/$pid/clear_refs" 2>/dev/null || true
 sleep "$window_s"
 t1="$(ticks)"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m), $(nproc) cores, $bin"
-grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads)' "/proc/$pid/status"
+echo "VmRSS ${wait_s}s after start: $rss_at_wait"
+grep -E '^(VmRSS|VmHWM|RssAnon|RssFile|Threads)' "/proc/$pid/status" | sed "s/^/$((wait_s + window_s))s after start: /"
 # RssFile is mostly the binary's pages, shared by every node process of
 # the machine: Pss charges each process its share of them.
 grep -E '^Pss:' "/proc/$pid/smaps_rollup" | sed 's/^Pss:/Pss (alone):/' || true
