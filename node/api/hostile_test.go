@@ -106,6 +106,31 @@ func dialRequest(t *testing.T, addr, path string, read bool) (net.Conn, *bufio.R
 	return c, br
 }
 
+// waitFor polls cond for up to five seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5 s for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// idleConns counts the connections of addr the server holds idle.
+func idleConns(l *Listener, addr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns[addr] {
+		if c.idle {
+			n++
+		}
+	}
+	return n
+}
+
 // closedWithin reports whether the server closes c within d.
 func closedWithin(c net.Conn, br *bufio.Reader, d time.Duration) bool {
 	_ = c.SetReadDeadline(time.Now().Add(d))
@@ -235,9 +260,13 @@ func TestConnectionsPerClientCapped(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
+	waitFor(t, "the held connections closed by the server", func() bool { return ln.Open("127.0.0.1") == 0 })
 	for range 4 {
 		dialRequest(t, addr, "/api/v1/node", true)
 	}
+	// The server marks a connection idle just after it writes the
+	// response, so a client can read it first: wait for the mark.
+	waitFor(t, "four idle keep-alives", func() bool { return idleConns(ln, "127.0.0.1") == 4 })
 	_, br := dialRequest(t, addr, "/api/v1/node", false)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
