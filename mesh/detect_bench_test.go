@@ -4,10 +4,12 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
 	"runtime"
-	rtmetrics "runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +30,31 @@ var benchDetectLarge = flag.Bool("detect-large", false, "BenchmarkFailureDetecti
 // enough CPU for 1,000 nodes' failure detection, which costs each node the
 // same at any size.
 var benchDetectBudget = flag.Float64("detect-budget", 0, "BenchmarkFailureDetection: network-wide heartbeats per second (0: DefaultConfig's)")
+
+// benchDetectProfile writes CPU profiles of the quiet window before the
+// kill (what a network of that size costs the process when nothing
+// happens) and of the first round (the kill until detection), as
+// PREFIX.N.quiet and PREFIX.N.round.
+var benchDetectProfile = flag.String("detect-profile", "", "BenchmarkFailureDetection: write CPU profiles of the quiet window and the first round to PREFIX.N.quiet and PREFIX.N.round")
+
+// startBenchProfile starts a CPU profile to the file -detect-profile names
+// with suffix, if set; the function it returns stops it.
+func startBenchProfile(b *testing.B, suffix string) func() {
+	if *benchDetectProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*benchDetectProfile + "." + suffix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
 
 const benchKilled = 10 // nodes killed at once per b.N iteration
 
@@ -77,7 +104,11 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 		}
 	}
 	time.Sleep(5 * time.Second) // detection's own warm-up: probes, the liveness topic's meshes
+	stopProfile := startBenchProfile(b, fmt.Sprintf("%d.quiet", n))
+	cpuQuiet := cpuSample()
 	quiet := net.bytesPerNodeSecond(n, 5*time.Second)
+	stopProfile()
+	b.Logf("quiet window: this process kept %.0f%% of its %d cores busy", 100*cpuBusy(cpuQuiet), runtime.GOMAXPROCS(0))
 	b.Logf("before the kill: %s", livenessCounts(net.meshes, nil))
 
 	rng := mrand.New(mrand.NewPCG(uint64(n), 3))
@@ -92,6 +123,10 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 			ids[i] = m.ID()
 		}
 		before := livenessSnapshot(rest)
+		stopProfile := func() {}
+		if len(detect) == 0 {
+			stopProfile = startBenchProfile(b, fmt.Sprintf("%d.round", n))
+		}
 		cpuBefore := cpuSample()
 		net.probe.bytes.Store(0)
 		net.probe.measuring.Store(true)
@@ -121,6 +156,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 		}
 		took := time.Since(start)
 		busyCPU := cpuBusy(cpuBefore)
+		stopProfile()
 		notDown := 0
 		for _, m := range rest {
 			for _, id := range ids {
@@ -157,7 +193,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 }
 
 var (
-	livenessEvents   = []string{"probe_ok", "probe_failed", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up"}
+	livenessEvents   = []string{"probe_ok", "probe_failed", "vouched", "indirect_served", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up"}
 	livenessVerdicts = []string{"accept", "ignore", "reject", "rate_limited"}
 )
 
@@ -269,22 +305,30 @@ func healthScores(ms []*Mesh) string {
 	return fmt.Sprint(by)
 }
 
-// cpuSample reads the Go runtime's estimates of the CPU time available to
-// this process (GOMAXPROCS × wall) and of the part spent idle.
-func cpuSample() [2]float64 {
-	ms := []rtmetrics.Sample{{Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"}}
-	rtmetrics.Read(ms)
-	return [2]float64{ms[0].Value.Float64(), ms[1].Value.Float64()}
+// cpuSample is the CPU time this process used so far (user + system,
+// from getrusage) and the wall time. The Go runtime's own CPU estimates
+// (runtime/metrics' /cpu/classes) move only at a GC, and a window without
+// one read as 0% busy.
+type cpuSampleT struct {
+	used time.Duration
+	at   time.Time
 }
 
-// cpuBusy returns the share of the available CPU this process used since
-// before: 1 means every core was busy, so the simulated nodes were
-// starved for CPU, and times measured include their waiting for it.
-func cpuBusy(before [2]float64) float64 {
+func cpuSample() cpuSampleT {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return cpuSampleT{used: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), at: time.Now()}
+}
+
+// cpuBusy returns the share of the available CPU (GOMAXPROCS × wall) this
+// process used since before: 1 means every core was busy, so the
+// simulated nodes were starved for CPU, and times measured include their
+// waiting for it.
+func cpuBusy(before cpuSampleT) float64 {
 	now := cpuSample()
-	total, idle := now[0]-before[0], now[1]-before[1]
-	if total <= 0 {
+	wall := now.at.Sub(before.at)
+	if wall <= 0 {
 		return 0
 	}
-	return (total - idle) / total
+	return float64(now.used-before.used) / float64(wall) / float64(runtime.GOMAXPROCS(0))
 }
