@@ -305,10 +305,12 @@ func (m *Mesh) publishSuspicion(p peer.ID, seq uint64) error {
 
 // validateSuspicion judges a suspicion gossiped by from and, if it is new,
 // hands it to the detector. Claims already refuted (a heartbeat of the
-// suspect above their seq is here), about peers not listed live, and from
-// unlisted claimants are IGNOREd (not forwarded); every other claim is
-// forwarded, taken or not, so that it reaches the suspect; a claim about
-// this node is answered with a refutation.
+// suspect above their seq is here), about peers not listed live, from
+// unlisted claimants, and those that add nothing to a suspicion held here
+// (Detector.Claim's ErrDuplicate: no new claimant within the bound, no
+// higher seq; one this node forwarded already covers it) are IGNOREd (not
+// forwarded); every other claim is forwarded, so that it reaches the
+// suspect; a claim about this node is answered with a refutation.
 func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (any, error) {
 	if from == m.h.ID() {
 		return nil, nil
@@ -345,11 +347,16 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 	switch {
 	case errors.Is(err, protocol.ErrStale):
 		return nil, err // refuted already: the suspect need not hear it
+	case errors.Is(err, protocol.ErrDuplicate):
+		// A claim this node forwarded covers it: the suspect hears that
+		// one, and its refutation refutes both.
+		m.met.liveness.WithLabelValues("claim_not_taken").Inc()
+		return nil, err
 	case err != nil:
-		// Not taken here (we just heard from the suspect, or hold it
-		// suspected already), but forwarded: the suspect must hear
-		// every claim not yet refuted, and the peers that forward to
-		// it may be exactly those that know it alive.
+		// Not taken here (no room for another suspicion), but
+		// forwarded: the suspect must hear every claim not yet refuted,
+		// and the peers that forward to it may be exactly those that
+		// know it alive.
 		m.met.liveness.WithLabelValues("claim_not_taken").Inc()
 		return s, nil
 	}

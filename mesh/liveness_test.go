@@ -2,9 +2,11 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -124,6 +126,56 @@ func TestFalseSuspicionDoesNotStick(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(victim.met.liveness.WithLabelValues("refuted")); n == 0 {
 		t.Error("the victim never refuted")
+	}
+}
+
+// A death's neighbours all claim it at once, and each claim used to cross
+// the whole network: a node now forwards (ACCEPTs) only the claims that
+// add to a suspicion it holds (a new claimant within the bound, or a seq
+// above every claim it forwarded) and IGNOREs the rest, which one it
+// forwarded covers.
+func TestClaimsAddingNothingAreNotForwarded(t *testing.T) {
+	victim := newTestMesh(t, "testnet", slowHeartbeats)
+	a := newTestMesh(t, "testnet", slowHeartbeats)
+	b := newTestMesh(t, "testnet", slowHeartbeats)
+	claimants := make([]*Mesh, b.cfg.Detector.Confirmations+2)
+	connect(t, victim, a)
+	connect(t, a, b)
+	for i := range claimants {
+		claimants[i] = newTestMesh(t, "testnet", slowHeartbeats)
+		connect(t, claimants[i], b)
+	}
+	meetAll(t, append([]*Mesh{victim, a, b}, claimants...))
+	if b.Connected(victim.ID()) {
+		t.Fatal("test setup: b holds a connection to the victim (it would probe it)")
+	}
+	info, _ := b.Peer(victim.ID())
+	claim := func(seq uint64) []byte {
+		data, err := (&protocol.Suspicion{Suspect: victim.ID().String(), Seq: seq, Time: time.Now().UnixMilli()}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	// Straight to b's validator, not gossiped: the victim cannot refute.
+	ctx := context.Background()
+	for i, c := range claimants {
+		_, err := b.validateSuspicion(ctx, c.ID(), claim(info.Seq))
+		v, _ := verdict(err)
+		want := pubsub.ValidationAccept
+		if i > b.cfg.Detector.Confirmations {
+			want = pubsub.ValidationIgnore // four claimants forwarded already
+		}
+		if v != want {
+			t.Fatalf("claim %d of %d: verdict %v (%v), want %v", i+1, len(claimants), v, err, want)
+		}
+	}
+	last := claimants[len(claimants)-1].ID()
+	if _, err := b.validateSuspicion(ctx, last, claim(info.Seq+1)); err != nil {
+		t.Fatalf("a claim above every claim forwarded: %v, want it forwarded (the suspect must hear it)", err)
+	}
+	if _, err := b.validateSuspicion(ctx, last, claim(info.Seq+1)); !errors.Is(err, protocol.ErrDuplicate) {
+		t.Fatalf("the same claim again: %v, want ErrDuplicate (IGNORE)", err)
 	}
 }
 

@@ -183,6 +183,11 @@ type suspicion struct {
 	// its own evidence), at most Confirmations+1: the first, then the
 	// confirmations that shorten the wait.
 	by []peer.ID
+	// claimed is the highest Seq of the claims taken (and so forwarded)
+	// in this suspicion: the suspect's refutation of that one names it
+	// in Refutes, which refutes every claim at or below it everywhere,
+	// so a later claim at or below it need not travel on.
+	claimed uint64
 }
 
 // confirm records claimant's claim; it reports whether it was a new one
@@ -334,6 +339,7 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 		// claimants are known here; once only.
 		s.seq = max(s.seq, seq)
 		if s.confirm(ownEvidence, d.cfg.Confirmations) {
+			s.claimed = max(s.claimed, s.seq)
 			return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: s.seq}}
 		}
 		return nil
@@ -341,7 +347,7 @@ func (d *Detector) ProbeResult(p peer.ID, ok bool, seq uint64, now time.Time) []
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil
 	}
-	d.suspects[p] = &suspicion{since: now, seq: seq, by: []peer.ID{ownEvidence}}
+	d.suspects[p] = &suspicion{since: now, seq: seq, by: []peer.ID{ownEvidence}, claimed: seq}
 	return []LivenessAction{{Kind: ActClaim, Peer: p, Seq: seq}}
 }
 
@@ -353,13 +359,18 @@ const ownEvidence = peer.ID("")
 // highest heartbeat sequence number of p this node has seen, refuted the
 // Refutes of p's latest heartbeat here (0: none); connected whether this
 // node holds a connection to p. A claim at or below refuted is already
-// refuted (ErrStale: p's answer overtook it); one covered by a suspicion
-// held is a duplicate (ErrDuplicate) unless it comes from a claimant not
-// yet counted, which confirms the suspicion and shortens its wait
-// (DetectorConfig.Confirmations), and one with a later seq raises the
-// bar, leaving the suspect at least the minimum wait from then to answer
-// it (a liar's raise just before the wait ends cannot outrun the
-// refutation); one beyond MaxSuspects is not taken
+// refuted (ErrStale: p's answer overtook it). One about a suspect held is
+// a duplicate (ErrDuplicate), which the driver does not forward, unless it
+// adds something: a claimant not yet counted (a confirmation, which
+// shortens the wait; DetectorConfig.Confirmations), a later seq than
+// the bar (which raises it, leaving the suspect at least the minimum
+// wait from then to answer: a liar's raise just before the wait ends
+// cannot outrun the refutation), or a higher Seq than every claim taken
+// in this suspicion (the suspect must hear it, so that its refutation's
+// Refutes covers it). So each node forwards at most Confirmations+1
+// claimants per suspicion, and the flood a death sets off, one claim
+// from each of its neighbours, does not cross the whole network once per
+// neighbour. One beyond MaxSuspects is not taken
 // (ErrNotYet). A claim taken starts the suspicion clock, with a bar of the
 // claim's seq or ours, whichever is higher, and a probe if a connection is
 // open and p did not answer one within ConfirmedFor (a liar's claims cost
@@ -375,18 +386,19 @@ func (d *Detector) Claim(p, claimant peer.ID, c *Suspicion, seq, refuted uint64,
 	bar := max(c.Seq, seq)
 	if s, ok := d.suspects[p]; ok {
 		confirms := s.confirm(claimant, d.cfg.Confirmations)
-		if bar <= s.seq && !confirms {
-			return nil, fmt.Errorf("%w: %s already suspected", ErrDuplicate, p)
+		if bar <= s.seq && !confirms && c.Seq <= s.claimed {
+			return nil, fmt.Errorf("%w: %s already suspected (seq %d, claimed up to %d)", ErrDuplicate, p, s.seq, s.claimed)
 		}
 		if bar > s.seq {
 			s.seq, s.raised = bar, now
 		}
+		s.claimed = max(s.claimed, c.Seq)
 		return nil, nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
 		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
 	}
-	d.suspects[p] = &suspicion{since: now, seq: bar, by: []peer.ID{claimant}}
+	d.suspects[p] = &suspicion{since: now, seq: bar, by: []peer.ID{claimant}, claimed: c.Seq}
 	if connected && !d.recentlyConfirmed(p, now) {
 		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
 	}
@@ -404,8 +416,9 @@ func (d *Detector) Heartbeat(p peer.ID, seq uint64) {
 // Tick declares down every suspect whose suspicion outlived its timeout
 // (SuspicionTimeout, shortened by confirmations; at least the minimum
 // wait after a claim raised its bar; all scaled by the local health
-// score) without a refutation, and forgets it (the down mark lives in the peer
-// table until a heartbeat above its Seq or a successful probe); and asks
+// score) without a refutation, and forgets it (the down mark lives in the
+// peer table until a heartbeat above its Seq or a successful probe); and
+// asks
 // for the second probe of every first strike that is due (the driver
 // skips a probe already queued or running).
 func (d *Detector) Tick(now time.Time) []LivenessAction {

@@ -177,6 +177,57 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	// A death's neighbours all claim it at once: each node forwards only
+	// the claims that add to what it forwarded, so the flood does not
+	// cross the network once per neighbour; but a claim whose seq is
+	// above every claim forwarded must travel on even when the bar (this
+	// node's own knowledge) is higher already: the suspect's refutation
+	// names in Refutes the highest claim it heard, and a claim above
+	// that, reaching a node after the refutation, would start a
+	// suspicion there that nobody answers.
+	t.Run("a claim adding nothing is a duplicate; one above every claim forwarded is not", func(t *testing.T) {
+		others := make([]peer.ID, cfg.Confirmations+3)
+		for i := range others {
+			_, others[i] = newKey(t)
+		}
+		d := NewDetector(cfg)
+		// This node knows seq 9; the first claimant knew 3.
+		if _, err := d.Claim(x, others[0], claim(3), 9, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= cfg.Confirmations; i++ {
+			if _, err := d.Claim(x, others[i], claim(3), 9, 0, false, at(0)); err != nil {
+				t.Fatalf("confirmation %d: %v, want it taken (forwarded)", i, err)
+			}
+		}
+		if _, err := d.Claim(x, others[cfg.Confirmations+1], claim(3), 9, 0, false, at(0)); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("a claimant beyond the bound at a seq forwarded: %v, want ErrDuplicate (not forwarded)", err)
+		}
+		if _, err := d.Claim(x, others[cfg.Confirmations+1], claim(5), 9, 0, false, at(0)); err != nil {
+			t.Fatalf("a claim at seq 5, above the 3 forwarded, below the bar 9: %v, want it taken (the suspect must hear it)", err)
+		}
+		if seq, _ := d.Suspected(x); seq != 9 {
+			t.Fatalf("bar %d, want 9: a claim below it does not move it", seq)
+		}
+		if _, err := d.Claim(x, others[cfg.Confirmations+2], claim(5), 9, 0, false, at(0)); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("the same seq again from another claimant beyond the bound: %v, want ErrDuplicate", err)
+		}
+		// Our own failed probe's claim counts as forwarded at its seq.
+		d2 := NewDetector(cfg)
+		d2.ConnectionLost(x, at(0))
+		d2.ProbeResult(x, false, 7, at(0))
+		d2.ProbeResult(x, false, 7, at(cfg.RetryAfter))
+		if _, err := d2.Claim(x, others[0], claim(7), 7, 0, false, at(cfg.RetryAfter)); err != nil {
+			t.Fatalf("a first other claimant: %v, want it taken (a confirmation)", err)
+		}
+		for i := 1; i <= cfg.Confirmations; i++ {
+			_, err := d2.Claim(x, others[i], claim(6), 7, 0, false, at(cfg.RetryAfter))
+			if (i < cfg.Confirmations) != (err == nil) {
+				t.Fatalf("claimant %d at seq 6 after our claim at 7: %v", i, err)
+			}
+		}
+	})
+
 	t.Run("distinct confirmations shorten the wait to the minimum, never below", func(t *testing.T) {
 		others := make([]peer.ID, cfg.Confirmations+3)
 		for i := range others {
