@@ -130,7 +130,8 @@ func relayResources() relayv2.Resources {
 //   - the blob and results protocols each serve 16 streams at once
 //     (blobServers, resultsServers: slots of their own) and
 //     blobPeerStreams per peer, so a peer that opens streams and stalls
-//     holds four of either's slots, never all of them. Gossipsub, the DHT and identify
+//     holds four of either's slots, never all of them; the probe protocol
+//     (indirect probes) 32 streams and 3 inbound per peer. Gossipsub, the DHT and identify
 //     keep libp2p's per-service defaults.
 func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
 	limits := rcmgr.DefaultLimits
@@ -145,6 +146,16 @@ func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
 			Memory: cfg.ResourceMemory / 8,
 		}, rcmgr.BaseLimitIncrease{})
 	}
+	// Indirect probes (vouch.go): tiny streams, vouchServers served at
+	// once (more wait for their answer), a few per peer.
+	limits.AddProtocolLimit(probeProtocolID(cfg.NetworkID), rcmgr.BaseLimit{
+		StreamsInbound: 4 * vouchServers, StreamsOutbound: 4 * vouchServers, Streams: 8 * vouchServers,
+		Memory: 1 << 20,
+	}, rcmgr.BaseLimitIncrease{})
+	limits.AddProtocolPeerLimit(probeProtocolID(cfg.NetworkID), rcmgr.BaseLimit{
+		StreamsInbound: vouchHelpers, StreamsOutbound: 4 * vouchHelpers, Streams: 5 * vouchHelpers,
+		Memory: 64 << 10,
+	}, rcmgr.BaseLimitIncrease{})
 	scaled := limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)
 
 	in, all := cfg.ConnHigh*5/4, cfg.ConnHigh*3/2

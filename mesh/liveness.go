@@ -61,6 +61,7 @@ func (m *Mesh) startLiveness() error {
 	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{Inline: true}); err != nil {
 		return err
 	}
+	m.h.SetStreamHandler(m.probeProtocol(), m.serveProbe)
 	sub, err := m.h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
 	if err != nil {
 		return fmt.Errorf("subscribe to connection events: %w", err)
@@ -224,26 +225,30 @@ func (m *Mesh) probeWorker() {
 				m.log.Debug("probe failed", "peer", a.Peer, "err", err)
 			}
 			m.met.liveness.WithLabelValues(map[bool]string{true: "probe_ok", false: "probe_failed"}[err == nil]).Inc()
+			// Over a live connection, no answer in time: the peer or we
+			// are slow, and across peers more likely we. Others try it,
+			// and if one reaches it, the timeout was ours.
+			vouched := errors.Is(err, errPingTimeout) && m.vouched(a.Peer, timeout)
+			if vouched {
+				m.met.liveness.WithLabelValues("vouched").Inc()
+			}
 			seq := m.table.lastSeq(a.Peer)
 			m.live.mu.Lock()
 			delete(m.live.pending, a.Peer)
 			var acts []protocol.LivenessAction
-			if !errors.Is(err, errNoConnection) {
+			switch {
+			case errors.Is(err, errNoConnection):
 				// A probe that may not dial and found the connection
 				// gone tried nothing: no evidence (a trimmed connection
 				// is not a death; its loss is the detector's
 				// ConnectionLost, which dials). Reported, it would
 				// confirm a liar's claim queued before the trim.
+			case errors.Is(err, errPingTimeout):
+				acts = m.live.det.ProbeTimedOut(a.Peer, seq, vouched, time.Now())
+			default:
 				acts = m.live.det.ProbeResult(a.Peer, err == nil, seq, time.Now())
 			}
-			if errors.Is(err, errPingTimeout) {
-				// Over a live connection, no answer in time: the peer
-				// or we are slow, and across peers more likely we.
-				m.live.det.ProbeTimedOut()
-				m.met.localHealth.Set(float64(m.live.det.Health()))
-			} else if err == nil {
-				m.met.localHealth.Set(float64(m.live.det.Health()))
-			}
+			m.met.localHealth.Set(float64(m.live.det.Health()))
 			m.live.mu.Unlock()
 			if m.ctx.Err() == nil {
 				m.act(acts)

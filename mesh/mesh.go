@@ -85,6 +85,10 @@ type Mesh struct {
 	blobSem  chan struct{}
 	// resultsSem bounds the results requests served at once.
 	resultsSem chan struct{}
+	// vouchSem and vouchRates bound the indirect probes run for others
+	// (vouch.go): at once, and per requester.
+	vouchSem   chan struct{}
+	vouchRates *protocol.Limiter
 	fetches    fetchSlots
 
 	ctx     context.Context
@@ -124,6 +128,8 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		events:     make(chan PeerInfo, 256),
 		blobSem:    make(chan struct{}, blobServers),
 		resultsSem: make(chan struct{}, resultsServers),
+		vouchSem:   make(chan struct{}, vouchServers),
+		vouchRates: protocol.NewLimiter(vouchRate, vouchBurst),
 
 		live:      newLiveness(cfg.Detector), // before any validator runs
 		refuteNow: make(chan struct{}, 1),
@@ -757,6 +763,7 @@ func (m *Mesh) Close() error {
 	m.cancel()
 	m.h.RemoveStreamHandler(m.blobProtocol())
 	m.h.RemoveStreamHandler(m.resultsProtocol())
+	m.h.RemoveStreamHandler(m.probeProtocol())
 	var errs []error
 	if m.kad != nil {
 		errs = append(errs, m.kad.Close())

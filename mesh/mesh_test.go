@@ -462,6 +462,7 @@ func TestConfigValidate(t *testing.T) {
 		{"water marks", func(c *Config) { c.ConnHigh = c.ConnLow }, "water marks"},
 		{"resource memory", func(c *Config) { c.ResourceMemory = 1 << 20 }, "resource memory"},
 		{"resource fds", func(c *Config) { c.ResourceFDs = 64 }, "resource fds 64"},
+		{"detector max health", func(c *Config) { c.Detector.MaxHealth = 65 }, "max health 65"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

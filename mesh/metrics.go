@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 		}, []string{"reason"}),
 		liveness: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_liveness_events_total",
-			Help: "Failure detection, by event: probe_ok, probe_failed, claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (forwarded only: the suspect just answered us, or is suspected already), refuted (a suspicion of this node answered), down, up.",
+			Help: "Failure detection, by event: probe_ok, probe_failed, vouched (a ping that timed out, but another node's probe reached the peer: no evidence), indirect_served, indirect_refused, indirect_busy, indirect_bad_request (probes run for others), claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (adds nothing to a suspicion held here, not forwarded; or no room to hold it, forwarded), refuted (a suspicion of this node answered), down, up.",
 		}, []string{"event"}),
 		localHealth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "proofmesh_liveness_local_health",

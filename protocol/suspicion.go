@@ -261,11 +261,31 @@ func (d *Detector) Health() int { return d.health }
 // Scale returns t scaled by the local health score, (1+score)·t.
 func (d *Detector) Scale(t time.Duration) time.Duration { return t * time.Duration(1+d.health) }
 
-// ProbeTimedOut reports that a ping over a live connection got no answer
-// within the probe timeout: the peer or this node is slow, and across
-// peers it is more likely this node. It raises the local health score
-// (the failure itself goes to ProbeResult as well).
-func (d *Detector) ProbeTimedOut() { d.health = min(d.health+1, d.cfg.MaxHealth) }
+// ProbeTimedOut reports that a ping of p over a live connection got no
+// answer within the probe timeout: p or this node is slow, and across
+// peers it is more likely this node. It raises the local health score.
+// vouched reports that another node reached p meanwhile (an indirect
+// probe, SWIM's ping-req): the timeout is then no evidence about p at all,
+// only about this node or its path to p. Otherwise it is weaker evidence
+// than a failed dial or a closed connection: it counts toward this node's
+// own suspicion of p (two failures, as in ProbeResult), so a hung process
+// is still claimed, but it does not confirm a suspicion others raised. On
+// a starved machine the peers connected to a falsely accused node time
+// out too, and their confirmations turned one claim into four, which
+// brought the suspect's wait down to the minimum and its refutations out
+// of time. A dead process's connections close, and its neighbours'
+// failed dials confirm.
+func (d *Detector) ProbeTimedOut(p peer.ID, seq uint64, vouched bool, now time.Time) []LivenessAction {
+	d.health = min(d.health+1, d.cfg.MaxHealth)
+	if vouched {
+		return nil
+	}
+	if _, held := d.suspects[p]; held {
+		delete(d.confirmed, p)
+		return nil
+	}
+	return d.ProbeResult(p, false, seq, now)
+}
 
 // Idle reports whether the detector holds no suspicion and no strike:
 // Tick then has nothing due before the next lost connection, failed probe

@@ -362,10 +362,58 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	t.Run("a timed-out ping confirms no one's claim; a failed dial does; two timeouts still claim a hung peer", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claimant, claim(3), 3, 0, true, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if acts := d.ProbeTimedOut(x, 3, false, at(2*time.Second)); len(acts) != 0 {
+			t.Fatalf("a timed-out probe of a claimed suspect: %v, want no confirmation (a starved neighbour's timeout is no evidence of death)", kinds(acts))
+		}
+		if acts := d.Tick(at(cfg.SuspicionTimeout - time.Millisecond)); hasKind(acts, ActDown) {
+			t.Fatal("a timeout shortened the wait as a confirmation would")
+		}
+		if acts := d.ProbeResult(x, false, 3, at(cfg.SuspicionTimeout-time.Millisecond)); !hasKind(acts, ActClaim) {
+			t.Fatalf("a failed dial of the suspect: %v, want our confirmation gossiped", kinds(acts))
+		}
+		// Nobody else suspects y: two timeouts a RetryAfter apart are
+		// this node's own evidence (a hung process keeps its connections).
+		_, y := newKey(t)
+		if acts := d.ProbeTimedOut(y, 5, false, at(0)); len(acts) != 0 {
+			t.Fatalf("first timeout: %v, want a strike only", kinds(acts))
+		}
+		if acts := d.ProbeTimedOut(y, 5, false, at(cfg.RetryAfter)); !hasKind(acts, ActClaim) {
+			t.Fatalf("second timeout: %v, want a claim", kinds(acts))
+		}
+	})
+
+	t.Run("a timeout another node's probe answered is no evidence (SWIM's indirect probe)", func(t *testing.T) {
+		d := NewDetector(cfg)
+		_, y := newKey(t)
+		for i := range 5 {
+			if acts := d.ProbeTimedOut(y, 5, true, at(time.Duration(i)*cfg.RetryAfter)); len(acts) != 0 {
+				t.Fatalf("vouched timeout %d: %v, want nothing", i+1, kinds(acts))
+			}
+		}
+		if d.Health() == 0 {
+			t.Fatal("vouched timeouts left the health score at 0: this node or its path is the slow part")
+		}
+		if !d.Idle() {
+			t.Fatal("vouched timeouts left a strike")
+		}
+		// A claim held: a vouched timeout confirms nothing either.
+		if _, err := d.Claim(y, claimant, claim(5), 5, 0, true, at(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if acts := d.ProbeTimedOut(y, 5, true, at(time.Minute)); len(acts) != 0 {
+			t.Fatalf("vouched timeout of a suspect: %v", kinds(acts))
+		}
+	})
+
 	t.Run("a slow node (its pings time out) waits longer before convicting", func(t *testing.T) {
 		d := NewDetector(cfg)
 		for range cfg.MaxHealth + 3 {
-			d.ProbeTimedOut()
+			d.ProbeTimedOut(claimant, 1, false, at(0))
 		}
 		if d.Health() != cfg.MaxHealth {
 			t.Fatalf("health %d after many timeouts, want the cap %d", d.Health(), cfg.MaxHealth)
@@ -397,7 +445,7 @@ func TestDetectorRules(t *testing.T) {
 		c := cfg
 		c.MaxHealth = 0
 		d = NewDetector(c)
-		d.ProbeTimedOut()
+		d.ProbeTimedOut(claimant, 1, false, at(0))
 		if d.Health() != 0 {
 			t.Fatal("MaxHealth 0 still counts")
 		}

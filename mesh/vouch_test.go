@@ -1,0 +1,224 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// quickProbes makes a timed-out ping cost 300 ms, not 2 s.
+func quickProbes(c *Config) {
+	slowHeartbeats(c)
+	c.ProbeTimeout = 300 * time.Millisecond
+}
+
+// servePing answers libp2p pings on m's host, except those of the peers
+// in deaf, which it reads and never answers: a path that loses them.
+func servePing(m *Mesh, deaf ...peer.ID) {
+	m.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		defer s.Close()
+		for _, p := range deaf {
+			if s.Conn().RemotePeer() == p {
+				_, _ = io.Copy(io.Discard, s)
+				return
+			}
+		}
+		buf := make([]byte, ping.PingSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+}
+
+func livenessEvent(m *Mesh, event string) float64 {
+	return testutil.ToFloat64(m.met.liveness.WithLabelValues(event))
+}
+
+// SWIM's indirect probe: a's pings of b time out (only on their path), but
+// c, asked by a, reaches b, so a's timeouts are no evidence: a never
+// claims b. When b answers nobody (a hung process), the helpers' probes
+// time out too, and two of a's timeouts make a claim as before.
+func TestIndirectProbe(t *testing.T) {
+	a := newTestMesh(t, "testnet", quickProbes)
+	b := newTestMesh(t, "testnet", quickProbes)
+	c := newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	connect(t, a, c)
+	connect(t, b, c)
+	meetAll(t, []*Mesh{a, b, c})
+
+	servePing(b, a.ID())
+	for i := range 3 {
+		before := livenessEvent(a, "vouched")
+		a.enqueueProbe(probeOf(b.ID()))
+		eventually(t, 5*time.Second, "a's timeout of b vouched for by c", func() bool { return livenessEvent(a, "vouched") > before })
+		if i < 2 {
+			time.Sleep(a.cfg.Detector.RetryAfter) // a second strike would be due now
+		}
+	}
+	if n := livenessEvent(a, "claimed"); n != 0 {
+		t.Fatalf("a claimed b %v times though c reached it", n)
+	}
+	if n := livenessEvent(c, "indirect_served"); n == 0 {
+		t.Fatal("c served no indirect probe")
+	}
+	if st := statusOf(a, b.ID()); st != protocol.StatusOnline {
+		t.Fatalf("b %s on a", st)
+	}
+
+	servePing(b, a.ID(), c.ID()) // hung: answers nobody
+	a.enqueueProbe(probeOf(b.ID()))
+	eventually(t, 10*time.Second, "a claims a b that nobody reaches", func() bool { return livenessEvent(a, "claimed") > 0 })
+}
+
+func probeOf(p peer.ID) protocol.LivenessAction {
+	return protocol.LivenessAction{Kind: protocol.ActProbe, Peer: p}
+}
+
+// A helper runs probes only for peers it lists, about peers it lists,
+// within a rate per requester, and refuses malformed requests; the
+// request's decoder takes nothing but a length byte and a peer id.
+func TestServeProbeRefuses(t *testing.T) {
+	b := newTestMesh(t, "testnet", quickProbes)
+	c := newTestMesh(t, "testnet", quickProbes)
+	a := newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	connect(t, b, c)
+	meetAll(t, []*Mesh{a, b, c})
+
+	ask := func(from host.Host, req []byte) byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := from.NewStream(ctx, b.ID(), b.probeProtocol())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		_, _ = s.Write(req)
+		_ = s.CloseWrite()
+		var st [1]byte
+		if _, err := io.ReadFull(s, st[:]); err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return st[0]
+	}
+	reqFor := func(p peer.ID) []byte {
+		req, err := EncodeProbeRequest(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+
+	if st := ask(a.Host(), reqFor(c.ID())); st != vouchReached {
+		t.Fatalf("a listed peer asking about a listed peer: status %d", st)
+	}
+	if st := ask(a.Host(), []byte{0}); st != statusBadRequest {
+		t.Fatalf("a zero-length id: status %d", st)
+	}
+	if st := ask(a.Host(), append([]byte{5}, "hello"...)); st != statusBadRequest {
+		t.Fatalf("five bytes that are no peer id: status %d", st)
+	}
+	_, unlisted := newIdentity(t)
+	if st := ask(a.Host(), reqFor(unlisted)); st != vouchRefused {
+		t.Fatalf("a target b does not list: status %d", st)
+	}
+	if st := ask(a.Host(), reqFor(a.ID())); st != vouchRefused {
+		t.Fatalf("asking about itself: status %d", st)
+	}
+
+	stranger, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stranger.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if st := ask(stranger, reqFor(c.ID())); st != vouchRefused {
+		t.Fatalf("a requester b does not list: status %d", st)
+	}
+
+	// a's bucket: the burst, then refusals.
+	refused := 0
+	for range vouchBurst + 2 {
+		if ask(a.Host(), reqFor(c.ID())) == vouchRefused {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("%d requests in a row from one peer, none refused (burst %d)", vouchBurst+2, vouchBurst)
+	}
+}
+
+func TestProbeRequestCodec(t *testing.T) {
+	_, id := newIdentity(t)
+	req, err := EncodeProbeRequest(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeProbeRequest(bytes.NewReader(req))
+	if err != nil || got != id {
+		t.Fatalf("round trip: %s, %v", got, err)
+	}
+	for name, in := range map[string][]byte{
+		"empty":      nil,
+		"zero":       {0},
+		"too long":   append([]byte{65}, bytes.Repeat([]byte{1}, 65)...),
+		"truncated":  req[:len(req)-1],
+		"not an id":  append([]byte{4}, "abcd"...),
+		"length 255": {255},
+	} {
+		if _, err := DecodeProbeRequest(bytes.NewReader(in)); !errors.Is(err, ErrBadProbeRequest) {
+			t.Errorf("%s: %v, want ErrBadProbeRequest", name, err)
+		}
+	}
+	if _, err := EncodeProbeRequest(""); !errors.Is(err, ErrBadProbeRequest) {
+		t.Errorf("empty id encoded: %v", err)
+	}
+}
+
+func FuzzDecodeProbeRequest(f *testing.F) {
+	_, id := newIdentity(f)
+	req, _ := EncodeProbeRequest(id)
+	f.Add(req)
+	f.Add([]byte{0})
+	f.Add([]byte{64})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		p, err := DecodeProbeRequest(r)
+		if err != nil {
+			if !errors.Is(err, ErrBadProbeRequest) {
+				t.Fatalf("error not ErrBadProbeRequest: %v", err)
+			}
+			return
+		}
+		if consumed := len(data) - r.Len(); consumed > 1+maxPeerIDBytes {
+			t.Fatalf("read %d bytes, more than a request holds", consumed)
+		}
+		again, err := EncodeProbeRequest(p)
+		if err != nil || !bytes.Equal(again, data[:len(again)]) {
+			t.Fatalf("%x decoded to %s, which encodes to %x (%v)", data, p, again, err)
+		}
+	})
+}
