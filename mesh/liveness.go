@@ -228,7 +228,7 @@ func (m *Mesh) probeWorker() {
 			// Over a live connection, no answer in time: the peer or we
 			// are slow, and across peers more likely we. Others try it,
 			// and if one reaches it, the timeout was ours.
-			vouched := errors.Is(err, errPingTimeout) && m.vouched(a.Peer, timeout)
+			vouched := errors.Is(err, errPingTimeout) && m.vouched(a.Peer, m.cfg.ProbeTimeout)
 			if vouched {
 				m.met.liveness.WithLabelValues("vouched").Inc()
 			}
@@ -308,6 +308,15 @@ func (m *Mesh) publishSuspicion(p peer.ID, seq uint64) error {
 	return m.Publish(ctx, KindLiveness, data)
 }
 
+// aboutSelf reports whether data is a well-formed suspicion of this node:
+// such a claim passes the per-origin rate limit, since a liar could spend
+// its own bucket at the suspect first, and the suspect would then drop the
+// one claim it must refute (refutations are bounded by refuteGap).
+func (m *Mesh) aboutSelf(data []byte) bool {
+	_, suspect, err := protocol.DecodeSuspicion(data)
+	return err == nil && suspect == m.h.ID()
+}
+
 // validateSuspicion judges a suspicion gossiped by from and, if it is new,
 // hands it to the detector. Claims already refuted (a heartbeat of the
 // suspect above their seq is here), about peers not listed live, from
@@ -315,7 +324,8 @@ func (m *Mesh) publishSuspicion(p peer.ID, seq uint64) error {
 // (Detector.Claim's ErrDuplicate: no new claimant within the bound, no
 // higher seq; one this node forwarded already covers it) are IGNOREd (not
 // forwarded); every other claim is forwarded, so that it reaches the
-// suspect; a claim about this node is answered with a refutation.
+// suspect; a claim about this node is answered with a refutation (and not
+// forwarded).
 func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (any, error) {
 	if from == m.h.ID() {
 		return nil, nil
@@ -325,12 +335,19 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 		return nil, err
 	}
 	now := time.Now()
+	if suspect == m.h.ID() {
+		// Answered whatever its age (CheckSuspicionOfSelf), and not
+		// forwarded: the others have it from the claimant's side, and
+		// claims about us pass the per-origin rate limit (the validator),
+		// which must not make us a liar's relay.
+		if err := protocol.CheckSuspicionOfSelf(s, suspect, from, now, m.cfg.ClockSkew); err != nil {
+			return nil, err
+		}
+		m.refute(s.Seq)
+		return nil, fmt.Errorf("%w: suspicion of this node, refuted", protocol.ErrDuplicate)
+	}
 	if err := protocol.CheckSuspicion(s, suspect, from, now, m.cfg.ClockSkew); err != nil {
 		return nil, err
-	}
-	if suspect == m.h.ID() {
-		m.refute(s.Seq)
-		return s, nil
 	}
 	if !m.tracked(from) {
 		return nil, fmt.Errorf("%w: suspicion from unlisted claimant %s", protocol.ErrNotYet, from)

@@ -249,3 +249,77 @@ func TestProbeWithoutConnectionConfirmsNothing(t *testing.T) {
 		t.Fatalf("a probe that found no connection was gossiped as a confirmation (%v claims)", n)
 	}
 }
+
+// A liar spends its own rate bucket at the victim with ten liveness
+// messages on its direct connection (claims about a peer nobody lists:
+// IGNOREd there, forwarded nowhere, within the burst), then gossips one
+// claim of the victim. The victim used to drop that claim as rate-limited
+// and never refute it, and every node not connected to it declared it
+// down. A claim about this node now passes the per-origin rate limit.
+func TestSuspectRefutesClaimsPastTheRateLimit(t *testing.T) {
+	drain := 10
+	victim := newTestMesh(t, "testnet", slowHeartbeats)
+	a := newTestMesh(t, "testnet", slowHeartbeats)
+	b := newTestMesh(t, "testnet", slowHeartbeats)
+	liar := newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, victim, a)
+	connect(t, a, b)
+	connect(t, liar, b)
+	connect(t, liar, victim)
+	meetAll(t, []*Mesh{victim, a, b, liar})
+	if b.Connected(victim.ID()) {
+		t.Fatal("setup: b connected to the victim")
+	}
+	// What ten signed liveness messages from the liar on its own link do
+	// (a stand-in: the limiter's bucket spent directly).
+	for range drain {
+		victim.rates.allow(KindLiveness, liar.ID(), time.Now())
+	}
+	info, _ := b.Peer(victim.ID())
+	if err := liar.publishSuspicion(victim.ID(), info.Seq); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(b.cfg.Detector.SuspicionTimeout + 3*time.Second)
+	for time.Now().Before(deadline) {
+		if st := statusOf(b, victim.ID()); st != protocol.StatusOnline {
+			t.Fatalf("live victim %s on b after ONE claim (victim refuted %v times)", st, livenessEvent(victim, "refuted"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A claim dated at the edge of the skew window is taken at its first hop
+// and was too old 400 ms later at the suspect, which dropped it instead of
+// refuting it. The suspect now answers a claim of any age. (Validators
+// called directly, standing for 400 ms of gossip between b and the victim.)
+func TestSuspectRefutesAClaimTooOldForItsWindow(t *testing.T) {
+	victim := newTestMesh(t, "testnet", slowHeartbeats)
+	a := newTestMesh(t, "testnet", slowHeartbeats)
+	b := newTestMesh(t, "testnet", slowHeartbeats)
+	liar := newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, victim, a)
+	connect(t, a, b)
+	connect(t, liar, b)
+	meetAll(t, []*Mesh{victim, a, b, liar})
+	info, _ := b.Peer(victim.ID())
+	data, err := (&protocol.Suspicion{Suspect: victim.ID().String(), Seq: info.Seq,
+		Time: time.Now().Add(-b.cfg.ClockSkew + 300*time.Millisecond).UnixMilli()}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.validateSuspicion(ctx, liar.ID(), data); err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if _, err := victim.validateSuspicion(ctx, liar.ID(), data); errors.Is(err, protocol.ErrClockSkew) {
+		t.Fatalf("victim: %v, want the claim refuted", err)
+	}
+	deadline := time.Now().Add(b.cfg.Detector.SuspicionTimeout + 3*time.Second)
+	for time.Now().Before(deadline) {
+		if st := statusOf(b, victim.ID()); st != protocol.StatusOnline {
+			t.Fatalf("live victim %s on b (victim refuted %v times)", st, livenessEvent(victim, "refuted"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

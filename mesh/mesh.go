@@ -474,11 +474,17 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 			return pubsub.ValidationIgnore
 		}
 		if now := time.Now(); from != m.h.ID() && !m.rates.allow(kind, from, now) {
-			m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
 			if via == from {
 				m.floods.add(from, now) // it flooded us itself
 			}
-			return pubsub.ValidationIgnore
+			// A claim that this node is dead is answered whatever the
+			// claimant's rate (aboutSelf): a liar could spend its bucket
+			// here first. It is not forwarded, and refutations are
+			// bounded by refuteGap.
+			if kind != KindLiveness || !m.aboutSelf(msg.Data) {
+				m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
+				return pubsub.ValidationIgnore
+			}
 		}
 		val, err := v(context.WithValue(ctx, viaKey{}, via), from, msg.Data)
 		if err == nil {

@@ -50,6 +50,8 @@ const (
 	vouchServers = 8
 	vouchRate    = 2
 	vouchBurst   = 6
+	// vouchRequestTimeout bounds the reading of a request.
+	vouchRequestTimeout = time.Second
 )
 
 // ErrBadProbeRequest is a probe request that is not a length byte and a
@@ -94,20 +96,12 @@ func DecodeProbeRequest(r io.Reader) (peer.ID, error) {
 
 // serveProbe probes a peer for a peer that asks and answers whether it
 // was reached.
+// The request is read, and the requester and target checked, before a
+// slot is taken: peers nobody lists, sending a length byte and stalling,
+// had held every slot.
 func (m *Mesh) serveProbe(s network.Stream) {
 	defer s.Close()
-	select {
-	case m.vouchSem <- struct{}{}:
-	default:
-		_, _ = s.Write([]byte{statusBusy})
-		m.met.liveness.WithLabelValues("indirect_busy").Inc()
-		return
-	}
-	defer func() { <-m.vouchSem }()
-	m.live.mu.Lock()
-	timeout := m.live.det.Scale(m.cfg.ProbeTimeout)
-	m.live.mu.Unlock()
-	_ = s.SetDeadline(time.Now().Add(timeout + 2*time.Second))
+	_ = s.SetReadDeadline(time.Now().Add(vouchRequestTimeout))
 	target, err := DecodeProbeRequest(io.LimitReader(s, 1+maxPeerIDBytes))
 	if err != nil {
 		_, _ = s.Write([]byte{statusBadRequest})
@@ -120,6 +114,18 @@ func (m *Mesh) serveProbe(s network.Stream) {
 		m.met.liveness.WithLabelValues("indirect_refused").Inc()
 		return
 	}
+	select {
+	case m.vouchSem <- struct{}{}:
+	default:
+		_, _ = s.Write([]byte{statusBusy})
+		m.met.liveness.WithLabelValues("indirect_busy").Inc()
+		return
+	}
+	defer func() { <-m.vouchSem }()
+	m.live.mu.Lock()
+	timeout := m.live.det.Scale(m.cfg.ProbeTimeout)
+	m.live.mu.Unlock()
+	_ = s.SetDeadline(time.Now().Add(timeout + 2*time.Second))
 	status := byte(vouchReached)
 	switch err := m.probe(target, false, timeout); {
 	case errors.Is(err, errNoConnection):
@@ -133,7 +139,9 @@ func (m *Mesh) serveProbe(s network.Stream) {
 
 // vouched asks up to vouchHelpers random connected peers listed online,
 // other than p, to probe p, and reports whether one reached it within
-// twice timeout (a helper may have to dial, then ping).
+// twice timeout (the helper's own probe, and the round trips). The caller
+// passes the unscaled ProbeTimeout: a probe worker waits at most that
+// long here, whatever its local health score.
 func (m *Mesh) vouched(p peer.ID, timeout time.Duration) bool {
 	helpers := m.vouchHelpersFor(p)
 	if len(helpers) == 0 {

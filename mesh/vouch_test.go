@@ -222,3 +222,54 @@ func FuzzDecodeProbeRequest(f *testing.F) {
 		}
 	})
 }
+
+// Three hosts nobody lists, each with three streams (the per-peer limit)
+// that send one length byte and stall, had held all of a helper's slots
+// (taken before the request was read and its requester checked), so
+// listed peers got "busy". Slots are now taken after the checks.
+func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
+	b := newTestMesh(t, "testnet", quickProbes)
+	c := newTestMesh(t, "testnet", quickProbes)
+	a := newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	connect(t, b, c)
+	meetAll(t, []*Mesh{a, b, c})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		if err := h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			s, err := h.NewStream(ctx, b.ID(), b.probeProtocol())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = s.Write([]byte{34}) // a length byte, then nothing
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the strangers' streams reach b's handler
+	if n := len(b.vouchSem); n != 0 {
+		t.Fatalf("strangers hold %d of b's slots", n)
+	}
+	req, _ := EncodeProbeRequest(c.ID())
+	s, err := a.Host().NewStream(ctx, b.ID(), b.probeProtocol())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _ = s.Write(req)
+	_ = s.CloseWrite()
+	var st [1]byte
+	if _, err := io.ReadFull(s, st[:]); err != nil {
+		t.Fatal(err)
+	}
+	if st[0] != vouchReached {
+		t.Fatalf("listed requester about a reachable listed peer: status %d (4 = busy); unlisted strangers hold the helper", st[0])
+	}
+}

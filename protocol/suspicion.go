@@ -84,6 +84,28 @@ func CheckSuspicion(s *Suspicion, suspect, claimant peer.ID, now time.Time, skew
 	return nil
 }
 
+// CheckSuspicionOfSelf applies the rules to a claim about the node that
+// checks it: as CheckSuspicion, except that a claim of any age is
+// answered. Others take a claim while it is within the skew of their
+// clocks and hold it for seconds after; a suspect that dropped it as too
+// old once it reached it (a liar can date it at the window's edge) would
+// leave them a suspicion nobody refutes. A claim from the future beyond
+// the skew, or naming a seq beyond its time plus the skew, is refused as
+// by CheckSuspicion: nobody else takes it either.
+func CheckSuspicionOfSelf(s *Suspicion, self, claimant peer.ID, now time.Time, skew time.Duration) error {
+	if self == claimant {
+		return fmt.Errorf("suspicion: %w: %s suspects itself", ErrMalformed, claimant)
+	}
+	t := time.UnixMilli(s.Time)
+	if d := t.Sub(now); d > skew {
+		return fmt.Errorf("suspicion: %w: time is %s ahead of ours", ErrClockSkew, d.Round(time.Millisecond))
+	}
+	if limit := uint64(t.Add(skew).UnixMicro()); s.Seq > limit {
+		return fmt.Errorf("suspicion: %w: seq %d beyond the claim's time plus the skew (%d)", ErrMalformed, s.Seq, limit)
+	}
+	return nil
+}
+
 // NextSeq returns a node's next heartbeat sequence number after last: above
 // every earlier one, and never below the wall clock in microseconds, so that
 // it also grows across restarts. A node refuting a suspicion first raises

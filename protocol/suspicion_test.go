@@ -496,6 +496,36 @@ func TestDetectorRules(t *testing.T) {
 	})
 }
 
+// The suspect answers a claim about itself whatever its age (others took
+// it while it was fresh), never one from the future or beyond its seq bound.
+func TestCheckSuspicionOfSelf(t *testing.T) {
+	_, self := newKey(t)
+	_, claimant := newKey(t)
+	now := time.UnixMilli(1_800_000_000_000)
+	skew := 30 * time.Second
+	at := func(d time.Duration) *Suspicion {
+		tm := now.Add(d)
+		return &Suspicion{Suspect: self.String(), Seq: uint64(tm.UnixMicro()), Time: tm.UnixMilli()}
+	}
+	if err := CheckSuspicionOfSelf(at(-time.Hour), self, claimant, now, skew); err != nil {
+		t.Fatalf("an hour-old claim: %v, want it answered", err)
+	}
+	if err := CheckSuspicion(at(-skew-time.Second), self, claimant, now, skew); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("others: a claim beyond the window: %v", err)
+	}
+	if err := CheckSuspicionOfSelf(at(skew+time.Second), self, claimant, now, skew); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("a claim from the future: %v, want ErrClockSkew", err)
+	}
+	old := at(-time.Hour)
+	old.Seq = uint64(now.UnixMicro())
+	if err := CheckSuspicionOfSelf(old, self, claimant, now, skew); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("an old claim naming today's seq: %v, want ErrMalformed", err)
+	}
+	if err := CheckSuspicionOfSelf(at(0), self, self, now, skew); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a claim by the suspect itself: %v", err)
+	}
+}
+
 func TestCheckSuspicion(t *testing.T) {
 	_, x := newKey(t)
 	_, c := newKey(t)
