@@ -55,7 +55,7 @@ func BenchmarkHeartbeatHandling(b *testing.B) {
 	defer m.Close()
 	validate := m.validator(KindHeartbeat, func(ctx context.Context, from peer.ID, data []byte) (any, error) {
 		return nil, m.validateHeartbeat(ctx, from, data)
-	})
+	}, nil)
 	topic := TopicName(benchNetwork, KindHeartbeat)
 
 	type origin struct {

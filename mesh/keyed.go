@@ -50,11 +50,17 @@ func (m *Mesh) acceptKeyed(s network.Stream, sem chan struct{}, direction string
 	return key, release, true
 }
 
-// requestKeyed opens a stream of proto to p with ctx (which may carry
-// libp2p's dial and connection options), bounds it by ctx's deadline and
-// at most timeout, resets it when ctx ends, and sends the key. The caller
-// reads the answer, then calls done.
+// requestKeyed sends the key and a newline as a request of proto to p
+// (request).
 func (m *Mesh) requestKeyed(ctx context.Context, p peer.ID, proto libp2pproto.ID, key string, timeout time.Duration) (s network.Stream, done func(), err error) {
+	return m.request(ctx, p, proto, []byte(key+"\n"), timeout)
+}
+
+// request opens a stream of proto to p with ctx (which may carry
+// libp2p's dial and connection options), bounds it by ctx's deadline and
+// at most timeout, resets it when ctx ends, sends req and closes its
+// write side. The caller reads the answer, then calls done.
+func (m *Mesh) request(ctx context.Context, p peer.ID, proto libp2pproto.ID, req []byte, timeout time.Duration) (s network.Stream, done func(), err error) {
 	s, err = m.h.NewStream(ctx, p, proto)
 	if err != nil {
 		return nil, nil, err
@@ -66,7 +72,7 @@ func (m *Mesh) requestKeyed(ctx context.Context, p peer.ID, proto libp2pproto.ID
 	_ = s.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
 	done = func() { stop(); _ = s.Close() }
-	if _, err := s.Write([]byte(key + "\n")); err != nil {
+	if _, err := s.Write(req); err != nil {
 		done()
 		return nil, nil, err
 	}

@@ -58,7 +58,7 @@ func (m *Mesh) startLiveness() error {
 	if !servesProtocol(m.h.Mux().Protocols(), ping.ID) {
 		ping.NewPingService(m.h) // mocknet hosts have none
 	}
-	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{Inline: true}); err != nil {
+	if err := m.JoinDecoded(KindLiveness, m.validateSuspicion, nil, JoinOptions{Inline: true, PastRate: m.aboutSelf}); err != nil {
 		return err
 	}
 	m.h.SetStreamHandler(m.probeProtocol(), m.serveProbe)
@@ -309,9 +309,10 @@ func (m *Mesh) publishSuspicion(p peer.ID, seq uint64) error {
 }
 
 // aboutSelf reports whether data is a well-formed suspicion of this node:
-// such a claim passes the per-origin rate limit, since a liar could spend
-// its own bucket at the suspect first, and the suspect would then drop the
-// one claim it must refute (refutations are bounded by refuteGap).
+// such a claim passes the per-origin rate limit (JoinOptions.PastRate),
+// since a liar could spend its own bucket at the suspect first, and the
+// suspect would then drop the one claim it must refute. It is not
+// forwarded, and refutations are bounded by refuteGap.
 func (m *Mesh) aboutSelf(data []byte) bool {
 	_, suspect, err := protocol.DecodeSuspicion(data)
 	return err == nil && suspect == m.h.ID()

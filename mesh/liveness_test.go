@@ -250,6 +250,42 @@ func TestProbeWithoutConnectionConfirmsNothing(t *testing.T) {
 	}
 }
 
+// liarLine is victim – a – b, with a liar connected to b (and to the
+// victim if direct), every node listing every other online: b holds no
+// connection to the victim, so only the victim's refutation keeps it
+// online there.
+func liarLine(t *testing.T, direct bool) (victim, b, liar *Mesh) {
+	t.Helper()
+	victim = newTestMesh(t, "testnet", slowHeartbeats)
+	a := newTestMesh(t, "testnet", slowHeartbeats)
+	b = newTestMesh(t, "testnet", slowHeartbeats)
+	liar = newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, victim, a)
+	connect(t, a, b)
+	connect(t, liar, b)
+	if direct {
+		connect(t, liar, victim)
+	}
+	meetAll(t, []*Mesh{victim, a, b, liar})
+	if b.Connected(victim.ID()) {
+		t.Fatal("setup: b connected to the victim")
+	}
+	return victim, b, liar
+}
+
+// staysOnline fails if observer lists the victim anything but online
+// within a lone claim's wait and 3 s more.
+func staysOnline(t *testing.T, observer, victim *Mesh) {
+	t.Helper()
+	deadline := time.Now().Add(observer.cfg.Detector.SuspicionTimeout + 3*time.Second)
+	for time.Now().Before(deadline) {
+		if st := statusOf(observer, victim.ID()); st != protocol.StatusOnline {
+			t.Fatalf("live victim %s on %s (victim refuted %v times)", st, observer.ID(), livenessEvent(victim, "refuted"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // A liar spends its own rate bucket at the victim with ten liveness
 // messages on its direct connection (claims about a peer nobody lists:
 // IGNOREd there, forwarded nowhere, within the burst), then gossips one
@@ -257,35 +293,17 @@ func TestProbeWithoutConnectionConfirmsNothing(t *testing.T) {
 // and never refute it, and every node not connected to it declared it
 // down. A claim about this node now passes the per-origin rate limit.
 func TestSuspectRefutesClaimsPastTheRateLimit(t *testing.T) {
-	drain := 10
-	victim := newTestMesh(t, "testnet", slowHeartbeats)
-	a := newTestMesh(t, "testnet", slowHeartbeats)
-	b := newTestMesh(t, "testnet", slowHeartbeats)
-	liar := newTestMesh(t, "testnet", slowHeartbeats)
-	connect(t, victim, a)
-	connect(t, a, b)
-	connect(t, liar, b)
-	connect(t, liar, victim)
-	meetAll(t, []*Mesh{victim, a, b, liar})
-	if b.Connected(victim.ID()) {
-		t.Fatal("setup: b connected to the victim")
-	}
+	victim, b, liar := liarLine(t, true)
 	// What ten signed liveness messages from the liar on its own link do
 	// (a stand-in: the limiter's bucket spent directly).
-	for range drain {
+	for range 10 {
 		victim.rates.allow(KindLiveness, liar.ID(), time.Now())
 	}
 	info, _ := b.Peer(victim.ID())
 	if err := liar.publishSuspicion(victim.ID(), info.Seq); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(b.cfg.Detector.SuspicionTimeout + 3*time.Second)
-	for time.Now().Before(deadline) {
-		if st := statusOf(b, victim.ID()); st != protocol.StatusOnline {
-			t.Fatalf("live victim %s on b after ONE claim (victim refuted %v times)", st, livenessEvent(victim, "refuted"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	staysOnline(t, b, victim)
 }
 
 // A claim dated at the edge of the skew window is taken at its first hop
@@ -293,14 +311,7 @@ func TestSuspectRefutesClaimsPastTheRateLimit(t *testing.T) {
 // refuting it. The suspect now answers a claim of any age. (Validators
 // called directly, standing for 400 ms of gossip between b and the victim.)
 func TestSuspectRefutesAClaimTooOldForItsWindow(t *testing.T) {
-	victim := newTestMesh(t, "testnet", slowHeartbeats)
-	a := newTestMesh(t, "testnet", slowHeartbeats)
-	b := newTestMesh(t, "testnet", slowHeartbeats)
-	liar := newTestMesh(t, "testnet", slowHeartbeats)
-	connect(t, victim, a)
-	connect(t, a, b)
-	connect(t, liar, b)
-	meetAll(t, []*Mesh{victim, a, b, liar})
+	victim, b, liar := liarLine(t, false)
 	info, _ := b.Peer(victim.ID())
 	data, err := (&protocol.Suspicion{Suspect: victim.ID().String(), Seq: info.Seq,
 		Time: time.Now().Add(-b.cfg.ClockSkew + 300*time.Millisecond).UnixMilli()}).Encode()
@@ -315,11 +326,5 @@ func TestSuspectRefutesAClaimTooOldForItsWindow(t *testing.T) {
 	if _, err := victim.validateSuspicion(ctx, liar.ID(), data); errors.Is(err, protocol.ErrClockSkew) {
 		t.Fatalf("victim: %v, want the claim refuted", err)
 	}
-	deadline := time.Now().Add(b.cfg.Detector.SuspicionTimeout + 3*time.Second)
-	for time.Now().Before(deadline) {
-		if st := statusOf(b, victim.ID()); st != protocol.StatusOnline {
-			t.Fatalf("live victim %s on b (victim refuted %v times)", st, livenessEvent(victim, "refuted"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	staysOnline(t, b, victim)
 }

@@ -62,6 +62,11 @@ type JoinOptions struct {
 	// cheap and never block (no I/O, no waiting on another message).
 	// Concurrency and Timeout do not apply to an inline validator.
 	Inline bool
+	// PastRate picks out messages the validator judges although their
+	// origin is over its topic rate (they still count as its flood): the
+	// liveness topic's claims that this node is dead, which a liar could
+	// otherwise have it drop by spending its own bucket first.
+	PastRate func(data []byte) bool
 }
 
 // Mesh is a running libp2p node of one proofmesh network.
@@ -406,7 +411,7 @@ func (m *Mesh) JoinDecoded(kind string, v Decoder, handle func(Message), opt Joi
 	if opt.Inline {
 		vopts = append(vopts, pubsub.WithValidatorInline(true))
 	}
-	if err := m.ps.RegisterTopicValidator(name, m.validator(kind, v), vopts...); err != nil {
+	if err := m.ps.RegisterTopicValidator(name, m.validator(kind, v, opt.PastRate), vopts...); err != nil {
 		return fmt.Errorf("validator for %s: %w", name, err)
 	}
 	t, err := m.ps.Join(name)
@@ -466,7 +471,7 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 
 // validator turns a Validator's error into a gossip verdict, counts it,
 // and logs it at debug level (a remote peer can trigger it).
-func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
+func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
 		if m.deny[from] {
@@ -477,11 +482,7 @@ func (m *Mesh) validator(kind string, v Decoder) pubsub.ValidatorEx {
 			if via == from {
 				m.floods.add(from, now) // it flooded us itself
 			}
-			// A claim that this node is dead is answered whatever the
-			// claimant's rate (aboutSelf): a liar could spend its bucket
-			// here first. It is not forwarded, and refutations are
-			// bounded by refuteGap.
-			if kind != KindLiveness || !m.aboutSelf(msg.Data) {
+			if pastRate == nil || !pastRate(msg.Data) {
 				m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
 				return pubsub.ValidationIgnore
 			}

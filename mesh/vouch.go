@@ -95,10 +95,9 @@ func DecodeProbeRequest(r io.Reader) (peer.ID, error) {
 }
 
 // serveProbe probes a peer for a peer that asks and answers whether it
-// was reached.
-// The request is read, and the requester and target checked, before a
-// slot is taken: peers nobody lists, sending a length byte and stalling,
-// had held every slot.
+// was reached. The request is read, and the requester and target
+// checked, before a slot is taken: peers nobody lists, sending a length
+// byte and stalling, had held every slot.
 func (m *Mesh) serveProbe(s network.Stream) {
 	defer s.Close()
 	_ = s.SetReadDeadline(time.Now().Add(vouchRequestTimeout))
@@ -147,11 +146,11 @@ func (m *Mesh) vouched(p peer.ID, timeout time.Duration) bool {
 	if len(helpers) == 0 {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, 2*timeout)
+	ctx, cancel := context.WithTimeout(m.ctx, 2*timeout) // mocknet streams ignore deadlines
 	defer cancel()
 	reached := make(chan bool, len(helpers))
 	for _, h := range helpers {
-		go func() { reached <- m.askProbe(ctx, h, p) == nil }()
+		go func() { reached <- m.askProbe(ctx, h, p, 2*timeout) == nil }()
 	}
 	for range helpers {
 		if <-reached {
@@ -164,25 +163,19 @@ func (m *Mesh) vouched(p peer.ID, timeout time.Duration) bool {
 // errNotReached: the helper's probe did not reach the target.
 var errNotReached = errors.New("helper did not reach the peer")
 
-// askProbe asks helper to probe target over the connection already open.
-func (m *Mesh) askProbe(ctx context.Context, helper, target peer.ID) error {
+// askProbe asks helper to probe target, over a connection already open to
+// the helper, and waits at most wait for its answer.
+func (m *Mesh) askProbe(ctx context.Context, helper, target peer.ID, wait time.Duration) error {
 	req, err := EncodeProbeRequest(target)
 	if err != nil {
 		return err
 	}
-	s, err := m.h.NewStream(network.WithNoDial(network.WithAllowLimitedConn(ctx, "probe"), "indirect probe"), helper, m.probeProtocol())
+	ctx = network.WithNoDial(network.WithAllowLimitedConn(ctx, "probe"), "indirect probe")
+	s, done, err := m.request(ctx, helper, m.probeProtocol(), req, wait)
 	if err != nil {
 		return fmt.Errorf("ask %s: %w", helper, err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	defer func() { stop(); _ = s.Close() }()
-	if d, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(d)
-	}
-	if _, err := s.Write(req); err != nil {
-		return fmt.Errorf("ask %s: %w", helper, err)
-	}
-	_ = s.CloseWrite()
+	defer done()
 	var st [1]byte
 	if _, err := io.ReadFull(s, st[:]); err != nil {
 		return fmt.Errorf("ask %s: answer: %w", helper, err)

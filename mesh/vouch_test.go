@@ -96,37 +96,9 @@ func probeOf(p peer.ID) protocol.LivenessAction {
 // within a rate per requester, and refuses malformed requests; the
 // request's decoder takes nothing but a length byte and a peer id.
 func TestServeProbeRefuses(t *testing.T) {
-	b := newTestMesh(t, "testnet", quickProbes)
-	c := newTestMesh(t, "testnet", quickProbes)
-	a := newTestMesh(t, "testnet", quickProbes)
-	connect(t, a, b)
-	connect(t, b, c)
-	meetAll(t, []*Mesh{a, b, c})
-
-	ask := func(from host.Host, req []byte) byte {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := from.NewStream(ctx, b.ID(), b.probeProtocol())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		_, _ = s.Write(req)
-		_ = s.CloseWrite()
-		var st [1]byte
-		if _, err := io.ReadFull(s, st[:]); err != nil {
-			t.Fatalf("no answer: %v", err)
-		}
-		return st[0]
-	}
-	reqFor := func(p peer.ID) []byte {
-		req, err := EncodeProbeRequest(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return req
-	}
+	a, b, c := helperLine(t)
+	ask := func(from host.Host, req []byte) byte { t.Helper(); return askRaw(t, from, b, req) }
+	reqFor := func(p peer.ID) []byte { t.Helper(); return probeRequest(t, p) }
 
 	if st := ask(a.Host(), reqFor(c.ID())); st != vouchReached {
 		t.Fatalf("a listed peer asking about a listed peer: status %d", st)
@@ -228,12 +200,7 @@ func FuzzDecodeProbeRequest(f *testing.F) {
 // (taken before the request was read and its requester checked), so
 // listed peers got "busy". Slots are now taken after the checks.
 func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
-	b := newTestMesh(t, "testnet", quickProbes)
-	c := newTestMesh(t, "testnet", quickProbes)
-	a := newTestMesh(t, "testnet", quickProbes)
-	connect(t, a, b)
-	connect(t, b, c)
-	meetAll(t, []*Mesh{a, b, c})
+	a, b, c := helperLine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 3 {
@@ -257,8 +224,31 @@ func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
 	if n := len(b.vouchSem); n != 0 {
 		t.Fatalf("strangers hold %d of b's slots", n)
 	}
-	req, _ := EncodeProbeRequest(c.ID())
-	s, err := a.Host().NewStream(ctx, b.ID(), b.probeProtocol())
+	if st := askRaw(t, a.Host(), b, probeRequest(t, c.ID())); st != vouchReached {
+		t.Fatalf("listed requester about a reachable listed peer: status %d (4 = busy); unlisted strangers hold the helper", st)
+	}
+}
+
+// helperLine is a – b – c, each listing the others online: b may be asked
+// about c by a.
+func helperLine(t *testing.T) (a, b, c *Mesh) {
+	t.Helper()
+	b = newTestMesh(t, "testnet", quickProbes)
+	c = newTestMesh(t, "testnet", quickProbes)
+	a = newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	connect(t, b, c)
+	meetAll(t, []*Mesh{a, b, c})
+	return a, b, c
+}
+
+// askRaw sends req to helper's probe protocol from a host and returns the
+// status byte it answers.
+func askRaw(t *testing.T, from host.Host, helper *Mesh, req []byte) byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := from.NewStream(ctx, helper.ID(), helper.probeProtocol())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +257,16 @@ func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
 	_ = s.CloseWrite()
 	var st [1]byte
 	if _, err := io.ReadFull(s, st[:]); err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	return st[0]
+}
+
+func probeRequest(t *testing.T, p peer.ID) []byte {
+	t.Helper()
+	req, err := EncodeProbeRequest(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if st[0] != vouchReached {
-		t.Fatalf("listed requester about a reachable listed peer: status %d (4 = busy); unlisted strangers hold the helper", st[0])
-	}
+	return req
 }
