@@ -3,7 +3,7 @@
 # other's bootstrap peer), lets them settle, then measures over a window
 # each node's CPU (user+system from /proc/<pid>/stat) and the heartbeats it
 # accepted (proofmesh_heartbeats_received_total from its /metrics), and
-# prints the median VmRSS (and RssAnon, the node's own memory, and Pss, its
+# prints the median VmRSS and connected peers (and RssAnon, the node's own memory, and Pss, its
 # share of the pages the nodes share), the CPU of all nodes together, and the CPU per
 # heartbeat received. Then it stops them with SIGTERM.
 #
@@ -120,6 +120,10 @@ received() { # index
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
 		awk '/^proofmesh_heartbeats_received_total /{print $2}'
 }
+conns() { # index
+	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
+		awk '/^proofmesh_connected_peers /{print $2}'
+}
 declare -a t0 h0 s0
 for i in $(seq 0 $((n - 1))); do
 	s0[i]="$(date +%s.%N)"
@@ -139,7 +143,7 @@ for i in $(seq 0 $((n - 1))); do
 	rss="$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")"
 	anon="$(awk '/^RssAnon/{print $2}' "/proc/${pids[i]}/status")"
 	pss="$(awk '/^Pss:/{print $2}' "/proc/${pids[i]}/smaps_rollup" 2>/dev/null || echo 0)"
-	echo "$i ${s0[i]} $s1 $((t1 - t0[i])) ${h0[i]} $h1 $rss $anon $pss"
+	echo "$i ${s0[i]} $s1 $((t1 - t0[i])) ${h0[i]} $h1 $rss $anon $pss $(conns "$i")"
 done | python3 -c '
 import sys, statistics
 hz, n = float(sys.argv[1]), int(sys.argv[2])
@@ -153,8 +157,9 @@ hbs = sum(h for _, _, h in per)
 rss = statistics.median(r[6] for r in rows) / 1024
 anon = statistics.median(r[7] for r in rows) / 1024
 pss = statistics.median(r[8] for r in rows) / 1024
+conns = statistics.median(r[9] for r in rows)
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
-print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
+print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
       f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
 ' "$hz" "$n"
 echo "full view: $full after the last node started"

@@ -189,6 +189,7 @@ func (m *Mesh) blobStreamContext(ctx context.Context, p peer.ID) context.Context
 		// Dial as libp2p ranks addresses: a direct one if any answers,
 		// else a relay. What came up is looked at below.
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.BlobDirectWait+5*time.Second)
+		m.findAddrs(cctx, p)
 		err := m.h.Connect(cctx, peer.AddrInfo{ID: p})
 		cancel()
 		if err != nil || m.directConn(p) {

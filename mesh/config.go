@@ -76,10 +76,18 @@ type Config struct {
 	NewPeerRate  float64
 	NewPeerBurst int
 
-	// ConnLow and ConnHigh are the connection manager's water marks. The
-	// resource manager's connection limits are derived from ConnHigh, so
-	// that the connection manager trims before the resource manager refuses.
+	// ConnLow and ConnHigh are the connection manager's water marks: above
+	// ConnHigh connections it closes the least useful ones older than a
+	// minute until ConnLow remain besides those it never closes (the
+	// gossip meshes' peers, up to Dhi per topic), so what a node holds
+	// per peer stays bounded however large the network. Rendezvous
+	// discovery stops dialling at ConnHigh/2.
 	ConnLow, ConnHigh int
+	// ConnLimit sizes the resource manager's connection limits
+	// (ConnLimit·1.25 inbound, ConnLimit·1.5 in all): a burst above
+	// ConnHigh, as a bootstrap node meets when many nodes join at once, is
+	// accepted and trimmed later, and only one beyond ConnLimit refused.
+	ConnLimit int
 	// ResourceMemory is the memory (bytes) libp2p's resource manager lets
 	// all connections and streams hold together; ResourceFDs the file
 	// descriptors. One peer may hold at most 1/8 of the memory.
@@ -134,7 +142,6 @@ type Config struct {
 	// process is starved while it starts (every node's first heartbeat
 	// reaches every other), and detection is measured on a settled one.
 	deferLiveness bool
-
 	// Reaching nodes behind NATs (DESIGN.md "Reaching nodes"). Unused
 	// when Host is set.
 	//
@@ -204,10 +211,11 @@ func DefaultConfig() Config {
 		MaxPeers:           1000,            // rows of the peer table (≈ 10 KiB each with the last heartbeat)
 		NewPeerRate:        5,               // new identities a second per forwarding peer
 		NewPeerBurst:       100,             // after a burst of 100: a joining node meets a 100-node network at once through one peer
-		ConnLow:            64,              // trim down to 64 connections
-		ConnHigh:           192,             // when above 192
+		ConnLow:            8,               // trim to 8 connections besides the gossip meshes' peers (never trimmed)
+		ConnHigh:           32,              // when above 32
+		ConnLimit:          192,             // refuse beyond 240 inbound, 288 in all
 		ResourceMemory:     256 << 20,       // a small node: 256 MiB for libp2p
-		ResourceFDs:        512,             // enough for ConnHigh·1.5 TCP connections and the listeners
+		ResourceFDs:        512,             // enough for ConnLimit·1.5 TCP connections and the listeners
 		DHT:                true,
 		DiscoveryInterval:  30 * time.Second,
 		MaxBlobBytes:       64 << 20, // proving keys are the largest blobs
@@ -249,12 +257,12 @@ func (c *Config) Validate() error {
 			c.Detector.MinSuspicionTimeout, c.Detector.SuspicionTimeout, c.Detector.Confirmations)
 	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0:
 		return bad("probe interval %s and probe timeout %s must be positive", c.ProbeInterval, c.ProbeTimeout)
-	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow):
-		return bad("connection water marks low=%d high=%d: need 0 < low < high", c.ConnLow, c.ConnHigh)
+	case c.Host == nil && (c.ConnLow <= 0 || c.ConnHigh <= c.ConnLow || c.ConnLimit < c.ConnHigh):
+		return bad("connection water marks low=%d high=%d limit=%d: need 0 < low < high <= limit", c.ConnLow, c.ConnHigh, c.ConnLimit)
 	case c.Host == nil && c.ResourceMemory < 64<<20:
 		return bad("resource memory %d bytes: need at least 64 MiB", c.ResourceMemory)
-	case c.Host == nil && c.ResourceFDs < c.ConnHigh*3/2+32:
-		return bad("resource fds %d: need at least %d for %d connections (1.5 x conn high) and the listeners", c.ResourceFDs, c.ConnHigh*3/2+32, c.ConnHigh*3/2)
+	case c.Host == nil && c.ResourceFDs < c.ConnLimit*3/2+32:
+		return bad("resource fds %d: need at least %d for %d connections (1.5 x conn limit) and the listeners", c.ResourceFDs, c.ConnLimit*3/2+32, c.ConnLimit*3/2)
 	case c.MaxPeers < 16:
 		return bad("max peers %d: need at least 16", c.MaxPeers)
 	case c.NewPeerRate <= 0 || c.NewPeerBurst < 1:

@@ -10,10 +10,13 @@ import (
 )
 
 // discoveryLoop advertises this node on the network's rendezvous and looks
-// up the others there, connecting to those it has no connection to. It
-// looks every second while lookups keep finding new peers and backs off to
-// DiscoveryInterval once they stop, so a node given one bootstrap address
-// meets the whole network quickly without querying forever.
+// up the others there, connecting to those it has no connection to until
+// it holds ConnHigh/2 connections: a node needs enough peers for gossipsub's
+// meshes and failure detection, not a connection to everyone (what a node
+// holds per connection would otherwise grow with the network). It looks
+// every second while lookups keep finding new peers and backs off to
+// DiscoveryInterval once they stop or it has enough, so a node given one
+// bootstrap address meets the network quickly without querying forever.
 func (m *Mesh) discoveryLoop() {
 	defer m.wg.Done()
 	rd := m.routingDiscovery()
@@ -45,8 +48,11 @@ func (m *Mesh) discoveryLoop() {
 				advertisedUntil, advertised = time.Now().Add(ttl*7/8), addrs
 			}
 		}
-		n := m.findPeers(rd, ns)
-		m.log.Debug("rendezvous lookup", "new_peers", n, "routing_table", m.kad.RoutingTable().Size())
+		n := 0
+		if !m.enoughPeers() {
+			n = m.findPeers(rd, ns)
+			m.log.Debug("rendezvous lookup", "new_peers", n, "routing_table", m.kad.RoutingTable().Size())
+		}
 		if n > 0 {
 			wait = time.Second
 		} else {
@@ -67,8 +73,8 @@ func (m *Mesh) findPeers(rd *drouting.RoutingDiscovery, ns string) int {
 	}
 	n := 0
 	for ai := range ch {
-		if ai.ID == m.h.ID() || m.Connected(ai.ID) {
-			continue
+		if ai.ID == m.h.ID() || m.Connected(ai.ID) || m.enoughPeers() {
+			continue // the channel is drained so the lookup ends
 		}
 		m.log.Debug("rendezvous peer", "peer", ai.ID, "addrs", ai.Addrs)
 		if len(ai.Addrs) == 0 {
@@ -86,4 +92,10 @@ func (m *Mesh) findPeers(rd *drouting.RoutingDiscovery, ns string) int {
 		n++
 	}
 	return n
+}
+
+// enoughPeers reports whether this node holds connections to ConnHigh/2
+// peers (0: no bound, a host given by the caller).
+func (m *Mesh) enoughPeers() bool {
+	return m.cfg.ConnHigh > 0 && len(m.h.Network().Peers()) >= m.cfg.ConnHigh/2
 }

@@ -124,9 +124,9 @@ func relayResources() relayv2.Resources {
 //   - the whole stack holds at most cfg.ResourceMemory bytes and
 //     cfg.ResourceFDs descriptors, and one peer at most an eighth of the
 //     memory, so no single peer can exhaust it;
-//   - connections: ConnHigh·1.25 inbound and ConnHigh·1.5 in all, so the
-//     connection manager (which trims above ConnHigh) acts first and the
-//     resource manager only refuses a burst beyond it;
+//   - connections: ConnLimit·1.25 inbound and ConnLimit·1.5 in all, so the
+//     connection manager (which trims above ConnHigh ≤ ConnLimit) acts
+//     first and the resource manager only refuses a burst beyond it;
 //   - the blob and results protocols each serve 16 streams at once
 //     (blobServers, resultsServers: slots of their own) and
 //     blobPeerStreams per peer, so a peer that opens streams and stalls
@@ -158,7 +158,7 @@ func resourceLimits(cfg *Config) rcmgr.ConcreteLimitConfig {
 	}, rcmgr.BaseLimitIncrease{})
 	scaled := limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)
 
-	in, all := cfg.ConnHigh*5/4, cfg.ConnHigh*3/2
+	in, all := cfg.ConnLimit*5/4, cfg.ConnLimit*3/2
 	system := rcmgr.ResourceLimits{
 		ConnsInbound:  rcmgr.LimitVal(in),
 		ConnsOutbound: rcmgr.LimitVal(all),

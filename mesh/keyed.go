@@ -61,6 +61,7 @@ func (m *Mesh) requestKeyed(ctx context.Context, p peer.ID, proto libp2pproto.ID
 // at most timeout, resets it when ctx ends, sends req and closes its
 // write side. The caller reads the answer, then calls done.
 func (m *Mesh) request(ctx context.Context, p peer.ID, proto libp2pproto.ID, req []byte, timeout time.Duration) (s network.Stream, done func(), err error) {
+	m.findAddrs(ctx, p)
 	s, err = m.h.NewStream(ctx, p, proto)
 	if err != nil {
 		return nil, nil, err

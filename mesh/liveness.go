@@ -8,11 +8,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	"github.com/libp2p/go-yamux/v5"
+	"github.com/quic-go/quic-go"
 
 	"github.com/proofmesh/proofmesh/protocol"
 )
@@ -40,6 +41,11 @@ type liveness struct {
 	mu  sync.Mutex
 	det *protocol.Detector
 
+	// lost carries the peers whose last connection closed, from the
+	// network's Disconnected notification (notifiee) to livenessLoop.
+	lost     chan connLost
+	notifiee network.Notifiee
+
 	probes  chan protocol.LivenessAction
 	pending map[peer.ID]bool // probes queued or running, under mu
 }
@@ -49,7 +55,54 @@ func newLiveness(cfg protocol.DetectorConfig) *liveness {
 		det:     protocol.NewDetector(cfg),
 		probes:  make(chan protocol.LivenessAction, cfg.MaxSuspects),
 		pending: map[peer.ID]bool{},
+		lost:    make(chan connLost, lostQueue),
 	}
+}
+
+// lostQueue bounds the lost connections waiting for livenessLoop; beyond
+// it one is dropped and counted (its peer's other neighbours see it too).
+const lostQueue = 256
+
+// connLost: the last connection to a peer closed, and whether a
+// connection manager closed it (this node's or the peer's, trimming).
+type connLost struct {
+	peer    peer.ID
+	trimmed bool
+}
+
+// disconnected is the network's Disconnected notification: when the last
+// connection to a peer closes it hands the peer to livenessLoop without
+// blocking the swarm.
+func (m *Mesh) disconnected(n network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	if reachable(n.Connectedness(p)) {
+		return // another connection remains
+	}
+	select {
+	case m.live.lost <- connLost{peer: p, trimmed: closedByConnManager(c)}:
+	default:
+		m.met.liveness.WithLabelValues("lost_dropped").Inc()
+	}
+}
+
+// closedByConnManager reports whether c was closed by a connection
+// manager trimming (libp2p's ConnGarbageCollected, which the closing side
+// sends the other over yamux or QUIC): the peer is alive and chose, or
+// was chosen, not to keep the connection. Any other close (a reset, an
+// EOF, a timeout, a shutdown) may be a death.
+func closedByConnManager(c network.Conn) bool {
+	var ys *yamux.Session
+	if c.As(&ys) && ys.IsClosed() {
+		_, err := ys.OpenStream(context.Background()) // a closed session returns why it closed, opening nothing
+		var ge *yamux.GoAwayError
+		return errors.As(err, &ge) && network.ConnErrorCode(ge.ErrorCode) == network.ConnGarbageCollected
+	}
+	var qc *quic.Conn
+	if c.As(&qc) {
+		var ae *quic.ApplicationError
+		return errors.As(context.Cause(qc.Context()), &ae) && network.ConnErrorCode(ae.ErrorCode) == network.ConnGarbageCollected
+	}
+	return false
 }
 
 // startLiveness serves ping if the host does not already, joins the
@@ -62,12 +115,10 @@ func (m *Mesh) startLiveness() error {
 		return err
 	}
 	m.h.SetStreamHandler(m.probeProtocol(), m.serveProbe)
-	sub, err := m.h.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
-	if err != nil {
-		return fmt.Errorf("subscribe to connection events: %w", err)
-	}
+	m.live.notifiee = &network.NotifyBundle{DisconnectedF: m.disconnected}
+	m.h.Network().Notify(m.live.notifiee)
 	m.wg.Add(1 + probeWorkers)
-	go m.livenessLoop(sub)
+	go m.livenessLoop()
 	for range probeWorkers {
 		go m.probeWorker()
 	}
@@ -93,13 +144,13 @@ func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
 // holds a suspicion or a strike, and once per ProbeInterval otherwise (an
 // idle node's ticks were a third of its CPU), probes one random connected
 // peer per ProbeInterval, and turns lost connections into the detector's
-// evidence. A claim taken or a probe failed between two slow ticks is
+// evidence, except those a connection manager trimmed: a live peer's, and
+// dialling it back would undo the trim. A claim taken or a probe failed between two slow ticks is
 // looked at within a ProbeInterval: a suspicion's expiry then comes well
 // inside its least wait (MinSuspicionTimeout), and a strike's second
 // probe at most a ProbeInterval after RetryAfter (a quarter before).
-func (m *Mesh) livenessLoop(sub event.Subscription) {
+func (m *Mesh) livenessLoop() {
 	defer m.wg.Done()
-	defer sub.Close()
 	quarter := m.cfg.ProbeInterval / 4
 	now := time.Now()
 	ticked, nextProbe := now, now.Add(m.cfg.ProbeInterval)
@@ -109,15 +160,15 @@ func (m *Mesh) livenessLoop(sub event.Subscription) {
 		select {
 		case <-m.ctx.Done():
 			return
-		case e, ok := <-sub.Out():
-			if !ok {
-				return
-			}
-			ev := e.(event.EvtPeerConnectednessChanged)
-			if reachable(ev.Connectedness) || !m.tracked(ev.Peer) {
+		case l := <-m.live.lost:
+			switch {
+			case reachable(m.h.Network().Connectedness(l.peer)) || !m.tracked(l.peer):
+				continue // reconnected since, or not a listed peer
+			case l.trimmed:
+				m.met.liveness.WithLabelValues("trimmed").Inc()
 				continue
 			}
-			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(ev.Peer, time.Now()) })
+			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(l.peer, time.Now()) })
 		case now := <-tick.C:
 			ticked = now
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Tick(now) })
@@ -274,6 +325,7 @@ func (m *Mesh) probe(p peer.ID, dial bool, timeout time.Duration) error {
 		if !dial {
 			return errNoConnection
 		}
+		m.findAddrs(ctx, p)
 		if err := m.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
 			return fmt.Errorf("probe %s: dial: %w", p, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -327,4 +328,93 @@ func TestSuspectRefutesAClaimTooOldForItsWindow(t *testing.T) {
 		t.Fatalf("victim: %v, want the claim refuted", err)
 	}
 	staysOnline(t, b, victim)
+}
+
+// A connection the connection manager trims is no evidence of a death:
+// neither end dials the other back (which would undo the trim), over TCP
+// (yamux carries the close code) and QUIC alike; a connection that closes
+// otherwise is, at once, the detector's probe. The trims are made as
+// libp2p's connection manager makes them (CloseWithError with
+// ConnGarbageCollected): it never trims the gossip meshes' peers, which a
+// network this small holds only.
+func TestTrimmedConnectionIsNoEvidence(t *testing.T) {
+	for _, transport := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
+		t.Run(transport, func(t *testing.T) {
+			listen := func(c *Config) { c.ListenAddrs = []string{transport} }
+			hub := newTestMesh(t, "testnet", slowHeartbeats, listen)
+			ms := []*Mesh{hub}
+			for range 3 {
+				leaf := newTestMesh(t, "testnet", slowHeartbeats, listen)
+				connect(t, leaf, hub)
+				ms = append(ms, leaf)
+			}
+			meetAll(t, ms)
+			kept, trimmed := ms[1], ms[2:]
+			for _, leaf := range trimmed {
+				for _, c := range hub.Host().Network().ConnsToPeer(leaf.ID()) {
+					_ = c.CloseWithError(network.ConnGarbageCollected)
+				}
+			}
+			eventually(t, 5*time.Second, "both ends count the trims", func() bool {
+				for _, leaf := range trimmed {
+					if testutil.ToFloat64(leaf.met.liveness.WithLabelValues("trimmed")) != 1 {
+						return false
+					}
+				}
+				return testutil.ToFloat64(hub.met.liveness.WithLabelValues("trimmed")) == 2
+			})
+			time.Sleep(time.Second) // a probe's dial on loopback takes milliseconds
+			for _, leaf := range trimmed {
+				if hub.Connected(leaf.ID()) {
+					t.Errorf("a trimmed connection was dialled back")
+				}
+				if statusOf(hub, leaf.ID()) != protocol.StatusOnline || statusOf(leaf, hub.ID()) != protocol.StatusOnline {
+					t.Errorf("a trimmed peer is no longer listed online")
+				}
+			}
+			for _, m := range ms {
+				if n := testutil.ToFloat64(m.met.liveness.WithLabelValues("probe_failed")); n != 0 {
+					t.Errorf("a node failed %v probes after the trims, want none", n)
+				}
+			}
+
+			// The connection left closes without the trim's code: the
+			// detector dials it back to probe.
+			for _, c := range hub.Host().Network().ConnsToPeer(kept.ID()) {
+				_ = c.Close()
+			}
+			eventually(t, 5*time.Second, "a connection closed otherwise dialled back", func() bool {
+				return hub.Connected(kept.ID())
+			})
+		})
+	}
+}
+
+// A node holding no connection and no address of a peer (libp2p forgets
+// them 15 minutes after the last connection closed, and a node keeps few
+// connections) still reaches it by id: the DHT is asked first, as a
+// routed host would.
+func TestDialByIDFindsForgottenAddresses(t *testing.T) {
+	withDHT := func(c *Config) { c.DHT = true }
+	// a's discovery stops at one connection (ConnHigh/2), so a meets c
+	// only through this test's dial.
+	a := newTestMesh(t, "testnet", slowHeartbeats, withDHT, func(c *Config) { c.ConnLow, c.ConnHigh = 1, 2 })
+	b := newTestMesh(t, "testnet", slowHeartbeats, withDHT)
+	c := newTestMesh(t, "testnet", slowHeartbeats, withDHT)
+	connect(t, a, b)
+	connect(t, c, b)
+	eventually(t, 10*time.Second, "b in a's routing table", func() bool { return a.kad.RoutingTable().Find(b.ID()) != "" })
+	for _, conn := range a.Host().Network().ConnsToPeer(c.ID()) {
+		_ = conn.CloseWithError(network.ConnGarbageCollected) // a DHT query of a's may have dialled c
+	}
+	a.Host().Peerstore().ClearAddrs(c.ID())
+	if a.Connected(c.ID()) || len(a.Host().Peerstore().Addrs(c.ID())) != 0 {
+		t.Fatal("test setup: a still holds a connection to or an address of c")
+	}
+	if err := a.probe(c.ID(), true, 10*time.Second); err != nil {
+		t.Fatalf("dial by id of a peer whose addresses were forgotten: %v", err)
+	}
+	if !a.Connected(c.ID()) {
+		t.Fatal("the probe succeeded without a connection")
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	ma "github.com/multiformats/go-multiaddr"
@@ -154,7 +155,12 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		}
 		return ap.Addr().String()
 	}
-	m.met = newMetrics(reg, m.table)
+	m.met = newMetrics(reg, m.table, func() int {
+		if m.h == nil {
+			return 0
+		}
+		return len(m.h.Network().Peers())
+	})
 	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
@@ -771,6 +777,9 @@ func (m *Mesh) Close() error {
 	m.h.RemoveStreamHandler(m.blobProtocol())
 	m.h.RemoveStreamHandler(m.resultsProtocol())
 	m.h.RemoveStreamHandler(m.probeProtocol())
+	if m.live.notifiee != nil {
+		m.h.Network().StopNotify(m.live.notifiee)
+	}
 	var errs []error
 	if m.kad != nil {
 		errs = append(errs, m.kad.Close())
@@ -780,6 +789,24 @@ func (m *Mesh) Close() error {
 		errs = append(errs, m.h.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// findAddrs makes sure the peerstore holds addresses for p before a dial
+// by its id, as a routed host would: a node keeps a bounded number of
+// connections (ConnHigh), and libp2p forgets a peer's addresses 15
+// minutes after its last connection closed (RecentlyConnectedAddrTTL), so
+// a peer this node must reach (a blob's provider, a results request, a
+// probe) may be one it holds no address of. The DHT is asked then.
+func (m *Mesh) findAddrs(ctx context.Context, p peer.ID) {
+	if m.kad == nil || reachable(m.h.Network().Connectedness(p)) || len(m.h.Peerstore().Addrs(p)) > 0 {
+		return
+	}
+	ai, err := m.kad.FindPeer(ctx, p)
+	if err != nil {
+		m.log.Debug("peer's addresses not found", "peer", p, "err", err)
+		return
+	}
+	m.h.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
 }
 
 // routingDiscovery returns the rendezvous discovery over the DHT.

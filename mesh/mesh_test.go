@@ -441,8 +441,8 @@ func TestResourceLimitsAboveConnectionManager(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.NetworkID = "net"
 	sys := resourceLimits(&cfg).ToPartialLimitConfig().System
-	if int(sys.ConnsInbound) <= cfg.ConnHigh || int(sys.Conns) <= cfg.ConnHigh {
-		t.Errorf("system conns inbound=%v all=%v: must exceed the connection manager's high water %d", sys.ConnsInbound, sys.Conns, cfg.ConnHigh)
+	if int(sys.ConnsInbound) <= cfg.ConnLimit || int(sys.Conns) <= cfg.ConnLimit || cfg.ConnLimit < cfg.ConnHigh {
+		t.Errorf("system conns inbound=%v all=%v: must exceed the connection limit %d, itself at least the connection manager's high water %d", sys.ConnsInbound, sys.Conns, cfg.ConnLimit, cfg.ConnHigh)
 	}
 	if int64(sys.Memory) != cfg.ResourceMemory || int(sys.FD) != cfg.ResourceFDs {
 		t.Errorf("system memory=%v fd=%v, want %d and %d", sys.Memory, sys.FD, cfg.ResourceMemory, cfg.ResourceFDs)
@@ -460,6 +460,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no key", func(c *Config) { c.Key = nil }, "identity key"},
 		{"interval too short", func(c *Config) { c.HeartbeatInterval = time.Millisecond }, "heartbeat interval"},
 		{"water marks", func(c *Config) { c.ConnHigh = c.ConnLow }, "water marks"},
+		{"limit below high water", func(c *Config) { c.ConnLimit = c.ConnHigh - 1 }, "limit=31"},
 		{"resource memory", func(c *Config) { c.ResourceMemory = 1 << 20 }, "resource memory"},
 		{"resource fds", func(c *Config) { c.ResourceFDs = 64 }, "resource fds 64"},
 		{"detector max health", func(c *Config) { c.Detector.MaxHealth = 65 }, "max health 65"},

@@ -21,7 +21,7 @@ type metrics struct {
 	localHealth prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, t *table) *metrics {
+func newMetrics(reg prometheus.Registerer, t *table, connected func() int) *metrics {
 	m := &metrics{
 		hbAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "proofmesh_heartbeats_received_total",
@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 		}, []string{"reason"}),
 		liveness: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_liveness_events_total",
-			Help: "Failure detection, by event: probe_ok, probe_failed, vouched (a ping that timed out, but another node's probe reached the peer: no evidence), indirect_served, indirect_refused, indirect_busy, indirect_bad_request (probes run for others), claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (adds nothing to a suspicion held here, not forwarded; or no room to hold it, forwarded), refuted (a suspicion of this node answered), down, up.",
+			Help: "Failure detection, by event: probe_ok, probe_failed, vouched (a ping that timed out, but another node's probe reached the peer: no evidence), indirect_served, indirect_refused, indirect_busy, indirect_bad_request (probes run for others), claimed (a suspicion this node gossiped), claim_taken (another's suspicion taken as a hint), claim_not_taken (adds nothing to a suspicion held here, not forwarded; or no room to hold it, forwarded), refuted (a suspicion of this node answered), down, up, trimmed (a connection a connection manager closed, ours or the peer's: no evidence), lost_dropped (a lost connection not looked at: the queue to the detector was full).",
 		}, []string{"event"}),
 		localHealth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "proofmesh_liveness_local_health",
@@ -65,6 +65,10 @@ func newMetrics(reg prometheus.Registerer, t *table) *metrics {
 		Name: "proofmesh_peer_table_rows",
 		Help: "Rows in the live peer table, tombstones included (bounded by the mesh's MaxPeers).",
 	}, func() float64 { return float64(t.len()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "proofmesh_connected_peers",
+		Help: "Peers this node holds a libp2p connection to (the connection manager trims them to --keep-conns / 2 once above --keep-conns).",
+	}, func() float64 { return float64(connected()) }))
 	for _, st := range []protocol.PeerStatus{protocol.StatusOnline, protocol.StatusStale, protocol.StatusOffline, protocol.StatusDeleted} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "proofmesh_peers",

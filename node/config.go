@@ -59,8 +59,13 @@ type Config struct {
 	CORSOrigins []string
 	// DenyPeers are peer ids this node never talks to (operator deny list).
 	DenyPeers []string
-	// MaxConns is the connection manager's high water mark (it trims to a
-	// third of it); the resource manager's connection limits follow it.
+	// KeepConns is the connection manager's high water mark: above it, it
+	// trims the least useful connections to a quarter of it, besides the
+	// gossip meshes' peers, which it never trims.
+	KeepConns int
+	// MaxConns sizes the resource manager's connection limits (1.25 times
+	// inbound, 1.5 times in all): a burst beyond KeepConns is accepted
+	// and trimmed later, one beyond these refused.
 	MaxConns int
 	// P2PMemoryMB is the memory libp2p's resource manager lets connections
 	// and streams hold together.
@@ -104,7 +109,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval: mc.HeartbeatInterval,
 		DHT:               mc.DHT,
 		SandboxWorkers:    2, // WASM runs at once; more queue
-		MaxConns:          mc.ConnHigh,
+		KeepConns:         mc.ConnHigh,
+		MaxConns:          mc.ConnLimit,
 		P2PMemoryMB:       int(mc.ResourceMemory >> 20),
 		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
 		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
@@ -136,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns < 16 || c.MaxConns > 10000 {
 		return bad("--max-conns %d not within 16..10000", c.MaxConns)
+	}
+	if c.KeepConns < 8 || c.KeepConns > c.MaxConns {
+		return bad("--keep-conns %d not within 8..%d (--max-conns)", c.KeepConns, c.MaxConns)
 	}
 	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
 		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)

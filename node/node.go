@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	mc.HeartbeatInterval = cfg.HeartbeatInterval
 	mc.DHT = cfg.DHT
 	mc.Colocation = cfg.Colocation
-	mc.ConnHigh, mc.ConnLow = cfg.MaxConns, cfg.MaxConns/3
+	mc.ConnHigh, mc.ConnLow, mc.ConnLimit = cfg.KeepConns, cfg.KeepConns/4, cfg.MaxConns
 	mc.ResourceMemory = int64(cfg.P2PMemoryMB) << 20
 	mc.ResourceFDs = max(mc.ResourceFDs, cfg.MaxConns*3/2+64)
 	mc.AppScore = n.rep.appScore
