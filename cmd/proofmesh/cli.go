@@ -21,6 +21,7 @@ import (
 
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/internal/buildinfo"
+	"github.com/proofmesh/proofmesh/internal/residency"
 	"github.com/proofmesh/proofmesh/node"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
@@ -186,6 +187,8 @@ Example:
 			if tok := os.Getenv("PROOFMESH_API_TOKEN"); tok != "" {
 				cfg.APIToken = tok
 			}
+			// A small GOGC while the live heap is small (internal/residency).
+			defer residency.AdaptGC(residency.DefaultGCPolicy)()
 			n, err := node.New(cmd.Context(), cfg)
 			if err != nil {
 				return err

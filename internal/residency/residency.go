@@ -1,6 +1,7 @@
 // Package residency owns what a long-running proofmesh process gives back to
 // the kernel once it has started: the pages of its own executable that only
-// start-up touched, and the Go heap that start-up freed.
+// start-up touched, the Go heap that start-up freed, and the headroom the
+// collector leaves above a small live heap (GCPolicy).
 //
 // Every one of the few hundred packages linked into the binary runs an init
 // function before main, and the kernel maps each page touched then together
