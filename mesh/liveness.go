@@ -85,6 +85,27 @@ func (m *Mesh) disconnected(n network.Network, c network.Conn) {
 	}
 }
 
+// trimmedAll reports whether every one of conns is closed and one of them
+// by a connection manager.
+func trimmedAll(conns []network.Conn) bool {
+	trimmed := false
+	for _, c := range conns {
+		if !c.IsClosed() {
+			return false
+		}
+		trimmed = trimmed || closedByConnManager(c)
+	}
+	return trimmed
+}
+
+// trimError reports whether err is a stream's error on a connection a
+// connection manager closed (a QUIC stream can fail with it before its
+// connection reports itself closed).
+func trimError(err error) bool {
+	var ce *network.ConnError
+	return errors.As(err, &ce) && ce.ErrorCode == network.ConnGarbageCollected
+}
+
 // closedByConnManager reports whether c was closed by a connection
 // manager trimming (libp2p's ConnGarbageCollected, which the closing side
 // sends the other over yamux or QUIC): the peer is alive and chose, or
@@ -331,9 +352,15 @@ func (m *Mesh) probe(p peer.ID, dial bool, timeout time.Duration) error {
 		}
 		dialed = true
 	}
+	conns := m.h.Network().ConnsToPeer(p)
 	select {
 	case res := <-ping.Ping(ctx, m.h, p):
 		if res.Error != nil {
+			if trimmedAll(conns) || trimError(res.Error) {
+				// Cut by a trim mid-ping: as if no connection had been
+				// open, no evidence (it would confirm a liar's claim).
+				return fmt.Errorf("probe %s: %w (trimmed during the ping)", p, errNoConnection)
+			}
 			if !dialed && m.ctx.Err() == nil && ctx.Err() != nil {
 				return fmt.Errorf("probe %s: ping: %w (%w)", p, errPingTimeout, res.Error)
 			}
@@ -341,6 +368,9 @@ func (m *Mesh) probe(p peer.ID, dial bool, timeout time.Duration) error {
 		}
 		return nil
 	case <-ctx.Done():
+		if trimmedAll(conns) {
+			return fmt.Errorf("probe %s: %w (trimmed during the ping)", p, errNoConnection)
+		}
 		if !dialed && m.ctx.Err() == nil {
 			return fmt.Errorf("probe %s: %w after %s", p, errPingTimeout, timeout)
 		}

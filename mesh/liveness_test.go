@@ -3,11 +3,14 @@ package mesh
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/proofmesh/proofmesh/protocol"
@@ -383,7 +386,9 @@ func TestTrimmedConnectionIsNoEvidence(t *testing.T) {
 			for _, c := range hub.Host().Network().ConnsToPeer(kept.ID()) {
 				_ = c.Close()
 			}
-			eventually(t, 5*time.Second, "a connection closed otherwise dialled back", func() bool {
+			// Generous: a loaded machine delays the probe (its second
+			// try is a second after a first that failed).
+			eventually(t, 15*time.Second, "a connection closed otherwise dialled back", func() bool {
 				return hub.Connected(kept.ID())
 			})
 		})
@@ -403,7 +408,9 @@ func TestDialByIDFindsForgottenAddresses(t *testing.T) {
 	c := newTestMesh(t, "testnet", slowHeartbeats, withDHT)
 	connect(t, a, b)
 	connect(t, c, b)
-	eventually(t, 10*time.Second, "b in a's routing table", func() bool { return a.kad.RoutingTable().Find(b.ID()) != "" })
+	eventually(t, 10*time.Second, "b in a's routing table, b knows c's addresses", func() bool {
+		return a.kad.RoutingTable().Find(b.ID()) != "" && len(b.Host().Peerstore().Addrs(c.ID())) > 0
+	})
 	for _, conn := range a.Host().Network().ConnsToPeer(c.ID()) {
 		_ = conn.CloseWithError(network.ConnGarbageCollected) // a DHT query of a's may have dialled c
 	}
@@ -416,5 +423,89 @@ func TestDialByIDFindsForgottenAddresses(t *testing.T) {
 	}
 	if !a.Connected(c.ID()) {
 		t.Fatal("the probe succeeded without a connection")
+	}
+}
+
+// An observer's results sync may not dial (network.WithNoDial,
+// node/lifecycle.go: a silence must never have the network dial the
+// submitter), so it runs no DHT lookup for a peer whose addresses are
+// unknown either: the DHT's dials ignore NoDial and would reach the
+// target. (Found by a review that attacked the connection bound.)
+func TestNoDialRequestRunsNoLookup(t *testing.T) {
+	withDHT := func(c *Config) { c.DHT = true }
+	few := func(c *Config) { c.ConnLow, c.ConnHigh = 1, 2 } // discovery stops at one peer
+	a := newTestMesh(t, "testnet", slowHeartbeats, withDHT, few)
+	b := newTestMesh(t, "testnet", slowHeartbeats, withDHT)
+	c := newTestMesh(t, "testnet", slowHeartbeats, withDHT, few)
+	connect(t, a, b)
+	connect(t, c, b)
+	eventually(t, 10*time.Second, "b in a's routing table, b knows c's addresses", func() bool {
+		return a.kad.RoutingTable().Find(b.ID()) != "" && len(b.Host().Peerstore().Addrs(c.ID())) > 0
+	})
+	for _, conn := range a.Host().Network().ConnsToPeer(c.ID()) {
+		_ = conn.CloseWithError(network.ConnGarbageCollected)
+	}
+	a.Host().Peerstore().ClearAddrs(c.ID())
+	if a.Connected(c.ID()) {
+		t.Fatal("setup: a connected to c")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = network.WithNoDial(ctx, "results sync of an observed task")
+	_, err := a.FetchResults(ctx, c.ID(), strings.Repeat("ab", 32))
+	t.Logf("FetchResults under NoDial: err=%v", err)
+	if n := len(a.Host().Peerstore().Addrs(c.ID())); n > 0 {
+		t.Errorf("a NoDial request ran a DHT lookup for its target (%d addresses of c now in a's peerstore)", n)
+	}
+	if a.Connected(c.ID()) {
+		t.Errorf("a NoDial request left a connected to the target (dialled by findAddrs' DHT lookup); err=%v", err)
+	}
+}
+
+// A connection the connection manager trims while a probe's ping is in
+// flight on it is no failed probe: with a liar's claim held, it would be
+// gossiped as this node's own confirmation. (A trim before the probe is
+// TestProbeWithoutConnectionConfirmsNothing.)
+func TestTrimDuringProbeIsNoEvidence(t *testing.T) {
+	hub := newTestMesh(t, "testnet", slowHeartbeats)
+	leaf := newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, leaf, hub)
+	meetAll(t, []*Mesh{hub, leaf})
+	// The leaf answers pings slowly (a loaded node: 400 ms).
+	leaf.Host().SetStreamHandler(ping.ID, func(s network.Stream) {
+		defer s.Close()
+		buf := make([]byte, ping.PingSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			time.Sleep(400 * time.Millisecond)
+			if _, err := s.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	_, liar := newIdentity(t)
+	seq := hub.table.lastSeq(leaf.ID())
+	claim := &protocol.Suspicion{Suspect: leaf.ID().String(), Seq: seq, Time: time.Now().UnixMilli()}
+	hub.live.mu.Lock()
+	acts, err := hub.live.det.Claim(leaf.ID(), liar, claim, seq, 0, true, time.Now())
+	hub.live.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub.act(acts) // the probe the claim asks for, over the live connection
+	time.Sleep(150 * time.Millisecond)
+	for _, c := range hub.Host().Network().ConnsToPeer(leaf.ID()) {
+		_ = c.CloseWithError(network.ConnGarbageCollected) // as connmgr trims
+	}
+	eventually(t, 5*time.Second, "the probe ends", func() bool {
+		return testutil.ToFloat64(hub.met.liveness.WithLabelValues("probe_failed"))+
+			testutil.ToFloat64(hub.met.liveness.WithLabelValues("probe_ok")) > 0
+	})
+	time.Sleep(100 * time.Millisecond)
+	if n := testutil.ToFloat64(hub.met.liveness.WithLabelValues("claimed")); n != 0 {
+		t.Errorf("a probe cut by a trim was gossiped as a confirmation of a liar's claim (%v claims, probe_failed=%v, trimmed=%v)",
+			n, testutil.ToFloat64(hub.met.liveness.WithLabelValues("probe_failed")), testutil.ToFloat64(hub.met.liveness.WithLabelValues("trimmed")))
 	}
 }

@@ -181,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Mesh, error) {
 		m.cancel()
+		if m.live.notifiee != nil {
+			m.h.Network().StopNotify(m.live.notifiee)
+		}
 		if m.kad != nil {
 			_ = m.kad.Close()
 		}
@@ -797,10 +800,21 @@ func (m *Mesh) Close() error {
 // minutes after its last connection closed (RecentlyConnectedAddrTTL), so
 // a peer this node must reach (a blob's provider, a results request, a
 // probe) may be one it holds no address of. The DHT is asked then.
+//
+// A caller that may not dial (network.WithNoDial: an observer's results
+// sync, which must never have the network dial a submitter) gets no
+// lookup: the DHT's own dials ignore that option, and would reach the
+// target's neighbourhood and often the target itself. The lookup takes at
+// most findPeerTimeout.
 func (m *Mesh) findAddrs(ctx context.Context, p peer.ID) {
+	if noDial, _ := network.GetNoDial(ctx); noDial {
+		return
+	}
 	if m.kad == nil || reachable(m.h.Network().Connectedness(p)) || len(m.h.Peerstore().Addrs(p)) > 0 {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, findPeerTimeout)
+	defer cancel()
 	ai, err := m.kad.FindPeer(ctx, p)
 	if err != nil {
 		m.log.Debug("peer's addresses not found", "peer", p, "err", err)
@@ -808,6 +822,9 @@ func (m *Mesh) findAddrs(ctx context.Context, p peer.ID) {
 	}
 	m.h.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
 }
+
+// findPeerTimeout bounds a DHT lookup of a peer's addresses.
+const findPeerTimeout = 10 * time.Second
 
 // routingDiscovery returns the rendezvous discovery over the DHT.
 func (m *Mesh) routingDiscovery() *drouting.RoutingDiscovery {

@@ -143,8 +143,11 @@ func (c *Config) Validate() error {
 	if c.MaxConns < 16 || c.MaxConns > 10000 {
 		return bad("--max-conns %d not within 16..10000", c.MaxConns)
 	}
-	if c.KeepConns < 8 || c.KeepConns > c.MaxConns {
-		return bad("--keep-conns %d not within 8..%d (--max-conns)", c.KeepConns, c.MaxConns)
+	if c.KeepConns < 8 {
+		return bad("--keep-conns %d: need at least 8", c.KeepConns)
+	}
+	if c.KeepConns > c.MaxConns {
+		return bad("--keep-conns %d above --max-conns %d: lower --keep-conns or raise --max-conns", c.KeepConns, c.MaxConns)
 	}
 	if c.P2PMemoryMB < 64 || c.P2PMemoryMB > 1<<20 {
 		return bad("--p2p-memory-mb %d not within 64..1048576", c.P2PMemoryMB)

@@ -18,7 +18,7 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		{"interval", func(c *Config) { c.HeartbeatInterval = time.Millisecond }, "--heartbeat-interval 1ms"},
 		{"too few conns", func(c *Config) { c.MaxConns = 4 }, "--max-conns 4"},
 		{"too few kept", func(c *Config) { c.KeepConns = 4 }, "--keep-conns 4"},
-		{"kept above the limit", func(c *Config) { c.KeepConns = c.MaxConns + 1 }, "--keep-conns 193 not within 8..192"},
+		{"kept above the limit", func(c *Config) { c.KeepConns = c.MaxConns + 1 }, "--keep-conns 193 above --max-conns 192"},
 		{"too little memory", func(c *Config) { c.P2PMemoryMB = 8 }, "--p2p-memory-mb 8"},
 		{"api", func(c *Config) { c.APIAddr = "nocolon" }, "--api"},
 		{"announce", func(c *Config) { c.Announce = []string{"/ip4/1.2.3.4/tcp/1", "1.2.3.4:4001"} }, `--announce "1.2.3.4:4001"`},
