@@ -270,3 +270,53 @@ func probeRequest(t *testing.T, p peer.ID) []byte {
 	}
 	return req
 }
+
+// One peer holds at most vouchHelpers inbound probe streams at once (the
+// resource manager's per-peer limit for the protocol): of twice as many
+// opened together, the ones beyond are reset at once while the others
+// still wait on their requests.
+func TestProbeStreamsBoundedPerPeer(t *testing.T) {
+	_, b, _ := helperLine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	// Each stream stalls after its length byte; b's handler waits
+	// vouchRequestTimeout (1 s) for the rest.
+	var streams []network.Stream
+	refused := 0
+	for range 2 * vouchHelpers {
+		s, err := h.NewStream(ctx, b.ID(), b.probeProtocol())
+		if err == nil {
+			_, err = s.Write([]byte{34})
+		}
+		if err != nil {
+			refused++
+			continue
+		}
+		streams = append(streams, s)
+	}
+	time.Sleep(100 * time.Millisecond) // b's handlers take them, or its resource manager resets them
+	open := 0
+	for _, s := range streams {
+		// Open: a read finds no answer and no reset within 200 ms.
+		_ = s.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		var one [1]byte
+		_, err := s.Read(one[:])
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			open++
+		} else {
+			refused++
+		}
+	}
+	if open != vouchHelpers || refused != vouchHelpers {
+		t.Fatalf("of %d probe streams from one peer, %d open and %d refused; want %d and %d", 2*vouchHelpers, open, refused, vouchHelpers, vouchHelpers)
+	}
+}
