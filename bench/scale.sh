@@ -3,9 +3,11 @@
 # other's bootstrap peer), lets them settle, then measures over a window
 # each node's CPU (user+system from /proc/<pid>/stat) and the heartbeats it
 # accepted (proofmesh_heartbeats_received_total from its /metrics), and
-# prints the median VmRSS and connected peers (and RssAnon, the node's own memory, and Pss, its
-# share of the pages the nodes share), the CPU of all nodes together, and the CPU per
-# heartbeat received. Then it stops them with SIGTERM.
+# prints the median VmRSS and connected peers (and RssAnon, the node's own
+# memory, and Pss, its share of the pages the nodes share), the CPU of all
+# nodes together, the CPU per heartbeat received, and a node's median
+# goroutines, Go heap in use and goroutine stacks (its /metrics). Then it
+# stops them with SIGTERM.
 #
 #   bench/scale.sh 20                      20 nodes, --heartbeat-interval 1s
 #   BIN=path/to/proofmesh HB=1s WAIT=60 WINDOW=30 bench/scale.sh 20
@@ -120,9 +122,9 @@ received() { # index
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
 		awk '/^proofmesh_heartbeats_received_total /{print $2}'
 }
-conns() { # index
+gauges() { # index: connected peers, goroutines, Go heap in use, goroutine stacks (bytes)
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
-		awk '/^proofmesh_connected_peers /{print $2}'
+		awk '/^proofmesh_connected_peers /{c=$2} /^go_goroutines /{g=$2} /^go_memstats_heap_inuse_bytes /{h=$2} /^go_memstats_stack_inuse_bytes /{s=$2} END{printf "%s %s %s %s", c, g, h, s}'
 }
 declare -a t0 h0 s0
 for i in $(seq 0 $((n - 1))); do
@@ -143,7 +145,7 @@ for i in $(seq 0 $((n - 1))); do
 	rss="$(awk '/^VmRSS/{print $2}' "/proc/${pids[i]}/status")"
 	anon="$(awk '/^RssAnon/{print $2}' "/proc/${pids[i]}/status")"
 	pss="$(awk '/^Pss:/{print $2}' "/proc/${pids[i]}/smaps_rollup" 2>/dev/null || echo 0)"
-	echo "$i ${s0[i]} $s1 $((t1 - t0[i])) ${h0[i]} $h1 $rss $anon $pss $(conns "$i")"
+	echo "$i ${s0[i]} $s1 $((t1 - t0[i])) ${h0[i]} $h1 $rss $anon $pss $(gauges "$i")"
 done | python3 -c '
 import sys, statistics
 hz, n = float(sys.argv[1]), int(sys.argv[2])
@@ -158,9 +160,13 @@ rss = statistics.median(r[6] for r in rows) / 1024
 anon = statistics.median(r[7] for r in rows) / 1024
 pss = statistics.median(r[8] for r in rows) / 1024
 conns = statistics.median(r[9] for r in rows)
+gor = statistics.median(r[10] for r in rows)
+heap = statistics.median(r[11] for r in rows) / 2**20
+stacks = statistics.median(r[12] for r in rows) / 2**20
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
 print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
       f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
+print(f"per node, median: {gor:.0f} goroutines, Go heap in use {heap:.1f} MiB, goroutine stacks {stacks:.1f} MiB")
 ' "$hz" "$n"
 echo "full view: $full after the last node started"
 
