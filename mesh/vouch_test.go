@@ -204,14 +204,7 @@ func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 3 {
-		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		if err := h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
-			t.Fatal(err)
-		}
+		h := stranger(ctx, t, b)
 		for range 3 {
 			s, err := h.NewStream(ctx, b.ID(), b.probeProtocol())
 			if err != nil {
@@ -227,6 +220,21 @@ func TestStallingStrangersCannotBusyAHelper(t *testing.T) {
 	if st := askRaw(t, a.Host(), b, probeRequest(t, c.ID())); st != vouchReached {
 		t.Fatalf("listed requester about a reachable listed peer: status %d (4 = busy); unlisted strangers hold the helper", st)
 	}
+}
+
+// stranger is a plain libp2p host, listed by nobody, connected to m;
+// closed when the test ends.
+func stranger(ctx context.Context, t *testing.T, m *Mesh) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	if err := h.Connect(ctx, peer.AddrInfo{ID: m.ID(), Addrs: m.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // helperLine is a – b – c, each listing the others online: b may be asked
@@ -279,14 +287,7 @@ func TestProbeStreamsBoundedPerPeer(t *testing.T) {
 	_, b, _ := helperLine(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := h.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host().Addrs()}); err != nil {
-		t.Fatal(err)
-	}
+	h := stranger(ctx, t, b)
 	// Each stream stalls after its length byte; b's handler waits
 	// vouchRequestTimeout (1 s) for the rest.
 	var streams []network.Stream
