@@ -43,7 +43,7 @@ type liveness struct {
 
 	// lost carries the peers whose last connection closed, from the
 	// network's Disconnected notification (notifiee) to livenessLoop.
-	lost     chan connLost
+	lost     chan peer.ID
 	notifiee network.Notifiee
 
 	probes  chan protocol.LivenessAction
@@ -55,7 +55,7 @@ func newLiveness(cfg protocol.DetectorConfig) *liveness {
 		det:     protocol.NewDetector(cfg),
 		probes:  make(chan protocol.LivenessAction, cfg.MaxSuspects),
 		pending: map[peer.ID]bool{},
-		lost:    make(chan connLost, lostQueue),
+		lost:    make(chan peer.ID, lostQueue),
 	}
 }
 
@@ -63,23 +63,23 @@ func newLiveness(cfg protocol.DetectorConfig) *liveness {
 // it one is dropped and counted (its peer's other neighbours see it too).
 const lostQueue = 256
 
-// connLost: the last connection to a peer closed, and whether a
-// connection manager closed it (this node's or the peer's, trimming).
-type connLost struct {
-	peer    peer.ID
-	trimmed bool
-}
-
 // disconnected is the network's Disconnected notification: when the last
-// connection to a peer closes it hands the peer to livenessLoop without
-// blocking the swarm.
+// connection to a listed peer closes, other than by a trim, it hands the
+// peer to livenessLoop without blocking the swarm. A trim (this node's
+// connection manager's or the peer's) is a live peer's: only counted.
 func (m *Mesh) disconnected(n network.Network, c network.Conn) {
 	p := c.RemotePeer()
-	if reachable(n.Connectedness(p)) {
+	switch {
+	case reachable(n.Connectedness(p)):
 		return // another connection remains
+	case closedByConnManager(c):
+		m.met.liveness.WithLabelValues("trimmed").Inc()
+		return
+	case !m.tracked(p):
+		return
 	}
 	select {
-	case m.live.lost <- connLost{peer: p, trimmed: closedByConnManager(c)}:
+	case m.live.lost <- p:
 	default:
 		m.met.liveness.WithLabelValues("lost_dropped").Inc()
 	}
@@ -181,15 +181,11 @@ func (m *Mesh) livenessLoop() {
 		select {
 		case <-m.ctx.Done():
 			return
-		case l := <-m.live.lost:
-			switch {
-			case reachable(m.h.Network().Connectedness(l.peer)) || !m.tracked(l.peer):
-				continue // reconnected since, or not a listed peer
-			case l.trimmed:
-				m.met.liveness.WithLabelValues("trimmed").Inc()
-				continue
+		case p := <-m.live.lost:
+			if reachable(m.h.Network().Connectedness(p)) {
+				continue // reconnected since
 			}
-			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(l.peer, time.Now()) })
+			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.ConnectionLost(p, time.Now()) })
 		case now := <-tick.C:
 			ticked = now
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Tick(now) })
