@@ -164,12 +164,13 @@ func servesProtocol(ps []libp2pproto.ID, id libp2pproto.ID) bool {
 // livenessLoop ticks the detector four times per ProbeInterval while it
 // holds a suspicion or a strike, and once per ProbeInterval otherwise (an
 // idle node's ticks were a third of its CPU), probes one random connected
-// peer per ProbeInterval, and turns lost connections into the detector's
-// evidence, except those a connection manager trimmed: a live peer's, and
-// dialling it back would undo the trim. A claim taken or a probe failed between two slow ticks is
-// looked at within a ProbeInterval: a suspicion's expiry then comes well
-// inside its least wait (MinSuspicionTimeout), and a strike's second
-// probe at most a ProbeInterval after RetryAfter (a quarter before).
+// peer per ProbeInterval, and turns lost connections (disconnected's,
+// trims left out: dialling a trimmed peer back would undo the trim) into
+// the detector's evidence. A claim taken or a probe failed between two
+// slow ticks is looked at within a ProbeInterval: a suspicion's expiry
+// then comes well inside its least wait (MinSuspicionTimeout), and a
+// strike's second probe at most a ProbeInterval after RetryAfter (a
+// quarter before).
 func (m *Mesh) livenessLoop() {
 	defer m.wg.Done()
 	quarter := m.cfg.ProbeInterval / 4
