@@ -11,6 +11,8 @@
 #
 #   bench/scale.sh 20                      20 nodes, --heartbeat-interval 1s
 #   BIN=path/to/proofmesh HB=1s WAIT=60 WINDOW=30 bench/scale.sh 20
+#   LISTEN=/ip4/127.0.0.1/udp/0/quic-v1 bench/scale.sh 20   over QUIC, not TCP
+#   LISTEN="/ip4/127.0.0.1/tcp/0 /ip4/127.0.0.1/udp/0/quic-v1" bench/scale.sh 20   both, as a node's defaults
 #
 # Linux only (/proc). CPU time is each process's own, so other load on a
 # shared machine inflates it less than wall time, but contention (caches,
@@ -27,6 +29,8 @@ n="${1:?usage: bench/scale.sh N}"
 hb="${HB:-1s}"
 wait_s="${WAIT:-60}"
 window_s="${WINDOW:-30}"
+listen=()
+for a in ${LISTEN:-/ip4/127.0.0.1/tcp/0}; do listen+=(--listen "$a"); done # LISTEN="A B": both
 tmp="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -50,14 +54,14 @@ start() { # index, extra args...
 	local port
 	port="$(freeport)"
 	ports[i]="$port"
-	"$bin" node --data-dir "$tmp/node-$i" --listen /ip4/127.0.0.1/tcp/0 --api "127.0.0.1:$port" \
+	"$bin" node --data-dir "$tmp/node-$i" "${listen[@]}" --api "127.0.0.1:$port" \
 		--heartbeat-interval "$hb" --allow-colocation --log-level warn "$@" >"$tmp/out-$i" 2>&1 &
 	pids[i]=$!
 }
 start 0
 boot=""
 for _ in $(seq 100); do
-	boot="$(awk '/listening .*\/tcp\//{print $2; exit}' "$tmp/out-0")"
+	boot="$(awk '/listening /{print $2; exit}' "$tmp/out-0")"
 	[ -n "$boot" ] && break
 	sleep 0.1
 done

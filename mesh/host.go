@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
@@ -59,6 +60,8 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 		// which no /metrics serves: collected for nobody, at a cost on
 		// every connection, stream and dial.
 		libp2p.DisableMetrics(),
+		// TCP first, QUIC a moment later (dialrank.go).
+		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
 	}
 	policy := AddrPolicy{Announce: cfg.Announce, NoAnnounce: cfg.NoAnnounce, Network: cfg.NetworkAddrs}
 	opts = append(opts, libp2p.ConnectionGater(denyGater{deny: denySet(cfg.Deny), scope: &dialScope{policy: policy, host: ref}}))
