@@ -142,6 +142,7 @@ type Config struct {
 	// process is starved while it starts (every node's first heartbeat
 	// reaches every other), and detection is measured on a settled one.
 	deferLiveness bool
+
 	// Reaching nodes behind NATs (DESIGN.md "Reaching nodes"). Unused
 	// when Host is set.
 	//
