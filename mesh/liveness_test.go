@@ -509,3 +509,37 @@ func TestTrimDuringProbeIsNoEvidence(t *testing.T) {
 			n, testutil.ToFloat64(hub.met.liveness.WithLabelValues("probe_failed")), testutil.ToFloat64(hub.met.liveness.WithLabelValues("trimmed")))
 	}
 }
+
+// Lost connections wait for the detector in a queue of lostQueue: beyond
+// it one is dropped and counted, and the swarm's notification never
+// blocks (the detector's loop is not running here, so nothing drains it).
+func TestLostConnectionsBeyondTheQueueAreDroppedAndCounted(t *testing.T) {
+	idle := func(c *Config) { c.deferLiveness = true }
+	a := newTestMesh(t, "testnet", slowHeartbeats, idle)
+	b := newTestMesh(t, "testnet", slowHeartbeats, idle)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	conns := a.Host().Network().ConnsToPeer(b.ID())
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	eventually(t, 5*time.Second, "the connection closed", func() bool { return !a.Connected(b.ID()) })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range lostQueue + 5 {
+			a.disconnected(a.Host().Network(), conns[0])
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Disconnected notification blocked on a full queue")
+	}
+	if n := len(a.live.lost); n != lostQueue {
+		t.Errorf("%d lost connections queued, want the queue's %d", n, lostQueue)
+	}
+	if n := testutil.ToFloat64(a.met.liveness.WithLabelValues("lost_dropped")); n != 5 {
+		t.Errorf("%v dropped and counted, want 5", n)
+	}
+}
