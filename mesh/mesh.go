@@ -562,8 +562,10 @@ func (m *Mesh) validateHeartbeat(ctx context.Context, from peer.ID, data []byte)
 
 func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	now := time.Now()
+	lastSeq, prev, prevCaps := m.table.prior(from)
 	hb, caps, err := protocol.DecodeAndValidateHeartbeat(data, protocol.HeartbeatCheck{
-		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: m.table.lastSeq(from), Policy: m.cfg.Policy,
+		From: from, Now: now, Skew: m.cfg.ClockSkew, LastSeq: lastSeq, Policy: m.cfg.Policy,
+		Prev: prev, PrevCaps: prevCaps,
 	})
 	if hb == nil {
 		return err

@@ -3,7 +3,6 @@ package mesh
 import (
 	"fmt"
 	"math"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -44,6 +43,10 @@ type peerEntry struct {
 	// never): a routine heartbeat is written behind at most every
 	// routinePersistEvery.
 	persisted time.Time
+	// checked: info.Heartbeat passed this process's validator (observe),
+	// rather than coming from the store, which an older release with
+	// another policy may have written.
+	checked bool
 }
 
 // table is the live peer table. Statuses are derived on read from the last
@@ -185,6 +188,22 @@ func newBoundedTable(maxRows int, rate, burst float64, connected func(peer.ID) b
 	return t
 }
 
+// prior returns what the heartbeat validator compares a new heartbeat of
+// id with: the highest seq accepted, and the last heartbeat this process
+// accepted from id with the capabilities its check returned (nil if none).
+func (t *table) prior(id peer.ID) (seq uint64, hb *protocol.Heartbeat, caps protocol.Capabilities) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.peers[id]
+	if !ok {
+		return 0, nil, nil
+	}
+	if e.checked {
+		hb, caps = e.info.Heartbeat, e.info.Capabilities
+	}
+	return e.info.Seq, hb, caps
+}
+
 func (t *table) lastSeq(id peer.ID) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -247,6 +266,7 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	}
 	e.info.Heartbeat = hb
 	e.info.Capabilities = caps
+	e.checked = true
 	e.info.LastSeen = now
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
@@ -264,7 +284,7 @@ func sameSettings(a, b *protocol.Heartbeat) bool {
 	return a.PolicyVersion == b.PolicyVersion && a.NodeType == b.NodeType &&
 		a.Region == b.Region && a.Version == b.Version && a.IntervalMS == b.IntervalMS &&
 		slices.Equal(a.TaskTypes, b.TaskTypes) && slices.Equal(a.ListenAddrs, b.ListenAddrs) &&
-		reflect.DeepEqual(a.Capabilities, b.Capabilities)
+		a.Capabilities.Equal(b.Capabilities)
 }
 
 // admitLocked decides whether a new identity id, forwarded by via, gets a

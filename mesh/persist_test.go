@@ -220,3 +220,30 @@ func TestPeerTableRoutineHeartbeatsWrittenLess(t *testing.T) {
 		t.Fatalf("back online: batch %v, want [10] at once", got)
 	}
 }
+
+// A row restored from the store is not a heartbeat this process checked
+// (an older release with another policy may have written it): the
+// validator gets it as a previous heartbeat only once one of the peer's
+// heartbeats passed here.
+func TestPriorHeartbeatOnlyOnceCheckedHere(t *testing.T) {
+	tb := newTable()
+	_, id := newIdentity(t)
+	now := time.Now()
+	restored := heartbeatFrom(id, 1, nil)
+	tb.restore([]PeerInfo{{ID: id, FirstSeen: now, LastSeen: now, Seq: 1, Heartbeat: &restored, Capabilities: protocol.Capabilities{"cpu_cores": int64(4)}}})
+	if seq, hb, caps := tb.prior(id); seq != 1 || hb != nil || caps != nil {
+		t.Fatalf("restored row: seq %d, prev %v, caps %v; want seq 1 and no prev", seq, hb, caps)
+	}
+	next := heartbeatFrom(id, 2, nil)
+	caps := protocol.Capabilities{"cpu_cores": int64(2)}
+	if _, _, err := tb.observe(&next, caps, id, now); err != nil {
+		t.Fatal(err)
+	}
+	if seq, hb, got := tb.prior(id); seq != 2 || hb != &next || !got.Equal(caps) {
+		t.Fatalf("after a checked heartbeat: seq %d, prev %v, caps %v", seq, hb, got)
+	}
+	_, unknown := newIdentity(t)
+	if seq, hb, caps := tb.prior(unknown); seq != 0 || hb != nil || caps != nil {
+		t.Fatalf("unknown peer: %d, %v, %v", seq, hb, caps)
+	}
+}

@@ -56,19 +56,34 @@ func (h *Heartbeat) Encode() ([]byte, error) {
 // DecodeHeartbeat parses a heartbeat from outside bytes. It checks the form
 // only; ValidateHeartbeat applies the rules.
 func DecodeHeartbeat(data []byte) (*Heartbeat, error) {
-	var h Heartbeat
-	if err := decodeWire(data, MaxHeartbeatBytes, &h); err != nil {
-		return nil, fmt.Errorf("heartbeat: %w", err)
-	}
-	if err := h.checkForm(); err != nil {
-		return nil, fmt.Errorf("heartbeat: %w", err)
-	}
-	return &h, nil
+	return decodeHeartbeat(data, nil)
 }
 
-func (h *Heartbeat) checkForm() error {
-	if _, err := peer.Decode(h.NodeID); err != nil {
-		return fmt.Errorf("%w: node_id %q is not a peer id", ErrMalformed, h.NodeID)
+// decodeHeartbeat is DecodeHeartbeat with the form check skipping what
+// prev, a heartbeat of the same node accepted earlier, already passed.
+func decodeHeartbeat(data []byte, prev *Heartbeat) (*Heartbeat, error) {
+	h, ok := decodeHeartbeatFast(data, prev)
+	if !ok {
+		h = new(Heartbeat)
+		if err := decodeWire(data, MaxHeartbeatBytes, h); err != nil {
+			return nil, fmt.Errorf("heartbeat: %w", err)
+		}
+	}
+	if err := h.checkForm(prev); err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	return h, nil
+}
+
+// checkForm checks the heartbeat's fields one by one. A node id or a list
+// of listen addresses equal to prev's (a heartbeat of the same node that
+// passed this check) is not parsed again: most of a node's heartbeats
+// repeat them.
+func (h *Heartbeat) checkForm(prev *Heartbeat) error {
+	if prev == nil || h.NodeID != prev.NodeID {
+		if _, err := peer.Decode(h.NodeID); err != nil {
+			return fmt.Errorf("%w: node_id %q is not a peer id", ErrMalformed, h.NodeID)
+		}
 	}
 	if h.Seq == 0 {
 		return fmt.Errorf("%w: seq must start at 1", ErrMalformed)
@@ -98,6 +113,9 @@ func (h *Heartbeat) checkForm() error {
 		if !tokenOf(tt, 64, isTaskTypeChar) {
 			return fmt.Errorf("%w: task type %q must be 1-64 of [a-z0-9._-]", ErrMalformed, tt)
 		}
+	}
+	if prev != nil && slices.Equal(h.ListenAddrs, prev.ListenAddrs) {
+		return nil // parsed when prev was checked
 	}
 	for _, a := range h.ListenAddrs {
 		if len(a) > MaxListenAddrLen {
@@ -145,6 +163,14 @@ type HeartbeatCheck struct {
 	Skew    time.Duration // allowed clock skew
 	LastSeq uint64        // highest seq accepted from this node so far (0: none)
 	Policy  Policy        // our capability policy
+	// Prev is the last heartbeat accepted from From under Policy (nil:
+	// none), and PrevCaps the capabilities its check returned. A field
+	// equal to Prev's passed its check then and is not checked again:
+	// most of a node's heartbeats differ from its last only in seq,
+	// time, load and health. Prev must come from From: its node id is
+	// taken as From's.
+	Prev     *Heartbeat
+	PrevCaps Capabilities
 }
 
 // ValidateHeartbeat applies the heartbeat rules of DESIGN.md and returns the
@@ -153,7 +179,7 @@ type HeartbeatCheck struct {
 // capability errors REJECT; ErrStale (seq not increasing) and ErrClockSkew
 // IGNORE.
 func ValidateHeartbeat(h *Heartbeat, c HeartbeatCheck) (Capabilities, error) {
-	if err := h.checkForm(); err != nil {
+	if err := h.checkForm(c.Prev); err != nil {
 		return nil, err
 	}
 	return h.checkRules(c)
@@ -165,7 +191,7 @@ func ValidateHeartbeat(h *Heartbeat, c HeartbeatCheck) (Capabilities, error) {
 // whenever data decodes, also when a rule refuses it (a heartbeat outside
 // the clock skew is still a vote on the local clock).
 func DecodeAndValidateHeartbeat(data []byte, c HeartbeatCheck) (h *Heartbeat, caps Capabilities, err error) {
-	if h, err = DecodeHeartbeat(data); err != nil {
+	if h, err = decodeHeartbeat(data, c.Prev); err != nil {
 		return nil, nil, err
 	}
 	caps, err = h.checkRules(c)
@@ -174,12 +200,16 @@ func DecodeAndValidateHeartbeat(data []byte, c HeartbeatCheck) (h *Heartbeat, ca
 
 // checkRules is ValidateHeartbeat past the form check.
 func (h *Heartbeat) checkRules(c HeartbeatCheck) (Capabilities, error) {
-	if h.NodeID != c.From.String() {
+	prev := c.Prev
+	if (prev == nil || h.NodeID != prev.NodeID) && h.NodeID != c.From.String() {
 		return nil, fmt.Errorf("%w: node_id %s sent by %s", ErrForged, h.NodeID, c.From)
 	}
-	caps, err := c.Policy.CheckClaimed(h.PolicyVersion, h.Capabilities)
-	if err != nil {
-		return nil, err
+	caps := c.PrevCaps
+	if prev == nil || caps == nil || h.PolicyVersion != prev.PolicyVersion || !h.Capabilities.Equal(prev.Capabilities) {
+		var err error
+		if caps, err = c.Policy.CheckClaimed(h.PolicyVersion, h.Capabilities); err != nil {
+			return nil, err
+		}
 	}
 	if nt, ok := caps[CapNodeType]; ok && nt != h.NodeType {
 		return nil, fmt.Errorf("%w: node_type %q differs from capability %q", ErrMalformed, h.NodeType, nt)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -56,6 +57,45 @@ type Policy struct {
 // Capabilities are what a node announces: key to integer (int64), boolean or
 // string. Values decoded from JSON are normalised by Policy.Check.
 type Capabilities map[string]any
+
+// Equal reports whether c and o hold the same keys with the same values,
+// as reflect.DeepEqual would, without reflection for the values a wire
+// decode and a policy check produce (strings, json.Number, booleans and
+// int64).
+func (c Capabilities) Equal(o Capabilities) bool {
+	if len(c) != len(o) || (c == nil) != (o == nil) {
+		return false
+	}
+	for k, v := range c {
+		w, ok := o[k]
+		if !ok {
+			return false
+		}
+		switch v := v.(type) {
+		case string:
+			if w, ok := w.(string); !ok || v != w {
+				return false
+			}
+		case json.Number:
+			if w, ok := w.(json.Number); !ok || v != w {
+				return false
+			}
+		case bool:
+			if w, ok := w.(bool); !ok || v != w {
+				return false
+			}
+		case int64:
+			if w, ok := w.(int64); !ok || v != w {
+				return false
+			}
+		default:
+			if !reflect.DeepEqual(v, w) {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 func i64(v int64) *int64 { return &v }
 
