@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"runtime"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,12 @@ const (
 // publish each round in a burst: the worst case, not the steady state of a
 // network whose nodes joined over time.
 var benchTogether = flag.Bool("together", false, "BenchmarkHeartbeatDelivery: start every node at once instead of spreading the starts over one interval")
+
+// benchDeliveryPath splits each heartbeat's last receipt into its arrival
+// at the receiver's gossipsub loop and the wait from there to acceptance,
+// and says whether the receiver asked for it with IWANT (gossip) rather
+// than having it pushed by a mesh peer.
+var benchDeliveryPath = flag.Bool("delivery-path", false, "BenchmarkHeartbeatDelivery: print where the last receipts' time went (arrival, validation, IWANT)")
 
 // BenchmarkHeartbeatDelivery measures, at 10, 50 and 200 nodes, the time
 // from a heartbeat's publication to its receipt by the last node (median and
@@ -90,9 +97,11 @@ func benchmarkHeartbeatDelivery(b *testing.B, n int) {
 	warm := time.Since(began)
 
 	var total windowResult
+	cpu, gc := cpuSample(), readGC()
 	for b.Loop() {
 		total.add(net.probe.measure(benchRounds*iv, benchDrain))
 	}
+	busy, gcs := cpuBusy(cpu), readGC().since(gc)
 	if total.published == 0 {
 		b.Fatal("no heartbeat published during the measurement")
 	}
@@ -107,11 +116,12 @@ func benchmarkHeartbeatDelivery(b *testing.B, n int) {
 		"steady interval %s, measured %s: %d heartbeats of %d B, %d reached all %d other nodes (%.2f%% of receipts); "+
 		"publication to last receipt p50 %.0f ms, p99 %.0f ms, max %.0f ms; %.0f B/node/interval, %d RPCs dropped. "+
 		"Bytes: gossipsub RPCs handed to the transport (RawTracer.SendRPCCompleted, protobuf size + length prefix), "+
-		"every topic, control messages included; mocknet adds no security or muxer framing",
+		"every topic, control messages included; mocknet adds no security or muxer framing; "+
+		"the process: %.0f%% of %d cores busy while measuring (simulated nodes wait for CPU near 100%%), %s%s",
 		n, start, net.links, 2*float64(net.links)/float64(n), benchLatency, warm.Round(time.Second), settled,
 		iv, total.window.Round(time.Millisecond), total.published, net.probe.hbBytes.Load(), total.reachedAll, n-1, 100*st.receipts,
 		st.p50, st.p99, st.max,
-		total.bytesPerNode(n, iv), total.drops)
+		total.bytesPerNode(n, iv), total.drops, 100*busy, runtime.GOMAXPROCS(0), gcs, net.probe.pathSummary(500*time.Millisecond))
 }
 
 // A small network through the benchmark's machinery, so that `make test`
@@ -229,7 +239,7 @@ func (net *benchNet) startMesh(tb testing.TB, h host.Host, tune func(*Config)) *
 	cfg.DHT = false
 	cfg.Colocation = true
 	cfg.Self = net.probe.self
-	cfg.Tracer = probeTracer{net.probe}
+	cfg.Tracer = probeTracer{p: net.probe, node: h.ID()}
 	tune(&cfg)
 	m, err := New(context.Background(), cfg)
 	if err != nil {
@@ -365,6 +375,7 @@ type deliveryProbe struct {
 	nodes int
 
 	measuring atomic.Bool
+	tracing   atomic.Bool  // measuring or draining: -delivery-path records
 	ignore    atomic.Value // peer.ID whose messages are not heartbeats to measure (a flooder)
 	bytes     atomic.Int64 // gossipsub bytes written while measuring
 	drops     atomic.Int64 // RPCs dropped (outbound queue full) while measuring
@@ -373,16 +384,51 @@ type deliveryProbe struct {
 	mu        sync.Mutex
 	publishes []time.Time          // when a node's Self was called
 	hbs       map[string]*hbRecord // by gossip message id
+	paths     map[pathKey]*pathRecord
 }
 
 type hbRecord struct {
 	published time.Time // the heartbeat's Time
 	receipts  int       // nodes other than the publisher that accepted it
 	last      time.Time // the latest of those receipts
+	lastBy    peer.ID   // the node of that receipt
+}
+
+// gcSample is the Go collector's work so far (runtime/metrics).
+type gcSample struct{ cycles, cpu, total float64 }
+
+func readGC() gcSample {
+	ss := []rtmetrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}}
+	rtmetrics.Read(ss)
+	return gcSample{float64(ss[0].Value.Uint64()), ss[1].Value.Float64(), ss[2].Value.Float64()}
+}
+
+// since says how many collections ran after before, and the collector's
+// share of the process's CPU in between (the runtime's estimate, updated
+// at each collection).
+func (g gcSample) since(before gcSample) string {
+	share := math.NaN()
+	if d := g.total - before.total; d > 0 {
+		share = 100 * (g.cpu - before.cpu) / d
+	}
+	return fmt.Sprintf("%.0f collections, %.0f%% of its CPU in the collector", g.cycles-before.cycles, share)
+}
+
+// pathKey names one node's copy of one heartbeat (-delivery-path).
+type pathKey struct {
+	id   string
+	node peer.ID
+}
+
+// pathRecord is when a node's gossipsub loop first saw a heartbeat in an
+// RPC, and whether it had asked for it with IWANT (-delivery-path).
+type pathRecord struct {
+	arrived time.Time
+	iwant   bool
 }
 
 func newDeliveryProbe(topic string, nodes int) *deliveryProbe {
-	return &deliveryProbe{topic: topic, nodes: nodes, hbs: make(map[string]*hbRecord)}
+	return &deliveryProbe{topic: topic, nodes: nodes, hbs: make(map[string]*hbRecord), paths: make(map[pathKey]*pathRecord)}
 }
 
 // self is every node's Config.Self.
@@ -395,7 +441,7 @@ func (p *deliveryProbe) self() protocol.Heartbeat {
 }
 
 // delivered records a node's receipt of a message from another node.
-func (p *deliveryProbe) delivered(msg *pubsub.Message) {
+func (p *deliveryProbe) delivered(node peer.ID, msg *pubsub.Message) {
 	now := time.Now()
 	if msg.GetTopic() != p.topic {
 		return
@@ -429,7 +475,7 @@ func (p *deliveryProbe) delivered(msg *pubsub.Message) {
 	defer p.mu.Unlock()
 	r.receipts++
 	if now.After(r.last) {
-		r.last = now
+		r.last, r.lastBy = now, node
 	}
 }
 
@@ -448,6 +494,7 @@ func (p *deliveryProbe) sent(rpc *pubsub.RPC) {
 func (p *deliveryProbe) measure(d, drain time.Duration) windowResult {
 	p.mu.Lock()
 	clear(p.hbs)
+	clear(p.paths)
 	p.publishes = p.publishes[:0]
 	p.mu.Unlock()
 	p.bytes.Store(0)
@@ -455,6 +502,8 @@ func (p *deliveryProbe) measure(d, drain time.Duration) windowResult {
 	// Heartbeat times are whole milliseconds: so are the window's ends.
 	start := time.UnixMilli(time.Now().UnixMilli())
 	end := start.Add(d.Truncate(time.Millisecond))
+	p.tracing.Store(true)
+	defer p.tracing.Store(false)
 	p.measuring.Store(true)
 	time.Sleep(time.Until(end)) // the measurement itself, not a wait for a condition
 	p.measuring.Store(false)
@@ -498,11 +547,14 @@ func (p *deliveryProbe) result(start, end time.Time) windowResult {
 }
 
 // probeTracer is a node's gossipsub tracer feeding the probe.
-type probeTracer struct{ p *deliveryProbe }
+type probeTracer struct {
+	p    *deliveryProbe
+	node peer.ID // the node whose gossipsub this traces
+}
 
 var _ pubsub.RawTracer = probeTracer{}
 
-func (t probeTracer) DeliverMessage(msg *pubsub.Message) { t.p.delivered(msg) }
+func (t probeTracer) DeliverMessage(msg *pubsub.Message) { t.p.delivered(t.node, msg) }
 func (t probeTracer) SendRPCCompleted(rpc *pubsub.RPC, _ peer.ID, _ time.Duration) {
 	t.p.sent(rpc)
 }
@@ -522,9 +574,112 @@ func (probeTracer) ValidateMessage(*pubsub.Message)             {}
 func (probeTracer) RejectMessage(*pubsub.Message, string)       {}
 func (probeTracer) DuplicateMessage(*pubsub.Message)            {}
 func (probeTracer) ThrottlePeer(peer.ID)                        {}
-func (probeTracer) RecvRPC(*pubsub.RPC)                         {}
-func (probeTracer) SendRPC(*pubsub.RPC, peer.ID)                {}
-func (probeTracer) UndeliverableMessage(*pubsub.Message)        {}
+
+// RecvRPC notes, with -delivery-path, when this node's gossipsub loop
+// first saw each heartbeat.
+func (t probeTracer) RecvRPC(rpc *pubsub.RPC) {
+	if !*benchDeliveryPath || !t.p.tracing.Load() {
+		return
+	}
+	now := time.Now()
+	for _, m := range rpc.GetPublish() {
+		if m.GetTopic() != t.p.topic {
+			continue
+		}
+		k := pathKey{messageID(m), t.node}
+		t.p.mu.Lock()
+		r := t.p.paths[k]
+		if r == nil {
+			r = &pathRecord{}
+			t.p.paths[k] = r
+		}
+		if r.arrived.IsZero() {
+			r.arrived = now
+		}
+		t.p.mu.Unlock()
+	}
+}
+
+// SendRPC notes, with -delivery-path, the heartbeats this node asks for
+// with IWANT (message ids of other topics are noted too, and never read).
+func (t probeTracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
+	if !*benchDeliveryPath || !t.p.tracing.Load() {
+		return
+	}
+	for _, w := range rpc.GetControl().GetIwant() {
+		t.p.mu.Lock()
+		for _, id := range w.GetMessageIDs() {
+			k := pathKey{id, t.node}
+			r := t.p.paths[k]
+			if r == nil {
+				r = &pathRecord{}
+				t.p.paths[k] = r
+			}
+			if r.arrived.IsZero() {
+				r.iwant = true
+			}
+		}
+		t.p.mu.Unlock()
+	}
+}
+
+// pathSummary says, with -delivery-path, where the time to the last
+// receipt went: for every heartbeat that reached all, and for those that
+// took longer than slow, the median time from publication to the last
+// receiver's gossipsub loop and from there to its acceptance, and how
+// many of those last copies came by IWANT.
+func (p *deliveryProbe) pathSummary(slow time.Duration) string {
+	if !*benchDeliveryPath {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	type part struct {
+		n, iwant, unknown int
+		arrive, accept    []float64
+	}
+	var all, late part
+	for id, r := range p.hbs {
+		if r.receipts != p.nodes-1 {
+			continue
+		}
+		parts := []*part{&all}
+		if r.last.Sub(r.published) > slow {
+			parts = append(parts, &late)
+		}
+		pr := p.paths[pathKey{id, r.lastBy}]
+		for _, x := range parts {
+			x.n++
+			if pr == nil || pr.arrived.IsZero() {
+				x.unknown++
+				continue
+			}
+			if pr.iwant {
+				x.iwant++
+			}
+			x.arrive = append(x.arrive, ms(pr.arrived.Sub(r.published)))
+			x.accept = append(x.accept, ms(r.last.Sub(pr.arrived)))
+		}
+	}
+	med := func(v []float64) float64 {
+		if len(v) == 0 {
+			return math.NaN()
+		}
+		slices.Sort(v)
+		return percentile(v, 0.5)
+	}
+	f := func(name string, x part) string {
+		return fmt.Sprintf("%s: %d heartbeats, last copy by IWANT %d, not traced %d; median publication→arrival %.0f ms, arrival→acceptance %.0f ms (p99 %.0f ms)",
+			name, x.n, x.iwant, x.unknown, med(x.arrive), med(x.accept), func() float64 {
+				if len(x.accept) == 0 {
+					return math.NaN()
+				}
+				return percentile(x.accept, 0.99) // sorted by med
+			}())
+	}
+	return "; last receipts: " + f("all", all) + "; " + f("slower than "+slow.String(), late)
+}
+func (probeTracer) UndeliverableMessage(*pubsub.Message) {}
 
 // windowResult is what the probe saw in one or more measurement windows.
 type windowResult struct {
