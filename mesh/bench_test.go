@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+	"os"
 	"runtime"
 	rtmetrics "runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,8 @@ var benchTogether = flag.Bool("together", false, "BenchmarkHeartbeatDelivery: st
 // at the receiver's gossipsub loop and the wait from there to acceptance,
 // and says whether the receiver asked for it with IWANT (gossip) rather
 // than having it pushed by a mesh peer.
+var benchDeliveryHeap = flag.String("delivery-heap", "", "BenchmarkHeartbeatDelivery: write a heap profile of the running network to this file after measuring")
+
 var benchDeliveryPath = flag.Bool("delivery-path", false, "BenchmarkHeartbeatDelivery: print where the last receipts' time went (arrival, validation, IWANT)")
 
 // BenchmarkHeartbeatDelivery measures, at 10, 50 and 200 nodes, the time
@@ -102,6 +106,9 @@ func benchmarkHeartbeatDelivery(b *testing.B, n int) {
 		total.add(net.probe.measure(benchRounds*iv, benchDrain))
 	}
 	busy, gcs := cpuBusy(cpu), readGC().since(gc)
+	if *benchDeliveryHeap != "" {
+		writeHeapProfile(b, *benchDeliveryHeap)
+	}
 	if total.published == 0 {
 		b.Fatal("no heartbeat published during the measurement")
 	}
@@ -392,6 +399,21 @@ type hbRecord struct {
 	receipts  int       // nodes other than the publisher that accepted it
 	last      time.Time // the latest of those receipts
 	lastBy    peer.ID   // the node of that receipt
+	first     time.Time // the earliest receipt by another node
+	from      peer.ID   // the publisher
+}
+
+// writeHeapProfile writes the live heap (after a collection) to path.
+func writeHeapProfile(tb testing.TB, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // gcSample is the Go collector's work so far (runtime/metrics).
@@ -466,7 +488,7 @@ func (p *deliveryProbe) delivered(node peer.ID, msg *pubsub.Message) {
 		p.hbBytes.Store(int64(len(msg.Data)))
 		p.mu.Lock()
 		if r = p.hbs[id]; r == nil {
-			r = &hbRecord{published: time.UnixMilli(hb.Time)}
+			r = &hbRecord{published: time.UnixMilli(hb.Time), from: msg.GetFrom()}
 			p.hbs[id] = r
 		}
 		p.mu.Unlock()
@@ -476,6 +498,9 @@ func (p *deliveryProbe) delivered(node peer.ID, msg *pubsub.Message) {
 	r.receipts++
 	if now.After(r.last) {
 		r.last, r.lastBy = now, node
+	}
+	if r.first.IsZero() || now.Before(r.first) {
+		r.first = now
 	}
 }
 
@@ -635,8 +660,9 @@ func (p *deliveryProbe) pathSummary(slow time.Duration) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	type part struct {
-		n, iwant, unknown int
-		arrive, accept    []float64
+		n, iwant, unknown     int
+		arrive, accept, first []float64
+		from                  map[peer.ID]int
 	}
 	var all, late part
 	for id, r := range p.hbs {
@@ -650,6 +676,11 @@ func (p *deliveryProbe) pathSummary(slow time.Duration) string {
 		pr := p.paths[pathKey{id, r.lastBy}]
 		for _, x := range parts {
 			x.n++
+			x.first = append(x.first, ms(r.first.Sub(r.published)))
+			if x.from == nil {
+				x.from = map[peer.ID]int{}
+			}
+			x.from[r.from]++
 			if pr == nil || pr.arrived.IsZero() {
 				x.unknown++
 				continue
@@ -669,8 +700,8 @@ func (p *deliveryProbe) pathSummary(slow time.Duration) string {
 		return percentile(v, 0.5)
 	}
 	f := func(name string, x part) string {
-		return fmt.Sprintf("%s: %d heartbeats, last copy by IWANT %d, not traced %d; median publication→arrival %.0f ms, arrival→acceptance %.0f ms (p99 %.0f ms)",
-			name, x.n, x.iwant, x.unknown, med(x.arrive), med(x.accept), func() float64 {
+		return fmt.Sprintf("%s: %d heartbeats from %d publishers, last copy by IWANT %d, not traced %d; median publication→first receipt anywhere %.0f ms, publication→arrival at the last receiver %.0f ms, arrival→acceptance %.0f ms (p99 %.0f ms)",
+			name, x.n, len(x.from), x.iwant, x.unknown, med(x.first), med(x.arrive), med(x.accept), func() float64 {
 				if len(x.accept) == 0 {
 					return math.NaN()
 				}
