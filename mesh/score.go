@@ -51,15 +51,6 @@ func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
 		BehaviourPenaltyWeight:    -0.5,
 		BehaviourPenaltyThreshold: 20,
 		BehaviourPenaltyDecay:     pubsub.ScoreParameterDecay(10 * time.Minute),
-		// Delivery records (which peers sent each message, and whether it
-		// was valid) serve P4 alone here: a duplicate of a message found
-		// invalid costs its sender too. Duplicates come within gossip's
-		// window (a few heartbeats of IHAVE history and IWANT
-		// follow-up), so records live deliveryRecordTTL, not gossipsub's
-		// two minutes: every message a node sees kept a record (and its
-		// senders' map) for 2 minutes, a third of the live heap of a
-		// 200-node simulation. A copy arriving later is judged afresh.
-		SeenMsgTTL:                deliveryRecordTTL,
 		DecayInterval:             time.Second,
 		DecayToZero:               0.01,
 		RetainScore:               10 * time.Minute,
@@ -72,10 +63,6 @@ func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
 
 // scoreThresholds satisfy Graylist ≤ Publish ≤ Gossip ≤ 0: one invalid
 // message puts a peer at the gossip threshold, two past graylisting.
-// deliveryRecordTTL is how long the peer score keeps a message's delivery
-// record (PeerScoreParams.SeenMsgTTL).
-const deliveryRecordTTL = 20 * time.Second
-
 func scoreThresholds() *pubsub.PeerScoreThresholds {
 	return &pubsub.PeerScoreThresholds{
 		GossipThreshold:             -100,

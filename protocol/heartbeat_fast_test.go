@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -101,10 +102,17 @@ func TestHeartbeatFastPathDeclinesWhatItDoesNotKnow(t *testing.T) {
 		}
 		return strings.Replace(doc, old, new, 1)
 	}
+	timeRe := regexp.MustCompile(`"time":[0-9]+`)
+	if !timeRe.MatchString(doc) {
+		t.Fatalf("no time in %s", doc)
+	}
 	cases := map[string]string{
 		"escape in a string":       replace(`"version":"proofmesh/0.3.0+dev"`, `"version":"proofmesh\/0.3.0+dev"`),
 		"unicode escape":           replace(`"region":"eu-west-1"`, `"region":"eu\u002dwest-1"`),
 		"control character":        replace(`"region":"eu-west-1"`, "\"region\":\"eu\twest\""),
+		"unit separator (0x1f)":    replace(`"region":"eu-west-1"`, "\"region\":\"eu\x1fwest\""),
+		"time beyond int64":        timeRe.ReplaceAllString(doc, `"time":9223372036854775808`),
+		"time below int64":         timeRe.ReplaceAllString(doc, `"time":-9223372036854775809`),
 		"invalid UTF-8":            replace(`"version":"proofmesh/0.3.0+dev"`, "\"version\":\"\xff\""),
 		"null string":              replace(`"region":"eu-west-1"`, `"region":null`),
 		"null list":                replace(`"task_types":[`, `"task_types":null,"x":[`),
@@ -187,8 +195,13 @@ func TestHeartbeatCheckAgainstPrev(t *testing.T) {
 	_, other := newKey(t)
 	now := time.Now()
 	policy := DefaultPolicy()
-	prev := fullHeartbeat(me, 4, now)
-	prevCaps, err := ValidateHeartbeat(prev, HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, Policy: policy})
+	// Prev as the validator keeps it: decoded from the wire (capability
+	// numbers are json.Number there, so that an equal set is recognised).
+	prevData, err := fullHeartbeat(me, 4, now).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, prevCaps, err := DecodeAndValidateHeartbeat(prevData, HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, Policy: policy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,8 +233,11 @@ func TestHeartbeatCheckAgainstPrev(t *testing.T) {
 			c := check
 			if tt.from != me {
 				// Prev is always the sender's own last heartbeat.
-				theirs := fullHeartbeat(tt.from, 4, now)
-				theirCaps, err := ValidateHeartbeat(theirs, HeartbeatCheck{From: tt.from, Now: now, Skew: DefaultClockSkew, Policy: policy})
+				data, err := fullHeartbeat(tt.from, 4, now).Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				theirs, theirCaps, err := DecodeAndValidateHeartbeat(data, HeartbeatCheck{From: tt.from, Now: now, Skew: DefaultClockSkew, Policy: policy})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -241,6 +257,49 @@ func TestHeartbeatCheckAgainstPrev(t *testing.T) {
 				t.Fatalf("decoded %+v", got)
 			}
 		})
+	}
+}
+
+// The capability check's result is reused only for the same capabilities
+// under the same policy version: a newer version's unknown keys are
+// dropped, not refused, and the same keys under our version must still be
+// refused.
+func TestHeartbeatPrevCapsKeyedOnPolicyVersion(t *testing.T) {
+	_, me := newKey(t)
+	now := time.Now()
+	policy := DefaultPolicy()
+	hb := func(seq uint64, version int) []byte {
+		h := validHeartbeat(me, seq, now)
+		h.PolicyVersion = version
+		h.Capabilities["x"] = true
+		data, err := h.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	check := HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, Policy: policy}
+	prev, prevCaps, err := DecodeAndValidateHeartbeat(hb(1, policy.Version+1), check)
+	if err != nil {
+		t.Fatalf("a newer policy version's unknown key must be dropped: %v", err)
+	}
+	if _, ok := prevCaps["x"]; ok {
+		t.Fatalf("unknown key kept: %v", prevCaps)
+	}
+	check.LastSeq = 1
+	for _, p := range []*Heartbeat{nil, prev} {
+		check.Prev, check.PrevCaps = p, nil
+		if p != nil {
+			check.PrevCaps = prevCaps
+		}
+		if _, _, err := DecodeAndValidateHeartbeat(hb(2, policy.Version), check); !errors.Is(err, ErrUnknownCapability) {
+			t.Fatalf("prev %v: the same capabilities under our version: %v, want %v", p != nil, err, ErrUnknownCapability)
+		}
+	}
+	// And the same heartbeat again does reuse the result.
+	check.Prev, check.PrevCaps = prev, prevCaps
+	if _, caps, err := DecodeAndValidateHeartbeat(hb(2, policy.Version+1), check); err != nil || !caps.Equal(prevCaps) {
+		t.Fatalf("same capabilities, same version: %v, %v", caps, err)
 	}
 }
 

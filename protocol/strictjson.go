@@ -54,11 +54,16 @@ func decodeJSON(data []byte, limit int, v any, strictFields bool) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	// dec.More is false before a stray ']' or '}', so look at the bytes.
-	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+	if rest := bytes.Trim(data[dec.InputOffset():], jsonSpace); len(rest) > 0 {
 		return fmt.Errorf("%w: trailing data after JSON value", ErrMalformed)
 	}
 	return nil
 }
+
+// jsonSpace is JSON's whitespace (RFC 8259): the only bytes allowed after
+// a document. bytes.TrimSpace would also pass a vertical tab, U+0085 or a
+// no-break space, which encoding/json refuses.
+const jsonSpace = " \t\r\n"
 
 // decodeStrict is DecodeStrict under the name the package's decoders use.
 func decodeStrict(data []byte, limit int, v any) error { return DecodeStrict(data, limit, v) }

@@ -34,7 +34,7 @@ func decodeJSONRef(data []byte, limit int, v any, strictFields bool) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+	if rest := bytes.Trim(data[dec.InputOffset():], jsonSpace); len(rest) > 0 {
 		return fmt.Errorf("%w: trailing data after JSON value", ErrMalformed)
 	}
 	return nil

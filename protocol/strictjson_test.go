@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -133,5 +134,24 @@ func TestCheckKeysDepthBound(t *testing.T) {
 	}
 	if err := decodeJSONRef(deeper, 1<<20, &v, false); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("nesting of %d: the decoder accepts it (%v): the bound no longer matches encoding/json's", maxKeyDepth+1, err)
+	}
+}
+
+// Only JSON's own whitespace may follow a document: a vertical tab, a
+// next-line (U+0085) or a no-break space is trailing data, as
+// encoding/json's Unmarshal says.
+func TestTrailingBytesAreJSONWhitespaceOnly(t *testing.T) {
+	for _, tail := range []string{"\v", "\f", "\u0085", "\u00a0", "\ufeff"} {
+		var v map[string]any
+		if err := DecodeWire([]byte(`{}`+tail), 64, &v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("{} followed by %q: %v, want %v", tail, err, ErrMalformed)
+		}
+		if err := json.Unmarshal([]byte(`{}`+tail), &v); err == nil {
+			t.Errorf("encoding/json accepts {} followed by %q: the test's premise is wrong", tail)
+		}
+	}
+	var v map[string]any
+	if err := DecodeWire([]byte(" {} \t\r\n"), 64, &v); err != nil {
+		t.Fatalf("JSON whitespace around a document: %v", err)
 	}
 }
