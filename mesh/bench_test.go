@@ -611,18 +611,22 @@ func (t probeTracer) RecvRPC(rpc *pubsub.RPC) {
 		if m.GetTopic() != t.p.topic {
 			continue
 		}
-		k := pathKey{messageID(m), t.node}
 		t.p.mu.Lock()
-		r := t.p.paths[k]
-		if r == nil {
-			r = &pathRecord{}
-			t.p.paths[k] = r
-		}
-		if r.arrived.IsZero() {
+		if r := t.p.pathLocked(pathKey{messageID(m), t.node}); r.arrived.IsZero() {
 			r.arrived = now
 		}
 		t.p.mu.Unlock()
 	}
+}
+
+// pathLocked returns k's record, created if new. The caller holds p.mu.
+func (p *deliveryProbe) pathLocked(k pathKey) *pathRecord {
+	r := p.paths[k]
+	if r == nil {
+		r = &pathRecord{}
+		p.paths[k] = r
+	}
+	return r
 }
 
 // SendRPC notes, with -delivery-path, the heartbeats this node asks for
@@ -634,13 +638,7 @@ func (t probeTracer) SendRPC(rpc *pubsub.RPC, _ peer.ID) {
 	for _, w := range rpc.GetControl().GetIwant() {
 		t.p.mu.Lock()
 		for _, id := range w.GetMessageIDs() {
-			k := pathKey{id, t.node}
-			r := t.p.paths[k]
-			if r == nil {
-				r = &pathRecord{}
-				t.p.paths[k] = r
-			}
-			if r.arrived.IsZero() {
+			if r := t.p.pathLocked(pathKey{id, t.node}); r.arrived.IsZero() {
 				r.iwant = true
 			}
 		}
