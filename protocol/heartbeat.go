@@ -114,15 +114,14 @@ func (h *Heartbeat) checkForm(prev *Heartbeat) error {
 			return fmt.Errorf("%w: task type %q must be 1-64 of [a-z0-9._-]", ErrMalformed, tt)
 		}
 	}
-	if prev != nil && slices.Equal(h.ListenAddrs, prev.ListenAddrs) {
-		return nil // parsed when prev was checked
-	}
-	for _, a := range h.ListenAddrs {
-		if len(a) > MaxListenAddrLen {
-			return fmt.Errorf("%w: listen address of %d bytes (at most %d)", ErrMalformed, len(a), MaxListenAddrLen)
-		}
-		if _, err := ma.NewMultiaddr(a); err != nil {
-			return fmt.Errorf("%w: listen address %q is not a multiaddr: %v", ErrMalformed, a, err)
+	if prev == nil || !slices.Equal(h.ListenAddrs, prev.ListenAddrs) { // else parsed when prev was checked
+		for _, a := range h.ListenAddrs {
+			if len(a) > MaxListenAddrLen {
+				return fmt.Errorf("%w: listen address of %d bytes (at most %d)", ErrMalformed, len(a), MaxListenAddrLen)
+			}
+			if _, err := ma.NewMultiaddr(a); err != nil {
+				return fmt.Errorf("%w: listen address %q is not a multiaddr: %v", ErrMalformed, a, err)
+			}
 		}
 	}
 	return nil
