@@ -578,7 +578,7 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	if err != nil {
 		return err
 	}
-	info, notable, err := m.table.observe(hb, caps, via, now)
+	info, notable, err := m.table.observeFrom(from, hb, caps, via, now)
 	if err != nil {
 		return err
 	}

@@ -230,6 +230,12 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	if err != nil {
 		return PeerInfo{}, false, fmt.Errorf("%w: node_id: %v", protocol.ErrMalformed, err)
 	}
+	return t.observeFrom(id, hb, caps, via, now)
+}
+
+// observeFrom is observe for a heartbeat whose node_id the validator
+// already found equal to id, the signed origin: not decoded again.
+func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Capabilities, via peer.ID, now time.Time) (info PeerInfo, notable bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.peers[id]
