@@ -436,7 +436,13 @@ func (m *Mesh) validateSuspicion(_ context.Context, from peer.ID, data []byte) (
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: suspicion of unlisted peer %s", protocol.ErrNotYet, suspect)
-	case info.Status == protocol.StatusOffline || info.Status == protocol.StatusDeleted:
+	case info.Status == protocol.StatusOffline:
+		// Remembered: a late heartbeat at or below its seq that lists
+		// the suspect online again leaves it suspected at that seq
+		// (Detector.Contested).
+		m.table.claimDropped(suspect, s.Seq, now)
+		return nil, fmt.Errorf("%w: suspicion of peer %s already %s", protocol.ErrStale, suspect, info.Status)
+	case info.Status == protocol.StatusDeleted:
 		return nil, fmt.Errorf("%w: suspicion of peer %s already %s", protocol.ErrStale, suspect, info.Status)
 	}
 	m.live.mu.Lock()

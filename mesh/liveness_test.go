@@ -10,6 +10,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -216,6 +217,119 @@ func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
 	}
 	if p, _ := tb.get(id, now); p.Status != protocol.StatusOnline {
 		t.Fatalf("after a successful probe: %s", p.Status)
+	}
+}
+
+// A heartbeat below a claim this node dropped (the row was down already)
+// lists the peer online again, on the peer's signature, but contested:
+// gossip may have brought a refutation the peer sent before it died
+// after the claims that followed its death. A heartbeat above every such
+// claim, and a straggler that leaves the row down, are not contested.
+func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
+	_, id := newIdentity(t)
+	tb := newTable()
+	now := time.Now()
+	caps := protocol.Capabilities{"cpu_cores": int64(2)}
+	observe := func(seq uint64) observation {
+		t.Helper()
+		hb := heartbeatFrom(id, seq, caps)
+		o, err := tb.observeFrom(id, &hb, caps, id, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	observe(10)
+	tb.claimDropped(id, 50, now) // online: a claim here is taken, not dropped
+	tb.markDown(id, 10, now)
+	tb.claimDropped(id, 30, now)
+	tb.claimDropped(id, 25, now)
+	if o := observe(20); o.contested != 30 || !o.notable || o.info.Status != protocol.StatusOnline {
+		t.Fatalf("a late refutation below a dropped claim: %+v, want online and contested at 30", o)
+	}
+	if o := observe(21); o.contested != 0 {
+		t.Fatal("the next heartbeat contested too: the claim bar outlived the return")
+	}
+
+	tb.markDown(id, 40, now)
+	tb.claimDropped(id, 45, now)
+	if o := observe(35); o.contested != 0 || o.info.Status != protocol.StatusOffline {
+		t.Fatalf("a straggler below the down mark: %+v, want offline, not contested", o)
+	}
+	if o := observe(42); o.contested != 45 {
+		t.Fatal("the claim bar was lost to a straggler that left the row down")
+	}
+
+	tb.markDown(id, 50, now)
+	tb.claimDropped(id, 55, now)
+	if o := observe(56); o.contested != 0 || o.info.Status != protocol.StatusOnline {
+		t.Fatalf("a heartbeat above every dropped claim: %+v, want online, not contested", o)
+	}
+
+	tb.markDown(id, 60, now)
+	tb.claimDropped(id, 70, now)
+	tb.markUp(id, now)
+	tb.markDown(id, 60, now)
+	if o := observe(65); o.contested != 0 {
+		t.Fatal("a probe's answer did not clear the claim bar")
+	}
+}
+
+// The run the 1,000-node benchmark left stuck, on real hosts: a survivor
+// marked a dead node down, dropped the claims that followed (stale there),
+// and then received the dead node's refutation, sent before it died and
+// delayed in gossip. It lists the node online again, suspected at the
+// dropped claim's seq, and declares it down once more when no refutation
+// comes; heartbeats a minute apart could not (offline after 10 minutes).
+// A live node in the same place, connected, answers the probe the
+// suspicion asks for and stays online.
+func TestContestedReturnIsSuspectedAgain(t *testing.T) {
+	s := newTestMesh(t, "testnet", slowHeartbeats)
+	alive := newTestMesh(t, "testnet", slowHeartbeats)
+	connect(t, s, alive)
+	_, dead := newIdentity(t)
+	_, claimant := newIdentity(t)
+	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
+	ctx := context.Background()
+	heartbeat := func(id peer.ID, seq uint64) {
+		t.Helper()
+		hb := heartbeatFrom(id, seq, caps)
+		hb.IntervalMS = 60_000
+		if err := s.acceptHeartbeat(id, id, mustEncode(t, hb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeat(claimant, uint64(time.Now().UnixMicro()))
+	for _, id := range []peer.ID{dead, alive.ID()} {
+		heartbeat(id, 10)
+		s.table.markDown(id, 10, time.Now())
+		data, err := (&protocol.Suspicion{Suspect: id.String(), Seq: 30, Time: time.Now().UnixMilli()}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.validateSuspicion(ctx, claimant, data); !errors.Is(err, protocol.ErrStale) {
+			t.Fatalf("a claim of a peer marked down: %v, want ErrStale (dropped)", err)
+		}
+		heartbeat(id, 20) // the late refutation
+		if st := statusOf(s, id); st != protocol.StatusOnline {
+			t.Fatalf("after a heartbeat above the down mark: %s, want online", st)
+		}
+	}
+	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("up_contested")); n != 2 {
+		t.Fatalf("%v contested returns counted, want 2", n)
+	}
+	eventually(t, 20*time.Second, "the dead node offline again", func() bool {
+		return statusOf(s, dead) == protocol.StatusOffline
+	})
+	time.Sleep(time.Second) // past the suspicion's wait, had the probe not cleared it
+	if st := statusOf(s, alive.ID()); st != protocol.StatusOnline {
+		t.Fatalf("the live node: %s, want online (its probe answered)", st)
+	}
+	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("probe_ok")); n < 1 {
+		t.Fatal("the live node was never probed")
+	}
+	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("claimed")); n != 0 {
+		t.Fatalf("%v claims gossiped: a contested return must cost the network nothing", n)
 	}
 }
 

@@ -578,14 +578,19 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	if err != nil {
 		return err
 	}
-	info, notable, err := m.table.observeFrom(from, hb, caps, via, now)
+	o, err := m.table.observeFrom(from, hb, caps, via, now)
 	if err != nil {
 		return err
 	}
 	m.heartbeatSeen(from, hb.Seq)
-	if notable {
+	if o.contested > 0 {
+		m.met.liveness.WithLabelValues("up_contested").Inc()
+		connected := reachable(m.h.Network().Connectedness(from))
+		m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Contested(from, o.contested, connected, now) })
+	}
+	if o.notable {
 		m.log.Debug("peer online", "peer", from)
-		m.notify(info)
+		m.notify(o.info)
 	}
 	return nil
 }

@@ -47,6 +47,13 @@ type peerEntry struct {
 	// rather than coming from the store, which an older release with
 	// another policy may have written.
 	checked bool
+	// claimBar is the highest seq named by a claim of the peer's death
+	// that reached this node while the row was offline (such a claim is
+	// stale here, and not forwarded), cleared when a heartbeat or a
+	// probe brings the row back online. A heartbeat at or below it that brings the row back
+	// online is contested (observation): the claim's author had seen it,
+	// or a later one, and still found the peer dead.
+	claimBar uint64
 }
 
 // table is the live peer table. Statuses are derived on read from the last
@@ -230,26 +237,44 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 	if err != nil {
 		return PeerInfo{}, false, fmt.Errorf("%w: node_id: %v", protocol.ErrMalformed, err)
 	}
-	return t.observeFrom(id, hb, caps, via, now)
+	o, err := t.observeFrom(id, hb, caps, via, now)
+	return o.info, o.notable, err
+}
+
+// observation is what a heartbeat did to the peer table (observeFrom).
+type observation struct {
+	info    PeerInfo // the row after, if notable
+	notable bool     // new, back online, rejoined, or no longer down
+	// contested (nonzero) is the claim bar the heartbeat brought an
+	// offline row back online under: a claim of the peer's death dropped
+	// here while it was offline named this heartbeat's seq or a later
+	// one. Gossip delivers out of order: it may be a refutation the peer
+	// sent before it died, reaching this node after the claims that
+	// followed its death. The row is online on the peer's signature, and
+	// the failure detector holds it suspected at that bar
+	// (Detector.Contested).
+	contested uint64
 }
 
 // observeFrom is observe for a heartbeat whose node_id the validator
 // already found equal to id, the signed origin: not decoded again.
-func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Capabilities, via peer.ID, now time.Time) (info PeerInfo, notable bool, err error) {
+func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Capabilities, via peer.ID, now time.Time) (o observation, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.peers[id]
+	notable := false
 	if !ok {
 		if err := t.admitLocked(id, via, now); err != nil {
-			return PeerInfo{}, false, err
+			return observation{}, err
 		}
 		e = &peerEntry{info: PeerInfo{ID: id, FirstSeen: now}}
 		t.peers[id] = e
 		notable = true
 	}
 	if hb.Seq <= e.info.Seq {
-		return PeerInfo{}, false, fmt.Errorf("%w: seq %d not above %d", protocol.ErrStale, hb.Seq, e.info.Seq)
+		return observation{}, fmt.Errorf("%w: seq %d not above %d", protocol.ErrStale, hb.Seq, e.info.Seq)
 	}
+	wasOffline := ok && e.status(now) == protocol.StatusOffline
 	if !ok || e.info.Heartbeat == nil || !sameSettings(e.info.Heartbeat, hb) {
 		t.touchLocked(id)
 	} else if _, material := t.changed[id]; t.track && !material {
@@ -259,11 +284,11 @@ func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Ca
 		// A heartbeat older than the Leave is a straggler; a newer one
 		// means the node has rejoined.
 		if !time.UnixMilli(hb.Time).After(e.info.LeaveTime) {
-			return PeerInfo{}, false, fmt.Errorf("%w: heartbeat predates the peer's leave", protocol.ErrStale)
+			return observation{}, fmt.Errorf("%w: heartbeat predates the peer's leave", protocol.ErrStale)
 		}
 		e.info.DeletedAt, e.info.LeaveTime, e.info.LeaveReason = time.Time{}, time.Time{}, ""
 		notable = true
-	} else if ok && e.status(now) == protocol.StatusOffline {
+	} else if wasOffline {
 		notable = true
 	}
 	if !e.info.DownAt.IsZero() && hb.Seq > e.info.DownSeq {
@@ -276,11 +301,28 @@ func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Ca
 	e.info.LastSeen = now
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
+	if e.status(now) != protocol.StatusOffline {
+		if wasOffline && hb.Seq <= e.claimBar {
+			o.contested = e.claimBar
+		}
+		e.claimBar = 0
+	}
 	if !notable {
-		return PeerInfo{}, false, nil
+		return o, nil
 	}
 	t.touchLocked(id) // back online, rejoined, no longer down
-	return e.snapshot(now), true, nil
+	o.info, o.notable = e.snapshot(now), true
+	return o, nil
+}
+
+// claimDropped records a claim of id's death, naming seq, that this node
+// drops because it lists id offline already (see peerEntry.claimBar).
+func (t *table) claimDropped(id peer.ID, seq uint64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.peers[id]; ok && e.status(now) == protocol.StatusOffline {
+		e.claimBar = max(e.claimBar, seq)
+	}
 }
 
 // sameSettings reports whether two heartbeats of one peer announce the
@@ -426,6 +468,7 @@ func (t *table) markUp(id peer.ID, now time.Time) (PeerInfo, bool) {
 		return PeerInfo{}, false
 	}
 	e.info.DownAt, e.info.DownSeq = time.Time{}, 0
+	e.claimBar = 0
 	t.touchLocked(id)
 	return e.snapshot(now), true
 }

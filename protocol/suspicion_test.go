@@ -494,6 +494,57 @@ func TestDetectorRules(t *testing.T) {
 			t.Fatalf("%v, want nothing for a peer already suspected", kinds(acts))
 		}
 	})
+
+	t.Run("a contested return is suspected at the dropped claim's seq", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if acts := d.Contested(x, 30, false, at(0)); len(acts) != 0 {
+			t.Fatalf("contested, no connection: %+v, want nothing sent and nothing dialled", acts)
+		}
+		if seq, ok := d.Suspected(x); !ok || seq != 30 {
+			t.Fatalf("suspected %v at %d, want at the claim's 30", ok, seq)
+		}
+		if d.Idle() {
+			t.Fatal("idle with a suspicion: its expiry would come late")
+		}
+		d.Heartbeat(x, 30) // not above the claim
+		if acts := d.Tick(at(cfg.SuspicionTimeout - time.Millisecond)); len(acts) != 0 {
+			t.Fatalf("%+v before the full wait (no claimant confirmed it)", acts)
+		}
+		acts := d.Tick(at(cfg.SuspicionTimeout))
+		if len(acts) != 1 || acts[0].Kind != ActDown || acts[0].Seq != 30 {
+			t.Fatalf("%+v, want down above seq 30", acts)
+		}
+	})
+
+	t.Run("a contested return is refuted by a heartbeat above the claim, or by a probe", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.Contested(x, 30, false, at(0))
+		d.Heartbeat(x, 31)
+		if _, ok := d.Suspected(x); ok {
+			t.Fatal("a heartbeat above the claim did not refute it")
+		}
+		acts := d.Contested(x, 40, true, at(time.Second))
+		if len(acts) != 1 || acts[0].Kind != ActProbe || acts[0].Dial {
+			t.Fatalf("contested with a connection: %+v, want a probe over it, no dial", acts)
+		}
+		if acts := d.ProbeResult(x, true, 32, at(time.Second)); !hasKind(acts, ActUp) || !d.Idle() {
+			t.Fatalf("%v, want up and nothing held", kinds(acts))
+		}
+		if acts := d.Contested(x, 50, true, at(2*time.Second)); len(acts) != 0 {
+			t.Fatalf("%+v: probed again within ConfirmedFor", acts)
+		}
+	})
+
+	t.Run("a later claim at or below a contested bar is forwarded", func(t *testing.T) {
+		d := NewDetector(cfg)
+		d.Contested(x, 30, false, at(0))
+		if _, err := d.Claim(x, claimant, claim(30), 20, 0, false, at(time.Second)); err != nil {
+			t.Fatalf("%v: the contested suspicion swallowed a claim the suspect must hear", err)
+		}
+		if _, err := d.Claim(x, claimant, claim(30), 20, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("the same claim again: %v, want ErrDuplicate", err)
+		}
+	})
 }
 
 // The suspect answers a claim about itself whatever its age (others took
