@@ -586,7 +586,9 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	if o.contested > 0 {
 		m.met.liveness.WithLabelValues("up_contested").Inc()
 		connected := reachable(m.h.Network().Connectedness(from))
-		m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Contested(from, o.contested, connected, now) })
+		m.step(func(d *protocol.Detector) []protocol.LivenessAction {
+			return d.Contested(from, o.contested, connected, now)
+		})
 	}
 	if o.notable {
 		m.log.Debug("peer online", "peer", from)
