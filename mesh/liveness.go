@@ -192,6 +192,7 @@ func (m *Mesh) livenessLoop() {
 			m.step(func(d *protocol.Detector) []protocol.LivenessAction { return d.Tick(now) })
 			if !now.Before(nextProbe) {
 				nextProbe = now.Add(m.cfg.ProbeInterval)
+				m.heard.prune(now.Add(-heardTTL))
 				if p, ok := m.randomProbeTarget(); ok {
 					m.enqueueProbe(protocol.LivenessAction{Kind: protocol.ActProbe, Peer: p})
 				}
@@ -289,17 +290,27 @@ func (m *Mesh) probeWorker() {
 			m.live.mu.Lock()
 			timeout := m.live.det.Scale(m.cfg.ProbeTimeout)
 			m.live.mu.Unlock()
+			started := time.Now()
 			err := m.probe(a.Peer, a.Dial, timeout)
 			if err != nil {
 				m.log.Debug("probe failed", "peer", a.Peer, "err", err)
 			}
 			m.met.liveness.WithLabelValues(map[bool]string{true: "probe_ok", false: "probe_failed"}[err == nil]).Inc()
 			// Over a live connection, no answer in time: the peer or we
-			// are slow, and across peers more likely we. Others try it,
-			// and if one reaches it, the timeout was ours.
-			vouched := errors.Is(err, errPingTimeout) && m.vouched(a.Peer, m.cfg.ProbeTimeout)
-			if vouched {
-				m.met.liveness.WithLabelValues("vouched").Inc()
+			// are slow, or the path is. If the peer's gossip kept
+			// arriving meanwhile, it was running: the timeout was the
+			// path's (a busy link queues the ping behind gossip). Else
+			// others try it, and if one reaches it, the timeout was ours.
+			vouched := false
+			if errors.Is(err, errPingTimeout) {
+				switch {
+				case m.heard.since(a.Peer, started):
+					vouched = true
+					m.met.liveness.WithLabelValues("heard").Inc()
+				case m.vouched(a.Peer, m.cfg.ProbeTimeout):
+					vouched = true
+					m.met.liveness.WithLabelValues("vouched").Inc()
+				}
 			}
 			seq := m.table.lastSeq(a.Peer)
 			m.live.mu.Lock()

@@ -95,7 +95,10 @@ type Mesh struct {
 	// (vouch.go): at once, and per requester.
 	vouchSem   chan struct{}
 	vouchRates *protocol.Limiter
-	fetches    fetchSlots
+	// heard is when each peer last sent this node a gossip RPC: a ping
+	// timeout while it still sends is no evidence (heard.go).
+	heard   *heardFrom
+	fetches fetchSlots
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -135,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		blobSem:    make(chan struct{}, blobServers),
 		resultsSem: make(chan struct{}, resultsServers),
 		vouchSem:   make(chan struct{}, vouchServers),
+		heard:      newHeardFrom(),
 		vouchRates: protocol.NewLimiter(vouchRate, vouchBurst),
 
 		live:      newLiveness(cfg.Detector), // before any validator runs
@@ -221,6 +225,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		pubsub.WithValidateQueueSize(512),
 		pubsub.WithPeerOutboundQueueSize(512),
 		pubsub.WithMaxMessageSize(1 << 20),
+		pubsub.WithAppSpecificRpcInspector(m.heard.inspect),
 	}
 	if cfg.Tracer != nil {
 		psOpts = append(psOpts, pubsub.WithRawTracer(cfg.Tracer))

@@ -321,3 +321,72 @@ func TestProbeStreamsBoundedPerPeer(t *testing.T) {
 		t.Fatalf("of %d probe streams from one peer, %d open and %d refused; want %d and %d", 2*vouchHelpers, open, refused, vouchHelpers, vouchHelpers)
 	}
 }
+
+// A ping that times out while the peer's gossip keeps arriving over the
+// connection is the path's delay, not the peer's death: a busy link
+// queues pings behind gossip, and on 1,000 simulated nodes such timeouts
+// became false claims that fed on themselves. a holds no other peer to
+// ask, so only what b sends keeps a from claiming it; once b falls
+// silent (a hung process), two timeouts make a claim as before.
+func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
+	a := newTestMesh(t, "testnet", quickProbes)
+	b := newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	servePing(b, a.ID())
+
+	ctx, stop := context.WithCancel(context.Background())
+	talking := make(chan struct{})
+	go func() {
+		defer close(talking)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_ = b.sendHeartbeat(b.Interval())
+			}
+		}
+	}()
+	for i := range 3 {
+		before := livenessEvent(a, "heard")
+		a.enqueueProbe(probeOf(b.ID()))
+		eventually(t, 5*time.Second, "a's timeout of b, b heard meanwhile", func() bool { return livenessEvent(a, "heard") > before })
+		if i < 2 {
+			time.Sleep(a.cfg.Detector.RetryAfter) // a second strike would be due now
+		}
+	}
+	if n := livenessEvent(a, "claimed"); n != 0 {
+		t.Fatalf("a claimed b %v times while b's gossip kept arriving", n)
+	}
+	if n := livenessEvent(a, "vouched"); n != 0 {
+		t.Fatalf("%v indirect probes vouched with no helper", n)
+	}
+	stop()
+	<-talking
+
+	time.Sleep(200 * time.Millisecond) // the last heartbeat's RPCs land
+	a.enqueueProbe(probeOf(b.ID()))
+	eventually(t, 10*time.Second, "a claims a b that neither answers nor sends", func() bool { return livenessEvent(a, "claimed") > 0 })
+}
+
+func TestHeardFromPrunes(t *testing.T) {
+	h := newHeardFrom()
+	_, p := newIdentity(t)
+	_, q := newIdentity(t)
+	t0 := time.Now()
+	if h.since(p, t0.Add(-time.Hour)) {
+		t.Fatal("a peer never heard from reported heard")
+	}
+	_ = h.inspect(p, nil)
+	if !h.since(p, t0) || h.since(p, time.Now().Add(time.Second)) {
+		t.Fatal("since does not compare with the last RPC's time")
+	}
+	_ = h.inspect(q, nil)
+	h.prune(time.Now().Add(time.Second))
+	if h.len() != 0 {
+		t.Fatalf("%d rows left after pruning everything", h.len())
+	}
+}
