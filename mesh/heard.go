@@ -17,15 +17,28 @@ import (
 // only the peer can send over its own authenticated connection, so no
 // third party can keep a dead peer "heard".
 //
+// An RPC is stamped when pubsub's loop handles it, not when it arrived: on
+// a lagging loop, one the peer sent just before it hung may be stamped
+// after a probe began. So a peer is excused at most maxHeardExcuses
+// timeouts in a row; one answered ping starts the count again.
+//
 // A row matters only for the probe under way (seconds); rows older than
 // heardTTL are pruned once per ProbeInterval, so they are bounded by the
-// peers that sent RPCs within it: the connections this node holds.
+// peers that sent RPCs within it: the connections this node held then,
+// which the resource manager bounds.
 type heardFrom struct {
-	mu   sync.Mutex
-	last map[peer.ID]time.Time
+	mu      sync.Mutex
+	last    map[peer.ID]time.Time
+	excused map[peer.ID]int // timeouts excused since the peer last answered
 }
 
-func newHeardFrom() *heardFrom { return &heardFrom{last: map[peer.ID]time.Time{}} }
+// maxHeardExcuses is how many ping timeouts in a row a peer that was
+// heard from meanwhile is excused.
+const maxHeardExcuses = 2
+
+func newHeardFrom() *heardFrom {
+	return &heardFrom{last: map[peer.ID]time.Time{}, excused: map[peer.ID]int{}}
+}
 
 // inspect is pubsub's RPC inspector (WithAppSpecificRpcInspector): it
 // runs in the pubsub loop for every RPC accepted from a peer, and lets
@@ -38,12 +51,25 @@ func (h *heardFrom) inspect(p peer.ID, _ *pubsub.RPC) error {
 	return nil
 }
 
-// since reports whether p handed this node an RPC at or after t.
-func (h *heardFrom) since(p peer.ID, t time.Time) bool {
+// excuse reports whether a ping of p that timed out, begun at t, is
+// excused: p handed this node an RPC at or after t, and fewer than
+// maxHeardExcuses timeouts in a row were excused already.
+func (h *heardFrom) excuse(p peer.ID, t time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	last, ok := h.last[p]
-	return ok && !last.Before(t)
+	if !ok || last.Before(t) || h.excused[p] >= maxHeardExcuses {
+		return false
+	}
+	h.excused[p]++
+	return true
+}
+
+// answered records that p answered a ping: its excuses start again.
+func (h *heardFrom) answered(p peer.ID) {
+	h.mu.Lock()
+	delete(h.excused, p)
+	h.mu.Unlock()
 }
 
 // heardTTL is how long a row is kept: well above any probe's timeout.
@@ -56,6 +82,7 @@ func (h *heardFrom) prune(t time.Time) {
 	for p, last := range h.last {
 		if last.Before(t) {
 			delete(h.last, p)
+			delete(h.excused, p)
 		}
 	}
 }
@@ -63,5 +90,5 @@ func (h *heardFrom) prune(t time.Time) {
 func (h *heardFrom) len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.last)
+	return len(h.last) + len(h.excused)
 }

@@ -299,12 +299,16 @@ func (m *Mesh) probeWorker() {
 			// Over a live connection, no answer in time: the peer or we
 			// are slow, or the path is. If the peer's gossip kept
 			// arriving meanwhile, it was running: the timeout was the
-			// path's (a busy link queues the ping behind gossip). Else
-			// others try it, and if one reaches it, the timeout was ours.
+			// path's (a busy link queues the ping behind gossip), a
+			// few times in a row (heard.go). Else others try it, and if
+			// one reaches it, the timeout was ours.
 			vouched := false
+			if err == nil {
+				m.heard.answered(a.Peer)
+			}
 			if errors.Is(err, errPingTimeout) {
 				switch {
-				case m.heard.since(a.Peer, started):
+				case m.heard.excuse(a.Peer, started):
 					vouched = true
 					m.met.liveness.WithLabelValues("heard").Inc()
 				case m.vouched(a.Peer, m.cfg.ProbeTimeout):

@@ -233,6 +233,7 @@ func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
 	observe := func(seq uint64) observation {
 		t.Helper()
 		hb := heartbeatFrom(id, seq, caps)
+		hb.Time = now.Add(-time.Second).UnixMilli() // signed before the claims came
 		o, err := tb.observeFrom(id, &hb, caps, id, now)
 		if err != nil {
 			t.Fatal(err)
@@ -273,6 +274,32 @@ func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
 	if o := observe(65); o.contested != 0 {
 		t.Fatal("a probe's answer did not clear the claim bar")
 	}
+
+	tb.markDown(id, 70, now)
+	tb.claimDropped(id, 80, now)
+	if o := observe(80); o.contested != 80 {
+		t.Fatalf("a heartbeat at the claim's own seq: contested %d, want 80", o.contested)
+	}
+
+	// Offline by its heartbeats' age, the usual way to be away.
+	tb.mu.Lock()
+	tb.peers[id].info.LastSeen = now.Add(-time.Hour)
+	tb.mu.Unlock()
+	tb.claimDropped(id, 90, now)
+	if o := observe(85); o.contested != 90 {
+		t.Fatalf("a late heartbeat of a peer offline by age: contested %d, want 90", o.contested)
+	}
+
+	// A heartbeat signed after the claim came is the peer's return, not
+	// a straggler: a liar's claim, forwarded to nobody, must not contest
+	// it, however far ahead its seq.
+	tb.markDown(id, 90, now)
+	tb.claimDropped(id, 200, now)
+	hb := heartbeatFrom(id, 100, caps)
+	hb.Time = now.Add(time.Millisecond).UnixMilli()
+	if o, err := tb.observeFrom(id, &hb, caps, id, now); err != nil || o.contested != 0 || o.info.Status != protocol.StatusOnline {
+		t.Fatalf("a return signed after the claim: %+v %v, want online, not contested", o, err)
+	}
 }
 
 // The run the 1,000-node benchmark left stuck, on real hosts: a survivor
@@ -281,55 +308,74 @@ func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
 // delayed in gossip. It lists the node online again, suspected at the
 // dropped claim's seq, and declares it down once more when no refutation
 // comes; heartbeats a minute apart could not (offline after 10 minutes).
-// A live node in the same place, connected, answers the probe the
-// suspicion asks for and stays online.
 func TestContestedReturnIsSuspectedAgain(t *testing.T) {
 	s := newTestMesh(t, "testnet", slowHeartbeats)
-	alive := newTestMesh(t, "testnet", slowHeartbeats)
-	connect(t, s, alive)
 	_, dead := newIdentity(t)
 	_, claimant := newIdentity(t)
+	lateRefutation(t, s, claimant, dead)
+	if n := livenessEvent(s, "up_contested"); n != 1 {
+		t.Fatalf("%v contested returns counted, want 1", n)
+	}
+	eventually(t, 20*time.Second, "the dead node offline again", func() bool {
+		return statusOf(s, dead) == protocol.StatusOffline
+	})
+	if n := livenessEvent(s, "claimed"); n != 0 {
+		t.Fatalf("%v claims gossiped: a contested return costs the network nothing", n)
+	}
+}
+
+// A live node in the same place, connected, answers the probe the
+// contested suspicion asks for at once (the node's own random probes are
+// a minute apart here) and stays online.
+func TestContestedLivePeerIsProbed(t *testing.T) {
+	rare := func(c *Config) { slowHeartbeats(c); c.ProbeInterval = time.Minute }
+	s := newTestMesh(t, "testnet", rare)
+	alive := newTestMesh(t, "testnet", rare)
+	connect(t, s, alive)
+	_, claimant := newIdentity(t)
+	lateRefutation(t, s, claimant, alive.ID())
+	eventually(t, 5*time.Second, "the live node probed", func() bool { return livenessEvent(s, "probe_ok") > 0 })
+	s.live.mu.Lock()
+	_, held := s.live.det.Suspected(alive.ID())
+	s.live.mu.Unlock()
+	if held {
+		t.Fatal("the live node is still suspected after it answered")
+	}
+	if st := statusOf(s, alive.ID()); st != protocol.StatusOnline {
+		t.Fatalf("the live node: %s, want online", st)
+	}
+}
+
+// lateRefutation plays, on s, a peer's down mark, a claim about it
+// dropped there (seq 30, from a listed claimant), and then the peer's
+// refutation (seq 20) signed before the claim came and delivered after:
+// it lists the peer online again, contested.
+func lateRefutation(t *testing.T, s *Mesh, claimant, p peer.ID) {
+	t.Helper()
 	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
-	ctx := context.Background()
+	signed := time.Now().Add(-2 * time.Second)
 	heartbeat := func(id peer.ID, seq uint64) {
 		t.Helper()
 		hb := heartbeatFrom(id, seq, caps)
 		hb.IntervalMS = 60_000
+		hb.Time = signed.UnixMilli()
 		if err := s.acceptHeartbeat(id, id, mustEncode(t, hb)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	heartbeat(claimant, uint64(time.Now().UnixMicro()))
-	for _, id := range []peer.ID{dead, alive.ID()} {
-		heartbeat(id, 10)
-		s.table.markDown(id, 10, time.Now())
-		data, err := (&protocol.Suspicion{Suspect: id.String(), Seq: 30, Time: time.Now().UnixMilli()}).Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.validateSuspicion(ctx, claimant, data); !errors.Is(err, protocol.ErrStale) {
-			t.Fatalf("a claim of a peer marked down: %v, want ErrStale (dropped)", err)
-		}
-		heartbeat(id, 20) // the late refutation
-		if st := statusOf(s, id); st != protocol.StatusOnline {
-			t.Fatalf("after a heartbeat above the down mark: %s, want online", st)
-		}
+	heartbeat(p, 10)
+	s.table.markDown(p, 10, time.Now())
+	data, err := (&protocol.Suspicion{Suspect: p.String(), Seq: 30, Time: time.Now().UnixMilli()}).Encode()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("up_contested")); n != 2 {
-		t.Fatalf("%v contested returns counted, want 2", n)
+	if _, err := s.validateSuspicion(context.Background(), claimant, data); !errors.Is(err, protocol.ErrStale) {
+		t.Fatalf("a claim of a peer marked down: %v, want ErrStale (dropped)", err)
 	}
-	eventually(t, 20*time.Second, "the dead node offline again", func() bool {
-		return statusOf(s, dead) == protocol.StatusOffline
-	})
-	time.Sleep(time.Second) // past the suspicion's wait, had the probe not cleared it
-	if st := statusOf(s, alive.ID()); st != protocol.StatusOnline {
-		t.Fatalf("the live node: %s, want online (its probe answered)", st)
-	}
-	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("probe_ok")); n < 1 {
-		t.Fatal("the live node was never probed")
-	}
-	if n := testutil.ToFloat64(s.met.liveness.WithLabelValues("claimed")); n != 0 {
-		t.Fatalf("%v claims gossiped: a contested return must cost the network nothing", n)
+	heartbeat(p, 20) // the late refutation
+	if st := statusOf(s, p); st != protocol.StatusOnline {
+		t.Fatalf("after a heartbeat above the down mark: %s, want online", st)
 	}
 }
 
@@ -655,5 +701,93 @@ func TestLostConnectionsBeyondTheQueueAreDroppedAndCounted(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(a.met.liveness.WithLabelValues("lost_dropped")); n != 5 {
 		t.Errorf("%v dropped and counted, want 5", n)
+	}
+}
+
+// A listed liar's claims about a peer this node lists offline are dropped
+// here and forwarded by nobody: the peer never hears them. When the peer
+// comes back (a restart, a healed partition), its heartbeats, signed after
+// the claims arrived, must not be contested, however far ahead the claims'
+// seq (up to their time plus the skew); else the liar has it declared down
+// at its seq, and a fresh claim sent while it is down contests the next
+// return, for as long as the liar keeps sending one.
+func TestLiarCannotContestAReturn(t *testing.T) {
+	s := newTestMesh(t, "testnet", slowHeartbeats)
+	_, victim := newIdentity(t)
+	_, liar := newIdentity(t)
+	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
+	ctx := context.Background()
+	heartbeat := func(id peer.ID) {
+		t.Helper()
+		hb := heartbeatFrom(id, uint64(time.Now().UnixMicro()), caps) // fresh, signed now
+		hb.IntervalMS = 60_000
+		if err := s.acceptHeartbeat(id, id, mustEncode(t, hb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeat(liar)
+	heartbeat(victim)
+	s.table.mu.Lock()
+	s.table.peers[victim].info.LastSeen = time.Now().Add(-time.Hour) // away: offline by age
+	s.table.mu.Unlock()
+
+	now := time.Now()
+	data, err := (&protocol.Suspicion{Suspect: victim.String(), Seq: uint64(now.Add(29 * time.Second).UnixMicro()), Time: now.UnixMilli()}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.validateSuspicion(ctx, liar, data); !errors.Is(err, protocol.ErrStale) {
+		t.Fatalf("liar's claim: %v, want ErrStale (dropped, not forwarded)", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	heartbeat(victim) // back
+	if n := livenessEvent(s, "up_contested"); n != 0 {
+		t.Fatalf("a return signed after the claims was contested (%v)", n)
+	}
+	time.Sleep(s.cfg.Detector.SuspicionTimeout + 2*s.cfg.ProbeInterval)
+	if st := statusOf(s, victim); st != protocol.StatusOnline {
+		t.Fatalf("the returning victim is %s, want online", st)
+	}
+}
+
+// Two heartbeats of a peer validated on two workers: the late one below a
+// dropped claim (contested) and the peer's refutation above it. If the
+// refutation reaches the detector between the table's verdict on the late
+// one and its Contested call, the suspicion it should have cleared is
+// raised after it, and the live peer is declared down.
+func TestContestAfterRefutationIsNoSuspicion(t *testing.T) {
+	s := newTestMesh(t, "testnet", slowHeartbeats)
+	_, p := newIdentity(t)
+	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
+	hb := func(seq uint64) protocol.Heartbeat {
+		h := heartbeatFrom(p, seq, caps)
+		h.IntervalMS = 60_000
+		h.Time = time.Now().Add(-2 * time.Second).UnixMilli()
+		return h
+	}
+	h10 := hb(10)
+	if err := s.acceptHeartbeat(p, p, mustEncode(t, h10)); err != nil {
+		t.Fatal(err)
+	}
+	s.table.markDown(p, 10, time.Now())
+	s.table.claimDropped(p, 30, time.Now())
+
+	// Worker A: the late heartbeat, as far as the table.
+	late := hb(20)
+	o, err := s.table.observeFrom(p, &late, caps, p, time.Now())
+	if err != nil || o.contested != 30 {
+		t.Fatalf("%+v %v", o, err)
+	}
+	// Worker B: the refutation, all of it.
+	if err := s.acceptHeartbeat(p, p, mustEncode(t, hb(31))); err != nil {
+		t.Fatal(err)
+	}
+	// Worker A again.
+	s.contest(p, o.contested, time.Now())
+	s.live.mu.Lock()
+	_, held := s.live.det.Suspected(p)
+	s.live.mu.Unlock()
+	if held {
+		t.Fatal("a refutation accepted before the contest left the peer suspected")
 	}
 }

@@ -539,6 +539,28 @@ func forwarder(ctx context.Context, from peer.ID) peer.ID {
 	return from
 }
 
+// contest hands the detector a contested return (observation.contested)
+// unless a heartbeat above bar was accepted meanwhile: validators run on
+// several workers, and the peer's refutation, validated on another one
+// between observeFrom and here, already went to the detector (Heartbeat)
+// before there was a suspicion to clear. The table is read under the
+// detector's lock (live.mu, then table.mu: no path takes them the other
+// way round), so a refutation accepted after this is seen by Heartbeat.
+func (m *Mesh) contest(from peer.ID, bar uint64, now time.Time) {
+	m.met.liveness.WithLabelValues("up_contested").Inc()
+	connected := reachable(m.h.Network().Connectedness(from))
+	m.step(func(d *protocol.Detector) []protocol.LivenessAction {
+		if m.table.lastSeq(from) > bar {
+			return nil // refuted meanwhile
+		}
+		acts, err := d.Contested(from, bar, connected, now)
+		if err != nil {
+			m.met.liveness.WithLabelValues("contest_not_held").Inc()
+		}
+		return acts
+	})
+}
+
 // verdict is the one place where errors become gossip verdicts.
 func verdict(err error) (pubsub.ValidationResult, string) {
 	switch {
@@ -589,11 +611,7 @@ func (m *Mesh) acceptHeartbeat(from, via peer.ID, data []byte) error {
 	}
 	m.heartbeatSeen(from, hb.Seq)
 	if o.contested > 0 {
-		m.met.liveness.WithLabelValues("up_contested").Inc()
-		connected := reachable(m.h.Network().Connectedness(from))
-		m.step(func(d *protocol.Detector) []protocol.LivenessAction {
-			return d.Contested(from, o.contested, connected, now)
-		})
+		m.contest(from, o.contested, now)
 	}
 	if o.notable {
 		m.log.Debug("peer online", "peer", from)

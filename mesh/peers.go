@@ -54,6 +54,12 @@ type peerEntry struct {
 	// online is contested (observation): the claim's author had seen it,
 	// or a later one, and still found the peer dead.
 	claimBar uint64
+	// claimAt is when the first claim counted in claimBar reached this
+	// node. Only a heartbeat the peer signed before it (a straggler
+	// from before its death) is contested: a peer that comes back signs
+	// its heartbeats after, and a liar's claim, which nobody forwards to
+	// the peer, must not contest them.
+	claimAt time.Time
 }
 
 // table is the live peer table. Statuses are derived on read from the last
@@ -302,10 +308,10 @@ func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Ca
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
 	if e.status(now) != protocol.StatusOffline {
-		if wasOffline && hb.Seq <= e.claimBar {
+		if wasOffline && hb.Seq <= e.claimBar && time.UnixMilli(hb.Time).Before(e.claimAt) {
 			o.contested = e.claimBar
 		}
-		e.claimBar = 0
+		e.claimBar, e.claimAt = 0, time.Time{}
 	}
 	if !notable {
 		return o, nil
@@ -321,6 +327,9 @@ func (t *table) claimDropped(id peer.ID, seq uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.peers[id]; ok && e.status(now) == protocol.StatusOffline {
+		if e.claimBar == 0 {
+			e.claimAt = now
+		}
 		e.claimBar = max(e.claimBar, seq)
 	}
 }
@@ -468,7 +477,7 @@ func (t *table) markUp(id peer.ID, now time.Time) (PeerInfo, bool) {
 		return PeerInfo{}, false
 	}
 	e.info.DownAt, e.info.DownSeq = time.Time{}, 0
-	e.claimBar = 0
+	e.claimBar, e.claimAt = 0, time.Time{}
 	t.touchLocked(id)
 	return e.snapshot(now), true
 }

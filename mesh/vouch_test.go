@@ -326,11 +326,14 @@ func TestProbeStreamsBoundedPerPeer(t *testing.T) {
 // connection is the path's delay, not the peer's death: a busy link
 // queues pings behind gossip, and on 1,000 simulated nodes such timeouts
 // became false claims that fed on themselves. a holds no other peer to
-// ask, so only what b sends keeps a from claiming it; once b falls
-// silent (a hung process), two timeouts make a claim as before.
+// ask, so only what b sends keeps a from claiming it, for
+// maxHeardExcuses timeouts in a row; once b falls silent (a hung
+// process), two timeouts make a claim as before.
 func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
-	a := newTestMesh(t, "testnet", quickProbes)
-	b := newTestMesh(t, "testnet", quickProbes)
+	// No random probes: only the test's own use up b's excuses.
+	onlyOurs := func(c *Config) { quickProbes(c); c.ProbeInterval = time.Minute }
+	a := newTestMesh(t, "testnet", onlyOurs)
+	b := newTestMesh(t, "testnet", onlyOurs)
 	connect(t, a, b)
 	meetAll(t, []*Mesh{a, b})
 	servePing(b, a.ID())
@@ -350,39 +353,74 @@ func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
 			}
 		}
 	}()
-	for i := range 3 {
+	for i := range maxHeardExcuses {
 		before := livenessEvent(a, "heard")
 		a.enqueueProbe(probeOf(b.ID()))
 		eventually(t, 5*time.Second, "a's timeout of b, b heard meanwhile", func() bool { return livenessEvent(a, "heard") > before })
-		if i < 2 {
+		if i < maxHeardExcuses-1 {
 			time.Sleep(a.cfg.Detector.RetryAfter) // a second strike would be due now
 		}
 	}
+	time.Sleep(a.cfg.Detector.RetryAfter)
 	if n := livenessEvent(a, "claimed"); n != 0 {
 		t.Fatalf("a claimed b %v times while b's gossip kept arriving", n)
 	}
 	if n := livenessEvent(a, "vouched"); n != 0 {
 		t.Fatalf("%v indirect probes vouched with no helper", n)
 	}
+	// b still talks but never answers: no more excuses, and two
+	// timeouts a second apart make a claim (b, alive, refutes it).
+	before := livenessEvent(a, "probe_failed")
+	a.enqueueProbe(probeOf(b.ID()))
+	eventually(t, 5*time.Second, "a's first strike", func() bool { return livenessEvent(a, "probe_failed") > before })
+	time.Sleep(a.cfg.Detector.RetryAfter)
+	a.enqueueProbe(probeOf(b.ID())) // the second probe (ticks are 15 s apart here)
+	eventually(t, 5*time.Second, "a claims a b that keeps talking but never answers", func() bool { return livenessEvent(a, "claimed") > 0 })
+	if n := livenessEvent(a, "heard"); n != maxHeardExcuses {
+		t.Fatalf("%v timeouts excused, want %d", n, maxHeardExcuses)
+	}
 	stop()
 	<-talking
+}
 
+// A silent peer is not excused: its last RPC came before the probe.
+func TestTimeoutOfASilentPeerIsEvidence(t *testing.T) {
+	a := newTestMesh(t, "testnet", quickProbes)
+	b := newTestMesh(t, "testnet", quickProbes)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	servePing(b, a.ID())
 	time.Sleep(200 * time.Millisecond) // the last heartbeat's RPCs land
 	a.enqueueProbe(probeOf(b.ID()))
 	eventually(t, 10*time.Second, "a claims a b that neither answers nor sends", func() bool { return livenessEvent(a, "claimed") > 0 })
+	if n := livenessEvent(a, "heard"); n != 0 {
+		t.Fatalf("%v timeouts of a silent peer excused", n)
+	}
 }
 
-func TestHeardFromPrunes(t *testing.T) {
+func TestHeardFromExcusesAndPrunes(t *testing.T) {
 	h := newHeardFrom()
 	_, p := newIdentity(t)
 	_, q := newIdentity(t)
 	t0 := time.Now()
-	if h.since(p, t0.Add(-time.Hour)) {
-		t.Fatal("a peer never heard from reported heard")
+	if h.excuse(p, t0.Add(-time.Hour)) {
+		t.Fatal("a peer never heard from was excused")
 	}
 	_ = h.inspect(p, nil)
-	if !h.since(p, t0) || h.since(p, time.Now().Add(time.Second)) {
-		t.Fatal("since does not compare with the last RPC's time")
+	if h.excuse(p, time.Now().Add(time.Second)) {
+		t.Fatal("excused for a probe begun after its last RPC")
+	}
+	for i := range maxHeardExcuses {
+		if !h.excuse(p, t0) {
+			t.Fatalf("timeout %d not excused", i+1)
+		}
+	}
+	if h.excuse(p, t0) {
+		t.Fatalf("excused %d times in a row", maxHeardExcuses+1)
+	}
+	h.answered(p)
+	if !h.excuse(p, t0) {
+		t.Fatal("an answered ping did not start the count again")
 	}
 	_ = h.inspect(q, nil)
 	h.prune(time.Now().Add(time.Second))

@@ -349,35 +349,37 @@ func (d *Detector) ConnectionLost(p peer.ID, now time.Time) []LivenessAction {
 // Contested reports that a heartbeat of p, at or below bar, brought p
 // back online here, although a claim of its death naming bar had reached
 // this node while p was listed offline (a claim that is stale there, and
-// that it neither took nor forwarded): the claimant had seen that
-// heartbeat, or a later one, and still found p dead. Gossip reorders: it
-// may be a refutation p sent before it died, overtaken by the claims
-// that followed the death. p stays online on its own signature, under a
-// suspicion with that bar, as if the claim had come now: refuted by a
-// heartbeat above it (a live p heard the claim from the nodes that
-// forwarded it), probed if a connection is open, declared down after
-// SuspicionTimeout otherwise. It costs the network nothing: no claim is
-// gossiped and nothing is dialled, since in a starved network such probes
-// and claims feed the storm of false ones. An honest claim names a seq p
-// signed before it died, below every heartbeat of a p that came back, so
-// only a liar's claim contests a return.
-func (d *Detector) Contested(p peer.ID, bar uint64, connected bool, now time.Time) []LivenessAction {
+// that it neither took nor forwarded), and p had signed the heartbeat
+// before that claim came: the claimant had seen that heartbeat, or a
+// later one, and still found p dead. Gossip reorders: it may be a
+// refutation p sent before it died, overtaken by the claims that followed
+// the death. p stays online on its own signature, under a suspicion with
+// that bar, as if the claim had come now: refuted by a heartbeat above it
+// (a live p heard the claim from the nodes that forwarded it), probed if
+// a connection is open, declared down after SuspicionTimeout otherwise.
+// Nothing is gossiped or dialled for it (in a starved network such
+// probes and claims feed the storm of false ones); only a probe over an
+// open connection that fails outright is this node's own evidence, as
+// for any suspicion. A suspicion held already keeps its clock, its bar
+// raised if bar is above it. One beyond MaxSuspects is not held
+// (ErrNotYet).
+func (d *Detector) Contested(p peer.ID, bar uint64, connected bool, now time.Time) ([]LivenessAction, error) {
 	if s, ok := d.suspects[p]; ok {
 		if bar > s.seq {
 			s.seq, s.raised = bar, now
 		}
-		return nil
+		return nil, nil
 	}
 	if len(d.suspects) >= d.cfg.MaxSuspects {
-		return nil
+		return nil, fmt.Errorf("%w: %d suspicions held", ErrNotYet, len(d.suspects))
 	}
 	// No claimant counted (the claim was not taken), and none forwarded:
 	// a later claim at or below bar travels on, so that p hears it.
 	d.suspects[p] = &suspicion{since: now, seq: bar}
 	if connected && !d.recentlyConfirmed(p, now) {
-		return []LivenessAction{{Kind: ActProbe, Peer: p}}
+		return []LivenessAction{{Kind: ActProbe, Peer: p}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // ProbeResult reports the outcome of a probe of p. seq is the highest

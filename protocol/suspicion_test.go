@@ -495,9 +495,18 @@ func TestDetectorRules(t *testing.T) {
 		}
 	})
 
+	contested := func(t *testing.T, d *Detector, bar uint64, connected bool, now time.Time) []LivenessAction {
+		t.Helper()
+		acts, err := d.Contested(x, bar, connected, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return acts
+	}
+
 	t.Run("a contested return is suspected at the dropped claim's seq", func(t *testing.T) {
 		d := NewDetector(cfg)
-		if acts := d.Contested(x, 30, false, at(0)); len(acts) != 0 {
+		if acts := contested(t, d, 30, false, at(0)); len(acts) != 0 {
 			t.Fatalf("contested, no connection: %+v, want nothing sent and nothing dialled", acts)
 		}
 		if seq, ok := d.Suspected(x); !ok || seq != 30 {
@@ -518,30 +527,74 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a contested return is refuted by a heartbeat above the claim, or by a probe", func(t *testing.T) {
 		d := NewDetector(cfg)
-		d.Contested(x, 30, false, at(0))
+		contested(t, d, 30, false, at(0))
 		d.Heartbeat(x, 31)
 		if _, ok := d.Suspected(x); ok {
 			t.Fatal("a heartbeat above the claim did not refute it")
 		}
-		acts := d.Contested(x, 40, true, at(time.Second))
+		acts := contested(t, d, 40, true, at(time.Second))
 		if len(acts) != 1 || acts[0].Kind != ActProbe || acts[0].Dial {
 			t.Fatalf("contested with a connection: %+v, want a probe over it, no dial", acts)
 		}
 		if acts := d.ProbeResult(x, true, 32, at(time.Second)); !hasKind(acts, ActUp) || !d.Idle() {
 			t.Fatalf("%v, want up and nothing held", kinds(acts))
 		}
-		if acts := d.Contested(x, 50, true, at(2*time.Second)); len(acts) != 0 {
+		if acts := contested(t, d, 50, true, at(2*time.Second)); len(acts) != 0 {
 			t.Fatalf("%+v: probed again within ConfirmedFor", acts)
+		}
+	})
+
+	t.Run("a contest of a suspect held raises its bar, never lowers it, and keeps its clock", func(t *testing.T) {
+		d := NewDetector(cfg)
+		if _, err := d.Claim(x, claimant, claim(30), 30, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		contested(t, d, 20, false, at(time.Second))
+		if seq, _ := d.Suspected(x); seq != 30 {
+			t.Fatalf("bar %d after a lower contest, want 30", seq)
+		}
+		contested(t, d, 40, false, at(4*time.Second))
+		if seq, _ := d.Suspected(x); seq != 40 {
+			t.Fatalf("bar %d after a higher contest, want 40", seq)
+		}
+		// The claim's clock (5 s from 0) ran out, but the raised bar
+		// leaves the suspect the least wait from the raise.
+		if acts := d.Tick(at(cfg.SuspicionTimeout)); len(acts) != 0 {
+			t.Fatalf("%+v: down %s after the bar was raised", acts, cfg.SuspicionTimeout-4*time.Second)
+		}
+		if acts := d.Tick(at(4*time.Second + cfg.MinSuspicionTimeout)); !hasKind(acts, ActDown) {
+			t.Fatalf("%v, want down after the least wait from the raise", kinds(acts))
+		}
+	})
+
+	t.Run("a contest beyond MaxSuspects is not held", func(t *testing.T) {
+		small := cfg
+		small.MaxSuspects = 1
+		d := NewDetector(small)
+		if _, err := d.Claim(claimant, x, &Suspicion{Suspect: claimant.String(), Seq: 1, Time: t0.UnixMilli()}, 1, 0, false, at(0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Contested(x, 30, false, at(0)); !errors.Is(err, ErrNotYet) {
+			t.Fatalf("%v, want ErrNotYet", err)
+		}
+		if _, ok := d.Suspected(x); ok {
+			t.Fatal("held beyond MaxSuspects")
 		}
 	})
 
 	t.Run("a later claim at or below a contested bar is forwarded", func(t *testing.T) {
 		d := NewDetector(cfg)
-		d.Contested(x, 30, false, at(0))
-		if _, err := d.Claim(x, claimant, claim(30), 20, 0, false, at(time.Second)); err != nil {
+		contested(t, d, 30, false, at(0))
+		if _, err := d.Claim(x, claimant, claim(10), 20, 0, false, at(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		// The same claimant, counted already, with a higher seq than it
+		// named: the dropped claim at 30 was forwarded by nobody here,
+		// so this one must travel on for the suspect to hear it.
+		if _, err := d.Claim(x, claimant, claim(25), 20, 0, false, at(time.Second)); err != nil {
 			t.Fatalf("%v: the contested suspicion swallowed a claim the suspect must hear", err)
 		}
-		if _, err := d.Claim(x, claimant, claim(30), 20, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
+		if _, err := d.Claim(x, claimant, claim(25), 20, 0, false, at(time.Second)); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("the same claim again: %v, want ErrDuplicate", err)
 		}
 	})
