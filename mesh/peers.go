@@ -50,9 +50,10 @@ type peerEntry struct {
 	// claimBar is the highest seq named by a claim of the peer's death
 	// that reached this node while the row was offline (such a claim is
 	// stale here, and not forwarded), cleared when a heartbeat or a
-	// probe brings the row back online. A heartbeat at or below it that brings the row back
-	// online is contested (observation): the claim's author had seen it,
-	// or a later one, and still found the peer dead.
+	// probe brings the row back online. A heartbeat at or below it,
+	// signed before claimAt, that brings the row back online is
+	// contested (observation): the claim's author had seen it, or a
+	// later one, and still found the peer dead.
 	claimBar uint64
 	// claimAt is when the first claim counted in claimBar reached this
 	// node. Only a heartbeat the peer signed before it (a straggler
