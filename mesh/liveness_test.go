@@ -220,86 +220,126 @@ func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
 	}
 }
 
-// A heartbeat below a claim this node dropped (the row was down already)
-// lists the peer online again, on the peer's signature, but contested:
-// gossip may have brought a refutation the peer sent before it died
-// after the claims that followed its death. A heartbeat above every such
-// claim, and a straggler that leaves the row down, are not contested.
+// A heartbeat below a claim this node dropped (the row was offline
+// already) lists the peer online again, on the peer's signature, but
+// contested: gossip may have brought a refutation the peer sent before it
+// died after the claims that followed its death. A heartbeat above every
+// such claim, and a straggler that leaves the row down, are not
+// contested; a contest's bar is at most contestSpan above the heartbeat,
+// and a peer is contested at most once per contestEvery.
 func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
-	_, id := newIdentity(t)
-	tb := newTable()
-	now := time.Now()
 	caps := protocol.Capabilities{"cpu_cores": int64(2)}
-	observe := func(seq uint64) observation {
-		t.Helper()
-		hb := heartbeatFrom(id, seq, caps)
-		hb.Time = now.Add(-time.Second).UnixMilli() // signed before the claims came
-		o, err := tb.observeFrom(id, &hb, caps, id, now)
-		if err != nil {
-			t.Fatal(err)
+	t0 := time.Now()
+	setup := func(t *testing.T) (*table, peer.ID, func(seq uint64, at time.Time) observation) {
+		_, id := newIdentity(t)
+		tb := newTable()
+		return tb, id, func(seq uint64, at time.Time) observation {
+			t.Helper()
+			hb := heartbeatFrom(id, seq, caps)
+			o, err := tb.observeFrom(id, &hb, caps, id, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return o
 		}
-		return o
-	}
-	observe(10)
-	tb.claimDropped(id, 50, now) // online: a claim here is taken, not dropped
-	tb.markDown(id, 10, now)
-	tb.claimDropped(id, 30, now)
-	tb.claimDropped(id, 25, now)
-	if o := observe(20); o.contested != 30 || !o.notable || o.info.Status != protocol.StatusOnline {
-		t.Fatalf("a late refutation below a dropped claim: %+v, want online and contested at 30", o)
-	}
-	if o := observe(21); o.contested != 0 {
-		t.Fatal("the next heartbeat contested too: the claim bar outlived the return")
 	}
 
-	tb.markDown(id, 40, now)
-	tb.claimDropped(id, 45, now)
-	if o := observe(35); o.contested != 0 || o.info.Status != protocol.StatusOffline {
-		t.Fatalf("a straggler below the down mark: %+v, want offline, not contested", o)
-	}
-	if o := observe(42); o.contested != 45 {
-		t.Fatal("the claim bar was lost to a straggler that left the row down")
-	}
+	t.Run("a late refutation below a dropped claim", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0)
+		tb.claimDropped(id, 50, t0) // online: a claim here is taken, not dropped
+		tb.markDown(id, 10, t0)
+		tb.claimDropped(id, 30, t0)
+		tb.claimDropped(id, 25, t0)
+		if o := observe(20, t0); o.contested != 30 || !o.notable || o.info.Status != protocol.StatusOnline {
+			t.Fatalf("%+v, want online and contested at 30", o)
+		}
+		if o := observe(21, t0); o.contested != 0 {
+			t.Fatal("the next heartbeat contested too: the claim bar outlived the return")
+		}
+	})
 
-	tb.markDown(id, 50, now)
-	tb.claimDropped(id, 55, now)
-	if o := observe(56); o.contested != 0 || o.info.Status != protocol.StatusOnline {
-		t.Fatalf("a heartbeat above every dropped claim: %+v, want online, not contested", o)
-	}
+	t.Run("at the claim's own seq", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0)
+		tb.markDown(id, 10, t0)
+		tb.claimDropped(id, 80, t0)
+		if o := observe(80, t0); o.contested != 80 {
+			t.Fatalf("contested %d, want 80", o.contested)
+		}
+	})
 
-	tb.markDown(id, 60, now)
-	tb.claimDropped(id, 70, now)
-	tb.markUp(id, now)
-	tb.markDown(id, 60, now)
-	if o := observe(65); o.contested != 0 {
-		t.Fatal("a probe's answer did not clear the claim bar")
-	}
+	t.Run("a straggler below the down mark keeps the bar", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0)
+		tb.markDown(id, 40, t0)
+		tb.claimDropped(id, 45, t0)
+		if o := observe(35, t0); o.contested != 0 || o.info.Status != protocol.StatusOffline {
+			t.Fatalf("%+v, want offline, not contested", o)
+		}
+		if o := observe(42, t0); o.contested != 45 {
+			t.Fatal("the claim bar was lost to a straggler that left the row down")
+		}
+	})
 
-	tb.markDown(id, 70, now)
-	tb.claimDropped(id, 80, now)
-	if o := observe(80); o.contested != 80 {
-		t.Fatalf("a heartbeat at the claim's own seq: contested %d, want 80", o.contested)
-	}
+	t.Run("above every dropped claim", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0)
+		tb.markDown(id, 50, t0)
+		tb.claimDropped(id, 55, t0)
+		if o := observe(56, t0); o.contested != 0 || o.info.Status != protocol.StatusOnline {
+			t.Fatalf("%+v, want online, not contested", o)
+		}
+	})
 
-	// Offline by its heartbeats' age, the usual way to be away.
-	tb.mu.Lock()
-	tb.peers[id].info.LastSeen = now.Add(-time.Hour)
-	tb.mu.Unlock()
-	tb.claimDropped(id, 90, now)
-	if o := observe(85); o.contested != 90 {
-		t.Fatalf("a late heartbeat of a peer offline by age: contested %d, want 90", o.contested)
-	}
+	t.Run("a probe's answer clears the bar", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0)
+		tb.markDown(id, 60, t0)
+		tb.claimDropped(id, 70, t0)
+		tb.markUp(id, t0)
+		tb.markDown(id, 60, t0)
+		if o := observe(65, t0); o.contested != 0 {
+			t.Fatal("a probe's answer did not clear the claim bar")
+		}
+	})
 
-	// A heartbeat signed after the claim came is the peer's return, not
-	// a straggler: a liar's claim, forwarded to nobody, must not contest
-	// it, however far ahead its seq.
-	tb.markDown(id, 90, now)
-	tb.claimDropped(id, 200, now)
-	hb := heartbeatFrom(id, 100, caps)
-	hb.Time = now.Add(time.Millisecond).UnixMilli()
-	if o, err := tb.observeFrom(id, &hb, caps, id, now); err != nil || o.contested != 0 || o.info.Status != protocol.StatusOnline {
-		t.Fatalf("a return signed after the claim: %+v %v, want online, not contested", o, err)
-	}
+	t.Run("offline by its heartbeats' age", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		observe(10, t0.Add(-time.Hour))
+		tb.claimDropped(id, 90, t0)
+		if o := observe(85, t0); o.contested != 90 {
+			t.Fatalf("contested %d, want 90", o.contested)
+		}
+	})
+
+	// A liar's claim, dropped where the peer is away and forwarded to
+	// nobody, names a seq up to a minute ahead: the peer's return is
+	// contested (clocks cannot tell a return from a straggler), but at a
+	// bar just above its own heartbeat, which its next heartbeat passes,
+	// and once per contestEvery.
+	t.Run("a liar's claim a minute ahead", func(t *testing.T) {
+		tb, id, observe := setup(t)
+		back := uint64(t0.UnixMicro())
+		observe(back-60_000_000, t0.Add(-time.Hour))
+		tb.claimDropped(id, back+60_000_000, t0)
+		want := back + uint64(contestSpan.Microseconds())
+		if o := observe(back, t0); o.contested != want {
+			t.Fatalf("contested at %d, want %d (contestSpan above the heartbeat)", o.contested, want)
+		}
+		tb.markDown(id, want, t0.Add(time.Second)) // the contest ran out
+		tb.claimDropped(id, back+120_000_000, t0.Add(2*time.Second))
+		next := back + uint64(time.Minute.Microseconds())
+		if o := observe(next, t0.Add(time.Minute)); o.contested != 0 || o.info.Status != protocol.StatusOnline {
+			t.Fatalf("%+v: contested again within contestEvery", o)
+		}
+		tb.markDown(id, next, t0.Add(time.Minute))
+		tb.claimDropped(id, next+60_000_000, t0.Add(time.Minute))
+		later := t0.Add(time.Minute + contestEvery)
+		if o := observe(next+1, later); o.contested == 0 {
+			t.Fatal("not contested after contestEvery: the window never ends")
+		}
+	})
 }
 
 // The run the 1,000-node benchmark left stuck, on real hosts: a survivor
@@ -701,52 +741,6 @@ func TestLostConnectionsBeyondTheQueueAreDroppedAndCounted(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(a.met.liveness.WithLabelValues("lost_dropped")); n != 5 {
 		t.Errorf("%v dropped and counted, want 5", n)
-	}
-}
-
-// A listed liar's claims about a peer this node lists offline are dropped
-// here and forwarded by nobody: the peer never hears them. When the peer
-// comes back (a restart, a healed partition), its heartbeats, signed after
-// the claims arrived, must not be contested, however far ahead the claims'
-// seq (up to their time plus the skew); else the liar has it declared down
-// at its seq, and a fresh claim sent while it is down contests the next
-// return, for as long as the liar keeps sending one.
-func TestLiarCannotContestAReturn(t *testing.T) {
-	s := newTestMesh(t, "testnet", slowHeartbeats)
-	_, victim := newIdentity(t)
-	_, liar := newIdentity(t)
-	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
-	ctx := context.Background()
-	heartbeat := func(id peer.ID) {
-		t.Helper()
-		hb := heartbeatFrom(id, uint64(time.Now().UnixMicro()), caps) // fresh, signed now
-		hb.IntervalMS = 60_000
-		if err := s.acceptHeartbeat(id, id, mustEncode(t, hb)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	heartbeat(liar)
-	heartbeat(victim)
-	s.table.mu.Lock()
-	s.table.peers[victim].info.LastSeen = time.Now().Add(-time.Hour) // away: offline by age
-	s.table.mu.Unlock()
-
-	now := time.Now()
-	data, err := (&protocol.Suspicion{Suspect: victim.String(), Seq: uint64(now.Add(29 * time.Second).UnixMicro()), Time: now.UnixMilli()}).Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.validateSuspicion(ctx, liar, data); !errors.Is(err, protocol.ErrStale) {
-		t.Fatalf("liar's claim: %v, want ErrStale (dropped, not forwarded)", err)
-	}
-	time.Sleep(10 * time.Millisecond)
-	heartbeat(victim) // back
-	if n := livenessEvent(s, "up_contested"); n != 0 {
-		t.Fatalf("a return signed after the claims was contested (%v)", n)
-	}
-	time.Sleep(s.cfg.Detector.SuspicionTimeout + 2*s.cfg.ProbeInterval)
-	if st := statusOf(s, victim); st != protocol.StatusOnline {
-		t.Fatalf("the returning victim is %s, want online", st)
 	}
 }
 

@@ -50,18 +50,29 @@ type peerEntry struct {
 	// claimBar is the highest seq named by a claim of the peer's death
 	// that reached this node while the row was offline (such a claim is
 	// stale here, and not forwarded), cleared when a heartbeat or a
-	// probe brings the row back online. A heartbeat at or below it,
-	// signed before claimAt, that brings the row back online is
-	// contested (observation): the claim's author had seen it, or a
-	// later one, and still found the peer dead.
+	// probe brings the row back online. A heartbeat at or below it that
+	// brings the row back online is contested (observation): the
+	// claim's author had seen it, or a later one, and still found the
+	// peer dead; or the claim is a liar's, naming a seq ahead.
 	claimBar uint64
-	// claimAt is when the first claim counted in claimBar reached this
-	// node. Only a heartbeat the peer signed before it (a straggler
-	// from before its death) is contested: a peer that comes back signs
-	// its heartbeats after, and a liar's claim, which nobody forwards to
-	// the peer, must not contest them.
-	claimAt time.Time
+	// contestedAt is when a heartbeat of the peer was last contested
+	// here: at most one per contestEvery.
+	contestedAt time.Time
 }
+
+// contestEvery is the least time between two contested heartbeats of one
+// peer at a node, and contestSpan how far above a contested heartbeat's
+// seq the suspicion's bar may be: a liar whose claims contest a live
+// peer's returns (its claims are dropped where the peer is offline, and
+// reach the peer nowhere) costs that peer at most one listing as down,
+// until a heartbeat more than contestSpan after the contested one, per
+// contestEvery at each node that holds no connection to it. A dead peer's
+// late refutations come within seconds of each other, and one contest
+// covers them.
+const (
+	contestEvery = 10 * time.Minute
+	contestSpan  = 5 * time.Second
+)
 
 // table is the live peer table. Statuses are derived on read from the last
 // heartbeat and the interval the peer announced, so no timer per peer is
@@ -252,14 +263,14 @@ func (t *table) observe(hb *protocol.Heartbeat, caps protocol.Capabilities, via 
 type observation struct {
 	info    PeerInfo // the row after, if notable
 	notable bool     // new, back online, rejoined, or no longer down
-	// contested (nonzero) is the claim bar the heartbeat brought an
-	// offline row back online under: a claim of the peer's death dropped
-	// here while it was offline named this heartbeat's seq or a later
-	// one. Gossip delivers out of order: it may be a refutation the peer
-	// sent before it died, reaching this node after the claims that
-	// followed its death. The row is online on the peer's signature, and
-	// the failure detector holds it suspected at that bar
-	// (Detector.Contested).
+	// contested (nonzero): the heartbeat brought an offline row back
+	// online although a claim of the peer's death, dropped here while it
+	// was offline, named this heartbeat's seq or a later one. Gossip
+	// delivers out of order: it may be a refutation the peer sent before
+	// it died, reaching this node after the claims that followed its
+	// death. The row is online on the peer's signature, and the failure
+	// detector holds it suspected at this bar (Detector.Contested): the
+	// claim's seq, at most contestSpan above the heartbeat's.
 	contested uint64
 }
 
@@ -309,10 +320,11 @@ func (t *table) observeFrom(id peer.ID, hb *protocol.Heartbeat, caps protocol.Ca
 	e.info.Seq = hb.Seq
 	e.info.Interval = time.Duration(hb.IntervalMS) * time.Millisecond
 	if e.status(now) != protocol.StatusOffline {
-		if wasOffline && hb.Seq <= e.claimBar && time.UnixMilli(hb.Time).Before(e.claimAt) {
-			o.contested = e.claimBar
+		if wasOffline && hb.Seq <= e.claimBar && now.Sub(e.contestedAt) >= contestEvery {
+			o.contested = min(e.claimBar, hb.Seq+uint64(contestSpan.Microseconds()))
+			e.contestedAt = now
 		}
-		e.claimBar, e.claimAt = 0, time.Time{}
+		e.claimBar = 0
 	}
 	if !notable {
 		return o, nil
@@ -328,9 +340,6 @@ func (t *table) claimDropped(id peer.ID, seq uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.peers[id]; ok && e.status(now) == protocol.StatusOffline {
-		if e.claimBar == 0 {
-			e.claimAt = now
-		}
 		e.claimBar = max(e.claimBar, seq)
 	}
 }
@@ -478,7 +487,7 @@ func (t *table) markUp(id peer.ID, now time.Time) (PeerInfo, bool) {
 		return PeerInfo{}, false
 	}
 	e.info.DownAt, e.info.DownSeq = time.Time{}, 0
-	e.claimBar, e.claimAt = 0, time.Time{}
+	e.claimBar = 0
 	t.touchLocked(id)
 	return e.snapshot(now), true
 }

@@ -349,9 +349,9 @@ func (d *Detector) ConnectionLost(p peer.ID, now time.Time) []LivenessAction {
 // Contested reports that a heartbeat of p, at or below bar, brought p
 // back online here, although a claim of its death naming bar had reached
 // this node while p was listed offline (a claim that is stale there, and
-// that it neither took nor forwarded), and p had signed the heartbeat
-// before that claim came: the claimant had seen that heartbeat, or a
-// later one, and still found p dead. Gossip reorders: it may be a
+// that it neither took nor forwarded): the claimant had seen that
+// heartbeat, or a later one, and still found p dead (or lied; its driver
+// bounds bar and how often a peer is contested). Gossip reorders: it may be a
 // refutation p sent before it died, overtaken by the claims that followed
 // the death. p stays online on its own signature, under a suspicion with
 // that bar, as if the claim had come now: refuted by a heartbeat above it
