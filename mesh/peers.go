@@ -66,9 +66,10 @@ type peerEntry struct {
 // peer's returns (its claims are dropped where the peer is offline, and
 // reach the peer nowhere) costs that peer at most one listing as down,
 // until a heartbeat more than contestSpan after the contested one, per
-// contestEvery at each node that holds no connection to it. A dead peer's
-// late refutations come within seconds of each other, and one contest
-// covers them.
+// contestEvery at each node that holds no connection to it. One contest
+// covers a dead peer's late refutations signed within contestSpan of the
+// first (a claim's seq cannot exceed its time plus the skew, so the sum
+// cannot overflow).
 const (
 	contestEvery = 10 * time.Minute
 	contestSpan  = 5 * time.Second

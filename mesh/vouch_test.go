@@ -379,6 +379,16 @@ func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
 	if n := livenessEvent(a, "heard"); n != maxHeardExcuses {
 		t.Fatalf("%v timeouts excused, want %d", n, maxHeardExcuses)
 	}
+
+	// One answered ping gives b its excuses back.
+	servePing(b)
+	okBefore := livenessEvent(a, "probe_ok")
+	a.enqueueProbe(probeOf(b.ID()))
+	eventually(t, 5*time.Second, "b answers a's ping", func() bool { return livenessEvent(a, "probe_ok") > okBefore })
+	servePing(b, a.ID())
+	heardBefore := livenessEvent(a, "heard")
+	a.enqueueProbe(probeOf(b.ID()))
+	eventually(t, 5*time.Second, "a timeout excused again after an answer", func() bool { return livenessEvent(a, "heard") > heardBefore })
 	stop()
 	<-talking
 }
