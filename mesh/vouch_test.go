@@ -438,3 +438,15 @@ func TestHeardFromExcusesAndPrunes(t *testing.T) {
 		t.Fatalf("%d rows left after pruning everything", h.len())
 	}
 }
+
+// The liveness loop prunes the heard-from rows once per ProbeInterval, so
+// they stay bounded by the peers heard within heardTTL.
+func TestHeardFromRowsArePrunedByTheLivenessLoop(t *testing.T) {
+	m := newTestMesh(t, "testnet", quickProbes)
+	_, gone := newIdentity(t)
+	m.heard.mu.Lock()
+	m.heard.last[gone] = time.Now().Add(-2 * heardTTL)
+	m.heard.excused[gone] = 1
+	m.heard.mu.Unlock()
+	eventually(t, 5*time.Second, "the stale row pruned", func() bool { return m.heard.len() == 0 })
+}
