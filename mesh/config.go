@@ -79,8 +79,10 @@ type Config struct {
 	// ConnLow and ConnHigh are the connection manager's water marks: above
 	// ConnHigh connections it closes the least useful ones older than a
 	// minute until ConnLow remain besides those it never closes (the
-	// gossip meshes' peers, up to Dhi per topic), so what a node holds
-	// per peer stays bounded however large the network. Rendezvous
+	// heartbeat topic's gossip mesh, at most Dhi peers; the other topics'
+	// mesh peers and the DHT's routing table are kept first, not always:
+	// conns), so what a node
+	// holds per peer stays bounded however large the network. Rendezvous
 	// discovery stops dialling at ConnHigh/2.
 	ConnLow, ConnHigh int
 	// ConnLimit sizes the resource manager's connection limits
@@ -190,6 +192,10 @@ type Config struct {
 	// hole-punching test swaps in a simulated QUIC network); nil in
 	// production, so every NAT option above stays the production path.
 	hostOptions []libp2p.Option
+	// connGrace replaces the connection manager's grace period of a
+	// minute (a connection younger than it is never trimmed). Set only by
+	// tests in this package, which trim at once.
+	connGrace time.Duration
 }
 
 // DefaultConfig returns a complete configuration; callers set NetworkID,
@@ -212,7 +218,7 @@ func DefaultConfig() Config {
 		MaxPeers:           1000,            // rows of the peer table (≈ 10 KiB each with the last heartbeat)
 		NewPeerRate:        5,               // new identities a second per forwarding peer
 		NewPeerBurst:       100,             // after a burst of 100: a joining node meets a 100-node network at once through one peer
-		ConnLow:            8,               // trim to 8 connections besides the gossip meshes' peers (never trimmed)
+		ConnLow:            8,               // trim to 8 connections besides the heartbeat mesh's peers (never trimmed)
 		ConnHigh:           32,              // when above 32
 		ConnLimit:          192,             // refuse beyond 240 inbound, 288 in all
 		ResourceMemory:     256 << 20,       // a small node: 256 MiB for libp2p

@@ -42,7 +42,11 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	grace := time.Minute
+	if cfg.connGrace > 0 {
+		grace = cfg.connGrace // tests only
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(grace))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
 	}
@@ -54,7 +58,7 @@ func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionManager(newConns(cm, cfg.NetworkID)),
 		libp2p.UserAgent(userAgent(cfg.Version)),
 		// libp2p's own metrics went to the process-wide default registry,
 		// which no /metrics serves: collected for nobody, at a cost on

@@ -538,8 +538,8 @@ func TestSuspectRefutesAClaimTooOldForItsWindow(t *testing.T) {
 // (yamux carries the close code) and QUIC alike; a connection that closes
 // otherwise is, at once, the detector's probe. The trims are made as
 // libp2p's connection manager makes them (CloseWithError with
-// ConnGarbageCollected): it never trims the gossip meshes' peers, which a
-// network this small holds only.
+// ConnGarbageCollected): it never trims the heartbeat mesh's peers, which
+// a network this small holds only.
 func TestTrimmedConnectionIsNoEvidence(t *testing.T) {
 	for _, transport := range []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"} {
 		t.Run(transport, func(t *testing.T) {
