@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/mesh"
@@ -122,6 +123,28 @@ type flakyDialer struct {
 	failUntil int
 	calls     []time.Time
 	connected bool
+	others    int // connected peers besides the bootstrap peer
+}
+
+func (d *flakyDialer) ConnectedPeers() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.connected {
+		return d.others + 1
+	}
+	return d.others
+}
+
+func (d *flakyDialer) setOthers(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.others = n
+}
+
+func (d *flakyDialer) dials() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.calls)
 }
 
 func (d *flakyDialer) Connect(context.Context, peer.AddrInfo) error {
@@ -182,6 +205,81 @@ func TestKeeperBacksOff(t *testing.T) {
 			t.Errorf("gap %d = %s, want >= %dms", i, gap, min)
 		}
 	}
+}
+
+// A node that holds MinPeers connections does not dial its bootstrap
+// peer, and says nothing is wrong with it; one that drops below does,
+// with the backoff, and reports the failures.
+func TestKeeperDialsOnlyWhileTheNodeNeedsPeers(t *testing.T) {
+	d := &flakyDialer{failUntil: 1, others: MinPeers}
+	b := Backoff{Base: 20 * time.Millisecond, Max: 40 * time.Millisecond, Factor: 2, Check: 2 * time.Millisecond}
+	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
+	defer k.Stop()
+	time.Sleep(200 * time.Millisecond) // 100 checks
+	if n := d.dials(); n != 0 {
+		t.Fatalf("%d dials of the bootstrap peer while the node held %d other peers", n, MinPeers)
+	}
+	if fs := k.Failures(); len(fs) != 0 {
+		t.Fatalf("failures while nothing was dialled: %+v", fs)
+	}
+	d.setOthers(MinPeers - 1)
+	waitFor(t, "a dial below MinPeers", func() bool { return d.dials() >= 1 })
+	waitFor(t, "the failed dial reported", func() bool { return len(k.Failures()) == 1 })
+	waitFor(t, "the retry that connects", func() bool { return d.Connected("p") })
+	waitFor(t, "failures cleared", func() bool { return len(k.Failures()) == 0 })
+}
+
+// A bootstrap node that trims the connections of nodes that hold enough
+// peers is not dialled back (so it does not end up holding a connection
+// to every node of a large network); a node that lost every peer dials it.
+func TestTrimmedBootstrapIsNotRedialled(t *testing.T) {
+	bkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	boot := startMesh(t, bkey, 0)
+	defer boot.Close()
+	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond}
+	nodes := make([]*mesh.Mesh, MinPeers+1)
+	for i := range nodes {
+		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		nodes[i] = startMesh(t, key, 0)
+		defer nodes[i].Close()
+		k := Start(nodes[i], infos, b, nil)
+		defer k.Stop()
+		waitFor(t, "the bootstrap connection", func() bool { return nodes[i].Connected(boot.ID()) })
+	}
+	for i, a := range nodes {
+		for _, c := range nodes[i+1:] {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.Connect(ctx, peer.AddrInfo{ID: c.ID(), Addrs: c.Host().Addrs()})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	trim := func(m *mesh.Mesh, p peer.ID) { // as libp2p's connection manager closes
+		for _, c := range m.Host().Network().ConnsToPeer(p) {
+			_ = c.CloseWithError(network.ConnGarbageCollected)
+		}
+	}
+	for _, n := range nodes {
+		trim(boot, n.ID())
+	}
+	waitFor(t, "the trims seen", func() bool { return boot.ConnectedPeers() == 0 })
+	for range 50 { // 500 ms: 50 checks of every keeper
+		if c := boot.ConnectedPeers(); c != 0 {
+			t.Fatalf("the bootstrap node holds %d connections again, from nodes that held %d peers each", c, MinPeers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	lone := nodes[0]
+	for _, n := range nodes[1:] {
+		trim(lone, n.ID())
+	}
+	waitFor(t, "a node without peers back at the bootstrap node", func() bool { return lone.Connected(boot.ID()) })
 }
 
 func freePort(t *testing.T) int {

@@ -14,7 +14,20 @@ import (
 type Dialer interface {
 	Connect(ctx context.Context, ai peer.AddrInfo) error
 	Connected(p peer.ID) bool
+	// ConnectedPeers is the number of peers the node holds a connection to.
+	ConnectedPeers() int
 }
+
+// MinPeers is the number of connected peers below which the keeper dials
+// the bootstrap peers it has no connection to (kubo's MinPeerThreshold).
+// At or above it the node is part of the network (the DHT and rendezvous
+// discovery find it more peers, and heal a partition when the routing
+// table refreshes), and it leaves the bootstrap peers alone: a bootstrap
+// node trims the connections of a network larger than its --keep-conns,
+// and if every node dialled it back at once, it would hold a connection
+// to every node, up to its --max-conns, and refuse the nodes that join
+// next.
+const MinPeers = 4
 
 // Backoff is the reconnect schedule: delays grow from Base by Factor up to
 // Max, each drawn with full jitter in [delay/2, delay] so that nodes
@@ -42,7 +55,8 @@ func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 	return time.Duration(d/2 + rnd()*d/2)
 }
 
-// Keeper keeps this node connected to its bootstrap peers.
+// Keeper connects this node to its bootstrap peers while it holds fewer
+// than MinPeers connections: at start, and whenever it loses its peers.
 type Keeper struct {
 	d     Dialer
 	peers []peer.AddrInfo
@@ -91,7 +105,8 @@ type Failure struct {
 }
 
 // Failures lists the bootstrap peers whose last dial failed, in the order
-// they were given.
+// they were given; none while the node holds MinPeers connections (it
+// does not need them then, and does not dial them).
 func (k *Keeper) Failures() []Failure {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -121,8 +136,9 @@ func (k *Keeper) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
+		enough := k.d.ConnectedPeers() >= MinPeers
 		for _, ai := range k.peers {
-			if k.d.Connected(ai.ID) {
+			if enough || k.d.Connected(ai.ID) {
 				k.mu.Lock()
 				k.attempts[ai.ID] = 0
 				delete(k.failed, ai.ID)

@@ -342,6 +342,9 @@ func (m *Mesh) Connect(ctx context.Context, ai peer.AddrInfo) error {
 	return nil
 }
 
+// ConnectedPeers is the number of peers the node holds a connection to.
+func (m *Mesh) ConnectedPeers() int { return len(m.h.Network().Peers()) }
+
 // Connected reports whether the node has a live connection to p.
 func (m *Mesh) Connected(p peer.ID) bool {
 	return m.h.Network().Connectedness(p) == network.Connected
