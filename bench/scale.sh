@@ -3,8 +3,9 @@
 # other's bootstrap peer), lets them settle, then measures over a window
 # each node's CPU (user+system from /proc/<pid>/stat) and the heartbeats it
 # accepted (proofmesh_heartbeats_received_total from its /metrics), and
-# prints the median VmRSS and connected peers (and RssAnon, the node's own
-# memory, and Pss, its share of the pages the nodes share), the CPU of all
+# prints the median VmRSS (and RssAnon, the node's own memory, and Pss,
+# its share of the pages the nodes share), the median connected peers (and
+# the most, and the bootstrap node's: node 0), the CPU of all
 # nodes together, the CPU per heartbeat received, and a node's median
 # goroutines, Go heap in use and goroutine stacks (its /metrics). Then it
 # stops them with SIGTERM.
@@ -168,7 +169,7 @@ gor = statistics.median(r[10] for r in rows)
 heap = statistics.median(r[11] for r in rows) / 2**20
 stacks = statistics.median(r[12] for r in rows) / 2**20
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
-print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
+print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}; the bootstrap node {rows[0][9]:.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
       f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
 print(f"per node, median: {gor:.0f} goroutines, Go heap in use {heap:.1f} MiB, goroutine stacks {stacks:.1f} MiB")
 ' "$hz" "$n"

@@ -784,4 +784,36 @@ func TestContestAfterRefutationIsNoSuspicion(t *testing.T) {
 	if held {
 		t.Fatal("a refutation accepted before the contest left the peer suspected")
 	}
+
+}
+
+// A heartbeat at the contest's bar itself refutes nothing (a claim at seq
+// S is refuted above S): the contest's re-check holds the peer suspected.
+func TestContestAtItsBarIsSuspicion(t *testing.T) {
+	s := newTestMesh(t, "testnet", slowHeartbeats)
+	_, p := newIdentity(t)
+	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
+	hb := func(seq uint64) protocol.Heartbeat {
+		h := heartbeatFrom(p, seq, caps)
+		h.IntervalMS = 60_000
+		return h
+	}
+	h10 := hb(10)
+	if err := s.acceptHeartbeat(p, p, mustEncode(t, h10)); err != nil {
+		t.Fatal(err)
+	}
+	s.table.markDown(p, 10, time.Now())
+	s.table.claimDropped(p, 40, time.Now())
+	at := hb(40)
+	o, err := s.table.observeFrom(p, &at, caps, p, time.Now())
+	if err != nil || o.contested != 40 {
+		t.Fatalf("%+v %v", o, err)
+	}
+	s.contest(p, o.contested, time.Now())
+	s.live.mu.Lock()
+	_, held := s.live.det.Suspected(p)
+	s.live.mu.Unlock()
+	if !held {
+		t.Fatal("a heartbeat at the contest's bar counted as its refutation")
+	}
 }
