@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/proofmesh/proofmesh/mesh"
+	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/tasks"
 	"github.com/proofmesh/proofmesh/zk"
 )
@@ -126,7 +127,7 @@ type flakyDialer struct {
 	others    int // connected peers besides the bootstrap peer
 }
 
-func (d *flakyDialer) ConnectedPeers() int {
+func (d *flakyDialer) JoinedPeers() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.connected {
@@ -211,6 +212,9 @@ func TestKeeperBacksOff(t *testing.T) {
 // peer, and says nothing is wrong with it; one that drops below does,
 // with the backoff, and reports the failures.
 func TestKeeperDialsOnlyWhileTheNodeNeedsPeers(t *testing.T) {
+	if MinPeers != 4 { // docs and README say 4
+		t.Fatalf("MinPeers = %d, the docs say 4", MinPeers)
+	}
 	d := &flakyDialer{failUntil: 1, others: MinPeers}
 	b := Backoff{Base: 20 * time.Millisecond, Max: 40 * time.Millisecond, Factor: 2, Check: 2 * time.Millisecond}
 	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
@@ -227,6 +231,73 @@ func TestKeeperDialsOnlyWhileTheNodeNeedsPeers(t *testing.T) {
 	waitFor(t, "the failed dial reported", func() bool { return len(k.Failures()) == 1 })
 	waitFor(t, "the retry that connects", func() bool { return d.Connected("p") })
 	waitFor(t, "failures cleared", func() bool { return len(k.Failures()) == 0 })
+}
+
+// While the node has its peers, a bootstrap peer it has no connection to
+// is dialled once per Touch (each wait in [Touch/2, Touch]), not at
+// every check.
+func TestKeeperTouchesWhileJoined(t *testing.T) {
+	d := &flakyDialer{failUntil: 1 << 30, others: MinPeers} // never connects: every touch is a dial
+	b := Backoff{Base: time.Millisecond, Max: time.Millisecond, Factor: 2, Check: time.Millisecond, Touch: 200 * time.Millisecond}
+	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
+	time.Sleep(time.Second)
+	k.Stop()
+	// At 0, then every 100–200 ms: 6 to 11 dials in a second.
+	if n := d.dials(); n < 5 || n > 12 {
+		t.Fatalf("%d dials in a second at a touch of 200 ms (one a check would be about 1,000)", n)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := 1; i < len(d.calls); i++ {
+		if gap := d.calls[i].Sub(d.calls[i-1]); gap < 100*time.Millisecond {
+			t.Fatalf("touches %s apart, want at least Touch/2", gap)
+		}
+	}
+}
+
+// A bootstrap node that restarts while the nodes that joined through it
+// keep their peers is touched again by them, so the nodes that join
+// through it meanwhile do not stay an island of their own.
+func TestRestartedBootstrapIsTouchedAgain(t *testing.T) {
+	bkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	port := freePort(t)
+	boot := startMesh(t, bkey, port)
+	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond, Touch: time.Second}
+	nodes := make([]*mesh.Mesh, MinPeers+1)
+	for i := range nodes {
+		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		nodes[i] = startMesh(t, key, 0)
+		defer nodes[i].Close()
+		k := Start(nodes[i], infos, b, nil)
+		defer k.Stop()
+		waitFor(t, "the bootstrap connection", func() bool { return nodes[i].Connected(boot.ID()) })
+	}
+	for i, a := range nodes {
+		for _, c := range nodes[i+1:] {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.Connect(ctx, peer.AddrInfo{ID: c.ID(), Addrs: c.Host().Addrs()})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range nodes {
+		waitFor(t, "the others listed online", func() bool { return n.JoinedPeers() >= MinPeers })
+	}
+	_ = boot.Close() // maintenance, or a crash
+	for _, n := range nodes {
+		waitFor(t, "the bootstrap node gone", func() bool { return !n.Connected(boot.ID()) })
+	}
+	boot = startMesh(t, bkey, port)
+	defer boot.Close()
+	for _, n := range nodes {
+		waitFor(t, "every node back at the restarted bootstrap node", func() bool { return n.Connected(boot.ID()) })
+	}
 }
 
 // A bootstrap node that trims the connections of nodes that hold enough
@@ -265,6 +336,9 @@ func TestTrimmedBootstrapIsNotRedialled(t *testing.T) {
 			_ = c.CloseWithError(network.ConnGarbageCollected)
 		}
 	}
+	for _, n := range nodes { // the other nodes and the bootstrap node
+		waitFor(t, "the others listed online", func() bool { return n.JoinedPeers() == len(nodes) })
+	}
 	for _, n := range nodes {
 		trim(boot, n.ID())
 	}
@@ -299,6 +373,14 @@ func startMesh(t *testing.T, key crypto.PrivKey, port int) *mesh.Mesh {
 	cfg.HeartbeatInterval = 200 * time.Millisecond
 	cfg.Colocation = true
 	cfg.DHT = false
+	cfg.Self = func() protocol.Heartbeat { // heartbeats: the others list it online
+		return protocol.Heartbeat{
+			Capabilities: protocol.Capabilities{"cpu_cores": int64(2), "memory_gb": int64(4), "node_type": "compute"},
+			NodeType:     "compute",
+			Health:       1,
+			Version:      "test",
+		}
+	}
 	m, err := mesh.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -14,19 +14,23 @@ import (
 type Dialer interface {
 	Connect(ctx context.Context, ai peer.AddrInfo) error
 	Connected(p peer.ID) bool
-	// ConnectedPeers is the number of peers the node holds a connection to.
-	ConnectedPeers() int
+	// JoinedPeers is the number of connected peers that are nodes of this
+	// network (listed online by their heartbeats): bare libp2p identities
+	// do not count.
+	JoinedPeers() int
 }
 
-// MinPeers is the number of connected peers below which the keeper dials
-// the bootstrap peers it has no connection to (kubo's MinPeerThreshold).
-// At or above it the node is part of the network (the DHT and rendezvous
-// discovery find it more peers, and heal a partition when the routing
-// table refreshes), and it leaves the bootstrap peers alone: a bootstrap
-// node trims the connections of a network larger than its --keep-conns,
-// and if every node dialled it back at once, it would hold a connection
-// to every node, up to its --max-conns, and refuse the nodes that join
-// next.
+// MinPeers is the number of joined peers below which the keeper dials the
+// bootstrap peers it has no connection to at once, with backoff (kubo's
+// MinPeerThreshold): at start, and whenever the node lost its peers. At or
+// above it the node is part of the network, and it dials a bootstrap peer
+// it has no connection to only once per Backoff.Touch: a bootstrap node
+// trims the connections of a network larger than its --keep-conns, and if
+// every node dialled it back at once, it would hold a connection to every
+// node, up to its --max-conns, and refuse the nodes that join next. The
+// touch is what joins a bootstrap node that restarted (with the nodes that
+// joined through it meanwhile) back to the nodes that never lost their
+// peers, and what bridges any partition a bootstrap node is on.
 const MinPeers = 4
 
 // Backoff is the reconnect schedule: delays grow from Base by Factor up to
@@ -38,11 +42,18 @@ type Backoff struct {
 	Factor float64
 	// Check is how often connections are checked.
 	Check time.Duration
+	// Touch is the most time between two dials of a bootstrap peer while
+	// the node has MinPeers joined peers (each wait drawn in
+	// [Touch/2, Touch]); 0: never.
+	Touch time.Duration
 }
 
-// DefaultBackoff starts at one second and caps at one minute.
+// DefaultBackoff starts at one second and caps at one minute, and touches
+// a bootstrap peer every 5–10 minutes: a network of N nodes dials it about
+// N/450 times a second, and each connection lasts until its trim, a
+// minute after.
 func DefaultBackoff() Backoff {
-	return Backoff{Base: time.Second, Max: time.Minute, Factor: 2, Check: time.Second}
+	return Backoff{Base: time.Second, Max: time.Minute, Factor: 2, Check: time.Second, Touch: 10 * time.Minute}
 }
 
 // delay returns the wait before attempt number n (n ≥ 1 failed attempts).
@@ -55,8 +66,8 @@ func (b Backoff) delay(n int, rnd func() float64) time.Duration {
 	return time.Duration(d/2 + rnd()*d/2)
 }
 
-// Keeper connects this node to its bootstrap peers while it holds fewer
-// than MinPeers connections: at start, and whenever it loses its peers.
+// Keeper connects this node to its bootstrap peers: with backoff while it
+// holds fewer than MinPeers joined peers, once per Backoff.Touch beyond.
 type Keeper struct {
 	d     Dialer
 	peers []peer.AddrInfo
@@ -66,7 +77,8 @@ type Keeper struct {
 	mu       sync.Mutex
 	attempts map[peer.ID]int
 	next     map[peer.ID]time.Time
-	failed   map[peer.ID]Failure // bootstrap peers whose last dial failed
+	touch    map[peer.ID]time.Time // the next dial while the node has peers enough
+	failed   map[peer.ID]Failure   // bootstrap peers whose last dial failed
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -81,7 +93,7 @@ func Start(d Dialer, peers []peer.AddrInfo, b Backoff, log *slog.Logger) *Keeper
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Keeper{
 		d: d, peers: peers, b: b, log: log.With("subsys", "bootstrap"),
-		attempts: map[peer.ID]int{}, next: map[peer.ID]time.Time{}, failed: map[peer.ID]Failure{},
+		attempts: map[peer.ID]int{}, next: map[peer.ID]time.Time{}, touch: map[peer.ID]time.Time{}, failed: map[peer.ID]Failure{},
 		cancel: cancel, done: make(chan struct{}),
 	}
 	go k.run(ctx)
@@ -105,8 +117,7 @@ type Failure struct {
 }
 
 // Failures lists the bootstrap peers whose last dial failed, in the order
-// they were given; none while the node holds MinPeers connections (it
-// does not need them then, and does not dial them).
+// they were given.
 func (k *Keeper) Failures() []Failure {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -136,9 +147,9 @@ func (k *Keeper) run(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		enough := k.d.ConnectedPeers() >= MinPeers
+		enough := k.d.JoinedPeers() >= MinPeers
 		for _, ai := range k.peers {
-			if enough || k.d.Connected(ai.ID) {
+			if k.d.Connected(ai.ID) {
 				k.mu.Lock()
 				k.attempts[ai.ID] = 0
 				delete(k.failed, ai.ID)
@@ -147,6 +158,12 @@ func (k *Keeper) run(ctx context.Context) {
 			}
 			k.mu.Lock()
 			due := !now.Before(k.next[ai.ID])
+			if enough {
+				due = k.b.Touch > 0 && !now.Before(k.touch[ai.ID])
+			}
+			if due && k.b.Touch > 0 {
+				k.touch[ai.ID] = now.Add(k.b.Touch/2 + time.Duration(rand.Int64N(int64(k.b.Touch/2)+1)))
+			}
 			k.mu.Unlock()
 			if due {
 				k.dial(ctx, ai)

@@ -7,12 +7,15 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 )
 
-// What a demoted protection is worth to the connection manager's trim:
-// gossipsub's own documented value for a mesh peer
-// (GossipSubConnTagValueMeshPeer), and the value the DHT gives the
+// What a demoted protection is worth to the connection manager's trim.
+// Tags add up, and a peer may graft itself into all four other meshes (a
+// sybil can): at 5 a topic it reaches 20, the one mesh value gossipsub's
+// docs give, and stays below a peer that delivers messages first
+// (gossipsub's delivery tags, up to 15 a topic), which a sybil that
+// forwards nothing never earns. 5 is also the value the DHT gives the
 // routing table peers it does not protect (its baseConnMgrScore).
 const (
-	meshTagValue    = 20
+	meshTagValue    = 5
 	kbucketTagValue = 5
 )
 
@@ -21,6 +24,7 @@ const (
 // two farthest buckets (up to 40 peers).
 const (
 	pubsubTagPrefix = "pubsub:"
+	pubsubDirectTag = "pubsub:<direct>" // gossipsub's direct peers (none today): kept
 	kbucketTag      = "kbucket"
 )
 
@@ -41,8 +45,9 @@ const (
 // gossipsub's next heartbeat from the connections left; a routing table
 // peer stays in the table and is dialled again when a lookup needs it.
 // A trim then leaves at most ConnLow connections besides the heartbeat
-// mesh's Dhi, and every other protection (the bootstrap peer, relays)
-// passes through unchanged.
+// mesh's Dhi (and the peers others protect: the bootstrap peers, relays,
+// whose protection passes through unchanged), besides connections younger
+// than the grace period of a minute.
 type conns struct {
 	*connmgr.BasicConnMgr // decaying tags, trims, limits: as is
 	keep                  string
@@ -58,7 +63,7 @@ func (c *conns) demoted(tag string) (int, bool) {
 	switch {
 	case tag == kbucketTag:
 		return kbucketTagValue, true
-	case strings.HasPrefix(tag, pubsubTagPrefix) && tag != c.keep:
+	case strings.HasPrefix(tag, pubsubTagPrefix) && tag != c.keep && tag != pubsubDirectTag:
 		return meshTagValue, true
 	}
 	return 0, false
@@ -80,12 +85,4 @@ func (c *conns) Unprotect(p peer.ID, tag string) bool {
 		return c.BasicConnMgr.IsProtected(p, "")
 	}
 	return c.BasicConnMgr.Unprotect(p, tag)
-}
-
-// IsProtected reports whether p is protected under tag (any tag: "").
-func (c *conns) IsProtected(p peer.ID, tag string) bool {
-	if _, ok := c.demoted(tag); ok {
-		return false
-	}
-	return c.BasicConnMgr.IsProtected(p, tag)
 }

@@ -67,10 +67,17 @@ func TestConnsProtectOnlyTheHeartbeatMesh(t *testing.T) {
 	if v := c.GetTagInfo(q).Tags[kbucketTag]; v != kbucketTagValue {
 		t.Fatalf("routing table tag = %d, want %d", v, kbucketTagValue)
 	}
-	c.Unprotect(q, kbucketTag)
+	if c.Unprotect(q, kbucketTag) {
+		t.Fatal("leaving the routing table reported a peer protected that never was")
+	}
 	c.UntagPeer(q, kbucketTag)
 	if info := c.GetTagInfo(q); info != nil && info.Tags[kbucketTag] != 0 {
 		t.Fatal("a peer removed from the routing table keeps its tag")
+	}
+	// gossipsub's direct peers keep their protection.
+	c.Protect(q, "pubsub:<direct>")
+	if !c.IsProtected(q, "") {
+		t.Fatal("a direct peer of gossipsub is not protected")
 	}
 	if _, ok := coreconnmgr.SupportsDecay(c); !ok {
 		t.Fatal("gossipsub's delivery tags need a decayer, and the wrapper hides it")
@@ -146,4 +153,24 @@ func TestTrimKeepsOnlyTheHeartbeatMesh(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// JoinedPeers, what the bootstrap keeper counts, is the connected peers
+// listed online: a bare libp2p identity connected to the node is not one.
+func TestJoinedPeersCountsNodesListedOnline(t *testing.T) {
+	a, b := newTestMesh(t, "testnet"), newTestMesh(t, "testnet")
+	connect(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		stranger(ctx, t, a)
+	}
+	eventually(t, 10*time.Second, "b listed online at a", func() bool { return a.JoinedPeers() == 1 })
+	if c := a.ConnectedPeers(); c != 4 {
+		t.Fatalf("%d connected peers, want b and 3 strangers", c)
+	}
+	time.Sleep(500 * time.Millisecond) // heartbeats of anything that would be listed
+	if j := a.JoinedPeers(); j != 1 {
+		t.Fatalf("%d joined peers, want only b", j)
+	}
 }

@@ -345,6 +345,20 @@ func (m *Mesh) Connect(ctx context.Context, ai peer.AddrInfo) error {
 // ConnectedPeers is the number of peers the node holds a connection to.
 func (m *Mesh) ConnectedPeers() int { return len(m.h.Network().Peers()) }
 
+// JoinedPeers is the number of peers the node holds a connection to that
+// are nodes of its network listed online (by their heartbeats): a bare
+// libp2p identity, a node of another network or one that stopped
+// heartbeating does not count.
+func (m *Mesh) JoinedPeers() int {
+	now, n := time.Now(), 0
+	for _, p := range m.h.Network().Peers() {
+		if info, ok := m.table.get(p, now); ok && info.Status == protocol.StatusOnline {
+			n++
+		}
+	}
+	return n
+}
+
 // Connected reports whether the node has a live connection to p.
 func (m *Mesh) Connected(p peer.ID) bool {
 	return m.h.Network().Connectedness(p) == network.Connected

@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, t *table, connected func() int) *metr
 	}, func() float64 { return float64(t.len()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "proofmesh_connected_peers",
-		Help: "Peers this node holds a libp2p connection to (above --keep-conns, the connection manager trims them to a quarter of it besides the heartbeat topic's gossip mesh, at most 8).",
+		Help: "Peers this node holds a libp2p connection to (above --keep-conns, the connection manager trims them to a quarter of it besides the heartbeat topic's gossip mesh, at most 8, and bootstrap peers and relays).",
 	}, func() float64 { return float64(connected()) }))
 	for _, st := range []protocol.PeerStatus{protocol.StatusOnline, protocol.StatusStale, protocol.StatusOffline, protocol.StatusDeleted} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -61,7 +61,8 @@ type Config struct {
 	DenyPeers []string
 	// KeepConns is the connection manager's high water mark: above it, it
 	// trims the least useful connections to a quarter of it, besides the
-	// heartbeat topic's gossip mesh (at most 8 peers), which it never trims.
+	// heartbeat topic's gossip mesh (at most 8 peers), the bootstrap peers
+	// and relays, which it never trims.
 	KeepConns int
 	// MaxConns sizes the resource manager's connection limits (1.25 times
 	// inbound, 1.5 times in all): a burst beyond KeepConns is accepted

@@ -226,7 +226,7 @@ Example:
 	f.BoolVar(&cfg.Colocation, "allow-colocation", false, "do not penalise many peers on one IP (local testnets)")
 	f.StringSliceVar(&cfg.CORSOrigins, "cors-origin", nil, "browser origin allowed to call the API, e.g. https://dash.example (default: none)")
 	f.StringSliceVar(&cfg.DenyPeers, "deny-peer", nil, "peer id never to talk to (repeatable or comma-separated)")
-	f.IntVar(&cfg.KeepConns, "keep-conns", cfg.KeepConns, "connections kept: above it the least useful ones older than a minute are closed, down to a quarter of it besides the heartbeat topic's gossip mesh (at most 8)")
+	f.IntVar(&cfg.KeepConns, "keep-conns", cfg.KeepConns, "connections kept: above it the least useful ones older than a minute are closed, down to a quarter of it besides the heartbeat topic's gossip mesh (at most 8), bootstrap peers and relays")
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "connections libp2p accepts (1.25x inbound, 1.5x in all) before refusing; a burst above --keep-conns is trimmed later")
 	f.IntVar(&cfg.P2PMemoryMB, "p2p-memory-mb", cfg.P2PMemoryMB, "memory libp2p connections and streams may hold together, in MiB (one peer at most an eighth)")
 	f.StringVar(&cfg.KeysDir, "keys", "", "directory of ceremony keys (default: the shipped keys)")
