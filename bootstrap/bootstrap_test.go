@@ -262,33 +262,7 @@ func TestRestartedBootstrapIsTouchedAgain(t *testing.T) {
 	bkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	port := freePort(t)
 	boot := startMesh(t, bkey, port)
-	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond, Touch: time.Second}
-	nodes := make([]*mesh.Mesh, MinPeers+1)
-	for i := range nodes {
-		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		nodes[i] = startMesh(t, key, 0)
-		defer nodes[i].Close()
-		k := Start(nodes[i], infos, b, nil)
-		defer k.Stop()
-		waitFor(t, "the bootstrap connection", func() bool { return nodes[i].Connected(boot.ID()) })
-	}
-	for i, a := range nodes {
-		for _, c := range nodes[i+1:] {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := a.Connect(ctx, peer.AddrInfo{ID: c.ID(), Addrs: c.Host().Addrs()})
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, n := range nodes {
-		waitFor(t, "the others listed online", func() bool { return n.JoinedPeers() >= MinPeers })
-	}
+	nodes := joinThrough(t, boot, Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond, Touch: time.Second})
 	_ = boot.Close() // maintenance, or a crash
 	for _, n := range nodes {
 		waitFor(t, "the bootstrap node gone", func() bool { return !n.Connected(boot.ID()) })
@@ -307,37 +281,11 @@ func TestTrimmedBootstrapIsNotRedialled(t *testing.T) {
 	bkey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	boot := startMesh(t, bkey, 0)
 	defer boot.Close()
-	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond}
-	nodes := make([]*mesh.Mesh, MinPeers+1)
-	for i := range nodes {
-		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		nodes[i] = startMesh(t, key, 0)
-		defer nodes[i].Close()
-		k := Start(nodes[i], infos, b, nil)
-		defer k.Stop()
-		waitFor(t, "the bootstrap connection", func() bool { return nodes[i].Connected(boot.ID()) })
-	}
-	for i, a := range nodes {
-		for _, c := range nodes[i+1:] {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := a.Connect(ctx, peer.AddrInfo{ID: c.ID(), Addrs: c.Host().Addrs()})
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	nodes := joinThrough(t, boot, Backoff{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond, Factor: 2, Check: 10 * time.Millisecond})
 	trim := func(m *mesh.Mesh, p peer.ID) { // as libp2p's connection manager closes
 		for _, c := range m.Host().Network().ConnsToPeer(p) {
 			_ = c.CloseWithError(network.ConnGarbageCollected)
 		}
-	}
-	for _, n := range nodes { // the other nodes and the bootstrap node
-		waitFor(t, "the others listed online", func() bool { return n.JoinedPeers() == len(nodes) })
 	}
 	for _, n := range nodes {
 		trim(boot, n.ID())
@@ -354,6 +302,40 @@ func TestTrimmedBootstrapIsNotRedialled(t *testing.T) {
 		trim(lone, n.ID())
 	}
 	waitFor(t, "a node without peers back at the bootstrap node", func() bool { return lone.Connected(boot.ID()) })
+}
+
+// joinThrough starts MinPeers+1 nodes, each with a keeper of boot, waits
+// for their bootstrap connections, connects every pair and waits until
+// each lists the others and boot online. They stop when the test ends.
+func joinThrough(t *testing.T, boot *mesh.Mesh, b Backoff) []*mesh.Mesh {
+	t.Helper()
+	infos, err := ParseAddrs([]string{boot.Addrs()[0].String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*mesh.Mesh, MinPeers+1)
+	for i := range nodes {
+		key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		n := startMesh(t, key, 0)
+		k := Start(n, infos, b, nil)
+		t.Cleanup(func() { k.Stop(); _ = n.Close() })
+		waitFor(t, "the bootstrap connection", func() bool { return n.Connected(boot.ID()) })
+		nodes[i] = n
+	}
+	for i, a := range nodes {
+		for _, c := range nodes[i+1:] {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.Connect(ctx, peer.AddrInfo{ID: c.ID(), Addrs: c.Host().Addrs()})
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, n := range nodes { // the other nodes and the bootstrap node
+		waitFor(t, "the others listed online", func() bool { return n.JoinedPeers() == len(nodes) })
+	}
+	return nodes
 }
 
 func freePort(t *testing.T) int {

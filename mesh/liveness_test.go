@@ -750,70 +750,75 @@ func TestLostConnectionsBeyondTheQueueAreDroppedAndCounted(t *testing.T) {
 // one and its Contested call, the suspicion it should have cleared is
 // raised after it, and the live peer is declared down.
 func TestContestAfterRefutationIsNoSuspicion(t *testing.T) {
-	s := newTestMesh(t, "testnet", slowHeartbeats)
-	_, p := newIdentity(t)
-	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
-	hb := func(seq uint64) protocol.Heartbeat {
-		h := heartbeatFrom(p, seq, caps)
-		h.IntervalMS = 60_000
-		h.Time = time.Now().Add(-2 * time.Second).UnixMilli()
-		return h
-	}
-	h10 := hb(10)
-	if err := s.acceptHeartbeat(p, p, mustEncode(t, h10)); err != nil {
-		t.Fatal(err)
-	}
-	s.table.markDown(p, 10, time.Now())
-	s.table.claimDropped(p, 30, time.Now())
-
+	c := newContestSetup(t, 30)
 	// Worker A: the late heartbeat, as far as the table.
-	late := hb(20)
-	o, err := s.table.observeFrom(p, &late, caps, p, time.Now())
-	if err != nil || o.contested != 30 {
-		t.Fatalf("%+v %v", o, err)
-	}
+	o := c.observe(t, 20, 30)
 	// Worker B: the refutation, all of it.
-	if err := s.acceptHeartbeat(p, p, mustEncode(t, hb(31))); err != nil {
+	if err := c.s.acceptHeartbeat(c.p, c.p, mustEncode(t, c.hb(31))); err != nil {
 		t.Fatal(err)
 	}
 	// Worker A again.
-	s.contest(p, o.contested, time.Now())
-	s.live.mu.Lock()
-	_, held := s.live.det.Suspected(p)
-	s.live.mu.Unlock()
-	if held {
+	c.s.contest(c.p, o.contested, time.Now())
+	if c.held() {
 		t.Fatal("a refutation accepted before the contest left the peer suspected")
 	}
-
 }
 
 // A heartbeat at the contest's bar itself refutes nothing (a claim at seq
 // S is refuted above S): the contest's re-check holds the peer suspected.
 func TestContestAtItsBarIsSuspicion(t *testing.T) {
-	s := newTestMesh(t, "testnet", slowHeartbeats)
-	_, p := newIdentity(t)
-	caps := protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}
-	hb := func(seq uint64) protocol.Heartbeat {
-		h := heartbeatFrom(p, seq, caps)
-		h.IntervalMS = 60_000
-		return h
-	}
-	h10 := hb(10)
-	if err := s.acceptHeartbeat(p, p, mustEncode(t, h10)); err != nil {
-		t.Fatal(err)
-	}
-	s.table.markDown(p, 10, time.Now())
-	s.table.claimDropped(p, 40, time.Now())
-	at := hb(40)
-	o, err := s.table.observeFrom(p, &at, caps, p, time.Now())
-	if err != nil || o.contested != 40 {
-		t.Fatalf("%+v %v", o, err)
-	}
-	s.contest(p, o.contested, time.Now())
-	s.live.mu.Lock()
-	_, held := s.live.det.Suspected(p)
-	s.live.mu.Unlock()
-	if !held {
+	c := newContestSetup(t, 40)
+	o := c.observe(t, 40, 40)
+	c.s.contest(c.p, o.contested, time.Now())
+	if !c.held() {
 		t.Fatal("a heartbeat at the contest's bar counted as its refutation")
 	}
+}
+
+// contestSetup is a mesh s that listed peer p online at seq 10, then
+// marked it down there and dropped a claim about it at seq claim.
+type contestSetup struct {
+	s    *Mesh
+	p    peer.ID
+	caps protocol.Capabilities
+}
+
+func newContestSetup(t *testing.T, claim uint64) *contestSetup {
+	t.Helper()
+	c := &contestSetup{s: newTestMesh(t, "testnet", slowHeartbeats), caps: protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}}
+	_, c.p = newIdentity(t)
+	if err := c.s.acceptHeartbeat(c.p, c.p, mustEncode(t, c.hb(10))); err != nil {
+		t.Fatal(err)
+	}
+	c.s.table.markDown(c.p, 10, time.Now())
+	c.s.table.claimDropped(c.p, claim, time.Now())
+	return c
+}
+
+// hb is p's heartbeat at seq, signed before the claims.
+func (c *contestSetup) hb(seq uint64) protocol.Heartbeat {
+	h := heartbeatFrom(c.p, seq, c.caps)
+	h.IntervalMS = 60_000
+	h.Time = time.Now().Add(-2 * time.Second).UnixMilli()
+	return h
+}
+
+// observe runs p's heartbeat at seq through the table, as a validation
+// worker does before its contest, and wants it contested at bar.
+func (c *contestSetup) observe(t *testing.T, seq, bar uint64) observation {
+	t.Helper()
+	h := c.hb(seq)
+	o, err := c.s.table.observeFrom(c.p, &h, c.caps, c.p, time.Now())
+	if err != nil || o.contested != bar {
+		t.Fatalf("%+v %v, want contested at %d", o, err, bar)
+	}
+	return o
+}
+
+// held reports whether s's detector holds p suspected.
+func (c *contestSetup) held() bool {
+	c.s.live.mu.Lock()
+	defer c.s.live.mu.Unlock()
+	_, held := c.s.live.det.Suspected(c.p)
+	return held
 }
