@@ -81,9 +81,8 @@ type Config struct {
 	// minute until ConnLow remain besides those it never closes (the
 	// heartbeat topic's gossip mesh, at most Dhi peers; the other topics'
 	// mesh peers and the DHT's routing table are kept first, not always:
-	// conns), so what a node
-	// holds per peer stays bounded however large the network. Rendezvous
-	// discovery stops dialling at ConnHigh/2.
+	// conns), so what a node holds per peer stays bounded however large
+	// the network. Rendezvous discovery stops dialling at ConnHigh/2.
 	ConnLow, ConnHigh int
 	// ConnLimit sizes the resource manager's connection limits
 	// (ConnLimit·1.25 inbound, ConnLimit·1.5 in all): a burst above

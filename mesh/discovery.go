@@ -97,5 +97,5 @@ func (m *Mesh) findPeers(rd *drouting.RoutingDiscovery, ns string) int {
 // enoughPeers reports whether this node holds connections to ConnHigh/2
 // peers (0: no bound, a host given by the caller).
 func (m *Mesh) enoughPeers() bool {
-	return m.cfg.ConnHigh > 0 && len(m.h.Network().Peers()) >= m.cfg.ConnHigh/2
+	return m.cfg.ConnHigh > 0 && m.ConnectedPeers() >= m.cfg.ConnHigh/2
 }

@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		if m.h == nil {
 			return 0
 		}
-		return len(m.h.Network().Peers())
+		return m.ConnectedPeers()
 	})
 	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)
