@@ -22,7 +22,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -573,6 +572,7 @@ func (p *deliveryProbe) result(start, end time.Time) windowResult {
 
 // probeTracer is a node's gossipsub tracer feeding the probe.
 type probeTracer struct {
+	nopTracer
 	p    *deliveryProbe
 	node peer.ID // the node whose gossipsub this traces
 }
@@ -588,17 +588,6 @@ func (t probeTracer) DropRPC(*pubsub.RPC, peer.ID) {
 		t.p.drops.Add(1)
 	}
 }
-
-func (probeTracer) OnNewOutboundStream(peer.ID, libp2pproto.ID) {}
-func (probeTracer) OnClosedOutboundStream(peer.ID)              {}
-func (probeTracer) Join(string)                                 {}
-func (probeTracer) Leave(string)                                {}
-func (probeTracer) Graft(peer.ID, string)                       {}
-func (probeTracer) Prune(peer.ID, string)                       {}
-func (probeTracer) ValidateMessage(*pubsub.Message)             {}
-func (probeTracer) RejectMessage(*pubsub.Message, string)       {}
-func (probeTracer) DuplicateMessage(*pubsub.Message)            {}
-func (probeTracer) ThrottlePeer(peer.ID)                        {}
 
 // RecvRPC notes, with -delivery-path, when this node's gossipsub loop
 // first saw each heartbeat.
@@ -708,7 +697,6 @@ func (p *deliveryProbe) pathSummary(slow time.Duration) string {
 	}
 	return "; last receipts: " + f("all", all) + "; " + f("slower than "+slow.String(), late)
 }
-func (probeTracer) UndeliverableMessage(*pubsub.Message) {}
 
 // windowResult is what the probe saw in one or more measurement windows.
 type windowResult struct {

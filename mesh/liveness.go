@@ -46,14 +46,14 @@ type liveness struct {
 	lost     chan peer.ID
 	notifiee network.Notifiee
 
-	probes  chan protocol.LivenessAction
-	pending map[peer.ID]bool // probes queued or running, under mu
+	probes  chan *protocol.LivenessAction // by pointer: the buffer is MaxSuspects long
+	pending map[peer.ID]bool              // probes queued or running, under mu
 }
 
 func newLiveness(cfg protocol.DetectorConfig) *liveness {
 	return &liveness{
 		det:     protocol.NewDetector(cfg),
-		probes:  make(chan protocol.LivenessAction, cfg.MaxSuspects),
+		probes:  make(chan *protocol.LivenessAction, cfg.MaxSuspects),
 		pending: map[peer.ID]bool{},
 		lost:    make(chan peer.ID, lostQueue),
 	}
@@ -274,7 +274,7 @@ func (m *Mesh) enqueueProbe(a protocol.LivenessAction) {
 		return
 	}
 	select {
-	case m.live.probes <- a:
+	case m.live.probes <- &a:
 		m.live.pending[a.Peer] = true
 	default:
 	}
