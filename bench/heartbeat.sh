@@ -15,6 +15,11 @@
 #   bench/heartbeat.sh 50              one size
 #   bench/heartbeat.sh 200 -together   benchmark flags after the size
 #
+#   GOGC=off GOMEMLIMIT=14GiB bench/heartbeat.sh 200
+#                                      both sides with the collector held off:
+#                                      the simulated nodes share one heap, and its
+#                                      marking sets the tail (bench/README.md)
+#
 # GSIM=path/to/gsim skips building the anchor (default: built from
 # ../shared/anchors/gsim into a temporary dir). The two runs come one after
 # the other on the same machine: compare the ratio, not the absolute

@@ -428,6 +428,10 @@ func readGC() gcSample {
 // share of the process's CPU in between (the runtime's estimate, updated
 // at each collection).
 func (g gcSample) since(before gcSample) string {
+	if g.cycles == before.cycles {
+		// runtime/metrics updates its CPU classes at collections only.
+		return "no collection (GOGC=off?)"
+	}
 	share := math.NaN()
 	if d := g.total - before.total; d > 0 {
 		share = 100 * (g.cpu - before.cpu) / d
