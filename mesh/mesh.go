@@ -223,7 +223,6 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		// the mesh forms, and first hops are direct.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(messageID),
-		pubsub.WithSeenMessagesTTL(seenTTL(cfg.ClockSkew)),
 		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithPeerScore(m.scoreParams(), scoreThresholds()),
 		pubsub.WithValidateQueueSize(512),
@@ -295,35 +294,6 @@ func gossipParams() pubsub.GossipSubParams {
 
 // gossipD is the target mesh degree of every topic.
 const gossipD = 4
-
-// seenTTL is how long gossipsub remembers a message id at least, dropping
-// any copy that arrives meanwhile unvalidated. Every message of this
-// network that carries a time (heartbeat, leave, suspicion, task) is
-// refused when the time is more than the clock skew from ours, so one
-// first received within the skew of its time is past the skew 2 × skew
-// later: a copy replayed once its id is forgotten is refused by its time
-// (IGNORE: neither delivered nor forwarded). Results carry no time and are
-// refused as duplicates by the task's lifecycle. The gossip history (IHAVE
-// and IWANT, 5 heartbeats of 1 s) is added, so that an honest late copy
-// still finds its id seen. Gossipsub's default is 2 minutes; at 200
-// simulated nodes in one process its ids and the score's delivery records
-// were half the heap, and the collector's marking of that heap sets the
-// tail of heartbeat delivery (bench/README.md, "The collector").
-//
-// Gossipsub drops forgotten ids only when it sweeps its seen cache, once
-// a minute (seenSweep), so an id is held seenTTL to seenTTL + seenSweep;
-// the peer score keeps a message's delivery record (who sent it, and
-// whether it was valid) the longer of the two (scoreParams), so that a
-// late copy of an invalid message costs its sender (P4) whether it is
-// dropped as seen or validated again.
-func seenTTL(skew time.Duration) time.Duration {
-	p := gossipParams() // how long a message is gossiped and served to IWANT
-	return 2*skew + time.Duration(p.HistoryLength)*p.HeartbeatInterval
-}
-
-// seenSweep is how often gossipsub's seen cache drops expired ids
-// (timecache's backgroundSweepInterval, not exported).
-const seenSweep = time.Minute
 
 // messageID is a content hash of origin and payload: duplicates are
 // recognised whatever path they took, and a peer that copies another's

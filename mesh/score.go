@@ -54,9 +54,6 @@ func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
 		DecayInterval:             time.Second,
 		DecayToZero:               0.01,
 		RetainScore:               10 * time.Minute,
-		// As long as gossipsub may still hold the message's id: seenTTL,
-		// and up to its next sweep of the seen cache.
-		SeenMsgTTL: seenTTL(m.cfg.ClockSkew) + seenSweep,
 	}
 	if m.cfg.Colocation {
 		p.IPColocationFactorWeight = 0

@@ -261,3 +261,84 @@ func TestForgedResultRefusedWithoutTheLoop(t *testing.T) {
 		t.Fatal("a candidate's result of the task asked for was refused")
 	}
 }
+
+// Gossipsub forgets a message id 2 to 3 minutes after it passed, and a
+// replayed copy is then validated again. A progress or cancel of a live
+// task (one with takeovers lives longer) used to be accepted again,
+// forwarded to every node,
+// and a replayed "running" from a candidate that had been taken over from
+// moved the task back to it. Both are now refused (IGNORE) once their time
+// is more than the clock skew from their arrival; one kept early is
+// judged at the time it arrived.
+func TestReplayedProgressAndCancelRefusedByTheirTime(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	victim := tn.Nodes[0]
+	ctx := context.Background()
+	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	subID, _ := peer.IDFromPrivateKey(subKey)
+	execKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	exec, _ := peer.IDFromPrivateKey(execKey)
+	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	otherID, _ := peer.IDFromPrivateKey(other)
+	data := forgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}, 0)
+	v, err := victim.validateTaskMessage(ctx, subID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.onTaskMessage(mesh.Message{From: subID, Data: data, Value: v})
+	taskID := v.(taskSeen).t.ID
+	victim.lc.do(ctx, func() {})
+	if _, ok := victim.lc.followed(taskID); !ok {
+		t.Fatal("task not followed")
+	}
+
+	skew := victim.mesh.ClockSkew()
+	now := time.Now()
+	old, ahead := now.Add(-skew-5*time.Second), now.Add(skew+5*time.Second)
+	progress := func(at time.Time) []byte {
+		b, err := (&protocol.TaskMessage{Progress: &protocol.Progress{TaskID: taskID, Executor: exec.String(),
+			State: protocol.StateRunning, Time: at.UnixMilli()}}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cancel := func(at time.Time) []byte {
+		env, err := protocol.Seal(&protocol.Cancel{TaskID: taskID, Submitter: subID.String(), Time: at.UnixMilli(), Reason: "replayed"}, subKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := (&protocol.TaskMessage{Cancel: env}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		from    peer.ID
+		data    []byte
+		arrived time.Time
+		skewed  bool
+	}{
+		{"progress sent now", exec, progress(now), now, false},
+		{"progress replayed after the skew", exec, progress(old), now, true},
+		{"progress from beyond the skew ahead", exec, progress(ahead), now, true},
+		{"progress kept early, judged at its arrival", exec, progress(old), old, false},
+		{"cancel replayed after the skew", subID, cancel(old), now, true},
+		{"cancel from beyond the skew ahead", subID, cancel(ahead), now, true},
+	} {
+		_, err := victim.checkTaskMessage(ctx, tc.from, tc.data, tc.arrived)
+		switch {
+		case tc.skewed && (!errors.Is(err, protocol.ErrClockSkew) || !protocol.Ignorable(err)):
+			t.Errorf("%s: %v, want refused by its time (ignored)", tc.name, err)
+		case !tc.skewed && err != nil:
+			t.Errorf("%s: %v, want accepted", tc.name, err)
+		}
+	}
+	// The cancels were refused: the task still runs.
+	victim.lc.do(ctx, func() {})
+	if _, ok := victim.lc.followed(taskID); !ok {
+		t.Fatal("a refused cancel ended the task")
+	}
+}

@@ -313,21 +313,36 @@ type taskSeen struct {
 // submitter. Progress and cancels of tasks not seen yet are kept for a
 // second look when the task comes.
 func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byte) (any, error) {
+	return n.checkTaskMessage(ctx, from, data, time.Now())
+}
+
+// checkTaskMessage is validateTaskMessage of a message that arrived at
+// arrived (now, or when an early message was kept). A progress or cancel
+// must have been sent within the clock skew of its arrival: gossipsub
+// forgets a message id after 2 to 3 minutes, a task with takeovers lives
+// longer, and a replayed copy of an old progress was accepted, forwarded,
+// and moved a task's state back (a takeover's successor's task to
+// "running on" the candidate it replaced) on every node.
+func (n *Node) checkTaskMessage(ctx context.Context, from peer.ID, data []byte, arrived time.Time) (any, error) {
 	msg, err := protocol.DecodeTaskMessage(data)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now, skew := time.Now(), n.mesh.ClockSkew()
+	kept := earlyMessage{kind: mesh.KindTasks, from: from, via: mesh.Forwarder(ctx, from), data: data, at: arrived}
 	switch {
 	case msg.Task != nil:
-		tt, err := protocol.CheckTask(msg.Task, n.reg, now, protocol.DefaultClockSkew)
+		tt, err := protocol.CheckTask(msg.Task, n.reg, now, skew)
 		if err != nil {
 			return nil, err
 		}
 		return taskSeen{msg.Task, msg.TaskEnv, tt}, nil
 	case msg.Cancel != nil:
 		c := msg.Cancel
-		_, err := n.lc.admit(ctx, c.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
+		if err := protocol.CheckTime("cancel", c.Time, arrived, skew); err != nil {
+			return nil, err
+		}
+		_, err := n.lc.admit(ctx, c.TaskID, kept, func(lc *protocol.Lifecycle) error {
 			if lc.Task().Submitter != c.Submitter {
 				return fmt.Errorf("%w: cancel of %s signed by %s, not its submitter", protocol.ErrForged, short(c.TaskID), c.Submitter)
 			}
@@ -342,7 +357,10 @@ func (n *Node) validateTaskMessage(ctx context.Context, from peer.ID, data []byt
 	if p.Executor != from.String() {
 		return nil, fmt.Errorf("%w: progress for %s sent by %s", protocol.ErrForged, p.Executor, from)
 	}
-	_, err = n.lc.admit(ctx, p.TaskID, earlyMessage{kind: mesh.KindTasks, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
+	if err := protocol.CheckTime("progress", p.Time, arrived, skew); err != nil {
+		return nil, err
+	}
+	_, err = n.lc.admit(ctx, p.TaskID, kept, func(lc *protocol.Lifecycle) error {
 		return lc.CheckTurn(p.Executor, now, protocol.TurnSkew)
 	})
 	if errors.Is(err, protocol.ErrNotYourTurn) {
@@ -398,7 +416,7 @@ func (d *driver) replayEarly(id string) {
 			if m.kind == mesh.KindResults {
 				v, err = d.n.validateResult(ctx, m.from, m.data)
 			} else {
-				v, err = d.n.validateTaskMessage(ctx, m.from, m.data)
+				v, err = d.n.checkTaskMessage(ctx, m.from, m.data, m.at)
 			}
 			if err == nil {
 				msg := mesh.Message{From: m.from, Data: m.data, Value: v}

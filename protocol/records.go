@@ -249,8 +249,17 @@ func OpenLeave(data []byte) (*Leave, peer.ID, error) {
 
 // CheckLeaveTime applies the clock-skew rule to a leave notice.
 func CheckLeaveTime(l *Leave, now time.Time, skew time.Duration) error {
-	if d := now.Sub(time.UnixMilli(l.Time)); d > skew || d < -skew {
-		return fmt.Errorf("%w: leave time is %s from ours", ErrClockSkew, d.Round(time.Millisecond))
+	return CheckTime("leave", l.Time, now, skew)
+}
+
+// CheckTime is the clock-skew rule of a message's time (unix ms): at most
+// skew from now either way, else ErrClockSkew (IGNORE). Besides refusing a
+// clock that is off, it bounds replays: gossipsub forgets a message id
+// after 2 to 3 minutes, and a copy replayed after that is refused here.
+// what names the message in the error.
+func CheckTime(what string, ms int64, now time.Time, skew time.Duration) error {
+	if d := now.Sub(time.UnixMilli(ms)); d > skew || d < -skew {
+		return fmt.Errorf("%w: %s time is %s from ours", ErrClockSkew, what, d.Round(time.Millisecond))
 	}
 	return nil
 }
