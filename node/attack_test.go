@@ -264,12 +264,11 @@ func TestForgedResultRefusedWithoutTheLoop(t *testing.T) {
 
 // Gossipsub forgets a message id 2 to 3 minutes after it passed, and a
 // replayed copy is then validated again. A progress or cancel of a live
-// task (one with takeovers lives longer) used to be accepted again,
-// forwarded to every node,
-// and a replayed "running" from a candidate that had been taken over from
-// moved the task back to it. Both are now refused (IGNORE) once their time
-// is more than the clock skew from their arrival; one kept early is
-// judged at the time it arrived.
+// task (one with takeovers lives longer) used to be accepted again and
+// forwarded to every node, and a replayed "running" from a candidate that
+// had been taken over from moved the task back to it. Both are now
+// refused (IGNORE) once their time is more than the clock skew from their
+// arrival; one kept early is judged at the time it arrived.
 func TestReplayedProgressAndCancelRefusedByTheirTime(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
