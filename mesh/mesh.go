@@ -512,11 +512,13 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			m.met.gossip.WithLabelValues(kind, "denied").Inc()
 			return pubsub.ValidationIgnore
 		}
-		if now := time.Now(); from != m.h.ID() && !m.rates.allow(kind, from, now) {
-			if via == from {
+		spent := false
+		if now := time.Now(); from != m.h.ID() {
+			spent = m.rates.allow(kind, from, now)
+			if !spent && via == from {
 				m.floods.add(from, now) // it flooded us itself
 			}
-			if pastRate == nil || !pastRate(msg.Data) {
+			if !spent && (pastRate == nil || !pastRate(msg.Data)) {
 				m.met.gossip.WithLabelValues(kind, "rate_limited").Inc()
 				return pubsub.ValidationIgnore
 			}
@@ -526,6 +528,11 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			msg.ValidatorData = val
 		}
 		res, word := verdict(err)
+		if spent && via != from && protocol.Replayed(err) {
+			// Old news another peer sent: not the origin's doing.
+			m.rates.refund(kind, from)
+			word = "ignore_replay"
+		}
 		m.met.gossip.WithLabelValues(kind, word).Inc()
 		if err != nil {
 			m.log.Debug("gossip message refused", "topic", kind, "peer", from, "verdict", word, "reason", protocol.Reason(err), "err", err)

@@ -13,7 +13,8 @@ import (
 // topicRates bounds how many messages per second one origin may put on
 // each topic, before validation: a peer flooding a topic has its excess
 // IGNOREd (the honest relays forwarding it are not penalised), and the
-// validators' work stays bounded. Rates are far above what an honest node
+// validators' work stays bounded. A token is spent before validation and
+// given back if the message was a replay another peer forwarded (refund). Rates are far above what an honest node
 // sends: heartbeats at the 100 ms minimum interval, a busy submitter.
 var topicRates = map[string]struct{ rate, burst float64 }{
 	KindHeartbeat: {10, 20},
@@ -38,6 +39,18 @@ func newOriginLimiter() *originLimiter {
 func (l *originLimiter) allow(kind string, origin peer.ID, now time.Time) bool {
 	lim, ok := l.kinds[kind]
 	return !ok || lim.Allow(string(origin), now)
+}
+
+// refund gives back the token allow spent for a message of origin that
+// turned out to be a replay forwarded by another peer (protocol.Replayed):
+// anyone can send an origin's old messages again once this node has
+// forgotten their ids, and those copies must not spend the origin's
+// bucket, or a replayer could have its fresh messages IGNOREd here and
+// counted as its flood.
+func (l *originLimiter) refund(kind string, origin peer.ID) {
+	if lim, ok := l.kinds[kind]; ok {
+		lim.Refund(string(origin))
+	}
 }
 
 // floodScore remembers, per peer, how many messages it sent us itself

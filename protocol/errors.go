@@ -40,6 +40,15 @@ func Ignorable(err error) bool {
 		errors.Is(err, ErrClockSkew) || errors.Is(err, ErrNotYet) || errors.Is(err, ErrUnknownKind)
 }
 
+// Replayed reports whether err refuses a message as old news: at or below
+// what this node holds already (ErrStale, ErrDuplicate) or dated outside
+// the clock skew (ErrClockSkew). Anyone who kept a copy can send such a
+// message again, long after its origin did, so it says nothing about its
+// origin unless the origin sent it itself.
+func Replayed(err error) bool {
+	return errors.Is(err, ErrStale) || errors.Is(err, ErrDuplicate) || errors.Is(err, ErrClockSkew)
+}
+
 // Reason returns a short stable word for err, used as a metrics label and a
 // log value.
 func Reason(err error) string {

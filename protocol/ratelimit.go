@@ -66,6 +66,16 @@ func (l *Limiter) Has(key string, now time.Time) bool {
 	return l.refill(key, now).tokens >= 1
 }
 
+// Refund gives back one token spent by Allow (never above the burst): for
+// a spend that turned out not to be key's doing.
+func (l *Limiter) Refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.buckets[key]; b != nil {
+		b.tokens = min(l.burst, b.tokens+1)
+	}
+}
+
 // Len returns the number of buckets kept.
 func (l *Limiter) Len() int {
 	l.mu.Lock()
