@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -262,14 +263,15 @@ func TestForgedResultRefusedWithoutTheLoop(t *testing.T) {
 	}
 }
 
-// Gossipsub forgets a message id 2 to 3 minutes after it passed, and a
-// replayed copy is then validated again. A progress or cancel of a live
-// task (one with takeovers lives longer) used to be accepted again and
-// forwarded to every node, and a replayed "running" from a candidate that
-// had been taken over from moved the task back to it. Both are now
+// Gossipsub forgets a message id about a minute after it passed
+// (mesh.seenTTL), and a replayed copy is then validated again. A progress
+// or cancel of a live task used to be accepted again and forwarded to every
+// node, and a replayed "running" from a candidate that had been taken over
+// from moved the task back to it; a replayed invalid result had its proof
+// verified again and counted against its executor again. All are now
 // refused (IGNORE) once their time is more than the clock skew from their
 // arrival; one kept early is judged at the time it arrived.
-func TestReplayedProgressAndCancelRefusedByTheirTime(t *testing.T) {
+func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
 	ctx := context.Background()
@@ -313,6 +315,15 @@ func TestReplayedProgressAndCancelRefusedByTheirTime(t *testing.T) {
 		}
 		return b
 	}
+	result := func(at time.Time) []byte {
+		out := []byte("wrong")
+		env, err := protocol.Seal(&protocol.Result{TaskID: taskID, Type: "wasm.exec.v1", Executor: exec.String(), InputHash: protocol.HashHex(nil),
+			Output: out, OutputHash: protocol.HashHex(out), Time: at.UnixMilli()}, execKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
 	for _, tc := range []struct {
 		name    string
 		from    peer.ID
@@ -326,12 +337,26 @@ func TestReplayedProgressAndCancelRefusedByTheirTime(t *testing.T) {
 		{"progress kept early, judged at its arrival", exec, progress(old), old, false},
 		{"cancel replayed after the skew", subID, cancel(old), now, true},
 		{"cancel from beyond the skew ahead", subID, cancel(ahead), now, true},
+		// An invalid result (its input hash is not the task's): refused
+		// by its time before anything else once replayed, and rejected
+		// on its merits when fresh.
+		{"result sent now", exec, result(now), now, false},
+		{"result replayed after the skew", exec, result(old), now, true},
+		{"result from beyond the skew ahead", exec, result(ahead), now, true},
+		{"result kept early, judged at its arrival", exec, result(old), old, false},
 	} {
-		_, err := victim.checkTaskMessage(ctx, tc.from, tc.data, tc.arrived)
+		var err error
+		if strings.HasPrefix(tc.name, "result") {
+			_, err = victim.checkResultMessage(ctx, tc.from, tc.data, tc.arrived)
+		} else {
+			_, err = victim.checkTaskMessage(ctx, tc.from, tc.data, tc.arrived)
+		}
 		switch {
 		case tc.skewed && (!errors.Is(err, protocol.ErrClockSkew) || !protocol.Ignorable(err)):
 			t.Errorf("%s: %v, want refused by its time (ignored)", tc.name, err)
-		case !tc.skewed && err != nil:
+		case !tc.skewed && strings.HasPrefix(tc.name, "result") && (err == nil || protocol.Ignorable(err)):
+			t.Errorf("%s: %v, want rejected on its merits", tc.name, err)
+		case !tc.skewed && !strings.HasPrefix(tc.name, "result") && err != nil:
 			t.Errorf("%s: %v, want accepted", tc.name, err)
 		}
 	}

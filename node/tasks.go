@@ -414,7 +414,7 @@ func (d *driver) replayEarly(id string) {
 			)
 			ctx := mesh.WithForwarder(d.n.ctx, m.via)
 			if m.kind == mesh.KindResults {
-				v, err = d.n.validateResult(ctx, m.from, m.data)
+				v, err = d.n.checkResultMessage(ctx, m.from, m.data, m.at)
 			} else {
 				v, err = d.n.checkTaskMessage(ctx, m.from, m.data, m.at)
 			}
@@ -680,9 +680,23 @@ type resultSeen struct {
 // before it is delivered or forwarded; an invalid one is REJECTED and
 // counts against its executor.
 func (n *Node) validateResult(ctx context.Context, from peer.ID, data []byte) (any, error) {
+	return n.checkResultMessage(ctx, from, data, time.Now())
+}
+
+// checkResultMessage is validateResult of a result that arrived at arrived
+// (now, or when an early one was kept). It must have been published within
+// the clock skew of its arrival: gossip carries a result within seconds,
+// and a copy replayed once gossipsub has forgotten its id is refused by its
+// time (IGNORE) before anything else is looked at, an invalid one's proof
+// included. Results fetched later from peers (syncResults, synced) are old
+// by design and are checked without this rule.
+func (n *Node) checkResultMessage(ctx context.Context, from peer.ID, data []byte, arrived time.Time) (any, error) {
 	r, err := protocol.OpenResult(data)
 	if err == nil && n.dropResult != nil && n.dropResult(r) {
 		return nil, fmt.Errorf("%w: dropped by the test", protocol.ErrNotYet)
+	}
+	if err == nil {
+		err = protocol.CheckTime("result", r.Time, arrived, n.mesh.ClockSkew())
 	}
 	if err == nil && !(from == n.id && n.skipSelfCheck) {
 		err = n.checkResult(ctx, from, r, data)
