@@ -223,6 +223,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		// the mesh forms, and first hops are direct.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMessageIdFn(messageID),
+		pubsub.WithSeenMessagesTTL(seenTTL(cfg.ClockSkew)),
 		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithPeerScore(m.scoreParams(), scoreThresholds()),
 		pubsub.WithValidateQueueSize(512),
@@ -294,6 +295,34 @@ func gossipParams() pubsub.GossipSubParams {
 
 // gossipD is the target mesh degree of every topic.
 const gossipD = 4
+
+// seenTTL is how long gossipsub remembers a message id (at least: it
+// drops expired ids at its sweep, once a minute), dropping every copy
+// that arrives meanwhile unvalidated; the peer score keeps each message's
+// delivery record exactly as long (scoreParams). Every message of this
+// network is refused once its time is more than the clock skew from the
+// receiver's clock on arrival (heartbeat, leave, suspicion, task,
+// progress, cancel, result: IGNORE, so an honest relay with a lagging
+// clock pays nothing), so a node's clock is past the skew of a message it
+// accepted 2 × skew later, and a copy replayed once the id is forgotten is
+// refused by its time, without spending its origin's rate (the validator
+// gives the token back). The gossip history (IHAVE and IWANT, 5
+// heartbeats of 1 s) is added, so that an honest late copy still finds its
+// id seen.
+//
+// Gossipsub's default is 2 minutes. At 200 simulated nodes in one process
+// its ids and the score's records were half the heap, whose marking by
+// the collector sets the tail of heartbeat delivery there (bench/README.md,
+// "The collector of one shared heap sets the tail"); in a real node they
+// are one message rate × this time.
+func seenTTL(skew time.Duration) time.Duration {
+	p := gossipParams() // how long a message is gossiped and served to IWANT
+	return 2*skew + time.Duration(p.HistoryLength)*p.HeartbeatInterval
+}
+
+// seenSweep is how often gossipsub's seen cache drops expired ids
+// (timecache's backgroundSweepInterval, not exported).
+const seenSweep = time.Minute
 
 // messageID is a content hash of origin and payload: duplicates are
 // recognised whatever path they took, and a peer that copies another's

@@ -54,6 +54,14 @@ func (m *Mesh) scoreParams() *pubsub.PeerScoreParams {
 		DecayInterval:             time.Second,
 		DecayToZero:               0.01,
 		RetainScore:               10 * time.Minute,
+		// As long as gossipsub nominally keeps the message's id
+		// (seenTTL), not longer: a copy validated again while its old
+		// record is present is not charged a second time (P4), while one
+		// validated with the record gone opens a new one and is. Both
+		// are dropped only at sweeps, once a minute on timers of their
+		// own, so either can outlive the other by up to seenSweep, as
+		// with gossipsub's defaults (docs/SECURITY.md).
+		SeenMsgTTL: seenTTL(m.cfg.ClockSkew),
 	}
 	if m.cfg.Colocation {
 		p.IPColocationFactorWeight = 0
