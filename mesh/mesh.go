@@ -108,6 +108,7 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	deny    map[peer.ID]bool
 	rates   *originLimiter
+	oldNews *protocol.Limiter // per forwarder: copies refused as old news (validator)
 	floods  *floodScore
 	compat  *compatState // peers' protocols (identify) and clock offsets
 	closed  atomic.Bool
@@ -171,6 +172,10 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
+	m.oldNews = protocol.NewLimiter(oldNewsRate, oldNewsBurst)
+	if cfg.oldNews.rate > 0 {
+		m.oldNews = protocol.NewLimiter(cfg.oldNews.rate, cfg.oldNews.burst)
+	}
 	m.floods = newFloodScore()
 	m.compat = newCompatState()
 	m.interval.Store(int64(cfg.HeartbeatInterval))
@@ -534,6 +539,24 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 
 // validator turns a Validator's error into a gossip verdict, counts it,
 // and logs it at debug level (a remote peer can trigger it).
+//
+// Two budgets come before validation. The origin's, per topic
+// (topicRates): a token is spent before validating, so that concurrent
+// validations cannot overrun it, and given back when the message is
+// refused as old news (protocol.Replayed: stale, a duplicate, outside the
+// clock skew) and another peer sent it. Anyone who kept an origin's old
+// messages can send them again once this node has forgotten their ids,
+// and such copies spent the origin's bucket: its fresh messages were then
+// IGNOREd here and counted as its flood (a review of this round). The
+// forwarder's, all topics but liveness together (oldNewsRate): each copy
+// it sent that was refused as old news spends one, and once it has none
+// left its messages are IGNOREd unlooked-at, charging no origin. So
+// neither a replayer nor a peer colluding with an origin can have this
+// node validate old news without bound. Honest relays send old news
+// rarely (copies overtaken by a newer one on another path); the liveness
+// topic is left out because claims that add nothing to a suspicion held
+// here (ErrDuplicate) are common and honest while peers fail, and
+// checking a claim is cheap.
 func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
@@ -541,8 +564,14 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			m.met.gossip.WithLabelValues(kind, "denied").Inc()
 			return pubsub.ValidationIgnore
 		}
+		now := time.Now()
+		countOldNews := via != from && kind != KindLiveness
+		if countOldNews && !m.oldNews.Has(string(via), now) {
+			m.met.gossip.WithLabelValues(kind, "old_news_limited").Inc()
+			return pubsub.ValidationIgnore
+		}
 		spent := false
-		if now := time.Now(); from != m.h.ID() {
+		if from != m.h.ID() {
 			spent = m.rates.allow(kind, from, now)
 			if !spent && via == from {
 				m.floods.add(from, now) // it flooded us itself
@@ -557,9 +586,14 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			msg.ValidatorData = val
 		}
 		res, word := verdict(err)
-		if spent && via != from && protocol.Replayed(err) {
+		if via != from && protocol.Replayed(err) {
 			// Old news another peer sent: not the origin's doing.
-			m.rates.refund(kind, from)
+			if spent {
+				m.rates.refund(kind, from)
+			}
+			if countOldNews {
+				m.oldNews.Allow(string(via), now)
+			}
 			word = "ignore_replay"
 		}
 		m.met.gossip.WithLabelValues(kind, word).Inc()

@@ -22,7 +22,11 @@ import (
 // directly, are neither rate limited nor counted as its flood. Before, the
 // replays spent the origin's bucket (a review reproduced it): its fresh
 // heartbeats were IGNOREd at the victim, which listed it offline and
-// lowered its gossip score, at no cost to the replayer.
+// lowered its gossip score, at no cost to the replayer. The replayer's own
+// budget of old news (40 here) bounds what it has the victim look at: its
+// copies beyond it are refused unlooked-at, still charging no origin (a
+// second review found a peer colluding with an origin could otherwise have
+// the victim validate the origin's old news without bound).
 func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
 	tr := &corpusTracer{}
@@ -33,7 +37,11 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n })
 	corpus := tr.corpus()[:n]
 
-	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT = nil, false })
+	const budget = 40 // above the origin's burst (20): without the refund, the replays drain it
+	victim := newTestMesh(t, "testnet", func(c *Config) {
+		c.Self, c.DHT = nil, false
+		c.oldNews.rate, c.oldNews.burst = 0.01, budget
+	})
 	connect(t, pub, victim)
 	eventually(t, 10*time.Second, "the victim hears the publisher", func() bool { return statusOf(victim, pub.ID()) == "online" })
 	_, send := rawGossip(t, victim)
@@ -44,11 +52,16 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	count := func(verdict string) float64 {
 		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, verdict))
 	}
-	eventually(t, 5*time.Second, "every replay looked at", func() bool { return count("ignore_replay")+count("rate_limited") >= n })
+	eventually(t, 5*time.Second, "every replay looked at", func() bool {
+		return count("ignore_replay")+count("rate_limited")+count("old_news_limited") >= n
+	})
 	seq := victim.table.lastSeq(pub.ID())
 	eventually(t, 5*time.Second, "the publisher's next heartbeat accepted", func() bool { return victim.table.lastSeq(pub.ID()) > seq })
 	if limited := count("rate_limited"); limited != 0 {
 		t.Errorf("%v heartbeats of the publisher rate limited (%v replays refused as old news): %d replays of its old ones spent its bucket", limited, count("ignore_replay"), n)
+	}
+	if looked, refused := count("ignore_replay"), count("old_news_limited"); looked != budget || refused != n-budget {
+		t.Errorf("%v replays validated and %v refused unlooked-at, want %d and %d: the replayer's budget of old news is not applied", looked, refused, budget, n-budget)
 	}
 	if pen := victim.floods.penalty(pub.ID(), time.Now()); pen != 0 {
 		t.Errorf("the publisher penalised %.1f as a flooder for another peer's replays", pen)
