@@ -347,7 +347,7 @@ func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	} {
 		var err error
 		if strings.HasPrefix(tc.name, "result") {
-			_, err = victim.checkResultMessage(ctx, tc.from, tc.data, tc.arrived)
+			_, err = victim.checkResultMessage(ctx, tc.from, tc.data, gossiped(tc.arrived))
 		} else {
 			_, err = victim.checkTaskMessage(ctx, tc.from, tc.data, tc.arrived)
 		}
@@ -364,5 +364,79 @@ func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	victim.lc.do(ctx, func() {})
 	if _, ok := victim.lc.followed(taskID); !ok {
 		t.Fatal("a refused cancel ended the task")
+	}
+}
+
+// A result kept early keeps its first arrival however often it is looked
+// at again, and one fetched from a peer (sync) is not held to the time
+// rule of gossip at all. A second review found both refused by their time
+// at a later look: a synced result kept early because its executor's turn
+// had not come here, and a gossiped one kept again because the turn still
+// had not come at its second look (its arrival replaced by that look's).
+func TestEarlyResultKeepsItsArrival(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	victim := tn.Nodes[0]
+	ctx := context.Background()
+	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	subID, _ := peer.IDFromPrivateKey(subKey)
+	var cands []string
+	var lastKey crypto.PrivKey
+	var last peer.ID
+	for range 3 {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		cands = append(cands, id.String())
+		lastKey, last = k, id
+	}
+	data := forgedTask(t, victim, subKey, cands, 0) // 2 replicas: the third candidate's turn comes a lease later
+	v, err := victim.validateTaskMessage(ctx, subID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.onTaskMessage(mesh.Message{From: subID, Data: data, Value: v})
+	task := v.(taskSeen).t
+	victim.lc.do(ctx, func() {})
+	result := func(at time.Time) []byte {
+		out := []byte("out")
+		env, err := protocol.Seal(&protocol.Result{TaskID: task.ID, Type: task.Type, Executor: last.String(), InputHash: task.InputHash,
+			Output: out, OutputHash: protocol.HashHex(out), Time: at.UnixMilli()}, lastKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	kept := func(what string) earlyMessage {
+		t.Helper()
+		ms := victim.lc.early.take(task.ID)
+		if len(ms) != 1 {
+			t.Fatalf("%s: %d results kept early, want 1", what, len(ms))
+		}
+		return ms[0]
+	}
+	lookAgain := func(m earlyMessage) error {
+		_, err := victim.checkResultMessage(ctx, m.from, m.data, arrival{at: m.at, synced: m.synced})
+		return err
+	}
+	skew := victim.mesh.ClockSkew()
+
+	if r := victim.synced(ctx, task.ID, subID, result(time.Now().Add(-skew-10*time.Second))); r != nil {
+		t.Fatal("a synced result accepted before its executor's turn")
+	}
+	if err := lookAgain(kept("synced")); errors.Is(err, protocol.ErrClockSkew) {
+		t.Errorf("a synced result kept early refused by its time when looked at again: %v", err)
+	}
+	victim.lc.early.take(task.ID)
+
+	arrived := time.Now().Add(-skew + 5*time.Second) // within the skew when it came
+	if _, err := victim.checkResultMessage(mesh.WithForwarder(ctx, last), last, result(arrived), gossiped(arrived)); err == nil {
+		t.Fatal("a gossiped result accepted before its executor's turn")
+	}
+	first := kept("gossiped")
+	time.Sleep(10 * time.Millisecond)
+	if err := lookAgain(first); errors.Is(err, protocol.ErrClockSkew) {
+		t.Errorf("a gossiped result refused by its time at its second look: %v", err)
+	}
+	if again := kept("gossiped, looked at again"); !again.at.Equal(first.at) {
+		t.Errorf("kept again as arrived at %s, %s after its first arrival", again.at.Format(time.RFC3339Nano), again.at.Sub(first.at))
 	}
 }

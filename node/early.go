@@ -23,7 +23,10 @@ type earlyMessage struct {
 	from peer.ID
 	via  peer.ID // the forwarder it came through (its share of the buffer)
 	data []byte
-	at   time.Time
+	at   time.Time // when it first arrived (its age in the buffer, and the time rule's arrival)
+	// synced: a result fetched from a peer's results stream, not gossip
+	// (checkResultMessage).
+	synced bool
 }
 
 // earlyBuffer keeps early messages per task, bounded in total, per task

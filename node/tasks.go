@@ -414,7 +414,7 @@ func (d *driver) replayEarly(id string) {
 			)
 			ctx := mesh.WithForwarder(d.n.ctx, m.via)
 			if m.kind == mesh.KindResults {
-				v, err = d.n.checkResultMessage(ctx, m.from, m.data, m.at)
+				v, err = d.n.checkResultMessage(ctx, m.from, m.data, arrival{at: m.at, synced: m.synced})
 			} else {
 				v, err = d.n.checkTaskMessage(ctx, m.from, m.data, m.at)
 			}
@@ -680,26 +680,37 @@ type resultSeen struct {
 // before it is delivered or forwarded; an invalid one is REJECTED and
 // counts against its executor.
 func (n *Node) validateResult(ctx context.Context, from peer.ID, data []byte) (any, error) {
-	return n.checkResultMessage(ctx, from, data, time.Now())
+	return n.checkResultMessage(ctx, from, data, gossiped(time.Now()))
 }
 
-// checkResultMessage is validateResult of a result that arrived at arrived
-// (now, or when an early one was kept). It must have been published within
-// the clock skew of its arrival: gossip carries a result within seconds,
-// and a copy replayed once gossipsub has forgotten its id is refused by its
-// time (IGNORE) before anything else is looked at, an invalid one's proof
-// included. Results fetched later from peers (syncResults, synced) are old
-// by design and are checked without this rule.
-func (n *Node) checkResultMessage(ctx context.Context, from peer.ID, data []byte, arrived time.Time) (any, error) {
+// arrival is how a result reached this node, and when.
+type arrival struct {
+	at time.Time
+	// synced: fetched from a peer's results stream (syncResults), old by
+	// design, so not held to the time rule of gossip.
+	synced bool
+}
+
+func gossiped(at time.Time) arrival { return arrival{at: at} }
+
+// checkResultMessage is validateResult of a result that arrived as a (on
+// gossip now, or kept early: then as it first arrived). A gossiped result
+// must have been published within the clock skew of its arrival: gossip
+// carries a result within seconds, and a copy replayed once gossipsub has
+// forgotten its id is refused by its time (IGNORE) before anything else is
+// looked at, an invalid one's proof included. One kept early keeps its
+// first arrival however often it is looked at again, and one fetched from
+// a peer (synced) is not held to the rule.
+func (n *Node) checkResultMessage(ctx context.Context, from peer.ID, data []byte, a arrival) (any, error) {
 	r, err := protocol.OpenResult(data)
 	if err == nil && n.dropResult != nil && n.dropResult(r) {
 		return nil, fmt.Errorf("%w: dropped by the test", protocol.ErrNotYet)
 	}
-	if err == nil {
-		err = protocol.CheckTime("result", r.Time, arrived, n.mesh.ClockSkew())
+	if err == nil && !a.synced {
+		err = protocol.CheckTime("result", r.Time, a.at, n.mesh.ClockSkew())
 	}
 	if err == nil && !(from == n.id && n.skipSelfCheck) {
-		err = n.checkResult(ctx, from, r, data)
+		err = n.checkResult(ctx, from, r, data, a)
 	}
 	n.countResult(err)
 	if err != nil {
@@ -721,9 +732,10 @@ func (n *Node) countResult(err error) {
 }
 
 // checkResult checks an opened result r (its envelope data) that from
-// published: from must be its executor, its executor's turn must have
-// come, it must fit its task, and its proof must verify.
-func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result, data []byte) error {
+// published and that arrived as a: from must be its executor, its
+// executor's turn must have come, it must fit its task, and its proof must
+// verify.
+func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result, data []byte, a arrival) error {
 	if r.Executor != from.String() {
 		return fmt.Errorf("%w: result of %s published by %s", protocol.ErrForged, r.Executor, from)
 	}
@@ -733,7 +745,7 @@ func (n *Node) checkResult(ctx context.Context, from peer.ID, r *protocol.Result
 	now := time.Now()
 	// REJECTED if early, and kept: if this node later learns of the event
 	// that moved the turn forward (a leave, a split), it looks again.
-	task, err := n.lc.admit(ctx, r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, via: mesh.Forwarder(ctx, from), data: data, at: now}, func(lc *protocol.Lifecycle) error {
+	task, err := n.lc.admit(ctx, r.TaskID, earlyMessage{kind: mesh.KindResults, from: from, via: mesh.Forwarder(ctx, from), data: data, at: a.at, synced: a.synced}, func(lc *protocol.Lifecycle) error {
 		if lc.Counted(r.Executor, r.Outcome()) {
 			return fmt.Errorf("%w: result of %s for %s already counted", protocol.ErrDuplicate, protocol.ShortPeer(r.Executor), short(r.TaskID))
 		}
@@ -790,7 +802,7 @@ func (n *Node) synced(ctx context.Context, id string, from peer.ID, env []byte) 
 	case err == nil && n.mesh.Denied(exec):
 		err = fmt.Errorf("executor %s is denied by this node's operator", protocol.ShortPeer(r.Executor))
 	case err == nil:
-		err = n.checkResult(mesh.WithForwarder(ctx, from), exec, r, env)
+		err = n.checkResult(mesh.WithForwarder(ctx, from), exec, r, env, arrival{at: time.Now(), synced: true})
 	}
 	n.countResult(err)
 	if err != nil {
