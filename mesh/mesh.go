@@ -108,7 +108,7 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	deny    map[peer.ID]bool
 	rates   *originLimiter
-	oldNews *protocol.Limiter // per forwarder: copies refused as old news (validator)
+	oldNews *protocol.Limiter // per origin and forwarder: copies refused as old news (validator)
 	floods  *floodScore
 	compat  *compatState // peers' protocols (identify) and clock offsets
 	closed  atomic.Bool
@@ -548,15 +548,20 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // messages can send them again once this node has forgotten their ids,
 // and such copies spent the origin's bucket: its fresh messages were then
 // IGNOREd here and counted as its flood (a review of this round). The
-// forwarder's, all topics but liveness together (oldNewsRate): each copy
-// it sent that was refused as old news spends one, and once it has none
-// left its messages are IGNOREd unlooked-at, charging no origin. So
+// forwarder's, per origin, all topics but liveness together
+// (oldNewsRate): each copy of the origin's messages it sent that was
+// refused as old news spends one, and once it has none left its copies of
+// that origin's messages are IGNOREd unlooked-at, charging no origin. So
 // neither a replayer nor a peer colluding with an origin can have this
-// node validate old news without bound. Honest relays send old news
-// rarely (copies overtaken by a newer one on another path); the liveness
-// topic is left out because claims that add nothing to a suspicion held
-// here (ErrDuplicate) are common and honest while peers fail, and
-// checking a claim is cheap.
+// node validate an origin's old news without bound. Keyed by the pair, not
+// the forwarder alone: an origin that shows this node and an honest relay
+// different views (a higher seq here, lower ones there, which the relay
+// accepts and forwards) would otherwise spend the relay's budget and have
+// this node stop listening to it; so it stops listening to the relay only
+// about that origin. Honest relays send old news rarely (copies overtaken
+// by a newer one on another path); the liveness topic is left out because
+// claims that add nothing to a suspicion held here (ErrDuplicate) are
+// common and honest while peers fail, and checking a claim is cheap.
 func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
@@ -565,8 +570,11 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			return pubsub.ValidationIgnore
 		}
 		now := time.Now()
-		countOldNews := via != from && kind != KindLiveness
-		if countOldNews && !m.oldNews.Has(string(via), now) {
+		var pair string // the old-news budget's key
+		if via != from && kind != KindLiveness {
+			pair = string(from) + string(via)
+		}
+		if pair != "" && !m.oldNews.Has(pair, now) {
 			m.met.gossip.WithLabelValues(kind, "old_news_limited").Inc()
 			return pubsub.ValidationIgnore
 		}
@@ -591,8 +599,8 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			if spent {
 				m.rates.refund(kind, from)
 			}
-			if countOldNews {
-				m.oldNews.Allow(string(via), now)
+			if pair != "" {
+				m.oldNews.Allow(pair, now)
 			}
 			word = "ignore_replay"
 		}

@@ -22,14 +22,19 @@ import (
 // directly, are neither rate limited nor counted as its flood. Before, the
 // replays spent the origin's bucket (a review reproduced it): its fresh
 // heartbeats were IGNOREd at the victim, which listed it offline and
-// lowered its gossip score, at no cost to the replayer. The replayer's own
-// budget of old news (40 here) bounds what it has the victim look at: its
-// copies beyond it are refused unlooked-at, still charging no origin (a
-// second review found a peer colluding with an origin could otherwise have
-// the victim validate the origin's old news without bound).
+// lowered its gossip score, at no cost to the replayer. The replayer's
+// budget of the origin's old news (40 here) bounds what it has the victim
+// look at: its copies beyond it are refused unlooked-at, still charging no
+// origin (a second review found a peer colluding with an origin could
+// otherwise have the victim validate the origin's old news without
+// bound), while what it forwards of another origin is still looked at.
 func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
-	tr := &corpusTracer{}
+	other := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	tr, trOther := &corpusTracer{}, &corpusTracer{}
+	otherCollector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, trOther })
+	trOther.watch(other.ID())
+	connect(t, other, otherCollector)
 	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
 	tr.watch(pub.ID())
 	connect(t, pub, collector)
@@ -66,6 +71,12 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	if pen := victim.floods.penalty(pub.ID(), time.Now()); pen != 0 {
 		t.Errorf("the publisher penalised %.1f as a flooder for another peer's replays", pen)
 	}
+	// A fresh heartbeat of another origin, from the same replayer: looked
+	// at, and the victim, connected only to the publisher, lists its origin.
+	seen := trOther.delivered()
+	eventually(t, 5*time.Second, "a fresh heartbeat of the other origin", func() bool { return trOther.delivered() > seen })
+	send(trOther.corpus()[seen])
+	eventually(t, 5*time.Second, "the other origin listed through the replayer", func() bool { return statusOf(victim, other.ID()) == "online" })
 }
 
 // rawGossip connects a bare libp2p host to victim and returns its id and a
