@@ -564,6 +564,25 @@ func TestLimiterRefillsAndForgets(t *testing.T) {
 	if l.Len() != 1 {
 		t.Fatalf("%d buckets kept", l.Len())
 	}
+	// Asking makes no bucket; a refund gives back one token, never above
+	// the burst, and none to a key without a bucket.
+	if !l.Has("d", t0.Add(2*time.Minute)) || l.Len() != 1 {
+		t.Fatalf("asking about a new key: %d buckets kept", l.Len())
+	}
+	l.Refund("d")
+	l.Refund("c")
+	if l.Len() != 1 {
+		t.Fatalf("a refund made a bucket: %d kept", l.Len())
+	}
+	t1 := t0.Add(2 * time.Minute)
+	for i := range 3 { // "c" spent one at the sweep, and got it back
+		if !l.Allow("c", t1) {
+			t.Fatalf("request %d of c's burst refused: the refund was lost", i)
+		}
+	}
+	if l.Has("c", t1) {
+		t.Fatal("a refund raised the bucket above its burst")
+	}
 }
 
 // Issue 12, attack 3: a heartbeat whose region, version or listen_addrs

@@ -59,10 +59,15 @@ func (l *Limiter) Allow(key string, now time.Time) bool {
 	return true
 }
 
-// Has reports whether key has a token left, without spending it.
+// Has reports whether key has a token left, without spending it. A key
+// without a bucket has a full one, and none is made for it: a caller may
+// ask about every key it sees and spend for only a few.
 func (l *Limiter) Has(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.buckets[key]; !ok {
+		return true
+	}
 	return l.refill(key, now).tokens >= 1
 }
 
