@@ -143,9 +143,6 @@ type Config struct {
 	// process is starved while it starts (every node's first heartbeat
 	// reaches every other), and detection is measured on a settled one.
 	deferLiveness bool
-	// oldNews overrides the forwarders' old-news budget (oldNewsRate,
-	// oldNewsBurst) in tests; zero: the defaults.
-	oldNews struct{ rate, burst float64 }
 
 	// Reaching nodes behind NATs (DESIGN.md "Reaching nodes"). Unused
 	// when Host is set.

@@ -108,7 +108,6 @@ type Mesh struct {
 	wg      sync.WaitGroup
 	deny    map[peer.ID]bool
 	rates   *originLimiter
-	oldNews *protocol.Limiter // per origin and forwarder: copies refused as old news (validator)
 	floods  *floodScore
 	compat  *compatState // peers' protocols (identify) and clock offsets
 	closed  atomic.Bool
@@ -172,10 +171,6 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 	m.table.met = m.met
 	m.deny = denySet(cfg.Deny)
 	m.rates = newOriginLimiter()
-	m.oldNews = protocol.NewLimiter(oldNewsRate, oldNewsBurst)
-	if cfg.oldNews.rate > 0 {
-		m.oldNews = protocol.NewLimiter(cfg.oldNews.rate, cfg.oldNews.burst)
-	}
 	m.floods = newFloodScore()
 	m.compat = newCompatState()
 	m.interval.Store(int64(cfg.HeartbeatInterval))
@@ -540,28 +535,20 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // validator turns a Validator's error into a gossip verdict, counts it,
 // and logs it at debug level (a remote peer can trigger it).
 //
-// Two budgets come before validation. The origin's, per topic
-// (topicRates): a token is spent before validating, so that concurrent
-// validations cannot overrun it, and given back when the message is
-// refused as old news (protocol.Replayed: stale, a duplicate, outside the
-// clock skew) and another peer sent it. Anyone who kept an origin's old
-// messages can send them again once this node has forgotten their ids,
-// and such copies spent the origin's bucket: its fresh messages were then
-// IGNOREd here and counted as its flood (a review of this round). The
-// forwarder's, per origin, all topics but liveness together
-// (oldNewsRate): each copy of the origin's messages it sent that was
-// refused as old news spends one, and once it has none left its copies of
-// that origin's messages are IGNOREd unlooked-at, charging no origin. So
-// neither a replayer nor a peer colluding with an origin can have this
-// node validate an origin's old news without bound. Keyed by the pair, not
-// the forwarder alone: an origin that shows this node and an honest relay
-// different views (a higher seq here, lower ones there, which the relay
-// accepts and forwards) would otherwise spend the relay's budget and have
-// this node stop listening to it; so it stops listening to the relay only
-// about that origin. Honest relays send old news rarely (copies overtaken
-// by a newer one on another path); the liveness topic is left out because
-// claims that add nothing to a suspicion held here (ErrDuplicate) are
-// common and honest while peers fail, and checking a claim is cheap.
+// The origin's token for the topic (topicRates) is spent before
+// validating, so that concurrent validations cannot overrun its bucket,
+// and given back when the message is refused as old news
+// (protocol.Replayed: stale, a duplicate, outside the clock skew) and
+// another peer sent it: anyone who kept an origin's old messages can send
+// them again once this node has forgotten their ids, and such copies had
+// spent the origin's bucket, so that its fresh messages were IGNOREd here
+// and counted as its flood (a review of this round). A budget of old news
+// per forwarder, tried next to bound what a relay colluding with an origin
+// has this node validate uncharged, was withdrawn: gossipsub marks an id
+// seen before validating it, so a copy refused unlooked-at through a
+// spent budget hid the same fresh message arriving next from honest relays
+// (a third review), and honest relays could spend it (replica races, a
+// clock ahead within the skew) (docs/SECURITY.md).
 func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()
@@ -569,17 +556,8 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			m.met.gossip.WithLabelValues(kind, "denied").Inc()
 			return pubsub.ValidationIgnore
 		}
-		now := time.Now()
-		var pair string // the old-news budget's key
-		if via != from && kind != KindLiveness {
-			pair = string(from) + string(via)
-		}
-		if pair != "" && !m.oldNews.Has(pair, now) {
-			m.met.gossip.WithLabelValues(kind, "old_news_limited").Inc()
-			return pubsub.ValidationIgnore
-		}
 		spent := false
-		if from != m.h.ID() {
+		if now := time.Now(); from != m.h.ID() {
 			spent = m.rates.allow(kind, from, now)
 			if !spent && via == from {
 				m.floods.add(from, now) // it flooded us itself
@@ -594,14 +572,9 @@ func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pub
 			msg.ValidatorData = val
 		}
 		res, word := verdict(err)
-		if via != from && protocol.Replayed(err) {
+		if spent && via != from && protocol.Replayed(err) {
 			// Old news another peer sent: not the origin's doing.
-			if spent {
-				m.rates.refund(kind, from)
-			}
-			if pair != "" {
-				m.oldNews.Allow(pair, now)
-			}
+			m.rates.refund(kind, from)
 			word = "ignore_replay"
 		}
 		m.met.gossip.WithLabelValues(kind, word).Inc()

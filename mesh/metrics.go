@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, t *table, connected func() int) *metr
 		}, []string{"reason", "verdict"}),
 		gossip: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofmesh_gossip_messages_total",
-			Help: "Gossip messages validated, by topic kind and verdict: accept, reject, ignore, ignore_replay (old news another peer sent: stale, a duplicate or outside the clock skew; its origin's rate token given back), rate_limited (its origin over its topic rate: not validated), old_news_limited (its forwarder over its budget of the origin's old news: not validated), denied.",
+			Help: "Gossip messages validated, by topic kind and verdict: accept, reject, ignore, ignore_replay (old news another peer sent: stale, a duplicate or outside the clock skew; its origin's rate token given back), rate_limited (its origin over its topic rate: not validated), denied.",
 		}, []string{"topic", "verdict"}),
 		interval: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "proofmesh_heartbeat_interval_seconds",

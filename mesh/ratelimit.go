@@ -24,16 +24,6 @@ var topicRates = map[string]struct{ rate, burst float64 }{
 	KindResults:   {50, 100},
 }
 
-// oldNewsRate and oldNewsBurst bound, per forwarder and origin, the copies
-// of the origin's messages the forwarder sends that are refused as old
-// news (Mesh.validator): far above what an honest relay sends of one
-// origin (a copy overtaken by a newer one on another path, a progress of a
-// task just finished here), far below what validation costs.
-const (
-	oldNewsRate  = 2
-	oldNewsBurst = 40
-)
-
 // originLimiter holds one protocol.Limiter per topic kind, keyed by origin.
 type originLimiter struct{ kinds map[string]*protocol.Limiter }
 

@@ -22,19 +22,10 @@ import (
 // directly, are neither rate limited nor counted as its flood. Before, the
 // replays spent the origin's bucket (a review reproduced it): its fresh
 // heartbeats were IGNOREd at the victim, which listed it offline and
-// lowered its gossip score, at no cost to the replayer. The replayer's
-// budget of the origin's old news (40 here) bounds what it has the victim
-// look at: its copies beyond it are refused unlooked-at, still charging no
-// origin (a second review found a peer colluding with an origin could
-// otherwise have the victim validate the origin's old news without
-// bound), while what it forwards of another origin is still looked at.
+// lowered its gossip score, at no cost to the replayer.
 func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
-	other := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
-	tr, trOther := &corpusTracer{}, &corpusTracer{}
-	otherCollector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, trOther })
-	trOther.watch(other.ID())
-	connect(t, other, otherCollector)
+	tr := &corpusTracer{}
 	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
 	tr.watch(pub.ID())
 	connect(t, pub, collector)
@@ -42,11 +33,7 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n })
 	corpus := tr.corpus()[:n]
 
-	const budget = 40 // above the origin's burst (20): without the refund, the replays drain it
-	victim := newTestMesh(t, "testnet", func(c *Config) {
-		c.Self, c.DHT = nil, false
-		c.oldNews.rate, c.oldNews.burst = 0.01, budget
-	})
+	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT = nil, false })
 	connect(t, pub, victim)
 	eventually(t, 10*time.Second, "the victim hears the publisher", func() bool { return statusOf(victim, pub.ID()) == "online" })
 	_, send := rawGossip(t, victim)
@@ -57,26 +44,46 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 	count := func(verdict string) float64 {
 		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, verdict))
 	}
-	eventually(t, 5*time.Second, "every replay looked at", func() bool {
-		return count("ignore_replay")+count("rate_limited")+count("old_news_limited") >= n
-	})
+	eventually(t, 5*time.Second, "every replay looked at", func() bool { return count("ignore_replay")+count("rate_limited") >= n })
 	seq := victim.table.lastSeq(pub.ID())
 	eventually(t, 5*time.Second, "the publisher's next heartbeat accepted", func() bool { return victim.table.lastSeq(pub.ID()) > seq })
 	if limited := count("rate_limited"); limited != 0 {
 		t.Errorf("%v heartbeats of the publisher rate limited (%v replays refused as old news): %d replays of its old ones spent its bucket", limited, count("ignore_replay"), n)
 	}
-	if looked, refused := count("ignore_replay"), count("old_news_limited"); looked != budget || refused != n-budget {
-		t.Errorf("%v replays validated and %v refused unlooked-at, want %d and %d: the replayer's budget of old news is not applied", looked, refused, budget, n-budget)
-	}
 	if pen := victim.floods.penalty(pub.ID(), time.Now()); pen != 0 {
 		t.Errorf("the publisher penalised %.1f as a flooder for another peer's replays", pen)
 	}
-	// A fresh heartbeat of another origin, from the same replayer: looked
-	// at, and the victim, connected only to the publisher, lists its origin.
-	seen := trOther.delivered()
-	eventually(t, 5*time.Second, "a fresh heartbeat of the other origin", func() bool { return trOther.delivered() > seen })
-	send(trOther.corpus()[seen])
-	eventually(t, 5*time.Second, "the other origin listed through the replayer", func() bool { return statusOf(victim, other.ID()) == "online" })
+}
+
+// A relay that sent many of an origin's old messages is still listened
+// to about it. Gossipsub marks a message id seen before the validators
+// run, so a budget of old news per relay that refused its copies
+// unlooked-at (tried in this round) lost the origin's next fresh message
+// whenever that relay's copy came first: the same message from an honest
+// relay right after was dropped as a duplicate (a third review).
+func TestOldNewsFromARelayDoesNotHideItsFreshMessages(t *testing.T) {
+	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	tr := &corpusTracer{}
+	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
+	tr.watch(pub.ID())
+	connect(t, pub, collector)
+	const n = 45
+	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n+2 })
+	corpus := tr.corpus()
+	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT = nil, false })
+	_, viaR1 := rawGossip(t, victim)
+	_, viaR2 := rawGossip(t, victim)
+	count := func(verdict string) float64 {
+		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, verdict))
+	}
+	viaR2(corpus[n])
+	eventually(t, 5*time.Second, "the publisher's heartbeat accepted", func() bool { return count("accept") == 1 })
+	seq := victim.table.lastSeq(pub.ID())
+	viaR1(corpus[:n]...) // older than what the victim holds: old news
+	eventually(t, 5*time.Second, "the old ones looked at", func() bool { return count("ignore_replay")+count("rate_limited") >= n })
+	viaR1(corpus[n+1]) // fresh: first through R1, then through R2
+	viaR2(corpus[n+1])
+	eventually(t, 5*time.Second, "the fresh heartbeat accepted", func() bool { return victim.table.lastSeq(pub.ID()) > seq })
 }
 
 // rawGossip connects a bare libp2p host to victim and returns its id and a
