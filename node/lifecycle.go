@@ -112,7 +112,9 @@ func (d *driver) admit(ctx context.Context, id string, m earlyMessage, check fun
 	ok := d.do(ctx, func() {
 		lt := d.live[id]
 		if lt == nil {
-			if _, e := d.n.db.GetTask(id); e == nil {
+			// Not decoded: anyone can send messages about a finished
+			// task, and this runs on the loop goroutine.
+			if stored, _ := d.n.db.HasTask(id); stored {
 				err = fmt.Errorf("%w: task %s is over here", protocol.ErrStale, short(id))
 				return
 			}

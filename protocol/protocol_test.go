@@ -423,6 +423,11 @@ func TestTaskChecks(t *testing.T) {
 	if _, err := CheckTask(tk, reg, now, DefaultClockSkew); !errors.Is(err, ErrTaskIDMismatch) {
 		t.Fatalf("edited task kept its id: %v", err)
 	}
+	// Its time first: a replay once gossipsub forgot its id is refused
+	// before its id and input are hashed, edited or not.
+	if _, err := CheckTask(tk, reg, now.Add(DefaultClockSkew+time.Second), DefaultClockSkew); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("a task past the skew: %v, want refused by its time before its id is checked", err)
+	}
 	// Signed by the submitter it names, or refused.
 	subKey, _ := newKey(t)
 	tk = mk()

@@ -368,10 +368,15 @@ func (t *Task) StartAt(i int) time.Time {
 }
 
 // CheckTask validates a task received from the mesh (or built locally)
-// against the registry: content id, type, sizes, replicas, schedule,
+// against the registry: time, content id, type, sizes, replicas, schedule,
 // candidates. Its signature is OpenTask's check: any node may relay a
-// signed task.
+// signed task. The time comes first: a copy replayed once gossipsub has
+// forgotten its id is refused (IGNORE) before its id and input (up to
+// 64 KiB) are hashed, since whoever sends it spends no rate of its origin.
 func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskType, error) {
+	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew || d > skew {
+		return TaskType{}, fmt.Errorf("%w: task created %s from now, allowed ±%s", ErrClockSkew, -d, skew)
+	}
 	if t.ID != t.id() {
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrTaskIDMismatch)
 	}
@@ -413,9 +418,6 @@ func CheckTask(t *Task, reg Registry, now time.Time, skew time.Duration) (TaskTy
 	}
 	if err := CheckJob(t.Job, tt); err != nil {
 		return TaskType{}, err
-	}
-	if d := now.Sub(time.UnixMilli(t.Created)); d < -skew || d > skew {
-		return TaskType{}, fmt.Errorf("%w: task created %s from now, allowed ±%s", ErrClockSkew, -d, skew)
 	}
 	if !time.UnixMilli(t.Deadline).After(now) {
 		return TaskType{}, fmt.Errorf("task %s: %w", short(t.ID), ErrDeadlinePassed)

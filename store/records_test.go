@@ -97,6 +97,11 @@ func TestCreateTask(t *testing.T) {
 	if _, err := db.GetTask("nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetTask(unknown) = %v", err)
 	}
+	for id, want := range map[string]bool{"t": true, "nope": false} {
+		if got, err := db.HasTask(id); got != want || err != nil {
+			t.Fatalf("HasTask(%q) = %v, %v; want %v", id, got, err, want)
+		}
+	}
 	if err := db.CreateTask(TaskRecord{Task: protocol.Task{ID: "x"}, State: "lost"}); err == nil {
 		t.Fatal("unknown state accepted")
 	}

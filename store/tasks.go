@@ -478,6 +478,21 @@ func (db *DB) GetTask(id string) (TaskRecord, error) {
 	return r, err
 }
 
+// HasTask reports whether a record of id is stored, without decoding it
+// (a record holds the task's input and envelope).
+func (db *DB) HasTask(id string) (bool, error) {
+	var ok bool
+	err := db.View(func(tx *Tx) error {
+		tasks, err := tx.bucket(bucketTasks)
+		if err != nil {
+			return err
+		}
+		ok = tasks.Get([]byte(id)) != nil
+		return nil
+	})
+	return ok, err
+}
+
 // UpdateTask is an atomic read-modify-write of the record of id, committed
 // before it returns. See Tx.UpdateTask.
 func (db *DB) UpdateTask(id string, fn func(*TaskRecord) error) (TaskRecord, error) {
