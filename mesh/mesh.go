@@ -543,12 +543,13 @@ func (m *Mesh) Publish(ctx context.Context, kind string, data []byte) error {
 // them again once this node has forgotten their ids, and such copies had
 // spent the origin's bucket, so that its fresh messages were IGNOREd here
 // and counted as its flood (a review of this round). A budget of old news
-// per forwarder, tried next to bound what a relay colluding with an origin
-// has this node validate uncharged, was withdrawn: gossipsub marks an id
-// seen before validating it, so a copy refused unlooked-at through a
-// spent budget hid the same fresh message arriving next from honest relays
-// (a third review), and honest relays could spend it (replica races, a
-// clock ahead within the skew) (docs/SECURITY.md).
+// per origin and forwarder, tried next to bound what a relay colluding
+// with an origin has this node validate uncharged, was withdrawn: gossipsub
+// marks an id seen before validating it, so a copy refused unlooked-at
+// through a spent budget hid the same fresh message arriving next from
+// honest relays (a third review), and honest relays could spend it
+// (replica races, a clock ahead within the skew). The checks that refuse
+// old news are kept cheap instead (docs/SECURITY.md).
 func (m *Mesh) validator(kind string, v Decoder, pastRate func([]byte) bool) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		from := msg.GetFrom()

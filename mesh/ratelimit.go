@@ -13,9 +13,12 @@ import (
 // topicRates bounds how many messages per second one origin may put on
 // each topic, before validation: a peer flooding a topic has its excess
 // IGNOREd (the honest relays forwarding it are not penalised), and the
-// validators' work stays bounded. A token is spent before validation and
-// given back if the message was a replay another peer forwarded (refund). Rates are far above what an honest node
-// sends: heartbeats at the 100 ms minimum interval, a busy submitter.
+// validators' work on an origin's new messages stays bounded. A token is
+// spent before validation and given back if the message was old news
+// another peer forwarded (refund): what such copies cost is the cheap
+// checks that refuse them (docs/SECURITY.md). Rates are far above what an
+// honest node sends: heartbeats at the 100 ms minimum interval, a busy
+// submitter.
 var topicRates = map[string]struct{ rate, burst float64 }{
 	KindHeartbeat: {10, 20},
 	KindLeave:     {1, 3},

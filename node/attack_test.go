@@ -48,6 +48,26 @@ func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 	return data
 }
 
+// followForgedTask has n take a task forgedTask makes and returns it once
+// n follows it.
+func followForgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string) *protocol.Task {
+	t.Helper()
+	ctx := context.Background()
+	id, _ := peer.IDFromPrivateKey(key)
+	data := forgedTask(t, n, key, cands, 0)
+	v, err := n.validateTaskMessage(ctx, id, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.onTaskMessage(mesh.Message{From: id, Data: data, Value: v})
+	task := v.(taskSeen).t
+	n.lc.do(ctx, func() {})
+	if _, ok := n.lc.followed(task.ID); !ok {
+		t.Fatal("task not followed")
+	}
+	return task
+}
+
 // Anyone can sign a task (the submitter is any key, the gossip origin any
 // identity a Sybil host makes up, each with its own 50/s budget), and
 // every validator ACCEPTS and forwards a well-formed one naming made-up
@@ -281,17 +301,7 @@ func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	exec, _ := peer.IDFromPrivateKey(execKey)
 	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	otherID, _ := peer.IDFromPrivateKey(other)
-	data := forgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}, 0)
-	v, err := victim.validateTaskMessage(ctx, subID, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim.onTaskMessage(mesh.Message{From: subID, Data: data, Value: v})
-	taskID := v.(taskSeen).t.ID
-	victim.lc.do(ctx, func() {})
-	if _, ok := victim.lc.followed(taskID); !ok {
-		t.Fatal("task not followed")
-	}
+	taskID := followForgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}).ID
 
 	skew := victim.mesh.ClockSkew()
 	now := time.Now()
@@ -388,14 +398,7 @@ func TestEarlyResultKeepsItsArrival(t *testing.T) {
 		cands = append(cands, id.String())
 		lastKey, last = k, id
 	}
-	data := forgedTask(t, victim, subKey, cands, 0) // 2 replicas: the third candidate's turn comes a lease later
-	v, err := victim.validateTaskMessage(ctx, subID, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim.onTaskMessage(mesh.Message{From: subID, Data: data, Value: v})
-	task := v.(taskSeen).t
-	victim.lc.do(ctx, func() {})
+	task := followForgedTask(t, victim, subKey, cands) // 2 replicas: the third candidate's turn comes a lease later
 	result := func(at time.Time) []byte {
 		out := []byte("out")
 		env, err := protocol.Seal(&protocol.Result{TaskID: task.ID, Type: task.Type, Executor: last.String(), InputHash: task.InputHash,
