@@ -203,6 +203,13 @@ func (h *Heartbeat) checkRules(c HeartbeatCheck) (Capabilities, error) {
 	if (prev == nil || h.NodeID != prev.NodeID) && h.NodeID != c.From.String() {
 		return nil, fmt.Errorf("%w: node_id %s sent by %s", ErrForged, h.NodeID, c.From)
 	}
+	// The seq before the capabilities: a copy of an old heartbeat that a
+	// changed policy would refuse is old news (IGNORE, and its origin's
+	// rate token given back when another peer sent it), not a REJECT that
+	// spends its origin's token (a review of this round).
+	if h.Seq <= c.LastSeq {
+		return nil, fmt.Errorf("%w: seq %d not above %d", ErrStale, h.Seq, c.LastSeq)
+	}
 	caps := c.PrevCaps
 	if prev == nil || caps == nil || h.PolicyVersion != prev.PolicyVersion || !h.Capabilities.Equal(prev.Capabilities) {
 		var err error
@@ -212,9 +219,6 @@ func (h *Heartbeat) checkRules(c HeartbeatCheck) (Capabilities, error) {
 	}
 	if nt, ok := caps[CapNodeType]; ok && nt != h.NodeType {
 		return nil, fmt.Errorf("%w: node_type %q differs from capability %q", ErrMalformed, h.NodeType, nt)
-	}
-	if h.Seq <= c.LastSeq {
-		return nil, fmt.Errorf("%w: seq %d not above %d", ErrStale, h.Seq, c.LastSeq)
 	}
 	if d := c.Now.Sub(time.UnixMilli(h.Time)); d > c.Skew || d < -c.Skew {
 		return nil, fmt.Errorf("%w: heartbeat time is %s from ours (allowed %s)", ErrClockSkew, d.Round(time.Millisecond), c.Skew)

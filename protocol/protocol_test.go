@@ -119,6 +119,9 @@ func TestValidateHeartbeat(t *testing.T) {
 		{"out of range", func(h *Heartbeat) { h.Capabilities[CapCPUCores] = 1000 }, ErrCapabilityRange, false},
 		{"replayed seq", func(h *Heartbeat) { h.Seq = 5 }, ErrStale, true},
 		{"old seq", func(h *Heartbeat) { h.Seq = 2 }, ErrStale, true},
+		// An old heartbeat a changed policy refuses is old news first: its
+		// origin's token is given back when another peer replays it.
+		{"old seq, capabilities refused", func(h *Heartbeat) { h.Seq = 2; h.Capabilities["x"] = 1 }, ErrStale, true},
 		{"clock ahead", func(h *Heartbeat) { h.Time = now.Add(time.Minute).UnixMilli() }, ErrClockSkew, true},
 		{"clock behind", func(h *Heartbeat) { h.Time = now.Add(-time.Minute).UnixMilli() }, ErrClockSkew, true},
 		{"node type mismatch", func(h *Heartbeat) { h.NodeType = "verifier" }, ErrMalformed, false},
