@@ -24,14 +24,8 @@ import (
 // heartbeats were IGNOREd at the victim, which listed it offline and
 // lowered its gossip score, at no cost to the replayer.
 func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
-	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
-	tr := &corpusTracer{}
-	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
-	tr.watch(pub.ID())
-	connect(t, pub, collector)
 	const n = 60 // 3 times the heartbeat topic's burst
-	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n })
-	corpus := tr.corpus()[:n]
+	pub, corpus := heartbeatCorpus(t, n)
 
 	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT = nil, false })
 	connect(t, pub, victim)
@@ -41,9 +35,7 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 		send(corpus[i:min(i+6, n)]...)
 		time.Sleep(200 * time.Millisecond)
 	}
-	count := func(verdict string) float64 {
-		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, verdict))
-	}
+	count := func(verdict string) float64 { return heartbeatVerdicts(victim, verdict) }
 	eventually(t, 5*time.Second, "every replay looked at", func() bool { return count("ignore_replay")+count("rate_limited") >= n })
 	seq := victim.table.lastSeq(pub.ID())
 	eventually(t, 5*time.Second, "the publisher's next heartbeat accepted", func() bool { return victim.table.lastSeq(pub.ID()) > seq })
@@ -62,20 +54,12 @@ func TestReplaysDoNotSpendTheOriginsRate(t *testing.T) {
 // whenever that relay's copy came first: the same message from an honest
 // relay right after was dropped as a duplicate (a third review).
 func TestOldNewsFromARelayDoesNotHideItsFreshMessages(t *testing.T) {
-	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
-	tr := &corpusTracer{}
-	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
-	tr.watch(pub.ID())
-	connect(t, pub, collector)
 	const n = 45
-	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n+2 })
-	corpus := tr.corpus()
+	pub, corpus := heartbeatCorpus(t, n+2)
 	victim := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT = nil, false })
 	_, viaR1 := rawGossip(t, victim)
 	_, viaR2 := rawGossip(t, victim)
-	count := func(verdict string) float64 {
-		return testutil.ToFloat64(victim.met.gossip.WithLabelValues(KindHeartbeat, verdict))
-	}
+	count := func(verdict string) float64 { return heartbeatVerdicts(victim, verdict) }
 	viaR2(corpus[n])
 	eventually(t, 5*time.Second, "the publisher's heartbeat accepted", func() bool { return count("accept") == 1 })
 	seq := victim.table.lastSeq(pub.ID())
@@ -84,6 +68,25 @@ func TestOldNewsFromARelayDoesNotHideItsFreshMessages(t *testing.T) {
 	viaR1(corpus[n+1]) // fresh: first through R1, then through R2
 	viaR2(corpus[n+1])
 	eventually(t, 5*time.Second, "the fresh heartbeat accepted", func() bool { return victim.table.lastSeq(pub.ID()) > seq })
+}
+
+// heartbeatCorpus starts a publisher and a node that keeps copies of the
+// publisher's first n heartbeats, as any peer of it can, and returns both.
+func heartbeatCorpus(t *testing.T, n int) (*Mesh, []*pb.Message) {
+	t.Helper()
+	pub := newTestMesh(t, "testnet", func(c *Config) { c.DHT = false })
+	tr := &corpusTracer{}
+	collector := newTestMesh(t, "testnet", func(c *Config) { c.Self, c.DHT, c.Tracer = nil, false, tr })
+	tr.watch(pub.ID())
+	connect(t, pub, collector)
+	eventually(t, 30*time.Second, "a corpus of the publisher's heartbeats", func() bool { return tr.delivered() >= n })
+	return pub, tr.corpus()[:n]
+}
+
+// heartbeatVerdicts is how many heartbeats m's validator counted under
+// verdict.
+func heartbeatVerdicts(m *Mesh, verdict string) float64 {
+	return testutil.ToFloat64(m.met.gossip.WithLabelValues(KindHeartbeat, verdict))
 }
 
 // rawGossip connects a bare libp2p host to victim and returns its id and a

@@ -48,6 +48,20 @@ func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 	return data
 }
 
+// identity makes a fresh key and its peer id.
+func identity(t *testing.T) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, id
+}
+
 // followForgedTask has n take a task forgedTask makes and returns it once
 // n follows it.
 func followForgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string) *protocol.Task {
@@ -295,12 +309,9 @@ func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
 	ctx := context.Background()
-	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	subID, _ := peer.IDFromPrivateKey(subKey)
-	execKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	exec, _ := peer.IDFromPrivateKey(execKey)
-	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	otherID, _ := peer.IDFromPrivateKey(other)
+	subKey, subID := identity(t)
+	execKey, exec := identity(t)
+	_, otherID := identity(t)
 	taskID := followForgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}).ID
 
 	skew := victim.mesh.ClockSkew()
@@ -387,16 +398,13 @@ func TestEarlyResultKeepsItsArrival(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
 	ctx := context.Background()
-	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	subID, _ := peer.IDFromPrivateKey(subKey)
+	subKey, subID := identity(t)
 	var cands []string
 	var lastKey crypto.PrivKey
 	var last peer.ID
 	for range 3 {
-		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		id, _ := peer.IDFromPrivateKey(k)
-		cands = append(cands, id.String())
-		lastKey, last = k, id
+		lastKey, last = identity(t)
+		cands = append(cands, last.String())
 	}
 	task := followForgedTask(t, victim, subKey, cands) // 2 replicas: the third candidate's turn comes a lease later
 	result := func(at time.Time) []byte {
