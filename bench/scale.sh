@@ -7,8 +7,11 @@
 # its share of the pages the nodes share), the median connected peers (and
 # the most, and the bootstrap node's: node 0), the CPU of all
 # nodes together, the CPU per heartbeat received, and a node's median
-# goroutines, Go heap in use and goroutine stacks (its /metrics). Then it
-# stops them with SIGTERM.
+# goroutines, Go heap in use and goroutine stacks (its /metrics), and the
+# probes a node pinged and the random ones it spared a second. Then it
+# stops them with SIGTERM. Two builds compare best side by side, at the
+# same time (the VM's speed drifts between runs made one after another):
+#   BIN=a bench/scale.sh 20 & BIN=b bench/scale.sh 20 & wait
 #
 #   bench/scale.sh 20                      20 nodes, --heartbeat-interval 1s
 #   BIN=path/to/proofmesh HB=1s WAIT=60 WINDOW=30 bench/scale.sh 20
@@ -123,9 +126,9 @@ if [[ "$full" != never* ]]; then
 fi
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-received() { # index
+received() { # index: heartbeats received, probes pinged (answered or not), random probes spared
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
-		awk '/^proofmesh_heartbeats_received_total /{print $2}'
+		awk '/^proofmesh_heartbeats_received_total /{h=$2} /^proofmesh_liveness_events_total\{event="probe_(ok|failed)"\}/{p+=$2} /^proofmesh_liveness_events_total\{event="probe_spared"\}/{s=$2} END{printf "%s %d %d", h, p, s}'
 }
 gauges() { # index: connected peers, goroutines, Go heap in use, goroutine stacks (bytes)
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
@@ -135,7 +138,7 @@ declare -a t0 h0 s0
 for i in $(seq 0 $((n - 1))); do
 	s0[i]="$(date +%s.%N)"
 	t0[i]="$(ticks "${pids[i]}")"
-	h0[i]="$(received "$i")"
+	h0[i]="$(received "$i")" # three fields
 done
 sleep "$window_s"
 hz="$(getconf CLK_TCK)"
@@ -154,9 +157,15 @@ for i in $(seq 0 $((n - 1))); do
 done | python3 -c '
 import sys, statistics
 hz, n = float(sys.argv[1]), int(sys.argv[2])
-rows = [list(map(float, l.split())) for l in sys.stdin]
+rows = []
+for l in sys.stdin:
+    f = list(map(float, l.split()))
+    # index, s0, s1, ticks, then (heartbeats, pings, spared) at s0 and at s1
+    rows.append(f[:5] + [f[7]] + f[10:] + [f[8] - f[5], f[9] - f[6]])
 # per node: seconds of its window, CPU seconds, heartbeats received
 per = [(r[2] - r[1], r[3] / hz, r[5] - r[4]) for r in rows]
+pings = sum(r[13] / (r[2] - r[1]) for r in rows) / n
+spared = sum(r[14] / (r[2] - r[1]) for r in rows) / n
 cores = sum(c / w for w, c, _ in per)
 hbps = sum(h / w for w, _, h in per) / n
 cpu = sum(c for _, c, _ in per)
@@ -171,7 +180,8 @@ stacks = statistics.median(r[12] for r in rows) / 2**20
 per_hb = 1000 * cpu / hbs if hbs else float("nan")
 print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}; the bootstrap node {rows[0][9]:.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
       f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
-print(f"per node, median: {gor:.0f} goroutines, Go heap in use {heap:.1f} MiB, goroutine stacks {stacks:.1f} MiB")
+print(f"per node, median: {gor:.0f} goroutines, Go heap in use {heap:.1f} MiB, goroutine stacks {stacks:.1f} MiB; "
+      f"probes per node per second: {pings:.2f} pinged, {spared:.2f} random ones spared (the peer heard from within the second)")
 ' "$hz" "$n"
 echo "full view: $full after the last node started"
 

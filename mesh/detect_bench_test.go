@@ -193,7 +193,7 @@ func benchmarkFailureDetection(b *testing.B, n int) {
 }
 
 var (
-	livenessEvents   = []string{"probe_ok", "probe_failed", "heard", "vouched", "indirect_served", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up", "up_contested", "contest_not_held", "trimmed", "lost_dropped"}
+	livenessEvents   = []string{"probe_ok", "probe_failed", "probe_spared", "heard", "vouched", "indirect_served", "claimed", "claim_taken", "claim_not_taken", "refuted", "down", "up", "up_contested", "contest_not_held", "trimmed", "lost_dropped"}
 	livenessVerdicts = []string{"accept", "ignore", "reject", "rate_limited"}
 )
 

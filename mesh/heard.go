@@ -22,6 +22,9 @@ import (
 // after a probe began. So a peer is excused at most maxHeardExcuses
 // timeouts in a row; one answered ping starts the count again.
 //
+// The same rows spare the random probe of a peer heard from within the
+// last ProbeInterval (spareProbe): that RPC is what the ping would show.
+//
 // A row matters only for the probe under way (seconds); rows older than
 // heardTTL are pruned once per ProbeInterval, so they are bounded by the
 // peers that sent RPCs within it: the connections this node held then,
@@ -63,6 +66,14 @@ func (h *heardFrom) excuse(p peer.ID, t time.Time) bool {
 	}
 	h.excused[p]++
 	return true
+}
+
+// since reports whether p handed this node an RPC at or after t.
+func (h *heardFrom) since(p peer.ID, t time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last, ok := h.last[p]
+	return ok && !last.Before(t)
 }
 
 // answered records that p answered a ping: its excuses start again.

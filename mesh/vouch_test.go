@@ -338,21 +338,7 @@ func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
 	meetAll(t, []*Mesh{a, b})
 	servePing(b, a.ID())
 
-	ctx, stop := context.WithCancel(context.Background())
-	talking := make(chan struct{})
-	go func() {
-		defer close(talking)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				_ = b.sendHeartbeat(b.Interval())
-			}
-		}
-	}()
+	stop := keepTalking(b)
 	for i := range maxHeardExcuses {
 		before := livenessEvent(a, "heard")
 		a.enqueueProbe(probeOf(b.ID()))
@@ -390,7 +376,60 @@ func TestTimeoutWhileHearingFromThePeerIsNoEvidence(t *testing.T) {
 	a.enqueueProbe(probeOf(b.ID()))
 	eventually(t, 5*time.Second, "a timeout excused again after an answer", func() bool { return livenessEvent(a, "heard") > heardBefore })
 	stop()
-	<-talking
+}
+
+// keepTalking has m send a heartbeat every 50 ms (gossip RPCs to its
+// peers) until the returned stop is called; stop waits for the sender.
+func keepTalking(m *Mesh) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	talking := make(chan struct{})
+	go func() {
+		defer close(talking)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_ = m.sendHeartbeat(m.Interval())
+			}
+		}
+	}()
+	return func() { cancel(); <-talking }
+}
+
+// The random probe of a peer that sent this node gossip within the last
+// probe interval is spared: the RPC shows what an answered ping would.
+// A peer that falls silent is pinged again, and nothing is spared while
+// the local health score is above 0 (only answered pings lower it).
+func TestRandomProbeOfAPeerHeardFromIsSpared(t *testing.T) {
+	often := func(c *Config) { quickProbes(c); c.ProbeInterval = 200 * time.Millisecond }
+	a := newTestMesh(t, "testnet", often)
+	b := newTestMesh(t, "testnet", often)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+
+	stop := keepTalking(b)
+	eventually(t, 5*time.Second, "a spares its random probes of a b that talks", func() bool { return livenessEvent(a, "probe_spared") >= 5 })
+
+	// A slow node (health above 0) pings even a peer it hears, and the
+	// answer brings its score back down.
+	okBefore := livenessEvent(a, "probe_ok")
+	a.live.mu.Lock()
+	a.live.det.ProbeTimedOut(b.ID(), 0, true, time.Now()) // vouched: raises the score only
+	a.live.mu.Unlock()
+	eventually(t, 5*time.Second, "a pings b it hears while its health score is 1", func() bool { return livenessEvent(a, "probe_ok") > okBefore })
+	eventually(t, 5*time.Second, "a's health score back to 0", func() bool {
+		a.live.mu.Lock()
+		defer a.live.mu.Unlock()
+		return a.live.det.Health() == 0
+	})
+	stop()
+
+	// b silent, its connection open: a's random probes ping it again.
+	okBefore = livenessEvent(a, "probe_ok")
+	eventually(t, 5*time.Second, "a pings a b that fell silent", func() bool { return livenessEvent(a, "probe_ok") > okBefore })
 }
 
 // A silent peer is not excused: its last RPC came before the probe.
@@ -427,6 +466,9 @@ func TestHeardFromExcusesAndPrunes(t *testing.T) {
 	}
 	if h.excuse(p, t0) {
 		t.Fatalf("excused %d times in a row", maxHeardExcuses+1)
+	}
+	if !h.since(p, t0) || h.since(p, time.Now().Add(time.Second)) || h.since(q, t0) {
+		t.Fatal("since: want p heard after t0, not after a later time, and q never heard")
 	}
 	h.answered(p)
 	if !h.excuse(p, t0) {
