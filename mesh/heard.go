@@ -68,12 +68,16 @@ func (h *heardFrom) excuse(p peer.ID, t time.Time) bool {
 	return true
 }
 
-// since reports whether p handed this node an RPC at or after t.
-func (h *heardFrom) since(p peer.ID, t time.Time) bool {
+// spares reports whether a random probe of p may be left out: p handed
+// this node an RPC at or after t, and no ping timeout of p was excused
+// since p last answered one (the ping is then what can give p its
+// excuses back: a peer that keeps talking is never pruned, and its
+// count would otherwise stay used up).
+func (h *heardFrom) spares(p peer.ID, t time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	last, ok := h.last[p]
-	return ok && !last.Before(t)
+	return ok && !last.Before(t) && h.excused[p] == 0
 }
 
 // answered records that p answered a ping: its excuses start again.

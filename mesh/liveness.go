@@ -176,6 +176,7 @@ func (m *Mesh) livenessLoop() {
 	quarter := m.cfg.ProbeInterval / 4
 	now := time.Now()
 	ticked, nextProbe := now, now.Add(m.cfg.ProbeInterval)
+	pinged := now // the last random probe sent, not spared
 	tick := time.NewTimer(quarter)
 	defer tick.Stop()
 	for {
@@ -194,9 +195,10 @@ func (m *Mesh) livenessLoop() {
 				nextProbe = now.Add(m.cfg.ProbeInterval)
 				m.heard.prune(now.Add(-heardTTL))
 				if p, ok := m.randomProbeTarget(); ok {
-					if m.spareProbe(p, now) {
+					if m.spareProbe(p, now, pinged) {
 						m.met.liveness.WithLabelValues("probe_spared").Inc()
 					} else {
+						pinged = now
 						m.enqueueProbe(protocol.LivenessAction{Kind: protocol.ActProbe, Peer: p})
 					}
 				}
@@ -234,24 +236,40 @@ func (m *Mesh) randomProbeTarget() (peer.ID, bool) {
 	return "", false
 }
 
+// pingEvery is how many ProbeIntervals may pass without a random probe
+// sent, however many are spared.
+const pingEvery = 4
+
 // spareProbe reports whether the random probe of p, due at now, can be
 // left out: p handed this node a gossip RPC within the last
 // ProbeInterval, over its own authenticated connection, so its process was
 // running then, which is what an answered ping would show (gRPC's
 // keepalive likewise pings only idle connections). At 20 nodes on one
-// machine the pings were 5-15% of the nodes' CPU, and most pinged a peer
-// heard from in the same second. The peer is still chosen uniformly, so
-// a hung peer is probed as often as before: its last RPC ages out of the
-// window a ProbeInterval (plus pubsub's loop lag, heard.go) after it
-// hung. Probes for suspicions, lost connections and contests are never
-// spared. While the local health score is above 0 nothing is spared:
-// only answered pings lower it (an RPC handled late says nothing of how
-// slow this node is).
-func (m *Mesh) spareProbe(p peer.ID, now time.Time) bool {
+// machine three probes in four pinged a peer heard from in the same
+// second. The peer is still chosen uniformly, so a hung peer is probed
+// about as often as before: its last RPC ages out of the window a
+// ProbeInterval (plus pubsub's loop lag, heard.go) after it hung. Probes
+// for suspicions, lost connections and contests are never spared.
+//
+// The random ping is also this node's test of itself (Lifeguard): a
+// timeout raises the local health score, an answer lowers it, and an RPC
+// handled late says nothing of how slow this node is. So nothing is
+// spared while the score is above 0, nor when the last random probe sent
+// (pinged) is pingEvery intervals old, nor for a peer with a timeout
+// excused since it last answered (heardFrom.spares). Nor is the probe of
+// a peer this node holds suspected: its answer clears the suspicion,
+// where a suspicion the detector holds without probing (a claim or a
+// contest soon after an answered probe) would otherwise wait for a
+// refutation the suspect may never be asked for.
+func (m *Mesh) spareProbe(p peer.ID, now, pinged time.Time) bool {
+	if now.Sub(pinged) >= pingEvery*m.cfg.ProbeInterval {
+		return false
+	}
 	m.live.mu.Lock()
+	_, suspected := m.live.det.Suspected(p)
 	healthy := m.live.det.Health() == 0
 	m.live.mu.Unlock()
-	return healthy && m.heard.since(p, now.Add(-m.cfg.ProbeInterval))
+	return healthy && !suspected && m.heard.spares(p, now.Add(-m.cfg.ProbeInterval))
 }
 
 // step runs one detector transition under its lock and carries out the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"testing"
 	"time"
 
@@ -432,6 +433,58 @@ func TestRandomProbeOfAPeerHeardFromIsSpared(t *testing.T) {
 	eventually(t, 5*time.Second, "a pings a b that fell silent", func() bool { return livenessEvent(a, "probe_ok") > okBefore })
 }
 
+// A peer this node holds suspected is pinged even if heard: the answer
+// clears the suspicion, which the detector may hold without a probe of
+// its own (here a contest while not connected, its bar above every
+// heartbeat the peer sends).
+func TestSuspectedPeerIsNotSpared(t *testing.T) {
+	rare := func(c *Config) { quickProbes(c); c.ProbeInterval = time.Minute } // the test's calls only
+	a := newTestMesh(t, "testnet", rare)
+	b := newTestMesh(t, "testnet", rare)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	stop := keepTalking(b)
+	defer stop()
+	time.Sleep(200 * time.Millisecond)
+	now := time.Now()
+	if !a.spareProbe(b.ID(), now, now) {
+		t.Fatal("the probe of a b that talks not spared")
+	}
+	a.live.mu.Lock()
+	_, err := a.live.det.Contested(b.ID(), math.MaxUint64/2, false, now)
+	a.live.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.spareProbe(b.ID(), time.Now(), now) {
+		t.Fatal("the probe of a suspected b spared")
+	}
+}
+
+// Sparing leaves a node its test of itself: however often its peer is
+// heard, a random probe goes out every pingEvery intervals, so pings
+// that would time out (a slow path, or a slow node) still raise the local
+// health score, and a timeout excused for a peer that talks has that peer
+// pinged again, not spared (a review: a talking b that never answered
+// was never pinged, a's score stayed 0, and b's excuses stayed used up).
+func TestSparingKeepsPingsThatTimeOut(t *testing.T) {
+	often := func(c *Config) { quickProbes(c); c.ProbeInterval = 250 * time.Millisecond }
+	a := newTestMesh(t, "testnet", often)
+	b := newTestMesh(t, "testnet", often)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	stop := keepTalking(b)
+	defer stop()
+	eventually(t, 5*time.Second, "a spares its random probes of a b that talks", func() bool { return livenessEvent(a, "probe_spared") > 0 })
+	servePing(b, a.ID()) // b keeps talking, and never answers a's pings again
+	eventually(t, 10*time.Second, "a's health score raised by its pings of b", func() bool {
+		a.live.mu.Lock()
+		defer a.live.mu.Unlock()
+		return a.live.det.Health() > 0
+	})
+	eventually(t, 10*time.Second, "a claims b, which talks but never answers, once its excuses are used up", func() bool { return livenessEvent(a, "claimed") > 0 })
+}
+
 // A silent peer is not excused: its last RPC came before the probe.
 func TestTimeoutOfASilentPeerIsEvidence(t *testing.T) {
 	a := newTestMesh(t, "testnet", quickProbes)
@@ -467,10 +520,13 @@ func TestHeardFromExcusesAndPrunes(t *testing.T) {
 	if h.excuse(p, t0) {
 		t.Fatalf("excused %d times in a row", maxHeardExcuses+1)
 	}
-	if !h.since(p, t0) || h.since(p, time.Now().Add(time.Second)) || h.since(q, t0) {
-		t.Fatal("since: want p heard after t0, not after a later time, and q never heard")
+	if h.spares(p, t0) {
+		t.Fatal("a probe of a peer with excused timeouts spared: only a ping can give them back")
 	}
 	h.answered(p)
+	if !h.spares(p, t0) || h.spares(p, time.Now().Add(time.Second)) || h.spares(q, t0) {
+		t.Fatal("spares: want p (answered, heard after t0) spared, not for a later time, and q, never heard, not")
+	}
 	if !h.excuse(p, t0) {
 		t.Fatal("an answered ping did not start the count again")
 	}
