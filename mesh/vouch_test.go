@@ -400,18 +400,31 @@ func keepTalking(m *Mesh) (stop func()) {
 	return func() { cancel(); <-talking }
 }
 
+// talkingPair connects two meshes probing every interval and has b keep
+// talking (keepTalking) until the returned stop.
+func talkingPair(t *testing.T, interval time.Duration) (a, b *Mesh, stop func()) {
+	t.Helper()
+	opt := func(c *Config) { quickProbes(c); c.ProbeInterval = interval }
+	a = newTestMesh(t, "testnet", opt)
+	b = newTestMesh(t, "testnet", opt)
+	connect(t, a, b)
+	meetAll(t, []*Mesh{a, b})
+	return a, b, keepTalking(b)
+}
+
+// health reads m's local health score.
+func health(m *Mesh) int {
+	m.live.mu.Lock()
+	defer m.live.mu.Unlock()
+	return m.live.det.Health()
+}
+
 // The random probe of a peer that sent this node gossip within the last
 // probe interval is spared: the RPC shows what an answered ping would.
 // A peer that falls silent is pinged again, and nothing is spared while
 // the local health score is above 0 (only answered pings lower it).
 func TestRandomProbeOfAPeerHeardFromIsSpared(t *testing.T) {
-	often := func(c *Config) { quickProbes(c); c.ProbeInterval = 200 * time.Millisecond }
-	a := newTestMesh(t, "testnet", often)
-	b := newTestMesh(t, "testnet", often)
-	connect(t, a, b)
-	meetAll(t, []*Mesh{a, b})
-
-	stop := keepTalking(b)
+	a, b, stop := talkingPair(t, 200*time.Millisecond)
 	eventually(t, 5*time.Second, "a spares its random probes of a b that talks", func() bool { return livenessEvent(a, "probe_spared") >= 5 })
 
 	// A slow node (health above 0) pings even a peer it hears, and the
@@ -421,11 +434,7 @@ func TestRandomProbeOfAPeerHeardFromIsSpared(t *testing.T) {
 	a.live.det.ProbeTimedOut(b.ID(), 0, true, time.Now()) // vouched: raises the score only
 	a.live.mu.Unlock()
 	eventually(t, 5*time.Second, "a pings b it hears while its health score is 1", func() bool { return livenessEvent(a, "probe_ok") > okBefore })
-	eventually(t, 5*time.Second, "a's health score back to 0", func() bool {
-		a.live.mu.Lock()
-		defer a.live.mu.Unlock()
-		return a.live.det.Health() == 0
-	})
+	eventually(t, 5*time.Second, "a's health score back to 0", func() bool { return health(a) == 0 })
 	stop()
 
 	// b silent, its connection open: a's random probes ping it again.
@@ -438,12 +447,7 @@ func TestRandomProbeOfAPeerHeardFromIsSpared(t *testing.T) {
 // its own (here a contest while not connected, its bar above every
 // heartbeat the peer sends).
 func TestSuspectedPeerIsNotSpared(t *testing.T) {
-	rare := func(c *Config) { quickProbes(c); c.ProbeInterval = time.Minute } // the test's calls only
-	a := newTestMesh(t, "testnet", rare)
-	b := newTestMesh(t, "testnet", rare)
-	connect(t, a, b)
-	meetAll(t, []*Mesh{a, b})
-	stop := keepTalking(b)
+	a, b, stop := talkingPair(t, time.Minute) // no random probes: the test's calls only
 	defer stop()
 	time.Sleep(200 * time.Millisecond)
 	now := time.Now()
@@ -468,20 +472,11 @@ func TestSuspectedPeerIsNotSpared(t *testing.T) {
 // pinged again, not spared (a review: a talking b that never answered
 // was never pinged, a's score stayed 0, and b's excuses stayed used up).
 func TestSparingKeepsPingsThatTimeOut(t *testing.T) {
-	often := func(c *Config) { quickProbes(c); c.ProbeInterval = 250 * time.Millisecond }
-	a := newTestMesh(t, "testnet", often)
-	b := newTestMesh(t, "testnet", often)
-	connect(t, a, b)
-	meetAll(t, []*Mesh{a, b})
-	stop := keepTalking(b)
+	a, b, stop := talkingPair(t, 250*time.Millisecond)
 	defer stop()
 	eventually(t, 5*time.Second, "a spares its random probes of a b that talks", func() bool { return livenessEvent(a, "probe_spared") > 0 })
 	servePing(b, a.ID()) // b keeps talking, and never answers a's pings again
-	eventually(t, 10*time.Second, "a's health score raised by its pings of b", func() bool {
-		a.live.mu.Lock()
-		defer a.live.mu.Unlock()
-		return a.live.det.Health() > 0
-	})
+	eventually(t, 10*time.Second, "a's health score raised by its pings of b", func() bool { return health(a) > 0 })
 	eventually(t, 10*time.Second, "a claims b, which talks but never answers, once its excuses are used up", func() bool { return livenessEvent(a, "claimed") > 0 })
 }
 
