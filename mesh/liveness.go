@@ -176,7 +176,7 @@ func (m *Mesh) livenessLoop() {
 	quarter := m.cfg.ProbeInterval / 4
 	now := time.Now()
 	ticked, nextProbe := now, now.Add(m.cfg.ProbeInterval)
-	pinged := now // the last random probe sent, not spared
+	pinged := now // the last random probe queued, not spared (a full queue drops it: rare, and then suspects are being pinged)
 	tick := time.NewTimer(quarter)
 	defer tick.Stop()
 	for {
@@ -254,7 +254,7 @@ const pingEvery = 4
 // The random ping is also this node's test of itself (Lifeguard): a
 // timeout raises the local health score, an answer lowers it, and an RPC
 // handled late says nothing of how slow this node is. So nothing is
-// spared while the score is above 0, nor when the last random probe sent
+// spared while the score is above 0, nor when the last random probe queued
 // (pinged) is pingEvery intervals old, nor for a peer with a timeout
 // excused since it last answered (heardFrom.spares). Nor is the probe of
 // a peer this node holds suspected: its answer clears the suspicion,
