@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -188,7 +189,7 @@ func TestClaimsAddingNothingAreNotForwarded(t *testing.T) {
 // in flight when the node died) and yields to a newer one (its refutation
 // or its return), or to a successful probe.
 func TestDownMarkYieldsOnlyToNewerHeartbeatOrProbe(t *testing.T) {
-	_, id := newIdentity(t)
+	_, id := testkeys.New(t)
 	tb := newTable()
 	now := time.Now()
 	caps := protocol.Capabilities{"cpu_cores": int64(2)}
@@ -231,7 +232,7 @@ func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
 	caps := protocol.Capabilities{"cpu_cores": int64(2)}
 	t0 := time.Now()
 	setup := func(t *testing.T) (*table, peer.ID, func(seq uint64, at time.Time) observation) {
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		tb := newTable()
 		return tb, id, func(seq uint64, at time.Time) observation {
 			t.Helper()
@@ -350,8 +351,8 @@ func TestLateHeartbeatBelowADroppedClaimIsContested(t *testing.T) {
 // comes; heartbeats a minute apart could not (offline after 10 minutes).
 func TestContestedReturnIsSuspectedAgain(t *testing.T) {
 	s := newTestMesh(t, "testnet", slowHeartbeats)
-	_, dead := newIdentity(t)
-	_, claimant := newIdentity(t)
+	_, dead := testkeys.New(t)
+	_, claimant := testkeys.New(t)
 	lateRefutation(t, s, claimant, dead)
 	if n := livenessEvent(s, "up_contested"); n != 1 {
 		t.Fatalf("%v contested returns counted, want 1", n)
@@ -372,7 +373,7 @@ func TestContestedLivePeerIsProbed(t *testing.T) {
 	s := newTestMesh(t, "testnet", rare)
 	alive := newTestMesh(t, "testnet", rare)
 	connect(t, s, alive)
-	_, claimant := newIdentity(t)
+	_, claimant := testkeys.New(t)
 	lateRefutation(t, s, claimant, alive.ID())
 	eventually(t, 5*time.Second, "the live node probed", func() bool { return livenessEvent(s, "probe_ok") > 0 })
 	s.live.mu.Lock()
@@ -425,8 +426,8 @@ func lateRefutation(t *testing.T, s *Mesh, claimant, p peer.ID) {
 // else's claim, which would be gossiped and shorten every node's wait.
 func TestProbeWithoutConnectionConfirmsNothing(t *testing.T) {
 	m := newTestMesh(t, "testnet", slowHeartbeats)
-	_, suspect := newIdentity(t)
-	_, liar := newIdentity(t)
+	_, suspect := testkeys.New(t)
+	_, liar := testkeys.New(t)
 	caps := protocol.Capabilities{"cpu_cores": int64(2)}
 	hb := heartbeatFrom(suspect, 10, caps)
 	if _, _, err := m.table.observe(&hb, caps, suspect, time.Now()); err != nil {
@@ -685,7 +686,7 @@ func TestTrimDuringProbeIsNoEvidence(t *testing.T) {
 			}
 		}
 	})
-	_, liar := newIdentity(t)
+	_, liar := testkeys.New(t)
 	seq := hub.table.lastSeq(leaf.ID())
 	claim := &protocol.Suspicion{Suspect: leaf.ID().String(), Seq: seq, Time: time.Now().UnixMilli()}
 	hub.live.mu.Lock()
@@ -786,7 +787,7 @@ type contestSetup struct {
 func newContestSetup(t *testing.T, claim uint64) *contestSetup {
 	t.Helper()
 	c := &contestSetup{s: newTestMesh(t, "testnet", slowHeartbeats), caps: protocol.Capabilities{"cpu_cores": int64(2), "node_type": "compute"}}
-	_, c.p = newIdentity(t)
+	_, c.p = testkeys.New(t)
 	if err := c.s.acceptHeartbeat(c.p, c.p, mustEncode(t, c.hb(10))); err != nil {
 		t.Fatal(err)
 	}

@@ -2,32 +2,18 @@ package mesh
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 	"github.com/proofmesh/proofmesh/protocol"
 )
-
-func newIdentity(t testing.TB) (crypto.PrivKey, peer.ID) {
-	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, id
-}
 
 // Issue 12, attack 4 (identity flood): one connection published
 // heartbeats for 5,000 fresh identities and the victim's peer table grew
@@ -82,7 +68,7 @@ func TestIdentityFloodThroughOneConnectionBounded(t *testing.T) {
 	}
 	start := time.Now()
 	for i := range sybils {
-		key, id := newIdentity(t)
+		key, id := testkeys.New(t)
 		data := mustEncode(t, heartbeatFrom(id, 1, caps))
 		if err := topic.Publish(context.Background(), data, pubsub.WithSecretKeyAndPeerId(key, id)); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
@@ -127,7 +113,7 @@ func TestPeerTableBoundEvictsOfflineFirst(t *testing.T) {
 	tb := newBoundedTable(4, 1000, 1000, func(p peer.ID) bool { return conns[p] })
 	relay := peer.ID("relay")
 	add := func(lastSeen time.Time) peer.ID {
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		hb := heartbeatFrom(id, 1, nil)
 		hb.IntervalMS = 1000
 		if _, _, err := tb.observe(&hb, nil, relay, now); err != nil {
@@ -156,7 +142,7 @@ func TestPeerTableBoundEvictsOfflineFirst(t *testing.T) {
 	if _, ok := tb.get(stale, now); ok {
 		t.Fatal("the stale row was not evicted")
 	}
-	_, id := newIdentity(t)
+	_, id := testkeys.New(t)
 	hb := heartbeatFrom(id, 1, nil)
 	if _, _, err := tb.observe(&hb, nil, relay, now); !errors.Is(err, protocol.ErrNotYet) || !protocol.Ignorable(err) {
 		t.Fatalf("a new identity in a table of online rows: %v, want IGNORE", err)
@@ -178,7 +164,7 @@ func TestAdmissionRatePerForwarder(t *testing.T) {
 	now := time.Now()
 	tb := newBoundedTable(1000, 1, 3, func(peer.ID) bool { return false })
 	try := func(via peer.ID) error {
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		hb := heartbeatFrom(id, 1, nil)
 		_, _, err := tb.observe(&hb, nil, via, now)
 		return err
@@ -208,7 +194,7 @@ func TestAdmissionRatePerForwardingIP(t *testing.T) {
 		return "203.0.113.7" // every other forwarder is one host
 	}
 	try := func(via peer.ID) error {
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		hb := heartbeatFrom(id, 1, nil)
 		_, _, err := tb.observe(&hb, nil, via, now)
 		return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -33,9 +34,9 @@ func TestPeerTableChangesWriteBehind(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	_, a := newIdentity(t)
-	_, b := newIdentity(t)
-	_, c := newIdentity(t)
+	_, a := testkeys.New(t)
+	_, b := testkeys.New(t)
+	_, c := testkeys.New(t)
 	for seq := uint64(1); seq <= 5; seq++ {
 		observe(a, seq, now)
 	}
@@ -111,7 +112,7 @@ func TestPeerTableChangesPending(t *testing.T) {
 			t.Fatalf("pending after %d changed rows, batch 3", i)
 		default:
 		}
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		hb := heartbeatFrom(id, 1, nil)
 		if _, _, err := tb.observe(&hb, nil, id, now); err != nil {
 			t.Fatal(err)
@@ -136,7 +137,7 @@ func TestPeerTableUntrackedRecordsNothing(t *testing.T) {
 	tb.track = false
 	now := time.Now()
 	for i := range 3 { // each new identity evicts the one before
-		_, id := newIdentity(t)
+		_, id := testkeys.New(t)
 		hb := heartbeatFrom(id, uint64(i+1), nil)
 		tb.mu.Lock()
 		for _, e := range tb.peers {
@@ -159,7 +160,7 @@ func TestPeerTableUntrackedRecordsNothing(t *testing.T) {
 func TestPeerTableRoutineHeartbeatsWrittenLess(t *testing.T) {
 	now := time.Now()
 	tb := newBoundedTable(10, 1000, 1000, func(peer.ID) bool { return false })
-	_, a := newIdentity(t)
+	_, a := testkeys.New(t)
 	seq := uint64(0)
 	observe := func(at time.Time, edit func(*protocol.Heartbeat)) {
 		t.Helper()
@@ -227,7 +228,7 @@ func TestPeerTableRoutineHeartbeatsWrittenLess(t *testing.T) {
 // heartbeats passed here.
 func TestPriorHeartbeatOnlyOnceCheckedHere(t *testing.T) {
 	tb := newTable()
-	_, id := newIdentity(t)
+	_, id := testkeys.New(t)
 	now := time.Now()
 	restored := heartbeatFrom(id, 1, nil)
 	tb.restore([]PeerInfo{{ID: id, FirstSeen: now, LastSeen: now, Seq: 1, Heartbeat: &restored, Capabilities: protocol.Capabilities{"cpu_cores": int64(4)}}})
@@ -242,7 +243,7 @@ func TestPriorHeartbeatOnlyOnceCheckedHere(t *testing.T) {
 	if seq, hb, got := tb.prior(id); seq != 2 || hb != &next || !got.Equal(caps) {
 		t.Fatalf("after a checked heartbeat: seq %d, prev %v, caps %v", seq, hb, got)
 	}
-	_, unknown := newIdentity(t)
+	_, unknown := testkeys.New(t)
 	if seq, hb, caps := tb.prior(unknown); seq != 0 || hb != nil || caps != nil {
 		t.Fatalf("unknown peer: %d, %v, %v", seq, hb, caps)
 	}

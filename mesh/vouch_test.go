@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 	"github.com/proofmesh/proofmesh/protocol"
 )
 
@@ -110,7 +111,7 @@ func TestServeProbeRefuses(t *testing.T) {
 	if st := ask(a.Host(), append([]byte{5}, "hello"...)); st != statusBadRequest {
 		t.Fatalf("five bytes that are no peer id: status %d", st)
 	}
-	_, unlisted := newIdentity(t)
+	_, unlisted := testkeys.New(t)
 	if st := ask(a.Host(), reqFor(unlisted)); st != vouchRefused {
 		t.Fatalf("a target b does not list: status %d", st)
 	}
@@ -145,7 +146,7 @@ func TestServeProbeRefuses(t *testing.T) {
 }
 
 func TestProbeRequestCodec(t *testing.T) {
-	_, id := newIdentity(t)
+	_, id := testkeys.New(t)
 	req, err := EncodeProbeRequest(id)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +173,7 @@ func TestProbeRequestCodec(t *testing.T) {
 }
 
 func FuzzDecodeProbeRequest(f *testing.F) {
-	_, id := newIdentity(f)
+	_, id := testkeys.New(f)
 	req, _ := EncodeProbeRequest(id)
 	f.Add(req)
 	f.Add([]byte{0})
@@ -497,8 +498,8 @@ func TestTimeoutOfASilentPeerIsEvidence(t *testing.T) {
 
 func TestHeardFromExcusesAndPrunes(t *testing.T) {
 	h := newHeardFrom()
-	_, p := newIdentity(t)
-	_, q := newIdentity(t)
+	_, p := testkeys.New(t)
+	_, q := testkeys.New(t)
 	t0 := time.Now()
 	if h.excuse(p, t0.Add(-time.Hour)) {
 		t.Fatal("a peer never heard from was excused")
@@ -536,7 +537,7 @@ func TestHeardFromExcusesAndPrunes(t *testing.T) {
 // they stay bounded by the peers heard within heardTTL.
 func TestHeardFromRowsArePrunedByTheLivenessLoop(t *testing.T) {
 	m := newTestMesh(t, "testnet", quickProbes)
-	_, gone := newIdentity(t)
+	_, gone := testkeys.New(t)
 	m.heard.mu.Lock()
 	m.heard.last[gone] = time.Now().Add(-2 * heardTTL)
 	m.heard.excused[gone] = 1

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
@@ -46,20 +47,6 @@ func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 		t.Fatal(err)
 	}
 	return data
-}
-
-// identity makes a fresh key and its peer id.
-func identity(t *testing.T) (crypto.PrivKey, peer.ID) {
-	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, id
 }
 
 // followForgedTask has n take a task forgedTask makes and returns it once
@@ -309,9 +296,9 @@ func TestReplayedTaskMessagesRefusedByTheirTime(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
 	ctx := context.Background()
-	subKey, subID := identity(t)
-	execKey, exec := identity(t)
-	_, otherID := identity(t)
+	subKey, subID := testkeys.New(t)
+	execKey, exec := testkeys.New(t)
+	_, otherID := testkeys.New(t)
 	taskID := followForgedTask(t, victim, subKey, []string{exec.String(), otherID.String()}).ID
 
 	skew := victim.mesh.ClockSkew()
@@ -398,12 +385,12 @@ func TestEarlyResultKeepsItsArrival(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	victim := tn.Nodes[0]
 	ctx := context.Background()
-	subKey, subID := identity(t)
+	subKey, subID := testkeys.New(t)
 	var cands []string
 	var lastKey crypto.PrivKey
 	var last peer.ID
 	for range 3 {
-		lastKey, last = identity(t)
+		lastKey, last = testkeys.New(t)
 		cands = append(cands, last.String())
 	}
 	task := followForgedTask(t, victim, subKey, cands) // 2 replicas: the third candidate's turn comes a lease later

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 // Issue 13: a newer build that added one heartbeat field was REJECTED by
@@ -16,7 +18,7 @@ import (
 // build does not know are skipped by every wire decoder; duplicate and
 // case-variant keys, types of known fields and sizes stay strict.
 func TestWireDecodersSkipUnknownFields(t *testing.T) {
-	priv, me := newKey(t)
+	priv, me := testkeys.New(t)
 	hb, _ := validHeartbeat(me, 1, time.Now()).Encode()
 	newer := addFields(t, hb, `"uptime_s":42,"nat":{"reachability":"public","addrs":["x"]}`)
 	got, err := DecodeHeartbeat(newer)
@@ -65,7 +67,7 @@ func TestWireDecodersSkipUnknownFields(t *testing.T) {
 }
 
 func TestWireDecodersStayStrict(t *testing.T) {
-	_, me := newKey(t)
+	_, me := testkeys.New(t)
 	hb, _ := validHeartbeat(me, 1, time.Now()).Encode()
 	for _, tc := range []struct {
 		name  string
@@ -114,8 +116,8 @@ func (t *newerTask) UnmarshalRecord(b []byte) error { return json.Unmarshal(b, t
 // keeps its id (and signature) on an older node, and an id that leaves the
 // unknown field out does not pass for it.
 func TestNewerTaskKeepsItsID(t *testing.T) {
-	priv, sub := newKey(t)
-	_, c1 := newKey(t)
+	priv, sub := testkeys.New(t)
+	_, c1 := testkeys.New(t)
 	reg := Registry{"gpu.v1": gpuType()}
 	now := time.Now()
 	in := []byte("hello")

@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 func FuzzDecodeHeartbeat(f *testing.F) {
@@ -57,7 +59,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 }
 
 func FuzzOpenLeave(f *testing.F) {
-	priv, id := newKey(f)
+	priv, id := testkeys.New(f)
 	env, _ := Seal(&Leave{NodeID: id.String(), Time: 1}, priv)
 	f.Add(env)
 	f.Add([]byte{0x0a, 0x00})
@@ -70,7 +72,7 @@ func FuzzOpenLeave(f *testing.F) {
 }
 
 func FuzzOpenAuditCheckpoint(f *testing.F) {
-	priv, id := newKey(f)
+	priv, id := testkeys.New(f)
 	env, _ := Seal(&AuditCheckpoint{NodeID: id.String(), Seq: 3, Hash: HashHex([]byte("entry")), Time: 1}, priv)
 	f.Add(env)
 	f.Add([]byte{0x0a, 0x00})
@@ -83,7 +85,7 @@ func FuzzOpenAuditCheckpoint(f *testing.F) {
 }
 
 func FuzzOpenResult(f *testing.F) {
-	priv, id := newKey(f)
+	priv, id := testkeys.New(f)
 	out := []byte("o")
 	env, _ := Seal(&Result{TaskID: "0000000000000000000000000000000000000000000000000000000000000000", Executor: id.String(), Output: out, OutputHash: HashHex(out)}, priv)
 	f.Add(env)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 // fullHeartbeat is a heartbeat with every field set, as a node sends one.
@@ -42,7 +44,7 @@ func decodeReference(data []byte) (*Heartbeat, error) {
 // heartbeat validator would cost twice as much again, and nothing else
 // would say so.)
 func TestHeartbeatFastPathTakesEncodedHeartbeats(t *testing.T) {
-	_, id := newKey(t)
+	_, id := testkeys.New(t)
 	now := time.Now()
 	empty := validHeartbeat(id, 1, now)
 	empty.Capabilities = Capabilities{}
@@ -90,7 +92,7 @@ func indentJSON(t *testing.T, data []byte) []byte {
 // Input outside the plain form is left to the general path, and
 // DecodeHeartbeat's answer for it is the general path's.
 func TestHeartbeatFastPathDeclinesWhatItDoesNotKnow(t *testing.T) {
-	_, id := newKey(t)
+	_, id := testkeys.New(t)
 	base, err := fullHeartbeat(id, 3, time.Now()).Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -191,8 +193,8 @@ func FuzzHeartbeatFastPath(f *testing.F) {
 // not checked again; a field that differs is, and a heartbeat of another
 // node gains nothing from Prev.
 func TestHeartbeatCheckAgainstPrev(t *testing.T) {
-	_, me := newKey(t)
-	_, other := newKey(t)
+	_, me := testkeys.New(t)
+	_, other := testkeys.New(t)
 	now := time.Now()
 	policy := DefaultPolicy()
 	// Prev as the validator keeps it: decoded from the wire (capability
@@ -265,7 +267,7 @@ func TestHeartbeatCheckAgainstPrev(t *testing.T) {
 // dropped, not refused, and the same keys under our version must still be
 // refused.
 func TestHeartbeatPrevCapsKeyedOnPolicyVersion(t *testing.T) {
-	_, me := newKey(t)
+	_, me := testkeys.New(t)
 	now := time.Now()
 	policy := DefaultPolicy()
 	hb := func(seq uint64, version int) []byte {

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,22 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-)
 
-func newKey(t testing.TB) (crypto.PrivKey, peer.ID) {
-	t.Helper()
-	priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := peer.IDFromPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv, id
-}
+	"github.com/proofmesh/proofmesh/internal/testkeys"
+)
 
 func TestPolicyCheck(t *testing.T) {
 	p := DefaultPolicy()
@@ -103,8 +90,8 @@ func validHeartbeat(id peer.ID, seq uint64, now time.Time) *Heartbeat {
 }
 
 func TestValidateHeartbeat(t *testing.T) {
-	_, me := newKey(t)
-	_, other := newKey(t)
+	_, me := testkeys.New(t)
+	_, other := testkeys.New(t)
 	now := time.Now()
 	check := HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, LastSeq: 5, Policy: DefaultPolicy()}
 	tests := []struct {
@@ -144,7 +131,7 @@ func TestValidateHeartbeat(t *testing.T) {
 }
 
 func TestHeartbeatRoundTripAndLimits(t *testing.T) {
-	_, me := newKey(t)
+	_, me := testkeys.New(t)
 	h := validHeartbeat(me, 1, time.Now())
 	b, err := h.Encode()
 	if err != nil {
@@ -199,8 +186,8 @@ func TestAdaptiveInterval(t *testing.T) {
 }
 
 func TestLeaveOnlyOwnKey(t *testing.T) {
-	priv, id := newKey(t)
-	otherPriv, _ := newKey(t)
+	priv, id := testkeys.New(t)
+	otherPriv, _ := testkeys.New(t)
 	env, err := Seal(&Leave{NodeID: id.String(), Time: time.Now().UnixMilli(), Reason: "shutdown"}, priv)
 	if err != nil {
 		t.Fatal(err)
@@ -229,8 +216,8 @@ func TestLeaveOnlyOwnKey(t *testing.T) {
 }
 
 func TestAuditCheckpointOnlyOwnKey(t *testing.T) {
-	priv, id := newKey(t)
-	otherPriv, _ := newKey(t)
+	priv, id := testkeys.New(t)
+	otherPriv, _ := testkeys.New(t)
 	cp := AuditCheckpoint{NodeID: id.String(), Seq: 7, Hash: HashHex([]byte("e7")), Time: 1}
 	env, err := Seal(&cp, priv)
 	if err != nil {
@@ -260,8 +247,8 @@ func TestAuditCheckpointOnlyOwnKey(t *testing.T) {
 }
 
 func TestOpenResult(t *testing.T) {
-	priv, id := newKey(t)
-	_, other := newKey(t)
+	priv, id := testkeys.New(t)
+	_, other := testkeys.New(t)
 	out := []byte(`{"y":"1"}`)
 	r := &Result{TaskID: strings.Repeat("b", 64), Type: "mimc.chain.v1", Executor: id.String(), Output: out, OutputHash: HashHex(out)}
 	env, err := Seal(r, priv)
@@ -405,9 +392,9 @@ func TestRankWeightsObservedReputation(t *testing.T) {
 }
 
 func TestTaskChecks(t *testing.T) {
-	_, sub := newKey(t)
-	_, c1 := newKey(t)
-	_, c2 := newKey(t)
+	_, sub := testkeys.New(t)
+	_, c1 := testkeys.New(t)
+	_, c2 := testkeys.New(t)
 	reg := Registry{"gpu.v1": gpuType()}
 	now := time.Now()
 	in := []byte("hello")
@@ -432,7 +419,7 @@ func TestTaskChecks(t *testing.T) {
 		t.Fatalf("a task past the skew: %v, want refused by its time before its id is checked", err)
 	}
 	// Signed by the submitter it names, or refused.
-	subKey, _ := newKey(t)
+	subKey, _ := testkeys.New(t)
 	tk = mk()
 	if env, err := Seal(tk, subKey); err != nil {
 		t.Fatal(err)
@@ -598,7 +585,7 @@ func TestLimiterRefillsAndForgets(t *testing.T) {
 // raw escape sequences and a forged extra row. Such a heartbeat is
 // REJECTED (malformed), by the decoder and by the validator.
 func TestTerminalEscapesInHeartbeatRejected(t *testing.T) {
-	_, me := newKey(t)
+	_, me := testkeys.New(t)
 	now := time.Now()
 	check := HeartbeatCheck{From: me, Now: now, Skew: DefaultClockSkew, Policy: DefaultPolicy()}
 	long := "/ip4/1.2.3.4/tcp/1/p2p-circuit" + strings.Repeat("/ip4/1.2.3.4/tcp/1", 20)

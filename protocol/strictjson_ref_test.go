@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 // The token-walk implementation of the key check that the single-pass
@@ -196,7 +198,7 @@ func (c *customJSON) UnmarshalJSON(b []byte) error {
 // field) with the key scanner and with the reference token walk, in one
 // run: compare the allocations, and the times as a ratio.
 func BenchmarkDecodeWireHeartbeat(b *testing.B) {
-	_, me := newKey(b)
+	_, me := testkeys.New(b)
 	h := validHeartbeat(me, 1, time.Now())
 	h.Capabilities = Capabilities{CapCPUCores: 8, CapMemoryGB: 32, CapGPUAvailable: false, CapBandwidthMbps: 1000, CapNodeType: NodeTypeCompute, CapRegion: "eu-west-1"}
 	h.NodeType, h.Region, h.Version = NodeTypeCompute, "eu-west-1", "proofmesh/0.1.0"

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 // bundleLike has the shape of a proof bundle: the fields whose duplicates
@@ -99,7 +101,7 @@ func TestDecodeStrictDeepNesting(t *testing.T) {
 // The key scan allocates nothing for a heartbeat (issue 15: it was most
 // of the validator's 432 allocations), whichever way it decodes.
 func TestCheckKeysAllocatesNothing(t *testing.T) {
-	_, me := newKey(t)
+	_, me := testkeys.New(t)
 	h := validHeartbeat(me, 1, time.Now())
 	h.TaskTypes, h.ListenAddrs = []string{"wasm", "mimc-chain"}, []string{"/ip4/203.0.113.7/tcp/4001"}
 	hb, _ := h.Encode()

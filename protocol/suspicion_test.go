@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/proofmesh/proofmesh/internal/testkeys"
 )
 
 func kinds(acts []LivenessAction) []LivenessKind {
@@ -29,8 +31,8 @@ func hasKind(acts []LivenessAction, k LivenessKind) bool {
 // The detector's rules as scripts: each step feeds one observation at a
 // time offset and checks the actions it returns.
 func TestDetectorRules(t *testing.T) {
-	_, x := newKey(t)
-	_, claimant := newKey(t)
+	_, x := testkeys.New(t)
+	_, claimant := testkeys.New(t)
 	t0 := time.UnixMilli(1_800_000_000_000)
 	cfg := DefaultDetectorConfig()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -188,7 +190,7 @@ func TestDetectorRules(t *testing.T) {
 	t.Run("a claim adding nothing is a duplicate; one above every claim forwarded is not", func(t *testing.T) {
 		others := make([]peer.ID, cfg.Confirmations+3)
 		for i := range others {
-			_, others[i] = newKey(t)
+			_, others[i] = testkeys.New(t)
 		}
 		d := NewDetector(cfg)
 		// This node knows seq 9; the first claimant knew 3.
@@ -231,7 +233,7 @@ func TestDetectorRules(t *testing.T) {
 	t.Run("distinct confirmations shorten the wait to the minimum, never below", func(t *testing.T) {
 		others := make([]peer.ID, cfg.Confirmations+3)
 		for i := range others {
-			_, others[i] = newKey(t)
+			_, others[i] = testkeys.New(t)
 		}
 		for c := 0; c <= len(others)-1; c++ {
 			d := NewDetector(cfg)
@@ -277,7 +279,7 @@ func TestDetectorRules(t *testing.T) {
 	t.Run("a refutation within the minimum wait beats any number of claimants", func(t *testing.T) {
 		d := NewDetector(cfg)
 		for range 50 {
-			_, p := newKey(t)
+			_, p := testkeys.New(t)
 			if _, err := d.Claim(x, p, claim(3), 3, 0, false, at(0)); err != nil && !errors.Is(err, ErrDuplicate) {
 				t.Fatal(err)
 			}
@@ -297,7 +299,7 @@ func TestDetectorRules(t *testing.T) {
 		d := NewDetector(cfg)
 		liars := make([]peer.ID, cfg.Confirmations+1)
 		for i := range liars {
-			_, liars[i] = newKey(t)
+			_, liars[i] = testkeys.New(t)
 			if _, err := d.Claim(x, liars[i], claim(3), 3, 0, false, at(0)); err != nil {
 				t.Fatal(err)
 			}
@@ -352,7 +354,7 @@ func TestDetectorRules(t *testing.T) {
 		// Once Confirmations+1 claimants are known, ours adds nothing.
 		d = NewDetector(cfg)
 		for range cfg.Confirmations + 1 {
-			_, p := newKey(t)
+			_, p := testkeys.New(t)
 			if _, err := d.Claim(x, p, claim(3), 3, 0, true, at(0)); err != nil {
 				t.Fatal(err)
 			}
@@ -378,7 +380,7 @@ func TestDetectorRules(t *testing.T) {
 		}
 		// Nobody else suspects y: two timeouts a RetryAfter apart are
 		// this node's own evidence (a hung process keeps its connections).
-		_, y := newKey(t)
+		_, y := testkeys.New(t)
 		if acts := d.ProbeTimedOut(y, 5, false, at(0)); len(acts) != 0 {
 			t.Fatalf("first timeout: %v, want a strike only", kinds(acts))
 		}
@@ -389,7 +391,7 @@ func TestDetectorRules(t *testing.T) {
 
 	t.Run("a timeout another node's probe answered is no evidence (SWIM's indirect probe)", func(t *testing.T) {
 		d := NewDetector(cfg)
-		_, y := newKey(t)
+		_, y := testkeys.New(t)
 		for i := range 5 {
 			if acts := d.ProbeTimedOut(y, 5, true, at(time.Duration(i)*cfg.RetryAfter)); len(acts) != 0 {
 				t.Fatalf("vouched timeout %d: %v, want nothing", i+1, kinds(acts))
@@ -456,7 +458,7 @@ func TestDetectorRules(t *testing.T) {
 		c.MaxSuspects = 2
 		d := NewDetector(c)
 		for i := range 2 {
-			_, p := newKey(t)
+			_, p := testkeys.New(t)
 			if _, err := d.Claim(p, claimant, claim(1), 0, 0, false, at(time.Duration(i))); err != nil {
 				t.Fatal(err)
 			}
@@ -603,8 +605,8 @@ func TestDetectorRules(t *testing.T) {
 // The suspect answers a claim about itself whatever its age (others took
 // it while it was fresh), never one from the future or beyond its seq bound.
 func TestCheckSuspicionOfSelf(t *testing.T) {
-	_, self := newKey(t)
-	_, claimant := newKey(t)
+	_, self := testkeys.New(t)
+	_, claimant := testkeys.New(t)
 	now := time.UnixMilli(1_800_000_000_000)
 	skew := 30 * time.Second
 	at := func(d time.Duration) *Suspicion {
@@ -631,8 +633,8 @@ func TestCheckSuspicionOfSelf(t *testing.T) {
 }
 
 func TestCheckSuspicion(t *testing.T) {
-	_, x := newKey(t)
-	_, c := newKey(t)
+	_, x := testkeys.New(t)
+	_, c := testkeys.New(t)
 	now := time.UnixMilli(1_800_000_000_000)
 	skew := 30 * time.Second
 	for _, tc := range []struct {
