@@ -7,9 +7,10 @@
 # its share of the pages the nodes share), the median connected peers (and
 # the most, and the bootstrap node's: node 0), the CPU of all
 # nodes together, the CPU per heartbeat received, and a node's median
-# goroutines, Go heap in use and goroutine stacks (its /metrics), and the
-# probes a node pinged and the random ones it spared a second. Then it
-# stops them with SIGTERM. Two builds compare best side by side, at the
+# goroutines, Go heap in use and goroutine stacks (its /metrics), the
+# probes a node pinged and the random ones it spared a second, and how
+# many nodes ran at one P (a calm node's GOMAXPROCS, internal/residency).
+# Then it stops them with SIGTERM. Two builds compare best side by side, at the
 # same time (the VM's speed drifts between runs made one after another):
 #   BIN=a bench/scale.sh 20 & BIN=b bench/scale.sh 20 & wait
 #
@@ -130,9 +131,9 @@ received() { # index: heartbeats received, probes pinged (answered or not), rand
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
 		awk '/^proofmesh_heartbeats_received_total /{h=$2} /^proofmesh_liveness_events_total\{event="probe_(ok|failed)"\}/{p+=$2} /^proofmesh_liveness_events_total\{event="probe_spared"\}/{s=$2} END{printf "%s %d %d", h, p, s}'
 }
-gauges() { # index: connected peers, goroutines, Go heap in use, goroutine stacks (bytes)
+gauges() { # index: connected peers, goroutines, Go heap in use, goroutine stacks (bytes), GOMAXPROCS
 	curl -sf -H "Authorization: Bearer $(cat "$tmp/node-$1/api.token")" "http://127.0.0.1:${ports[$1]}/metrics" |
-		awk '/^proofmesh_connected_peers /{c=$2} /^go_goroutines /{g=$2} /^go_memstats_heap_inuse_bytes /{h=$2} /^go_memstats_stack_inuse_bytes /{s=$2} END{printf "%s %s %s %s", c, g, h, s}'
+		awk '/^proofmesh_connected_peers /{c=$2} /^go_goroutines /{g=$2} /^go_memstats_heap_inuse_bytes /{h=$2} /^go_memstats_stack_inuse_bytes /{s=$2} /^go_sched_gomaxprocs_threads /{m=$2} END{printf "%s %s %s %s %s", c, g, h, s, m}'
 }
 declare -a t0 h0 s0
 for i in $(seq 0 $((n - 1))); do
@@ -164,8 +165,9 @@ for l in sys.stdin:
     rows.append(f[:5] + [f[7]] + f[10:] + [f[8] - f[5], f[9] - f[6]])
 # per node: seconds of its window, CPU seconds, heartbeats received
 per = [(r[2] - r[1], r[3] / hz, r[5] - r[4]) for r in rows]
-pings = sum(r[13] / (r[2] - r[1]) for r in rows) / n
-spared = sum(r[14] / (r[2] - r[1]) for r in rows) / n
+pings = sum(r[14] / (r[2] - r[1]) for r in rows) / n
+spared = sum(r[15] / (r[2] - r[1]) for r in rows) / n
+lean = sum(1 for r in rows if r[13] == 1)
 cores = sum(c / w for w, c, _ in per)
 hbps = sum(h / w for w, _, h in per) / n
 cpu = sum(c for _, c, _ in per)
@@ -181,7 +183,8 @@ per_hb = 1000 * cpu / hbs if hbs else float("nan")
 print(f"VmRSS median {rss:.1f} MB (RssAnon {anon:.1f} MB, Pss {pss:.1f} MB); connected peers median {conns:.0f} (max {max(r[9] for r in rows):.0f}; the bootstrap node {rows[0][9]:.0f}); CPU of all nodes {cores:.3f} cores ({100 * cores / n:.2f}% of a core per node); "
       f"heartbeats received {hbps:.1f}/s per node; CPU per heartbeat received {per_hb:.2f} ms")
 print(f"per node, median: {gor:.0f} goroutines, Go heap in use {heap:.1f} MiB, goroutine stacks {stacks:.1f} MiB; "
-      f"probes per node per second: {pings:.2f} pinged, {spared:.2f} random ones spared (the peer heard from within the second)")
+      f"probes per node per second: {pings:.2f} pinged, {spared:.2f} random ones spared (the peer heard from within the second); "
+      f"{lean} of {n} nodes at one P (GOMAXPROCS 1) at the end")
 ' "$hz" "$n"
 echo "full view: $full after the last node started"
 

@@ -98,6 +98,17 @@ type Config struct {
 	SyncWrites bool
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
+	// Cores, if set, is told when the node starts work that wants every
+	// core (a guest run and its proof), and when it ends: `proofmesh
+	// node` keeps one P while it only gossips and takes every core back
+	// for that (internal/residency.Procs). Nil: nothing to tell.
+	Cores CoreClaimer
+}
+
+// CoreClaimer is told of work that wants every core. Claim is called
+// when it starts; the release it returns when it ends.
+type CoreClaimer interface {
+	Claim() (release func())
 }
 
 // DefaultConfig returns a complete configuration; set DataDir.

@@ -2,10 +2,14 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/proofmesh/proofmesh/node/api"
+	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/store"
 )
 
@@ -90,5 +94,69 @@ func TestPeerTableWriteBehind(t *testing.T) {
 	}
 	if row.Seq != live.Seq || !row.LastSeen.Equal(live.LastSeen) {
 		t.Errorf("stored row seq %d last seen %s; the live table had seq %d last seen %s", row.Seq, row.LastSeen, live.Seq, live.LastSeen)
+	}
+}
+
+// coreRecorder is a CoreClaimer that counts the claims held and taken.
+type coreRecorder struct {
+	mu           sync.Mutex
+	held, claims int
+}
+
+func (c *coreRecorder) Claim() func() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held++
+	c.claims++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.held--
+	}
+}
+
+func (c *coreRecorder) counts() (held, claims int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held, c.claims
+}
+
+// TestExecutionClaimsEveryCore: a node tells its CoreClaimer when it
+// runs a guest and proves (so `proofmesh node`, which keeps one P while it
+// only gossips, takes every core for that), holds the claim until the
+// proven result is sealed, and releases it after.
+func TestExecutionClaimsEveryCore(t *testing.T) {
+	recs := []*coreRecorder{{}, {}}
+	tn := startTestnet(t, 2, func(i int, c *Config) { c.Cores = recs[i] })
+	heldAtSeal := make(chan int, 4)
+	for i, n := range tn.Nodes {
+		n.tamper = func(*protocol.Result) {
+			held, _ := recs[i].counts()
+			heldAtSeal <- held
+		}
+	}
+	id := submit(t, tn.Nodes[0], api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x": "5"}`)})
+	if v := waitTask(t, tn.Nodes[0], id, 2*time.Minute); v.State != protocol.StateAccepted {
+		t.Fatalf("task %s: %s", v.State, v.Reason)
+	}
+	if held := <-heldAtSeal; held != 1 {
+		t.Fatalf("%d claims held when the proven result was sealed, want 1", held)
+	}
+	claims := 0
+	for _, r := range recs {
+		// The executor releases once its publish returns, which may be
+		// after the submitter accepted the result.
+		deadline := time.Now().Add(10 * time.Second)
+		for held, _ := r.counts(); held != 0; held, _ = r.counts() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d claims still held 10 s after the task", held)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_, c := r.counts()
+		claims += c
+	}
+	if claims != 1 {
+		t.Fatalf("%d claims for one execution, want 1", claims)
 	}
 }

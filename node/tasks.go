@@ -466,6 +466,7 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 			return fmt.Errorf("input: %w", err)
 		}
 	}
+	defer n.claimCores()() // the guest run and its proof want every core
 	prof := t.Job.Profile(tt.Profile)
 	lim := sandbox.Limits{
 		MaxMemoryPages: prof.MaxMemoryPages, Timeout: prof.MaxRuntime(), Fuel: prof.Fuel,
@@ -535,6 +536,15 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		}
 	}
 	return n.publishResult(ctx, r)
+}
+
+// claimCores tells the configured CoreClaimer that work wanting every
+// core starts; the release it returns says it ended.
+func (n *Node) claimCores() (release func()) {
+	if n.cfg.Cores == nil {
+		return func() {}
+	}
+	return n.cfg.Cores.Claim()
 }
 
 // publishResult signs and publishes this node's result.

@@ -189,6 +189,10 @@ Example:
 			}
 			// A small GOGC while the live heap is small (internal/residency).
 			defer residency.AdaptGC(residency.DefaultGCPolicy)()
+			// One P while the node only gossips (internal/residency).
+			cores, stopCores := leanProcs(cmd.Context(), log)
+			defer stopCores()
+			cfg.Cores = cores
 			n, err := node.New(cmd.Context(), cfg)
 			if err != nil {
 				return err

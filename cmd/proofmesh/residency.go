@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/proofmesh/proofmesh/internal/residency"
+	"github.com/proofmesh/proofmesh/node"
 )
 
 // startupSettle is how long after start a node gives back the pages only
@@ -35,4 +37,31 @@ func releaseStartupPages(ctx context.Context, log *slog.Logger) {
 	default:
 		log.Debug("start-up pages given back to the kernel", "advised", rel.String())
 	}
+}
+
+// procsPolicy and procsTick drive leanProcs (tests shorten them).
+var (
+	procsPolicy = residency.DefaultProcsPolicy
+	procsTick   = time.Second
+)
+
+// leanProcs keeps one P while the node only gossips and every core while
+// it computes or is busy (internal/residency.Procs), unless the operator
+// set GOMAXPROCS: then theirs holds. The claimer it returns is nil when
+// the policy does not run.
+func leanProcs(ctx context.Context, log *slog.Logger) (node.CoreClaimer, func()) {
+	if v, set := os.LookupEnv("GOMAXPROCS"); set {
+		log.Debug("GOMAXPROCS kept as the environment sets it", "GOMAXPROCS", v)
+		return nil, func() {}
+	}
+	g, stop, err := residency.StartProcs(ctx, procsPolicy, procsTick, log)
+	switch {
+	case err != nil:
+		log.Debug("every core kept", "why", err)
+		return nil, stop
+	case g == nil:
+		log.Debug("every core kept", "why", "one core")
+		return nil, stop
+	}
+	return g, stop
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/proofmesh/proofmesh/internal/logbuf"
+	"github.com/proofmesh/proofmesh/internal/residency"
 )
 
 // `proofmesh node` gives the kernel back its start-up pages once start-up
@@ -44,4 +47,64 @@ func TestNodeGivesBackStartupPages(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("node exited %d: %s", code, errb.String())
 	}
+}
+
+// runNodeUntil runs `proofmesh node` with debug logs until its logs hold
+// want (or 30 s pass), calls check while it runs, then stops it.
+func runNodeUntil(t *testing.T, want string, check func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb logbuf.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"node", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0",
+			"--api", "127.0.0.1:0", "--log-level", "debug"}, &out, &errb)
+	}()
+	stop := func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("node exited %d: %s", code, errb.String())
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), want) {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("no %q in the logs 30 s after start; stderr:\n%s", want, errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	check()
+	stop()
+}
+
+// `proofmesh node` keeps one P once it is calm (internal/residency.Procs)
+// and gives the runtime's default back when it stops; a GOMAXPROCS the
+// operator set is left alone.
+func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	if def < 2 {
+		t.Skip("one core: nothing to take back")
+	}
+	oldPolicy, oldTick := procsPolicy, procsTick
+	procsPolicy = residency.ProcsPolicy{Rise: 1e9, Fall: 1e9, Calm: 2} // every tick calm
+	procsTick = 50 * time.Millisecond
+	t.Cleanup(func() { procsPolicy, procsTick = oldPolicy, oldTick })
+
+	runNodeUntil(t, "one P kept", func() {
+		if got := runtime.GOMAXPROCS(0); got != 1 {
+			t.Errorf("calm node: GOMAXPROCS %d, want 1", got)
+		}
+	})
+	if got := runtime.GOMAXPROCS(0); got != def {
+		t.Fatalf("after the node stopped: GOMAXPROCS %d, want %d", got, def)
+	}
+
+	t.Setenv("GOMAXPROCS", strconv.Itoa(def))
+	runNodeUntil(t, "GOMAXPROCS kept as the environment sets it", func() {
+		time.Sleep(10 * procsTick) // a policy, were it running, would have acted
+		if got := runtime.GOMAXPROCS(0); got != def {
+			t.Errorf("GOMAXPROCS set by the operator: %d, want %d", got, def)
+		}
+	})
 }

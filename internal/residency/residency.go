@@ -1,7 +1,9 @@
 // Package residency owns what a long-running proofmesh process gives back to
 // the kernel once it has started: the pages of its own executable that only
-// start-up touched, the Go heap that start-up freed, and the headroom the
-// collector leaves above a small live heap (GCPolicy).
+// start-up touched, the Go heap that start-up freed, the headroom the
+// collector leaves above a small live heap (GCPolicy), and the cores it
+// does not need while it only gossips (ProcsPolicy: one P then, every
+// core while it computes or is busy).
 //
 // Every one of the few hundred packages linked into the binary runs an init
 // function before main, and the kernel maps each page touched then together
@@ -17,9 +19,10 @@ import (
 	"fmt"
 )
 
-// ErrUnsupported reports a system that cannot page out a range on request
-// (not Linux, or a Linux kernel older than 5.4, which has no MADV_PAGEOUT).
-var ErrUnsupported = errors.New("residency: paging out on request is not supported here")
+// ErrUnsupported reports a system that cannot do what was asked: page out
+// a range on request (not Linux, or a Linux kernel older than 5.4, which
+// has no MADV_PAGEOUT), or read the process's own CPU time (not Linux).
+var ErrUnsupported = errors.New("residency: not supported on this system")
 
 // Released is what ReleaseStartupPages asked the kernel to page out.
 type Released struct {
