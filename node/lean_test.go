@@ -97,15 +97,20 @@ func TestPeerTableWriteBehind(t *testing.T) {
 	}
 }
 
-// coreRecorder is a CoreClaimer that counts the claims held and taken.
+// coreRecorder is a CoreClaimer that counts the claims held and taken,
+// and remembers when the oldest held claim was taken.
 type coreRecorder struct {
 	mu           sync.Mutex
 	held, claims int
+	since        time.Time
 }
 
 func (c *coreRecorder) Claim() func() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.held == 0 {
+		c.since = time.Now()
+	}
 	c.held++
 	c.claims++
 	return func() {
@@ -121,26 +126,49 @@ func (c *coreRecorder) counts() (held, claims int) {
 	return c.held, c.claims
 }
 
+// heldFor is how long claims have been held without a break (0: none
+// held).
+func (c *coreRecorder) heldFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == 0 {
+		return 0
+	}
+	return time.Since(c.since)
+}
+
 // TestExecutionClaimsEveryCore: a node tells its CoreClaimer when it
 // runs a guest and proves (so `proofmesh node`, which keeps one P while it
-// only gossips, takes every core for that), holds the claim until the
-// proven result is sealed, and releases it after.
+// only gossips, takes every core for that): the claim covers the run and
+// the proof, is held until the proven result is sealed, and is released
+// after.
 func TestExecutionClaimsEveryCore(t *testing.T) {
 	recs := []*coreRecorder{{}, {}}
 	tn := startTestnet(t, 2, func(i int, c *Config) { c.Cores = recs[i] })
-	heldAtSeal := make(chan int, 4)
+	type seal struct {
+		held    int
+		heldFor time.Duration
+		stats   protocol.ExecStats
+	}
+	seals := make(chan seal, 4)
 	for i, n := range tn.Nodes {
-		n.tamper = func(*protocol.Result) {
+		n.tamper = func(r *protocol.Result) {
 			held, _ := recs[i].counts()
-			heldAtSeal <- held
+			seals <- seal{held, recs[i].heldFor(), r.Stats}
 		}
 	}
 	id := submit(t, tn.Nodes[0], api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x": "5"}`)})
 	if v := waitTask(t, tn.Nodes[0], id, 2*time.Minute); v.State != protocol.StateAccepted {
 		t.Fatalf("task %s: %s", v.State, v.Reason)
 	}
-	if held := <-heldAtSeal; held != 1 {
-		t.Fatalf("%d claims held when the proven result was sealed, want 1", held)
+	s := <-seals
+	if s.held != 1 {
+		t.Fatalf("%d claims held when the proven result was sealed, want 1", s.held)
+	}
+	// Both times are measured inside the claim, so it has been held at
+	// least as long as they add up to.
+	if ran := time.Duration(s.stats.WallMS+s.stats.ProveMS) * time.Millisecond; s.heldFor < ran || s.stats.ProveMS == 0 {
+		t.Fatalf("the claim was held %v at the seal; the run and the proof took %v (proof %d ms)", s.heldFor, ran, s.stats.ProveMS)
 	}
 	claims := 0
 	for _, r := range recs {
@@ -158,5 +186,19 @@ func TestExecutionClaimsEveryCore(t *testing.T) {
 	}
 	if claims != 1 {
 		t.Fatalf("%d claims for one execution, want 1", claims)
+	}
+
+	// Verifying a bundle through the API checks its proofs in a batch,
+	// which also wants every core.
+	bundle, err := tn.Nodes[0].Bundle(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, before := recs[0].counts()
+	if rep, err := tn.Nodes[0].VerifyBundle(bundle); err != nil || !rep.Valid {
+		t.Fatalf("verify bundle: %v %+v", err, rep)
+	}
+	if held, after := recs[0].counts(); after != before+1 || held != 0 {
+		t.Fatalf("verifying a bundle: %d claims taken, %d held after, want 1 and 0", after-before, held)
 	}
 }

@@ -189,11 +189,13 @@ Example:
 			}
 			// A small GOGC while the live heap is small (internal/residency).
 			defer residency.AdaptGC(residency.DefaultGCPolicy)()
-			// One P while the node only gossips (internal/residency).
-			cores, stopCores := leanProcs(cmd.Context(), log)
+			// One P while the node only gossips (internal/residency),
+			// until stopCores: not until cmd.Context() ends, which is
+			// before n.Close leaves the network and flushes.
+			cores, stopCores := leanProcs(context.WithoutCancel(cmd.Context()), log)
 			defer stopCores()
 			cfg.Cores = cores
-			n, err := node.New(cmd.Context(), cfg)
+			n, err := newNode(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/proofmesh/proofmesh/internal/residency"
@@ -39,10 +40,12 @@ func releaseStartupPages(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// procsPolicy and procsTick drive leanProcs (tests shorten them).
+// procsPolicy and procsTick drive leanProcs (tests shorten them);
+// newNode starts the node of `proofmesh node` (tests see its Config).
 var (
 	procsPolicy = residency.DefaultProcsPolicy
 	procsTick   = time.Second
+	newNode     = node.New
 )
 
 // leanProcs keeps one P while the node only gossips and every core while
@@ -50,9 +53,11 @@ var (
 // set GOMAXPROCS: then theirs holds. The claimer it returns is nil when
 // the policy does not run.
 func leanProcs(ctx context.Context, log *slog.Logger) (node.CoreClaimer, func()) {
-	if v, set := os.LookupEnv("GOMAXPROCS"); set {
-		log.Debug("GOMAXPROCS kept as the environment sets it", "GOMAXPROCS", v)
-		return nil, func() {}
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 { // what the runtime heeds
+			log.Debug("GOMAXPROCS kept as the environment sets it", "GOMAXPROCS", n)
+			return nil, func() {}
+		}
 	}
 	g, stop, err := residency.StartProcs(ctx, procsPolicy, procsTick, log)
 	switch {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/proofmesh/proofmesh/internal/logbuf"
 	"github.com/proofmesh/proofmesh/internal/residency"
+	"github.com/proofmesh/proofmesh/node"
 )
 
 // `proofmesh node` gives the kernel back its start-up pages once start-up
@@ -82,19 +84,51 @@ func runNodeUntil(t *testing.T, want string, check func()) {
 // and gives the runtime's default back when it stops; a GOMAXPROCS the
 // operator set is left alone.
 func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
+	// The policy runs where the environment leaves GOMAXPROCS alone, and
+	// gives back the runtime's default, not what `go test -cpu` set.
+	if v, set := os.LookupEnv("GOMAXPROCS"); set {
+		t.Setenv("GOMAXPROCS", v) // restored after the test
+		_ = os.Unsetenv("GOMAXPROCS")
+	}
+	old := runtime.GOMAXPROCS(0)
+	runtime.SetDefaultGOMAXPROCS()
 	def := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 	if def < 2 {
 		t.Skip("one core: nothing to take back")
 	}
-	oldPolicy, oldTick := procsPolicy, procsTick
-	procsPolicy = residency.ProcsPolicy{Rise: 1e9, Fall: 1e9, Calm: 2} // every tick calm
+	oldPolicy, oldTick, oldNew := procsPolicy, procsTick, newNode
+	procsPolicy = residency.ProcsPolicy{Rise: 1e9, Fall: 1e9, Calm: 2, Wait: time.Hour, Queued: 1} // every tick calm
 	procsTick = 50 * time.Millisecond
-	t.Cleanup(func() { procsPolicy, procsTick = oldPolicy, oldTick })
+	given := make(chan node.CoreClaimer, 2) // what each node was given
+	newNode = func(ctx context.Context, cfg node.Config) (*node.Node, error) {
+		given <- cfg.Cores
+		return oldNew(ctx, cfg)
+	}
+	nodeGiven := func() node.CoreClaimer {
+		select {
+		case c := <-given:
+			return c
+		case <-time.After(30 * time.Second):
+			t.Fatal("no node started")
+			return nil
+		}
+	}
+	t.Cleanup(func() { procsPolicy, procsTick, newNode = oldPolicy, oldTick, oldNew })
 
 	runNodeUntil(t, "one P kept", func() {
 		if got := runtime.GOMAXPROCS(0); got != 1 {
 			t.Errorf("calm node: GOMAXPROCS %d, want 1", got)
 		}
+		cores := nodeGiven()
+		if cores == nil {
+			t.Fatal("the node was not given the policy to claim cores from")
+		}
+		release := cores.Claim() // as a guest run does
+		if got := runtime.GOMAXPROCS(0); got != def {
+			t.Errorf("claimed: GOMAXPROCS %d, want %d", got, def)
+		}
+		release()
 	})
 	if got := runtime.GOMAXPROCS(0); got != def {
 		t.Fatalf("after the node stopped: GOMAXPROCS %d, want %d", got, def)
@@ -105,6 +139,9 @@ func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
 		time.Sleep(10 * procsTick) // a policy, were it running, would have acted
 		if got := runtime.GOMAXPROCS(0); got != def {
 			t.Errorf("GOMAXPROCS set by the operator: %d, want %d", got, def)
+		}
+		if nodeGiven() != nil {
+			t.Error("the node was given a policy the operator's GOMAXPROCS turned off")
 		}
 	})
 }
