@@ -20,40 +20,18 @@ func TestNodeGivesBackStartupPages(t *testing.T) {
 	old := startupSettle
 	startupSettle = 100 * time.Millisecond
 	t.Cleanup(func() { startupSettle = old })
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb logbuf.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"node", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0",
-			"--api", "127.0.0.1:0", "--log-level", "debug"}, &out, &errb)
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		logs := errb.String()
-		if strings.Contains(logs, "start-up pages given back") {
-			break
-		}
-		if strings.Contains(logs, "start-up pages kept resident") {
-			cancel()
-			<-done
+	const given, kept = "start-up pages given back", "start-up pages kept resident"
+	runNodeUntil(t, func(found string) {
+		if found == kept {
 			t.Skip("this kernel cannot page out on request")
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("no word of the start-up pages 30 s after start; stdout %q, stderr:\n%s", out.String(), logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("node exited %d: %s", code, errb.String())
-	}
+	}, given, kept)
 }
 
 // runNodeUntil runs `proofmesh node` with debug logs until its logs hold
-// want (or 30 s pass), calls check while it runs, then stops it.
-func runNodeUntil(t *testing.T, want string, check func()) {
+// one of wants (or 30 s pass), calls check with it while the node runs,
+// then stops it (also when check skips or fails the test).
+func runNodeUntil(t *testing.T, check func(found string), wants ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb logbuf.Buffer
@@ -62,22 +40,26 @@ func runNodeUntil(t *testing.T, want string, check func()) {
 		done <- run(ctx, []string{"node", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0",
 			"--api", "127.0.0.1:0", "--log-level", "debug"}, &out, &errb)
 	}()
-	stop := func() {
+	defer func() {
 		cancel()
 		if code := <-done; code != 0 {
-			t.Fatalf("node exited %d: %s", code, errb.String())
+			t.Errorf("node exited %d: %s", code, errb.String())
 		}
-	}
+	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(errb.String(), want) {
+	for {
+		logs := errb.String()
+		for _, w := range wants {
+			if strings.Contains(logs, w) {
+				check(w)
+				return
+			}
+		}
 		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("no %q in the logs 30 s after start; stderr:\n%s", want, errb.String())
+			t.Fatalf("none of %q in the logs 30 s after start; stdout %q, stderr:\n%s", wants, out.String(), logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	check()
-	stop()
 }
 
 // `proofmesh node` keeps one P once it is calm (internal/residency.Procs)
@@ -116,7 +98,7 @@ func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
 	}
 	t.Cleanup(func() { procsPolicy, procsTick, newNode = oldPolicy, oldTick, oldNew })
 
-	runNodeUntil(t, "one P kept", func() {
+	runNodeUntil(t, func(string) {
 		if got := runtime.GOMAXPROCS(0); got != 1 {
 			t.Errorf("calm node: GOMAXPROCS %d, want 1", got)
 		}
@@ -129,13 +111,13 @@ func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
 			t.Errorf("claimed: GOMAXPROCS %d, want %d", got, def)
 		}
 		release()
-	})
+	}, "one P kept")
 	if got := runtime.GOMAXPROCS(0); got != def {
 		t.Fatalf("after the node stopped: GOMAXPROCS %d, want %d", got, def)
 	}
 
 	t.Setenv("GOMAXPROCS", strconv.Itoa(def))
-	runNodeUntil(t, "GOMAXPROCS kept as the environment sets it", func() {
+	runNodeUntil(t, func(string) {
 		time.Sleep(10 * procsTick) // a policy, were it running, would have acted
 		if got := runtime.GOMAXPROCS(0); got != def {
 			t.Errorf("GOMAXPROCS set by the operator: %d, want %d", got, def)
@@ -143,5 +125,5 @@ func TestNodeKeepsOneProcWhileCalm(t *testing.T) {
 		if nodeGiven() != nil {
 			t.Error("the node was given a policy the operator's GOMAXPROCS turned off")
 		}
-	})
+	}, "GOMAXPROCS kept as the environment sets it")
 }
