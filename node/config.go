@@ -99,7 +99,8 @@ type Config struct {
 	// Logger receives the node's logs; nil discards them.
 	Logger *slog.Logger
 	// Cores, if set, is told when the node starts work that wants every
-	// core (a guest run and its proof), and when it ends: `proofmesh
+	// core (a guest run and its proof, a bundle's batch verification),
+	// and when it ends: `proofmesh
 	// node` keeps one P while it only gossips and takes every core back
 	// for that (internal/residency.Procs). Nil: nothing to tell.
 	Cores CoreClaimer

@@ -229,13 +229,6 @@ func (g *Procs) Claim() (release func()) {
 	}
 }
 
-// Full reports whether the process holds every core now.
-func (g *Procs) Full() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.state.Full
-}
-
 // tick measures the CPU used and the scheduling waits since the last
 // tick, and steps the policy.
 func (g *Procs) tick(now time.Time) {

@@ -134,7 +134,7 @@ func (f *fakeProcs) calm(t *testing.T, ticks int) {
 
 func TestProcsDriver(t *testing.T) {
 	f := newFakeProcs(t, testPolicy)
-	if !f.full || !f.Full() {
+	if !f.full || !f.state.Full {
 		t.Fatal("start-up should keep every core")
 	}
 	f.calm(t, 2)
@@ -142,7 +142,7 @@ func TestProcsDriver(t *testing.T) {
 		t.Fatal("one P before Calm ticks")
 	}
 	f.calm(t, 1)
-	if f.full || f.Full() {
+	if f.full || f.state.Full {
 		t.Fatal("still every core after Calm calm ticks")
 	}
 
