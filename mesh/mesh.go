@@ -867,6 +867,7 @@ func (m *Mesh) maintenanceLoop() {
 		case <-m.ctx.Done():
 			return
 		case now := <-t.C:
+			m.floods.sweep(now)
 			for _, id := range m.table.purge(now, now.Add(-m.cfg.TombstoneRetention), now.Add(-m.cfg.OfflineRetention)) {
 				m.log.Debug("peer purged", "peer", id)
 			}

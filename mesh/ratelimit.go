@@ -73,7 +73,57 @@ type floodEntry struct {
 
 const floodHalfLife = 5 * time.Minute
 
+// maxFloodRows bounds the peers floodScore remembers: a host with many
+// identities can connect under each in turn and flood a little, one row
+// each. A full table forgets the rows decayed away first, then the one
+// of the lowest penalty (a one-message flooder's before a real one's).
+// floodForget is the decayed value below which a row is worth nothing
+// (a penalty under 0.01 point): forgotten at the next sweep, which
+// maintenanceLoop runs once a minute.
+const (
+	maxFloodRows = 4096
+	floodForget  = 0.02
+)
+
 func newFloodScore() *floodScore { return &floodScore{m: map[peer.ID]*floodEntry{}} }
+
+// sweep forgets the rows decayed below floodForget.
+func (f *floodScore) sweep(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sweepLocked(now)
+}
+
+func (f *floodScore) sweepLocked(now time.Time) {
+	for p, e := range f.m {
+		if f.decayed(e, now) < floodForget {
+			delete(f.m, p)
+		}
+	}
+}
+
+// makeRoomLocked frees a row of a full table: the decayed ones, else the
+// row of the lowest penalty.
+func (f *floodScore) makeRoomLocked(now time.Time) {
+	f.sweepLocked(now)
+	if len(f.m) < maxFloodRows {
+		return
+	}
+	var victim peer.ID
+	least := math.Inf(1)
+	for p, e := range f.m {
+		if v := f.decayed(e, now); v < least {
+			victim, least = p, v
+		}
+	}
+	delete(f.m, victim)
+}
+
+func (f *floodScore) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.m)
+}
 
 func (f *floodScore) decayed(e *floodEntry, now time.Time) float64 {
 	return e.v * math.Exp2(-now.Sub(e.last).Seconds()/floodHalfLife.Seconds())
@@ -84,6 +134,9 @@ func (f *floodScore) add(p peer.ID, now time.Time) {
 	defer f.mu.Unlock()
 	e := f.m[p]
 	if e == nil {
+		if len(f.m) >= maxFloodRows {
+			f.makeRoomLocked(now)
+		}
 		e = &floodEntry{last: now}
 		f.m[p] = e
 	}

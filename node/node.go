@@ -218,6 +218,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.mesh, err = mesh.New(ctx, mc); err != nil {
 		return nil, err
 	}
+	n.rep.setKeep(func(p peer.ID) bool {
+		_, listed := n.mesh.Peer(p)
+		return listed || n.mesh.Connected(p)
+	})
 	closers = append(closers, func() { _ = n.mesh.Close() })
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	closers = append(closers, func() { n.cancel(); n.wg.Wait() })
@@ -350,6 +354,10 @@ func (n *Node) auditAuthFailure(remote, path string) {
 	n.audit(store.AuditEntry{Kind: "api.auth_failed", Actor: remote, Subject: path})
 }
 
+// maxAuthSeen bounds the credential@address pairs auditAuthSuccess
+// remembers.
+const maxAuthSeen = 1024
+
 // auditAuthSuccess records a credential's first successful use from an
 // address in each hour, by fingerprint: enough to reconstruct who used the
 // API from where, without one entry per request.
@@ -358,6 +366,20 @@ func (n *Node) auditAuthSuccess(remote, credential string) {
 	now := time.Now()
 	n.authSeenMu.Lock()
 	last, seen := n.authSeen[key]
+	if !seen && len(n.authSeen) >= maxAuthSeen {
+		// Rows older than the hour say nothing any more; if every row
+		// is recent, all go (each pair is audited again at its next
+		// use, at the credential's request rate). A key holder using
+		// ever new addresses (an IPv6 /64) had grown the map forever.
+		for k, t := range n.authSeen {
+			if now.Sub(t) > time.Hour {
+				delete(n.authSeen, k)
+			}
+		}
+		if len(n.authSeen) >= maxAuthSeen {
+			clear(n.authSeen)
+		}
+	}
 	if !seen || now.Sub(last) > time.Hour {
 		n.authSeen[key] = now
 	}

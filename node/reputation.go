@@ -12,7 +12,18 @@ import (
 type reputation struct {
 	mu sync.Mutex
 	m  map[peer.ID]*[2]int // verified, rejected
+	// keep reports whether a peer's row must stay (the peer table lists
+	// it, or it is connected); nil keeps every row.
+	keep func(peer.ID) bool
 }
+
+// maxReputationRows bounds the rows kept. Anyone can sign a task naming
+// made-up candidates, and each such candidate's rejected result made a
+// row, never removed (a review found this): the rows beyond the bound
+// that the peer table does not list and no connection holds are dropped.
+// Those are not persisted either (only the peer table's rows are), so a
+// restart forgot them already.
+const maxReputationRows = 4096
 
 // creditable reports whether a verified result may raise its executor's
 // reputation here: the task's submitter is another peer, of a network
@@ -52,6 +63,13 @@ func newReputation() *reputation { return &reputation{m: map[peer.ID]*[2]int{}} 
 func (r *reputation) entry(p peer.ID) *[2]int {
 	e := r.m[p]
 	if e == nil {
+		if len(r.m) >= maxReputationRows && r.keep != nil {
+			for id := range r.m {
+				if !r.keep(id) {
+					delete(r.m, id)
+				}
+			}
+		}
 		e = new([2]int)
 		r.m[p] = e
 	}
@@ -66,6 +84,19 @@ func (r *reputation) set(p peer.ID, verified, rejected int) {
 	defer r.mu.Unlock()
 	e := r.entry(p)
 	e[0], e[1] = max(e[0], verified), max(e[1], rejected)
+}
+
+// setKeep installs the rule of the rows kept beyond the bound.
+func (r *reputation) setKeep(keep func(peer.ID) bool) {
+	r.mu.Lock()
+	r.keep = keep
+	r.mu.Unlock()
+}
+
+func (r *reputation) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
 }
 
 func (r *reputation) get(p peer.ID) (verified, rejected int) {

@@ -8,9 +8,18 @@ import (
 // Limiter is a token bucket per key: rate tokens per second up to burst.
 // It decides (may this key act now?) from the time it is given, so it is
 // as testable as the rest of protocol; the API and the gossip validators
-// use it. Buckets idle for a minute are forgotten. Safe for concurrent use.
+// use it. A bucket that has refilled to its burst is the same as none, so
+// it is forgotten at the next sweep, as is one idle for a minute; sweeps
+// run every fill time (burst/rate, within a second and a minute). So the
+// buckets held are the keys that acted within about two fill times, not
+// within two minutes: the gossip validators key buckets by a message's
+// signed origin, which anyone can make up by the thousand (a review found
+// one connection could leave a bucket per forged identity for up to two
+// minutes, in proportion to how fast it could sign). Safe for concurrent
+// use.
 type Limiter struct {
 	rate, burst float64
+	sweepEvery  time.Duration
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -24,14 +33,20 @@ type bucket struct {
 
 // NewLimiter returns a limiter of rate per second with the given burst.
 func NewLimiter(rate, burst float64) *Limiter {
-	return &Limiter{rate: rate, burst: max(burst, 1), buckets: map[string]*bucket{}}
+	l := &Limiter{rate: rate, burst: max(burst, 1), buckets: map[string]*bucket{}, sweepEvery: time.Minute}
+	if rate > 0 {
+		fill := time.Duration(l.burst / rate * float64(time.Second))
+		l.sweepEvery = min(max(fill, time.Second), time.Minute)
+	}
+	return l
 }
 
 // refill returns key's bucket brought up to now; the caller holds mu.
 func (l *Limiter) refill(key string, now time.Time) *bucket {
-	if now.Sub(l.swept) > time.Minute {
+	if now.Sub(l.swept) > l.sweepEvery {
 		for k, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
+			idle := now.Sub(b.last)
+			if idle > time.Minute || b.tokens+idle.Seconds()*l.rate >= l.burst {
 				delete(l.buckets, k)
 			}
 		}
