@@ -340,12 +340,13 @@ func (l *Lifecycle) record(d *Delivery) bool {
 
 func (l *Lifecycle) progress(now time.Time, e EvProgress) []Action {
 	i := l.task.CandidateIndex(e.Executor)
-	if i < 0 || l.HasDelivered(e.Executor) {
-		return nil
+	if i < 0 || l.HasDelivered(e.Executor) ||
+		l.activated[i].IsZero() && now.Add(TurnSkew).Before(l.task.StartAt(i)) {
+		return nil // done, or its turn is not near: what it says is not the task's state
 	}
 	next := e.State
-	if next != StateRunning && next != StateProving {
-		return nil
+	if next != StateRunning && (next != StateProving || l.replicated()) {
+		return nil // a replicated type has no proving phase
 	}
 	if next == StateRunning && (l.state == StateRunning || l.state == StateProving || l.state == StateVerifying) {
 		// Another executor is further along: keep the state, note the start.
@@ -518,7 +519,7 @@ func (l *Lifecycle) shortfall() int {
 type group struct {
 	outcome   string
 	failure   bool
-	report    *Failure // the first failure report of the group
+	report    *Failure // the group's failure report: its message only if all agree on it
 	executors []string
 }
 
@@ -547,8 +548,17 @@ func (l *Lifecycle) groups() []group {
 			gs = append(gs, group{outcome: d.Outcome, failure: d.Failure != nil})
 		}
 		gs[k].executors = append(gs[k].executors, d.Executor)
-		if d.Failure != nil && gs[k].report == nil {
-			gs[k].report = d.Failure
+		switch {
+		case d.Failure == nil:
+		case gs[k].report == nil:
+			r := *d.Failure
+			gs[k].report = &r
+		case gs[k].report.Message != d.Failure.Message:
+			// The outcome leaves the sandbox's message out, so the
+			// group agrees on everything but it: the first reporter's
+			// text is not the confirmed reason (a review of
+			// 2026-12-07 had a liar's words recorded on every node).
+			gs[k].report.Message = ""
 		}
 	}
 	return gs

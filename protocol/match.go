@@ -109,9 +109,14 @@ type Diversity struct {
 	// origin of a public address (24 and 48 by default).
 	IPv4Prefix int `json:"ipv4_prefix"`
 	IPv6Prefix int `json:"ipv6_prefix"`
-	// PrivateByHost, when true, makes one origin of every private or
-	// loopback address (one machine on a LAN); when false, each private or
-	// loopback address and port is its own origin (a loopback testnet).
+	// PrivateByHost, when true, makes one origin of a loopback address
+	// too; when false, each loopback address and port is its own origin
+	// (a testnet on one machine: only processes on the ranking node's own
+	// machine reach it over loopback). Any other private or link-local
+	// address is always one origin per host (per /64 for IPv6): one
+	// machine on a LAN, a VPC or a container network with many keys
+	// gets one replica (a review of 2026-12-07 had two keys behind one
+	// private address, on two ports, settle a wrong output).
 	PrivateByHost bool `json:"private_by_host,omitempty"`
 }
 
@@ -129,15 +134,17 @@ func (d Diversity) Validate() error {
 // Origin is the network origin of a peer seen at addr.
 func (d Diversity) Origin(addr netip.AddrPort) string {
 	ip := addr.Addr().Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() {
-		if d.PrivateByHost {
-			return ip.String()
-		}
-		return netip.AddrPortFrom(ip, addr.Port()).String()
-	}
 	bits := d.IPv6Prefix
 	if ip.Is4() {
 		bits = d.IPv4Prefix
+	}
+	switch {
+	case ip.IsLoopback() && !d.PrivateByHost:
+		return netip.AddrPortFrom(ip, addr.Port()).String()
+	case ip.IsLoopback() || ip.Is4() && (ip.IsPrivate() || ip.IsLinkLocalUnicast()):
+		return ip.String()
+	case ip.IsPrivate() || ip.IsLinkLocalUnicast():
+		bits = 64
 	}
 	p, err := ip.Prefix(bits)
 	if err != nil {

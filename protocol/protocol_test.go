@@ -359,13 +359,25 @@ func TestRankOneCandidatePerOrigin(t *testing.T) {
 		t.Fatal("rank is not a function of the seed")
 	}
 	d := DefaultDiversity()
-	for _, c := range []struct{ a, b string }{{"203.0.113.7:4001", "203.0.113.99:5001"}, {"[2001:db8:1:2::1]:1", "[2001:db8:1:ffff::9]:2"}} {
+	for _, c := range []struct{ a, b string }{
+		{"203.0.113.7:4001", "203.0.113.99:5001"}, {"[2001:db8:1:2::1]:1", "[2001:db8:1:ffff::9]:2"},
+		// One machine of a LAN, a VPC or a container network, two keys
+		// on two ports (a review of 2026-12-07): one origin.
+		{"10.0.0.5:40001", "10.0.0.5:40002"}, {"192.168.1.9:4001", "192.168.1.9:4002"},
+		{"169.254.3.4:1", "169.254.3.4:2"}, {"[fd00:1:2:3::1]:1", "[fd00:1:2:3::ffff]:2"},
+	} {
 		if d.Origin(netip.MustParseAddrPort(c.a)) != d.Origin(netip.MustParseAddrPort(c.b)) {
 			t.Errorf("%s and %s should share an origin", c.a, c.b)
 		}
 	}
 	if d.Origin(netip.MustParseAddrPort("127.0.0.1:4001")) == d.Origin(netip.MustParseAddrPort("127.0.0.1:4002")) {
 		t.Error("loopback ports are distinct origins on a loopback testnet")
+	}
+	if d.Origin(netip.MustParseAddrPort("10.0.0.5:4001")) == d.Origin(netip.MustParseAddrPort("10.0.0.6:4001")) {
+		t.Error("two hosts of a private network share an origin")
+	}
+	if byHost := (Diversity{IPv4Prefix: 24, IPv6Prefix: 48, PrivateByHost: true}); byHost.Origin(netip.MustParseAddrPort("127.0.0.1:4001")) != byHost.Origin(netip.MustParseAddrPort("127.0.0.1:4002")) {
+		t.Error("private_by_host: loopback ports still distinct origins")
 	}
 	if err := (Diversity{IPv4Prefix: 33, IPv6Prefix: 48}).Validate(); err == nil {
 		t.Error("prefix 33 accepted")
