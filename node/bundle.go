@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -146,8 +145,10 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 		return nil, fmt.Errorf("%d results", len(b.Results))
 	}
 	var (
-		output []byte
-		proofs []pendingProof
+		output    []byte
+		outcome   string
+		positions []int // of the executors in the task's candidate list
+		proofs    []pendingProof
 	)
 	seen := map[string]bool{}
 	for i, env := range b.Results {
@@ -167,10 +168,14 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 		if r.Failure != nil {
 			return nil, fmt.Errorf("result %d is a failure report, not an output", i)
 		}
-		if i > 0 && !bytes.Equal(r.Output, output) {
-			return nil, fmt.Errorf("results disagree: output sha256 %s and %s", protocol.HashHex(output), r.OutputHash)
+		// The whole outcome (output, stderr, output files), as the
+		// lifecycle counts agreement, not stdout alone (a review of
+		// 2026-12-07).
+		if i > 0 && r.Outcome() != outcome {
+			return nil, fmt.Errorf("results disagree: outcome %s and %s (output, stderr or output files differ)", outcome, r.Outcome())
 		}
-		output = r.Output
+		output, outcome = r.Output, r.Outcome()
+		positions = append(positions, t.CandidateIndex(r.Executor))
 		if tt.Verification.Kind == protocol.VerifyGroth16 {
 			binding, err := proofStatement(tt, r)
 			if err != nil {
@@ -185,9 +190,19 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 			return nil, fmt.Errorf("%d agreeing results; type %s needs a quorum of %d", len(b.Results), t.Type, tt.Verification.Quorum)
 		}
 		rep.Checks = append(rep.Checks, fmt.Sprintf("%d executors agree on output sha256 %s", len(b.Results), protocol.HashHex(output)))
-		rep.Trust = fmt.Sprintf("replicated, not proven: %d independent replicas agree, from candidates chosen by node %s; "+
-			"trust it as far as you trust that node's choice and that these %d executors are not one operator",
-			len(b.Results), t.Submitter, len(b.Results))
+		slices.Sort(positions)
+		primaries := 0
+		for _, p := range positions {
+			if p < t.Replicas {
+				primaries++
+			}
+		}
+		rep.Trust = fmt.Sprintf("replicated, not proven: %d independent replicas agree, from candidates chosen by node %s "+
+			"(positions %v of %d; %d of the %d that start at once); "+
+			"trust it as far as you trust that node's choice and that these %d executors are not one operator: "+
+			"a quorum of any candidates signs a bundle that verifies, so two bundles of one task with different outputs can both verify, "+
+			"and then at least one quorum lied",
+			len(b.Results), t.Submitter, positions, len(t.Candidates), primaries, t.Replicas, len(b.Results))
 		rep.Output = base64.StdEncoding.EncodeToString(output)
 	} else {
 		rep.Trust = "proven: a Groth16 proof under the network's pinned verifying key; no executor needs to be trusted"

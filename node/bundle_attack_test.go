@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/rand"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,61 @@ func TestBundleTaskInlineInputMustMatchItsHash(t *testing.T) {
 	data, _ := json.Marshal(b)
 	if rep, err := VerifyBundle(data, reg, nil); err == nil || rep.Valid {
 		t.Fatalf("bundle whose task shows an input other than the one hashed verifies: %+v", rep)
+	}
+}
+
+// Replicas agree on a whole outcome: output, stderr and output files. A
+// bundle whose results share stdout but differ in stderr (or files) did
+// not reach a quorum on the mesh and must not verify offline (a review of
+// 2026-12-07: VerifyBundle compared stdout only). One that agrees names
+// the candidate positions that signed it.
+func TestBundleResultsAgreeOnTheWholeOutcome(t *testing.T) {
+	reg := bootstrap.DefaultNetwork().Registry()
+	tt, err := reg.Lookup("wasm.exec.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	sub, _ := peer.IDFromPrivateKey(subKey)
+	var keys []crypto.PrivKey
+	var cands []string
+	for range 4 {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		keys, cands = append(keys, k), append(cands, id.String())
+	}
+	in := []byte("x")
+	task := protocol.Task{Type: tt.ID, Input: in, InputHash: protocol.HashHex(in), InputSize: len(in),
+		ModuleHash: protocol.HashHex([]byte("module")), ModuleSize: 6, Submitter: sub.String(),
+		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), 2, tt.Lease())
+	task.ID = task.ContentID()
+	tenv, err := protocol.Seal(&task, subKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := func(stderr [2]string, who [2]int) []byte {
+		b := Bundle{Format: BundleFormat, Task: tenv}
+		out := []byte("ok")
+		for i, c := range who {
+			env, err := protocol.Seal(&protocol.Result{TaskID: task.ID, Type: task.Type, Executor: cands[c], InputHash: task.InputHash,
+				Output: out, OutputHash: protocol.HashHex(out), Stderr: []byte(stderr[i]), Time: time.Now().UnixMilli()}, keys[c])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Results = append(b.Results, env)
+		}
+		data, _ := json.Marshal(b)
+		return data
+	}
+	if rep, err := VerifyBundle(bundle([2]string{"", "warning: x"}, [2]int{0, 1}), reg, nil); err == nil || rep.Valid {
+		t.Fatalf("results that differ in stderr verify as a quorum: %+v", rep)
+	}
+	rep, err := VerifyBundle(bundle([2]string{"w", "w"}, [2]int{3, 2}), reg, nil)
+	if err != nil || !rep.Valid {
+		t.Fatalf("agreeing backups: %v %+v", err, rep)
+	}
+	if !strings.Contains(rep.Trust, "positions [2 3] of 4; 0 of the 2 that start at once") {
+		t.Fatalf("trust does not name the positions that signed: %s", rep.Trust)
 	}
 }

@@ -74,6 +74,11 @@ type Config struct {
 	// TaskRetention is how long a finished task (with its results) stays
 	// in the store before it is pruned; 0 keeps them forever.
 	TaskRetention time.Duration
+	// ObservedTaskRetention is the same for the tasks this node neither
+	// submitted nor was a candidate of (capped by TaskRetention): anyone
+	// can sign tasks that every node stores, so they are kept a shorter
+	// time (docs/SECURITY.md).
+	ObservedTaskRetention time.Duration
 	// Announce replaces the addresses the node advertises (multiaddrs,
 	// --announce); NoAnnounce removes matching ones (--no-announce). See
 	// mesh.AddrPolicy.
@@ -116,23 +121,24 @@ type CoreClaimer interface {
 func DefaultConfig() Config {
 	mc := mesh.DefaultConfig() // the network side's defaults live there
 	return Config{
-		ListenAddrs:       mc.ListenAddrs,
-		APIAddr:           "127.0.0.1:8080",
-		API:               api.DefaultConfig(),
-		HeartbeatInterval: mc.HeartbeatInterval,
-		DHT:               mc.DHT,
-		SandboxWorkers:    2, // WASM runs at once; more queue
-		KeepConns:         mc.ConnHigh,
-		MaxConns:          mc.ConnLimit,
-		P2PMemoryMB:       int(mc.ResourceMemory >> 20),
-		ProverConcurrency: 1,                  // gnark uses every core: one proof at a time
-		TaskRetention:     7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
-		Version:           buildinfo.Version(),
-		NoPeersAfter:      30 * time.Second, // then say that nobody was found
-		ProblemInterval:   2 * time.Second,  // problems appear and clear within 2 s
-		RelayService:      mc.RelayService,
-		Reachability:      mc.Reachability,
-		SyncWrites:        true,
+		ListenAddrs:           mc.ListenAddrs,
+		APIAddr:               "127.0.0.1:8080",
+		API:                   api.DefaultConfig(),
+		HeartbeatInterval:     mc.HeartbeatInterval,
+		DHT:                   mc.DHT,
+		SandboxWorkers:        2, // WASM runs at once; more queue
+		KeepConns:             mc.ConnHigh,
+		MaxConns:              mc.ConnLimit,
+		P2PMemoryMB:           int(mc.ResourceMemory >> 20),
+		ProverConcurrency:     1,                  // gnark uses every core: one proof at a time
+		TaskRetention:         7 * 24 * time.Hour, // finished tasks, their results and bundles, for a week
+		ObservedTaskRetention: time.Hour,          // those of others' tasks this node only followed
+		Version:               buildinfo.Version(),
+		NoPeersAfter:          30 * time.Second, // then say that nobody was found
+		ProblemInterval:       2 * time.Second,  // problems appear and clear within 2 s
+		RelayService:          mc.RelayService,
+		Reachability:          mc.Reachability,
+		SyncWrites:            true,
 	}
 }
 
@@ -182,8 +188,8 @@ func (c *Config) Validate() error {
 	default:
 		return bad("--reachability %q: want auto, public or private", c.Reachability)
 	}
-	if c.TaskRetention < 0 {
-		return bad("--task-retention %s must not be negative", c.TaskRetention)
+	if c.TaskRetention < 0 || c.ObservedTaskRetention < 0 {
+		return bad("--task-retention %s and the observed tasks' retention %s must not be negative", c.TaskRetention, c.ObservedTaskRetention)
 	}
 	if c.SandboxWorkers < 1 || c.ProverConcurrency < 1 {
 		return bad("sandbox workers and prover concurrency must be at least 1")

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -38,6 +40,10 @@ type driver struct {
 	// per submitter.
 	observed            int
 	observedBySubmitter map[string]int
+	// observedRate and observedBytes are the store's budget for new
+	// observed tasks (storeBudget).
+	observedRate  *protocol.Limiter
+	observedBytes *rate.Limiter
 
 	// syncs and observedSyncs are the result syncs running for the tasks
 	// this node submitted or runs (maxSyncs) and for those it only
@@ -69,12 +75,43 @@ const (
 	maxObservedPerSubmitter = 64   // of those, per submitting node
 )
 
-// errBusy is a task refused because the lifecycles in memory are at
-// their bound.
+// errBusy is a task refused because the lifecycles in memory, or the
+// store's budget for others' tasks, are at their bound.
 var errBusy = errors.New("too many live tasks")
 
+// The store's budget for the tasks this node only observes. The live
+// bounds above count tasks until they end, and a signer chooses how soon
+// that is: a review of 2026-12-07 had one stranger's key, with deadlines
+// of a second, have a node store 320 tasks (65 MiB) in 22 s, to be kept
+// for the retention. So new observed tasks are also limited in rate, per
+// submitter and in bytes overall; with ObservedTaskRetention (an hour)
+// that bounds what others' tasks hold in the store to about
+// observedBytesBurst + observedBytesPerSec × the retention (16 + 56 MiB).
+const (
+	observedPerSubmitterBurst = 64
+	observedPerSubmitterRate  = 0.1 // tasks a second
+	observedBytesBurst        = 16 << 20
+	observedBytesPerSec       = 16 << 10
+)
+
+// storeBudget spends the store's budget for a new observed task of
+// submitter whose envelope is size bytes (loop goroutine).
+func (d *driver) storeBudget(submitter string, size int, now time.Time) error {
+	if !d.observedRate.Has(submitter, now) {
+		return fmt.Errorf("%w: submitter %s's tasks arrive faster than %g a second (after %d)", errBusy, protocol.ShortPeer(submitter), observedPerSubmitterRate, observedPerSubmitterBurst)
+	}
+	if !d.observedBytes.AllowN(now, size) {
+		return fmt.Errorf("%w: others' tasks arrive faster than %d bytes a second (after %d)", errBusy, observedBytesPerSec, observedBytesBurst)
+	}
+	d.observedRate.Allow(submitter, now)
+	return nil
+}
+
 func newDriver(n *Node) *driver {
-	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{}, syncs: make(chan struct{}, maxSyncs), observedSyncs: make(chan struct{}, maxObservedSyncs),
+	return &driver{n: n, in: make(chan func(), 256), live: map[string]*liveTask{}, observedBySubmitter: map[string]int{},
+		observedRate:  protocol.NewLimiter(observedPerSubmitterRate, observedPerSubmitterBurst),
+		observedBytes: rate.NewLimiter(observedBytesPerSec, observedBytesBurst),
+		syncs:         make(chan struct{}, maxSyncs), observedSyncs: make(chan struct{}, maxObservedSyncs),
 		early: newEarlyBuffer(maxEarlyMessages, maxEarlyPerTask, earlyTTL), watchers: map[string]map[chan struct{}]bool{}}
 }
 
@@ -291,7 +328,16 @@ func (d *driver) track(t *protocol.Task, env []byte, tt protocol.TaskType, rec *
 		return nil
 	}
 	observed := t.Submitter != d.n.id.String() && t.CandidateIndex(d.n.id.String()) < 0
-	if err := d.room(t, observed); err != nil {
+	if observed && rec == nil {
+		if seen, _ := d.n.db.HasTask(t.ID); seen {
+			return nil // seen before: finished here (a replay spends no budget)
+		}
+	}
+	err := d.room(t, observed)
+	if err == nil && observed && rec == nil {
+		err = d.storeBudget(t.Submitter, len(env), time.Now())
+	}
+	if err != nil {
 		d.n.met.notFollowed.Inc()
 		d.n.log.Debug("task not followed", "task", short(t.ID), "submitter", t.Submitter, "err", err)
 		return err
@@ -681,7 +727,12 @@ func (d *driver) prune() {
 	var ids []string
 	err := d.n.db.Update(func(tx *store.Tx) error {
 		var err error
-		ids, err = tx.PruneTasks(time.Now().Add(-d.n.cfg.TaskRetention), 1000)
+		now := time.Now()
+		rule := store.PruneRule{Before: now.Add(-d.n.cfg.TaskRetention), Self: d.n.id.String(), Limit: 1000}
+		if r := d.n.cfg.ObservedTaskRetention; r > 0 && r < d.n.cfg.TaskRetention {
+			rule.ObservedBefore = now.Add(-r)
+		}
+		ids, err = tx.PruneTasks(rule)
 		return err
 	})
 	if err != nil {

@@ -43,6 +43,7 @@ type Node struct {
 
 	db      *store.DB
 	mesh    *mesh.Mesh
+	runs    *runGate // this node's task runs, in turn across submitters
 	keeper  *bootstrap.Keeper
 	sb      *sandbox.Sandbox
 	keys    *zk.KeySet
@@ -163,6 +164,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.sb, err = sandbox.New(ctx, sbc); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	n.runs = newRunGate(cfg.SandboxWorkers)
 	closers = append(closers, func() { _ = n.sb.Close(context.Background()) })
 
 	n.promReg = prometheus.NewRegistry()
@@ -392,7 +394,7 @@ func (n *Node) auditAuthSuccess(remote, credential string) {
 // heartbeat describes this node for the mesh's heartbeats.
 func (n *Node) heartbeat() protocol.Heartbeat {
 	running, waiting := n.sb.Load()
-	load := float64(running+waiting) / float64(n.cfg.SandboxWorkers)
+	load := float64(running+waiting+n.runs.waitingAll()) / float64(n.cfg.SandboxWorkers)
 	nt, _ := n.caps[protocol.CapNodeType].(string)
 	region, _ := n.caps[protocol.CapRegion].(string)
 	return protocol.Heartbeat{

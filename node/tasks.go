@@ -99,6 +99,20 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	if err != nil {
 		return "", err
 	}
+	// Encoded before anything is recorded, so that a task that cannot be
+	// published is refused, not kept as a failed task.
+	data, err := (&protocol.TaskMessage{Task: env}).Encode()
+	if err != nil {
+		if errors.Is(err, protocol.ErrOversized) && t.Input != nil {
+			// Major 1 bounds a task message at MaxInlineInput·4/3 + 16 KiB
+			// but base64s an inline input twice (in the task, then the
+			// task in its envelope): inputs from about 56 KiB to
+			// MaxInlineInput cannot travel (docs/PROTOCOL.md).
+			return "", fmt.Errorf("%w: an inline input of %d bytes does not fit a task message of protocol major %d (%v; the input is base64-encoded twice, so inputs from about 56 KiB to %d bytes do not fit, and inputs above %d bytes travel by hash)",
+				protocol.ErrBadInput, len(input), protocol.ProtocolMajor, err, protocol.MaxInlineInput, protocol.MaxInlineInput)
+		}
+		return "", err
+	}
 	rec := store.TaskRecord{Task: t, Signed: env, State: protocol.StatePending, Origin: true, SubmittedBy: req.SubmittedBy,
 		Timeline: []store.Event{{State: protocol.StatePending, Time: now, Detail: "submitted", Peer: n.id.String()}}}
 	if rankErr != nil {
@@ -117,17 +131,13 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	if rankErr != nil {
 		return t.ID, rankErr
 	}
-	data, err := (&protocol.TaskMessage{Task: env}).Encode()
-	if err == nil {
-		var terr error
-		n.lc.do(ctx, func() { terr = n.lc.track(&t, env, tt, &rec) })
-		if terr != nil {
-			n.lc.post(func() { n.failUntracked(t.ID, terr) })
-			return t.ID, fmt.Errorf("%w: this node cannot follow another task now: %v; retry later", api.ErrUnavailable, terr)
-		}
-		err = n.mesh.Publish(ctx, mesh.KindTasks, data)
+	var terr error
+	n.lc.do(ctx, func() { terr = n.lc.track(&t, env, tt, &rec) })
+	if terr != nil {
+		n.lc.post(func() { n.failUntracked(t.ID, terr) })
+		return t.ID, fmt.Errorf("%w: this node cannot follow another task now: %v; retry later", api.ErrUnavailable, terr)
 	}
-	if err != nil {
+	if err := n.mesh.Publish(ctx, mesh.KindTasks, data); err != nil {
 		n.lc.post(func() {
 			n.lc.step(t.ID, protocol.EvAbort{Reason: "not published: " + err.Error()}, nil)
 		})
@@ -454,6 +464,11 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 	if err != nil {
 		return err
 	}
+	release, err := n.runs.acquire(ctx, t.Submitter)
+	if err != nil {
+		return fmt.Errorf("waiting for a run slot: %w", err)
+	}
+	defer release()
 	n.publishProgress(t, protocol.StateRunning)
 	r := &protocol.Result{TaskID: t.ID, Type: t.Type, Executor: n.id.String(), InputHash: t.InputHash}
 	module, err := n.module(ctx, t, tt)

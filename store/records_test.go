@@ -403,7 +403,7 @@ func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 	var gone []string
 	if err := db.Update(func(tx *Tx) error {
 		var err error
-		gone, err = tx.PruneTasks(time.Now().Add(time.Hour), 1)
+		gone, err = tx.PruneTasks(PruneRule{Before: time.Now().Add(time.Hour), Limit: 1})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -422,7 +422,7 @@ func TestPruneTasksAndBoundedTimeline(t *testing.T) {
 	}
 	if err := db.Update(func(tx *Tx) error {
 		var err error
-		gone, err = tx.PruneTasks(time.Now().Add(-time.Hour), 10)
+		gone, err = tx.PruneTasks(PruneRule{Before: time.Now().Add(-time.Hour), Limit: 10})
 		return err
 	}); err != nil || len(gone) != 0 {
 		t.Fatalf("pruned recent tasks: %v %v", gone, err)
@@ -521,5 +521,54 @@ func TestEquivocationKeptBesideTheFirstResult(t *testing.T) {
 	rs, _ := db.Results("t")
 	if len(rs) != 2 || string(rs["e"]) != "A" || string(rs["e\x00second"]) != "B" {
 		t.Fatalf("results %q", rs)
+	}
+}
+
+// Tasks this node only observed (neither submitted nor a candidate of)
+// go after ObservedBefore, its own after Before; the walk stops at the
+// first task created after the later cutoff, so it never reads a recent
+// record (a review of 2026-12-07 had a prune decode every stored task,
+// once a minute, while none was due).
+func TestPruneTasksObservedSoonerAndStopsAtRecent(t *testing.T) {
+	db, _ := openT(t)
+	now := time.Now()
+	old := now.Add(-2 * time.Hour).UnixMilli()
+	for _, c := range []struct {
+		id     string
+		origin bool
+		cands  []string
+	}{{"own", true, nil}, {"ran", false, []string{"other", "me"}}, {"seen", false, []string{"other"}}} {
+		r := newTask(c.id, old)
+		r.State, r.Origin, r.Task.Candidates, r.Task.Submitter = protocol.StateAccepted, c.origin, c.cands, "someone"
+		r.Updated = time.UnixMilli(old)
+		if err := db.CreateTask(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A recent task whose record cannot be read: a walk that reached it
+	// would fail.
+	fresh := newTask("fresh", now.UnixMilli())
+	if err := db.CreateTask(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.bucket(bucketTasks)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("fresh"), []byte("not a record"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var gone []string
+	if err := db.Update(func(tx *Tx) error {
+		var err error
+		gone, err = tx.PruneTasks(PruneRule{Before: now.Add(-7 * 24 * time.Hour), ObservedBefore: now.Add(-time.Hour), Self: "me", Limit: 100})
+		return err
+	}); err != nil {
+		t.Fatalf("prune read a record created after its cutoffs: %v", err)
+	}
+	if strings.Join(gone, ",") != "seen" {
+		t.Fatalf("pruned %v, want only the task this node observed", gone)
 	}
 }

@@ -310,11 +310,26 @@ func (tx *Tx) DeleteTask(id string) error {
 	return tasks.Delete([]byte(id))
 }
 
-// PruneTasks deletes finished tasks (with their results) last updated
-// before cutoff, at most limit of them, oldest created first, and the
-// blobs (inputs sent by hash, modules) that only they referenced; it
-// returns the ids deleted.
-func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
+// PruneRule says which finished tasks PruneTasks deletes.
+type PruneRule struct {
+	// Before: finished tasks last updated before it.
+	Before time.Time
+	// ObservedBefore (zero: Before) applies instead to the tasks this
+	// node (Self) neither submitted nor was a candidate of: anyone can
+	// sign tasks that every node follows and stores, so those are kept a
+	// shorter time.
+	ObservedBefore time.Time
+	Self           string
+	Limit          int // at most this many a call
+}
+
+// PruneTasks deletes finished tasks (with their results) as rule says, at
+// most rule.Limit of them, oldest created first, and the blobs (inputs
+// sent by hash, modules) that only they referenced; it returns the ids
+// deleted. It stops at the first task created after the later cutoff
+// (plus the clock skew a task's time may have): none after it can be
+// due, so a store full of recent tasks costs nothing to prune.
+func (tx *Tx) PruneTasks(rule PruneRule) ([]string, error) {
 	idx, err := tx.bucket(bucketTasksCreated)
 	if err != nil {
 		return nil, err
@@ -323,16 +338,32 @@ func (tx *Tx) PruneTasks(cutoff time.Time, limit int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	observedBefore := rule.ObservedBefore
+	if observedBefore.IsZero() {
+		observedBefore = rule.Before
+	}
+	latest := rule.Before
+	if observedBefore.After(latest) {
+		latest = observedBefore
+	}
+	stop := uint64(max(latest.Add(protocol.DefaultClockSkew).UnixMilli(), 0))
 	var ids []string
 	c := idx.Cursor()
-	for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(ids) < rule.Limit; k, _ = c.Next() {
 		if len(k) <= 8 {
 			return nil, corrupt(bucketTasksCreated, k, fmt.Errorf("key of %d bytes", len(k)))
+		}
+		if binary.BigEndian.Uint64(k[:8]) > stop {
+			break
 		}
 		id := k[8:]
 		r, err := decodeTask(id, tasks.Get(id))
 		if err != nil {
 			return nil, err
+		}
+		cutoff := rule.Before
+		if !r.Origin && r.Task.Submitter != rule.Self && r.Task.CandidateIndex(rule.Self) < 0 {
+			cutoff = observedBefore
 		}
 		if r.State.Terminal() && r.Updated.Before(cutoff) {
 			ids = append(ids, string(id))
