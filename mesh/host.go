@@ -38,6 +38,9 @@ import (
 //   - UPnP/NAT-PMP port mapping on request (cfg.NATPortMap);
 //   - the AddrPolicy of cfg decides what the node advertises.
 func newHost(cfg *Config, ref *hostRef) (host.Host, error) {
+	if err := checkListenFree(cfg.ListenAddrs); err != nil {
+		return nil, err
+	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
