@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -167,5 +168,32 @@ func TestJobFilesInAndOut(t *testing.T) {
 	}
 	if rep, err := VerifyBundle(bundle, sub.reg, sub.keys); err != nil || !rep.Valid {
 		t.Fatalf("bundle of a job with files: %v", err)
+	}
+}
+
+// A wasm.exec.v1 task may name a module this node holds by its hash
+// (DESIGN.md's "module_hash"; the API had refused the field, a new user's
+// walkthrough of 2026-12-07).
+func TestSubmitByModuleHash(t *testing.T) {
+	tn := startTestnet(t, 2, nil)
+	sub := tn.Nodes[0]
+	h, err := sub.db.PutBlob(echoModule(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, err := sub.Submit(ctx, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("by hash"), ModuleHash: h, Replicas: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := waitTask(t, sub, id, 4*testLease); v.State != protocol.StateAccepted || v.ModuleHash != h {
+		t.Fatalf("task by module hash: %s %q, module %s", v.State, v.Reason, v.ModuleHash)
+	}
+	unknown := protocol.HashHex([]byte("no such module"))
+	if _, err := sub.Submit(ctx, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), ModuleHash: unknown}); !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), "holds no module") {
+		t.Fatalf("an unknown module hash: %v", err)
+	}
+	if _, err := sub.Submit(ctx, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("x"), ModuleHash: h, Module: echoModule(t)}); !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("module and module_hash: %v", err)
 	}
 }

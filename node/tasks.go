@@ -33,6 +33,14 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	if err != nil {
 		return "", err
 	}
+	if req.ModuleHash != "" {
+		if len(req.Module) > 0 {
+			return "", fmt.Errorf("%w: give \"module\" or \"module_hash\", not both", protocol.ErrBadInput)
+		}
+		if req.Module, err = n.db.GetBlob(req.ModuleHash); err != nil {
+			return "", fmt.Errorf("%w: module_hash: this node holds no module %s (send it as \"module\" once)", protocol.ErrBadInput, short(req.ModuleHash))
+		}
+	}
 	switch {
 	case tt.ModuleHash == "" && len(req.Module) == 0:
 		return "", fmt.Errorf("%w: type %s runs a module you send (base64 \"module\", or --module FILE)", protocol.ErrBadInput, tt.ID)

@@ -401,10 +401,7 @@ func (s *server) authorized(given string) bool {
 
 func (s *server) createKey(w http.ResponseWriter, r *http.Request) {
 	var req APIKeyRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"scope\", \"label\"?, \"expires_in\"?}: "+err.Error())
+	if !s.readBody(w, r, &req, `{"scope", "label"?, "expires_in"?}`) {
 		return
 	}
 	k, err := s.b.CreateAPIKey(req)
@@ -488,12 +485,40 @@ func statusOf(err error) (int, string) {
 	return http.StatusInternalServerError, "internal"
 }
 
+// readBody decodes a request's JSON body into v strictly, as every
+// outside JSON is read (protocol.DecodeStrict): an unknown, duplicate or
+// case-variant key is refused, naming it (a new user's walkthrough of
+// 2026-12-07 had {"TYPE": …} create a task and a duplicate "type" read
+// as its last value). form is what the body must look like, for the
+// error. false: the response is written.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, v any, form string) bool {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over %d bytes", mbe.Limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+		return false
+	}
+	if err := protocol.DecodeStrict(body, MaxBodyBytes, v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be "+form+": "+err.Error())
+		return false
+	}
+	return true
+}
+
 func (s *server) fail(w http.ResponseWriter, err error) {
 	code, word := statusOf(err)
 	if code == http.StatusInternalServerError {
 		s.log.Error("api request failed", "err", err)
 	}
-	writeError(w, code, word, err.Error())
+	msg := err.Error()
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		msg = fmt.Sprintf("request body over %d bytes", mbe.Limit)
+	}
+	writeError(w, code, word, msg)
 }
 
 func (s *server) health(w http.ResponseWriter, _ *http.Request) {
@@ -535,15 +560,7 @@ func (s *server) taskTypes(w http.ResponseWriter, _ *http.Request) {
 
 func (s *server) submit(w http.ResponseWriter, r *http.Request) {
 	var req SubmitRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.fail(w, err)
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"type\", \"input\", \"replicas\"?, \"module\"?}: "+err.Error())
+	if !s.readBody(w, r, &req, `{"type", "input", "replicas"?, "module"? or "module_hash"?, "args"?, "env"?, "files"?, "outputs"?, "limits"?}`) {
 		return
 	}
 	if req.Replicas < 0 {
@@ -568,7 +585,7 @@ func (s *server) tasks(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("state"); q != "" {
 		st = protocol.TaskState(q)
 		if !st.Valid() {
-			writeError(w, http.StatusBadRequest, "bad_state", fmt.Sprintf("state %q is not a task state", q))
+			writeError(w, http.StatusBadRequest, "bad_state", fmt.Sprintf("state %q is not a task state (pending, assigned, running, proving, verifying, accepted, failed, canceled)", q))
 			return
 		}
 	}

@@ -182,12 +182,16 @@ type TaskQuery struct {
 
 // SubmitRequest is POST /api/v1/tasks. Input is the typed task's JSON
 // input, or for wasm.exec.v1 a base64 string of the raw input bytes;
-// Module is base64 (wasm.exec.v1 only).
+// Module is base64, or ModuleHash names one this node holds
+// (wasm.exec.v1 only).
 type SubmitRequest struct {
 	Type     string          `json:"type"`
 	Input    json.RawMessage `json:"input"`
 	Replicas int             `json:"replicas,omitempty"`
 	Module   []byte          `json:"module,omitempty"`
+	// ModuleHash names a module this node already holds (hex SHA-256,
+	// as a task's module_hash shows), instead of sending Module again.
+	ModuleHash string `json:"module_hash,omitempty"`
 	// The job spec of wasm.exec.v1: the module's arguments (after argv[0]
 	// "task"), its environment, and limits within the type's.
 	Args   []string            `json:"args,omitempty"`
@@ -214,8 +218,11 @@ type Event struct {
 
 // TaskView is a task as GET /api/v1/tasks/{id} shows it.
 type TaskView struct {
-	TaskID     string             `json:"task_id"`
-	Type       string             `json:"type"`
+	TaskID string `json:"task_id"`
+	Type   string `json:"type"`
+	// ModuleHash is the module a wasm.exec.v1 task runs (hex SHA-256):
+	// a later task may name it as "module_hash".
+	ModuleHash string             `json:"module_hash,omitempty"`
 	State      protocol.TaskState `json:"state"`
 	Reason     string             `json:"reason,omitempty"`
 	Origin     bool               `json:"origin"`
