@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,5 +228,67 @@ func TestAuditVerifyWhileTheNodeRuns(t *testing.T) {
 	code, out, errs := runCLI(t, "audit", "verify", "--data-dir", dir)
 	if code == 0 || strings.Contains(out, "BROKEN") || !strings.Contains(errs, "is running") {
 		t.Fatalf("code %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// submit's own mistakes are named before any node is asked (a new user's
+// walkthrough of 2026-12-07: no --type read as an unknown type "", and no
+// --module for wasm.exec.v1 as input that is not JSON).
+func TestSubmitNamesMissingTypeAndModule(t *testing.T) {
+	if code, _, errs := runCLI(t, "submit", "--input", `{"x":"1"}`); code == 0 || !strings.Contains(errs, "--type is required") {
+		t.Fatalf("no --type: %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, "submit", "--type", "wasm.exec.v1", "--input", "hello"); code == 0 || !strings.Contains(errs, "--module is required for wasm.exec.v1") {
+		t.Fatalf("no --module: %d %s", code, errs)
+	}
+}
+
+// A node that goes away while submit follows its task: the error says so,
+// and where the task can still be followed (a new user's walkthrough of
+// 2026-12-07 saw a bare "unexpected EOF").
+func TestSubmitNamesALostNode(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"assigned\"}\n\n")
+			w.(http.Flusher).Flush()
+			conn, _, err := w.(http.Hijacker).Hijack() // the node dies
+			if err == nil {
+				_ = conn.Close()
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
+	code, _, errs := runCLI(t, "submit", "--api", strings.TrimPrefix(srv.URL, "http://"), "--type", "mimc.chain.v1", "--input", `{"x":"1"}`)
+	if code == 0 || !strings.Contains(errs, "lost the node at "+srv.URL+" while following task abcdef0123456789") ||
+		!strings.Contains(errs, "proofmesh task abcdef0123456789 --api") {
+		t.Fatalf("submit whose node went away: %d %s", code, errs)
+	}
+}
+
+// A job spec that says one thing twice is refused, naming it.
+func TestSubmitRefusesAJobSpecSaidTwice(t *testing.T) {
+	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, p := range []string{a, b} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := []string{"submit", "--api", "127.0.0.1:1", "--type", "wasm.exec.v1", "--module", a, "--input", "x"}
+	if code, _, errs := runCLI(t, append(base, "--env", "MODE=fail", "--env", "MODE=fast")...); code == 0 || !strings.Contains(errs, "--env MODE given twice") {
+		t.Fatalf("--env twice: %d %s", code, errs)
+	}
+	if code, _, errs := runCLI(t, append(base, "--file", a+"=/in/x", "--file", b+"=/in/x")...); code == 0 || !strings.Contains(errs, "--file: /in/x given twice") {
+		t.Fatalf("--file twice: %d %s", code, errs)
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -117,6 +119,10 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 
 // watch follows a task's server-sent events, calling onEvent for each
 // timeline entry, until the task ends; it returns the final task.
+// errStreamEnded is a task's event stream closed before its end: the node
+// went away.
+var errStreamEnded = errors.New("event stream ended before the task did")
+
 func (c *client) watch(ctx context.Context, id string, onEvent func(api.Event)) (api.TaskView, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/tasks/"+id+"/events", nil)
 	if err != nil {
@@ -157,7 +163,7 @@ func (c *client) watch(ctx context.Context, id string, onEvent func(api.Event)) 
 	if err := sc.Err(); err != nil {
 		return api.TaskView{}, err
 	}
-	return api.TaskView{}, errors.New("event stream ended before the task did")
+	return api.TaskView{}, errStreamEnded
 }
 
 func peersCmd() *cobra.Command {
@@ -340,6 +346,12 @@ Examples:
       --arg --verbose --env MODE=fast --timeout 5s --fuel 1000000000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case typ == "":
+				return errors.New("--type is required (GET /api/v1/task-types lists the network's types: mimc.chain.v1, mlp.infer.v1, wasm.exec.v1 on devnet)")
+			case typ == "wasm.exec.v1" && moduleFile == "":
+				return errors.New("--module is required for wasm.exec.v1: it runs the submitter's own module (a .wasm file)")
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -352,6 +364,9 @@ Examples:
 				}
 				if req.Env == nil {
 					req.Env = map[string]string{}
+				}
+				if _, dup := req.Env[k]; dup {
+					return fmt.Errorf("--env %s given twice: which value the module should see is unclear", k)
 				}
 				req.Env[k] = v
 			}
@@ -372,6 +387,9 @@ Examples:
 				}
 				if req.Files == nil {
 					req.Files = map[string]json.RawMessage{}
+				}
+				if _, dup := req.Files[guest]; dup {
+					return fmt.Errorf("--file: %s given twice: one path holds one file", guest)
 				}
 				req.Files[guest], _ = json.Marshal(b) // base64
 			}
@@ -458,7 +476,14 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), e.State, e.Detail)
 	})
 	if err != nil {
-		return err
+		var ne *net.OpError
+		if ctx.Err() != nil || !errors.Is(err, errStreamEnded) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &ne) {
+			return err
+		}
+		// The node went away mid-task (a new user's walkthrough of
+		// 2026-12-07 saw a bare "unexpected EOF"): the task lives on in
+		// the network.
+		return fmt.Errorf("lost the node at %s while following task %s: %w; the task goes on in the network: follow it from another node with proofmesh task %s --api HOST:PORT", c.base, res.TaskID, err, res.TaskID)
 	}
 	if o.raw && final.State == protocol.StateAccepted {
 		if err := writeRaw(out, final.Output); err != nil {
@@ -476,14 +501,14 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		return exitError{1}
 	}
 	if o.outputDir != "" {
-		return downloadFiles(ctx, c, final, o.outputDir, progress)
+		return downloadFiles(ctx, c, final, req.Outputs, o.outputDir, progress)
 	}
 	return nil
 }
 
 // downloadFiles writes an accepted task's output files under dir, each at
 // its path below /out (checked again here: nothing lands outside dir).
-func downloadFiles(ctx context.Context, c *client, v api.TaskView, dir string, progress io.Writer) error {
+func downloadFiles(ctx context.Context, c *client, v api.TaskView, outputs []string, dir string, progress io.Writer) error {
 	for _, f := range v.Files {
 		rel, ok := strings.CutPrefix(f.Path, protocol.JobOutDir+"/")
 		if !ok || protocol.CheckJobPath(protocol.JobOutDir, f.Path) != nil {
@@ -504,6 +529,14 @@ func downloadFiles(ctx context.Context, c *client, v api.TaskView, dir string, p
 			return err
 		}
 		fmt.Fprintf(progress, "wrote %s (%d bytes)\n", dst, len(b))
+	}
+	// A declared output the module did not write is not an error of the
+	// task (replicas agree on what was written), but say so (a new user's
+	// walkthrough of 2026-12-07 was told nothing).
+	for _, want := range outputs {
+		if !slices.ContainsFunc(v.Files, func(f protocol.OutputFile) bool { return f.Path == want }) {
+			fmt.Fprintf(progress, "%s: not written by the module (declared with --output)\n", want)
+		}
 	}
 	return nil
 }

@@ -51,7 +51,8 @@ address or relay is known.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if info, ok := askNode(cmd.Context(), apiAddr, cfg.DataDir, id); ok {
+			info, why := askNode(cmd.Context(), apiAddr, cfg.DataDir, id)
+			if why == "" {
 				fmt.Fprintln(out, id)
 				printAddrs(out, info.Addrs)
 				fmt.Fprintf(out, "(from the running node at %s; reachability %s)\n", apiAddr, orUnknown(info.Reachability))
@@ -63,6 +64,9 @@ address or relay is known.`,
 			}
 			fmt.Fprintln(out, id)
 			printAddrs(out, addrs)
+			// A new user copied such a guess into --bootstrap, on a port
+			// the node did not listen on (a walkthrough of 2026-12-07).
+			fmt.Fprintf(cmd.ErrOrStderr(), "(%s; these are the addresses the flags would give, not what a node reported: start the node, or pass its --api)\n", why)
 			if len(addrs) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "no address others can use: behind a NAT the node is reached through a relay once it runs; or set --announce")
 			}
@@ -85,23 +89,26 @@ func orUnknown(s string) string {
 	return s
 }
 
-// askNode asks the running node at apiAddr for its addresses; ok only if it
-// answers for the identity in dataDir.
-func askNode(ctx context.Context, apiAddr, dataDir string, id peer.ID) (api.NodeInfo, bool) {
+// askNode asks the running node at apiAddr for its addresses. why is
+// empty when it answered for the identity in dataDir, else says what
+// happened.
+func askNode(ctx context.Context, apiAddr, dataDir string, id peer.ID) (info api.NodeInfo, why string) {
 	if apiAddr == "" {
-		return api.NodeInfo{}, false
+		return info, "no --api given"
 	}
 	c, err := (&clientFlags{api: apiAddr, dataDir: dataDir}).client()
 	if err != nil {
-		return api.NodeInfo{}, false
+		return info, fmt.Sprintf("the node at %s was not asked: %v", apiAddr, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var info api.NodeInfo
-	if err := c.do(ctx, "GET", "/api/v1/node", nil, &info); err != nil || info.ID != id.String() {
-		return api.NodeInfo{}, false
+	if err := c.do(ctx, "GET", "/api/v1/node", nil, &info); err != nil {
+		return api.NodeInfo{}, fmt.Sprintf("no node answered at %s: %v", apiAddr, err)
 	}
-	return info, true
+	if info.ID != id.String() {
+		return api.NodeInfo{}, fmt.Sprintf("the node at %s is %s, not this data dir's %s", apiAddr, info.ID, id)
+	}
+	return info, ""
 }
 
 // flagAddrs returns the addresses the node's flags would advertise, with

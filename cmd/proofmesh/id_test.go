@@ -93,4 +93,20 @@ func TestIDAsksTheRunningNode(t *testing.T) {
 			t.Errorf("output lacks %s labelled loopback:\n%s", a, out)
 		}
 	}
+	// Another data dir's identity, or no node at --api: the guessed
+	// addresses come with a note saying so (a new user copied such a
+	// guess into --bootstrap).
+	other := t.TempDir()
+	if code, _, errs := runCLI(t, "init", "--data-dir", other); code != 0 {
+		t.Fatalf("init: %s", errs)
+	}
+	code, _, errs = runCLI(t, "id", "--data-dir", other, "--api", n.APIAddr())
+	if code != 0 || !strings.Contains(errs, "the node at "+n.APIAddr()+" is "+n.ID().String()+", not this data dir's") ||
+		!strings.Contains(errs, "not what a node reported") {
+		t.Fatalf("id of another data dir: %d %s", code, errs)
+	}
+	code, _, errs = runCLI(t, "id", "--data-dir", other, "--api", "127.0.0.1:1")
+	if code != 0 || !strings.Contains(errs, "no node answered at 127.0.0.1:1") {
+		t.Fatalf("id with no node at --api: %d %s", code, errs)
+	}
 }

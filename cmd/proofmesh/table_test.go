@@ -127,18 +127,22 @@ func TestOutputDirDownload(t *testing.T) {
 	dir := t.TempDir()
 	var progress strings.Builder
 	v := api.TaskView{TaskID: "T", Files: []protocol.OutputFile{{Path: "/out/sub/a.txt", Hash: protocol.HashHex([]byte("hi")), Size: 2}}}
-	if err := downloadFiles(t.Context(), c, v, dir, &progress); err != nil {
+	if err := downloadFiles(t.Context(), c, v, []string{"/out/sub/a.txt", "/out/missing.txt"}, dir, &progress); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "sub", "a.txt")); err != nil || string(b) != "hi" {
 		t.Fatalf("written: %q %v", b, err)
 	}
+	// A declared output the module did not write is named.
+	if !strings.Contains(progress.String(), "/out/missing.txt: not written by the module") || strings.Contains(progress.String(), "/out/sub/a.txt: not written") {
+		t.Fatalf("progress: %s", progress.String())
+	}
 	v.Files[0].Hash = protocol.HashHex([]byte("other"))
-	if err := downloadFiles(t.Context(), c, v, dir, &progress); err == nil || !strings.Contains(err.Error(), "sha256") {
+	if err := downloadFiles(t.Context(), c, v, nil, dir, &progress); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("bytes that do not match the hash: %v", err)
 	}
 	v.Files[0] = protocol.OutputFile{Path: "/out/../../etc/x", Hash: protocol.HashHex([]byte("hi"))}
-	if err := downloadFiles(t.Context(), c, v, dir, &progress); err == nil {
+	if err := downloadFiles(t.Context(), c, v, nil, dir, &progress); err == nil {
 		t.Fatal("a path outside the directory was written")
 	}
 }
