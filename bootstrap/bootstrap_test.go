@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/protocol"
@@ -120,6 +121,7 @@ func TestBackoffGrowsWithJitterAndCaps(t *testing.T) {
 }
 
 type flakyDialer struct {
+	errAt     func(call int) error // the error of a failing dial (nil: connection refused)
 	mu        sync.Mutex
 	failUntil int
 	calls     []time.Time
@@ -153,6 +155,9 @@ func (d *flakyDialer) Connect(context.Context, peer.AddrInfo) error {
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, time.Now())
 	if len(d.calls) <= d.failUntil {
+		if d.errAt != nil {
+			return d.errAt(len(d.calls))
+		}
 		return errors.New("connection refused")
 	}
 	d.connected = true
@@ -432,4 +437,31 @@ func FuzzDecodeNetwork(f *testing.F) {
 			t.Fatalf("decoded network fails Validate: %v", err)
 		}
 	})
+}
+
+// libp2p answers a redial within its backoff with "dial backoff", which
+// says nothing of the address: the first cause stays the failure's (a
+// new user's walkthrough of 2026-12-07 saw only "dial backoff" for a
+// bootstrap address with the wrong peer id).
+func TestKeeperKeepsTheCauseThroughDialBackoff(t *testing.T) {
+	d := &flakyDialer{failUntil: 1000, errAt: func(call int) error {
+		if call == 1 {
+			return errors.New("peer id mismatch: expected A, but remote key matches B")
+		}
+		return swarm.ErrDialBackoff
+	}}
+	b := Backoff{Base: 5 * time.Millisecond, Max: 10 * time.Millisecond, Factor: 2, Check: time.Millisecond}
+	k := Start(d, []peer.AddrInfo{{ID: "p"}}, b, nil)
+	defer k.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for d.dials() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("no redials")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f := k.Failures()[0]
+	if f.Attempts < 3 || !strings.Contains(f.Err.Error(), "peer id mismatch") {
+		t.Fatalf("failure after %d attempts: %v", f.Attempts, f.Err)
+	}
 }

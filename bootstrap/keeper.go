@@ -2,12 +2,14 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // Dialer is what the keeper needs of the mesh.
@@ -191,7 +193,13 @@ func (k *Keeper) dial(ctx context.Context, ai peer.AddrInfo) {
 	if !ok {
 		f = Failure{Peer: ai, Since: time.Now()}
 	}
-	f.Err, f.Attempts = err, k.attempts[ai.ID]+1
+	// libp2p's dial backoff hides why the address failed ("peer id
+	// mismatch", "connection refused"): the first cause is kept (a new
+	// user's walkthrough of 2026-12-07 saw only "dial backoff").
+	if f.Err == nil || !errors.Is(err, swarm.ErrDialBackoff) {
+		f.Err = err
+	}
+	f.Attempts = k.attempts[ai.ID] + 1
 	k.failed[ai.ID] = f
 	k.attempts[ai.ID]++
 	wait := k.b.delay(k.attempts[ai.ID], rand.Float64)

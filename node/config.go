@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/proofmesh/proofmesh/bootstrap"
@@ -187,6 +188,15 @@ func (c *Config) Validate() error {
 	case "", mesh.ReachabilityAuto, mesh.ReachabilityPublic, mesh.ReachabilityPrivate:
 	default:
 		return bad("--reachability %q: want auto, public or private", c.Reachability)
+	}
+	// A new user's walkthrough of 2026-12-07 had a node retry a denied
+	// bootstrap peer forever ("gater disallows connection to peer").
+	if boot, err := bootstrap.ParseAddrs(c.Bootstrap); err == nil {
+		for _, b := range boot {
+			if slices.Contains(c.DenyPeers, b.ID.String()) {
+				return bad("--bootstrap peer %s is also in --deny-peer", b.ID)
+			}
+		}
 	}
 	if c.TaskRetention < 0 || c.ObservedTaskRetention < 0 {
 		return bad("--task-retention %s and the observed tasks' retention %s must not be negative", c.TaskRetention, c.ObservedTaskRetention)

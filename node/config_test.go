@@ -1,13 +1,20 @@
 package node
 
 import (
+	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestConfigValidateNamesTheFlag(t *testing.T) {
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	id, _ := peer.IDFromPrivateKey(key)
+	denied := id.String()
 	for _, tc := range []struct {
 		name string
 		mod  func(*Config)
@@ -24,6 +31,10 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 		{"announce", func(c *Config) { c.Announce = []string{"/ip4/1.2.3.4/tcp/1", "1.2.3.4:4001"} }, `--announce "1.2.3.4:4001"`},
 		{"no-announce", func(c *Config) { c.NoAnnounce = []string{"10.0.0.0/8"} }, `--no-announce "10.0.0.0/8"`},
 		{"reachability", func(c *Config) { c.Reachability = "maybe" }, `--reachability "maybe"`},
+		{"denied bootstrap", func(c *Config) {
+			c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + denied}
+			c.DenyPeers = []string{denied}
+		}, "--bootstrap peer " + denied + " is also in --deny-peer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

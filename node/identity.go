@@ -24,7 +24,7 @@ const (
 )
 
 // ErrBadKeyFile is wrapped by every refusal of an identity or token file.
-var ErrBadKeyFile = errors.New("unusable key file")
+var ErrBadKeyFile = errors.New("unusable identity or token file")
 
 // InitResult says what Init found or made.
 type InitResult struct {

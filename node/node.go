@@ -208,6 +208,19 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		mc.Deny = append(mc.Deny, id)
 	}
+	// One of the network's own bootstrap peers on the deny list is left
+	// out, with a warning (one given by --bootstrap is refused by
+	// Validate).
+	flagBoot, _ := bootstrap.ParseAddrs(cfg.Bootstrap)
+	infos = slices.DeleteFunc(infos, func(ai peer.AddrInfo) bool {
+		if !slices.Contains(mc.Deny, ai.ID) {
+			return false
+		}
+		if !slices.ContainsFunc(flagBoot, func(b peer.AddrInfo) bool { return b.ID == ai.ID }) {
+			log.Warn("a bootstrap peer of the network is on the deny list: not dialled", "peer", ai.ID)
+		}
+		return true
+	})
 	mc.Registerer = n.promReg
 	mc.Logger = log
 	mc.Version = cfg.Version

@@ -503,6 +503,9 @@ func TestCheckInputSpeaksPlainly(t *testing.T) {
 		{"mimc.chain.v1", `{x:1}`, "not valid JSON at byte 2"},
 		{"mimc.chain.v1", `{"x":"1","y":2}`, `unknown field "y"`},
 		{"mlp.infer.v1", `{"x":"a"}`, `field "x" is a JSON string, want a list of numbers`},
+		// Too large is not malformed (a new user's walkthrough).
+		{"mimc.chain.v1", `{"x":"` + strings.Repeat("9", 80) + `"}`, "x has 80 digits; it must be below the BN254 scalar field modulus"},
+		{"mimc.chain.v1", `{"x":"-1"}`, "must be a plain decimal number (digits only"},
 	} {
 		err := CheckInput(c.typ, []byte(c.in))
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "json:") {

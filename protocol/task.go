@@ -509,7 +509,12 @@ func CheckInput(typeID string, input []byte) error {
 			return fmt.Errorf("%w: want {\"x\": \"<decimal field element>\"}, x a string of digits such as {\"x\": \"42\"}: %s", ErrBadInput, plainJSONError(err))
 		}
 		if !canonicalDecimal(in.X) {
-			return fmt.Errorf("%w: x %q must be a plain decimal number", ErrBadInput, clip(in.X))
+			if len(in.X) > 78 && strings.Trim(in.X, "0123456789") == "" && in.X[0] != '0' {
+				// Digits only: too large, not malformed (a new user's
+				// walkthrough of 2026-12-07 was told otherwise).
+				return fmt.Errorf("%w: x has %d digits; it must be below the BN254 scalar field modulus %s (77 digits)", ErrBadInput, len(in.X), bn254R)
+			}
+			return fmt.Errorf("%w: x %q must be a plain decimal number (digits only, no sign, no leading zero)", ErrBadInput, clip(in.X))
 		}
 		x, _ := new(big.Int).SetString(in.X, 10)
 		if x.Cmp(bn254R) >= 0 {
