@@ -77,6 +77,7 @@ e.g. PROOFMESH_BOOTSTRAP or PROOFMESH_DATA_DIR.`,
 		SilenceErrors: true,
 		Version:       buildinfo.Version(),
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			warnUnknownEnv(cmd.Root(), os.Environ(), cmd.ErrOrStderr())
 			return applyEnv(cmd.Flags())
 		},
 	}
@@ -96,7 +97,7 @@ func applyEnv(fs *pflag.FlagSet) error {
 		if f.Changed || err != nil || f.Name == "help" {
 			return
 		}
-		env := "PROOFMESH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
 				err = sv.Replace(splitList(v))
@@ -109,6 +110,65 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// envName is the environment variable of a flag.
+func envName(flag string) string {
+	return "PROOFMESH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// warnUnknownEnv names each PROOFMESH_ variable that is no flag of any
+// command: a typo in one was ignored without a word, where the same typo
+// in a flag stops the command (a new user's walkthrough of 2026-12-07).
+func warnUnknownEnv(root *cobra.Command, environ []string, w io.Writer) {
+	known := map[string]bool{"PROOFMESH_API_TOKEN": true}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) { known[envName(f.Name)] = true })
+		c.PersistentFlags().VisitAll(func(f *pflag.Flag) { known[envName(f.Name)] = true })
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PROOFMESH_") || known[name] {
+			continue
+		}
+		hint := ""
+		best := 3
+		for k := range known {
+			if d := editDistance(name, k); d < best || d == best && hint != "" && k < hint {
+				best, hint = d, k
+			}
+		}
+		if hint != "" {
+			hint = " (did you mean " + hint + "?)"
+		}
+		fmt.Fprintf(w, "proofmesh: %s is not the variable of any flag%s; ignored\n", name, hint)
+	}
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func splitList(v string) []string {

@@ -292,3 +292,15 @@ func TestSubmitRefusesAJobSpecSaidTwice(t *testing.T) {
 		t.Fatalf("--file twice: %d %s", code, errs)
 	}
 }
+
+// A PROOFMESH_ variable of no flag is named, with the nearest one; the
+// variables of flags of any command are not.
+func TestUnknownEnvironmentVariableNamed(t *testing.T) {
+	t.Setenv("PROOFMESH_BOOTSTRAPP", "/ip4/127.0.0.1/tcp/1")
+	t.Setenv("PROOFMESH_DATA_DIR", t.TempDir())
+	code, _, errs := runCLI(t, "version")
+	if code != 0 || !strings.Contains(errs, "PROOFMESH_BOOTSTRAPP is not the variable of any flag (did you mean PROOFMESH_BOOTSTRAP?); ignored") ||
+		strings.Contains(errs, "PROOFMESH_DATA_DIR") {
+		t.Fatalf("version: %d %s", code, errs)
+	}
+}
