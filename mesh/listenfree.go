@@ -42,13 +42,19 @@ func checkListenFree(addrs []string) error {
 		case "tcp", "tcp4", "tcp6":
 			l, err := net.Listen(network, hostport)
 			if err != nil {
-				return listenErr(s, err)
+				if inUse(err) {
+					return listenErr(s)
+				}
+				continue // libp2p says what else is wrong (or its transport does not bind a socket)
 			}
 			closeFn = l.Close
 		case "udp", "udp4", "udp6":
 			c, err := net.ListenPacket(network, hostport)
 			if err != nil {
-				return listenErr(s, err)
+				if inUse(err) {
+					return listenErr(s)
+				}
+				continue
 			}
 			closeFn = c.Close
 		default:
@@ -59,9 +65,8 @@ func checkListenFree(addrs []string) error {
 	return nil
 }
 
-func listenErr(addr string, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%w: %s (another process, perhaps another node, listens there; pick another --listen port)", ErrListenInUse, addr)
-	}
-	return fmt.Errorf("listen on %s: %w", addr, err)
+func inUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
+
+func listenErr(addr string) error {
+	return fmt.Errorf("%w: %s (another process, perhaps another node, listens there; pick another --listen port)", ErrListenInUse, addr)
 }
