@@ -38,16 +38,7 @@ func forgedMiMC(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 	now := time.Now().UnixMilli()
 	task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
 		Submitter: id.String(), Created: now, Deadline: now + life.Milliseconds(), Replicas: 1, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
-	task.ID = task.ContentID()
-	env, err := protocol.Seal(&task, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := (&protocol.TaskMessage{Task: env}).Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return sealTaskMessage(t, key, task)
 }
 
 // Conscription: any key can sign a task naming any node as its first
@@ -83,6 +74,9 @@ func TestStrangersFloodOfRunsDoesNotDelayAnotherSubmitter(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The victim alone is the honest task's candidate: its run is the one
+	// that must not wait for the flood.
+	honest.rankHook = func([]string) []string { return []string{victim.ID().String()} }
 	id := submit(t, honest, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"77"}`)})
 	v := waitTask(t, honest, id, 4*testLease)
 	if v.State != protocol.StateAccepted || !slices.Contains(v.Settled, victim.ID().String()) {
@@ -130,15 +124,7 @@ func TestStrangersTasksDoNotPileUpInTheStore(t *testing.T) {
 			task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
 				ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: stranger.String(),
 				Created: now, Deadline: now + 1200, Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
-			task.ID = task.ContentID()
-			env, err := protocol.Seal(&task, key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := (&protocol.TaskMessage{Task: env}).Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := sealTaskMessage(t, key, task)
 			v, err := victim.validateTaskMessage(ctx, stranger, data)
 			if err != nil {
 				t.Fatalf("wave %d: forged task refused: %v", w, err)

@@ -37,6 +37,13 @@ func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 		ModuleHash: protocol.HashHex([]byte("no such module")), ModuleSize: 100, Submitter: id.String(),
 		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
 	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), task.Replicas, tt.Lease())
+	return sealTaskMessage(t, key, task)
+}
+
+// sealTaskMessage gives task its id, seals it with key and encodes its
+// message for the tasks topic.
+func sealTaskMessage(t *testing.T, key crypto.PrivKey, task protocol.Task) []byte {
+	t.Helper()
 	task.ID = task.ContentID()
 	env, err := protocol.Seal(&task, key)
 	if err != nil {

@@ -27,25 +27,10 @@ func TestBundleTaskInlineInputMustMatchItsHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	sub, _ := peer.IDFromPrivateKey(subKey)
-	var keys []crypto.PrivKey
-	var cands []string
-	for range 2 {
-		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		id, _ := peer.IDFromPrivateKey(k)
-		keys, cands = append(keys, k), append(cands, id.String())
-	}
 	shown, ran := []byte("pay alice 1"), []byte("pay mallory 1000")
-	task := protocol.Task{Type: tt.ID, Input: shown, InputHash: protocol.HashHex(ran), InputSize: len(ran),
-		ModuleHash: protocol.HashHex([]byte("module")), ModuleSize: 6, Submitter: sub.String(),
-		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
-	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), 2, tt.Lease())
-	task.ID = task.ContentID()
-	tenv, err := protocol.Seal(&task, subKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, tenv, keys, cands := bundleTask(t, tt, 2, func(task *protocol.Task) {
+		task.Input, task.InputHash, task.InputSize = shown, protocol.HashHex(ran), len(ran)
+	})
 	b := Bundle{Format: BundleFormat, Task: tenv}
 	out := []byte("ok")
 	for i, k := range keys {
@@ -73,25 +58,7 @@ func TestBundleResultsAgreeOnTheWholeOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	sub, _ := peer.IDFromPrivateKey(subKey)
-	var keys []crypto.PrivKey
-	var cands []string
-	for range 4 {
-		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		id, _ := peer.IDFromPrivateKey(k)
-		keys, cands = append(keys, k), append(cands, id.String())
-	}
-	in := []byte("x")
-	task := protocol.Task{Type: tt.ID, Input: in, InputHash: protocol.HashHex(in), InputSize: len(in),
-		ModuleHash: protocol.HashHex([]byte("module")), ModuleSize: 6, Submitter: sub.String(),
-		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
-	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), 2, tt.Lease())
-	task.ID = task.ContentID()
-	tenv, err := protocol.Seal(&task, subKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	task, tenv, keys, cands := bundleTask(t, tt, 4, nil)
 	bundle := func(stderr [2]string, who [2]int) []byte {
 		b := Bundle{Format: BundleFormat, Task: tenv}
 		out := []byte("ok")
@@ -116,4 +83,34 @@ func TestBundleResultsAgreeOnTheWholeOutcome(t *testing.T) {
 	if !strings.Contains(rep.Trust, "positions [2 3] of 4; 0 of the 2 that start at once") {
 		t.Fatalf("trust does not name the positions that signed: %s", rep.Trust)
 	}
+}
+
+// bundleTask is a wasm.exec.v1 task of 2 replicas over n candidates with
+// fresh keys, input "x" unless edit changes it, sealed by a fresh
+// submitter; with the candidates' keys.
+func bundleTask(t *testing.T, tt protocol.TaskType, n int, edit func(*protocol.Task)) (protocol.Task, []byte, []crypto.PrivKey, []string) {
+	t.Helper()
+	subKey, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	sub, _ := peer.IDFromPrivateKey(subKey)
+	var keys []crypto.PrivKey
+	var cands []string
+	for range n {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		keys, cands = append(keys, k), append(cands, id.String())
+	}
+	in := []byte("x")
+	task := protocol.Task{Type: tt.ID, Input: in, InputHash: protocol.HashHex(in), InputSize: len(in),
+		ModuleHash: protocol.HashHex([]byte("module")), ModuleSize: 6, Submitter: sub.String(),
+		Created: time.Now().UnixMilli(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+	task.Deadline = protocol.MaxDeadline(task.Created, len(cands), 2, tt.Lease())
+	if edit != nil {
+		edit(&task)
+	}
+	task.ID = task.ContentID()
+	tenv, err := protocol.Seal(&task, subKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task, tenv, keys, cands
 }
