@@ -179,8 +179,12 @@ func TestLeaveMakesPeerDeletedAndNotFound(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, _ := call(t, n, "GET", "/api/v1/peers/"+leaver.ID().String(), n.Token(), "")
+		code, body := call(t, n, "GET", "/api/v1/peers/"+leaver.ID().String(), n.Token(), "")
 		if code == 404 {
+			// The 404 says why: it left, and where it is listed.
+			if !strings.Contains(body, "left the network at") || !strings.Contains(body, "(shutdown)") || !strings.Contains(body, "status=deleted") {
+				t.Fatalf("404 of a peer that left: %s", body)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

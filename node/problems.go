@@ -112,13 +112,19 @@ func (n *Node) findProblems(now time.Time) map[string]string {
 	}
 
 	if now.Sub(n.started) >= n.cfg.NoPeersAfter && !joined {
-		waited := n.cfg.NoPeersAfter
+		// "found 30s after start" read wrong on a node running for
+		// minutes whose peers had just left (a new user's walkthrough of
+		// 2026-12-07): say how long it has run.
+		when := fmt.Sprintf("%s after start", n.cfg.NoPeersAfter)
+		if up := now.Sub(n.started); up >= 2*n.cfg.NoPeersAfter {
+			when = fmt.Sprintf("now (the node has run for %s)", up.Round(time.Second))
+		}
 		if len(n.bootPeers) == 0 {
-			cur[protocol.ProblemNoPeers] = fmt.Sprintf("no peer of network %s found %s after start, and no bootstrap address is configured: "+
-				"start with --bootstrap ADDR (from `proofmesh id` on a running node) or a network.json that lists bootstrap nodes.", net, waited)
+			cur[protocol.ProblemNoPeers] = fmt.Sprintf("no peer of network %s found %s, and no bootstrap address is configured: "+
+				"start with --bootstrap ADDR (from `proofmesh id` on a running node) or a network.json that lists bootstrap nodes.", net, when)
 		} else {
-			cur[protocol.ProblemNoPeers] = fmt.Sprintf("no peer of network %s found %s after start (%d bootstrap address(es)): "+
-				"check the bootstrap addresses, that they run network %s, and the other problems listed.", net, waited, len(n.bootPeers), net)
+			cur[protocol.ProblemNoPeers] = fmt.Sprintf("no peer of network %s found %s (%d bootstrap address(es)): "+
+				"check the bootstrap addresses, that they run network %s, and the other problems listed.", net, when, len(n.bootPeers), net)
 		}
 	}
 

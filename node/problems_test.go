@@ -156,6 +156,11 @@ func TestUnreachableBootstrapExplained(t *testing.T) {
 	if got := apiProblems(t, n); got[protocol.ProblemBootstrapUnreachable] == "" || got[protocol.ProblemNoPeers] == "" {
 		t.Fatalf("API problems %v", got)
 	}
+	// Long after start (its peers gone), the message says how long the
+	// node has run, not "500ms after start".
+	if late := n.findProblems(n.started.Add(10 * time.Second))[protocol.ProblemNoPeers]; !strings.Contains(late, "found now (the node has run for 10s)") {
+		t.Fatalf("no_peers long after start: %q", late)
+	}
 
 	peerNode := startNode(t, testConfig(t, t.TempDir()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -85,8 +85,18 @@ func (n *Node) Peer(id string) (api.PeerView, error) {
 		return api.PeerView{}, fmt.Errorf("%w: %q is not a peer id", api.ErrNotFound, id)
 	}
 	p, ok := n.mesh.Peer(pid)
-	if !ok || p.Status == protocol.StatusDeleted {
+	if !ok {
 		return api.PeerView{}, fmt.Errorf("peer %s: %w", id, api.ErrNotFound)
+	}
+	if p.Status == protocol.StatusDeleted {
+		// 404 as DESIGN.md says, but saying why (a new user's walkthrough
+		// of 2026-12-07 found it listed by ?status=deleted).
+		reason := ""
+		if p.LeaveReason != "" {
+			reason = " (" + p.LeaveReason + ")"
+		}
+		return api.PeerView{}, fmt.Errorf("peer %s: %w: it left the network at %s%s; GET /api/v1/peers?status=deleted lists it",
+			id, api.ErrNotFound, p.DeletedAt.UTC().Format(time.RFC3339), reason)
 	}
 	return n.peerView(p), nil
 }
