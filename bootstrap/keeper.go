@@ -204,5 +204,5 @@ func (k *Keeper) dial(ctx context.Context, ai peer.AddrInfo) {
 	k.attempts[ai.ID]++
 	wait := k.b.delay(k.attempts[ai.ID], rand.Float64)
 	k.next[ai.ID] = time.Now().Add(wait)
-	k.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "attempt", k.attempts[ai.ID], "retry_in", wait.Round(time.Millisecond), "err", err)
+	k.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "attempt", k.attempts[ai.ID], "retry_in", wait.Round(time.Millisecond), "err", f.Err)
 }

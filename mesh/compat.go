@@ -265,13 +265,17 @@ func (m *Mesh) sampleClock(from peer.ID, hb *protocol.Heartbeat, now time.Time) 
 // clockVoter is the network origin a clock vote counts for: a public
 // address's prefix as replica diversity draws it (IPv4 /24, IPv6 /48),
 // since one host is commonly given a whole IPv6 /64 and could vote once
-// per address; a private or loopback address by itself (hosts of one
-// site, a testnet on one machine).
+// per address; a private IPv6 address by its /64, as Origin; a private
+// IPv4 or loopback address by itself (hosts of one site, a testnet on one
+// machine).
 func clockVoter(ap netip.AddrPort) string {
 	ip := ap.Addr().Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() {
+	if ip.IsLoopback() || ip.Is4() && (ip.IsPrivate() || ip.IsLinkLocalUnicast()) {
 		return ip.String()
 	}
+	// Private IPv6 by /64, public by prefix: the replica rule's origins
+	// (one host holds a whole /64; a second review of 2026-12-07 had one
+	// cast a vote per address).
 	return protocol.DefaultDiversity().Origin(ap)
 }
 

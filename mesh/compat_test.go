@@ -175,11 +175,16 @@ func TestClockVotesOnePerNetworkOrigin(t *testing.T) {
 		t.Fatalf("one /64 and one /24 make %d voters, offset %s", voters, off)
 	}
 	// Hosts of one site (or a testnet on one machine) still vote each.
-	for _, ip := range []string{"10.0.0.1", "10.0.0.2", "127.0.0.3", "fd00::1"} {
+	for _, ip := range []string{"10.0.0.1", "10.0.0.2", "127.0.0.3"} {
 		addr := netip.MustParseAddr(ip)
 		if a, b := clockVoter(netip.AddrPortFrom(addr, 1)), clockVoter(netip.AddrPortFrom(addr, 2)); a != b || a != addr.String() {
 			t.Errorf("voter of %s: %q and %q", ip, a, b)
 		}
+	}
+	// A private IPv6 host holds a /64, as a public one does (a second
+	// review of 2026-12-07): one voter.
+	if a, b := clockVoter(netip.MustParseAddrPort("[fd00::1]:1")), clockVoter(netip.MustParseAddrPort("[fd00::2]:1")); a != b || a != "fd00::/64" {
+		t.Errorf("voters of one private /64: %q and %q", a, b)
 	}
 	if clockVoter(netip.MustParseAddrPort("198.51.100.1:1")) == clockVoter(netip.MustParseAddrPort("198.51.101.1:1")) {
 		t.Error("two /24s are one voter")

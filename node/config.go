@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/internal/buildinfo"
 	"github.com/proofmesh/proofmesh/mesh"
@@ -192,9 +194,13 @@ func (c *Config) Validate() error {
 	// A new user's walkthrough of 2026-12-07 had a node retry a denied
 	// bootstrap peer forever ("gater disallows connection to peer").
 	if boot, err := bootstrap.ParseAddrs(c.Bootstrap); err == nil {
-		for _, b := range boot {
-			if slices.Contains(c.DenyPeers, b.ID.String()) {
-				return bad("--bootstrap peer %s is also in --deny-peer", b.ID)
+		for _, d := range c.DenyPeers {
+			id, err := peer.Decode(d) // a peer id in either of its forms (base58, CID)
+			if err != nil {
+				continue // New names it
+			}
+			if slices.ContainsFunc(boot, func(b peer.AddrInfo) bool { return b.ID == id }) {
+				return bad("--bootstrap peer %s is also in --deny-peer (as %s)", id, d)
 			}
 		}
 	}

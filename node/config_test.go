@@ -35,6 +35,10 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 			c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + denied}
 			c.DenyPeers = []string{denied}
 		}, "--bootstrap peer " + denied + " is also in --deny-peer"},
+		{"denied bootstrap, CID form", func(c *Config) {
+			c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001/p2p/" + denied}
+			c.DenyPeers = []string{peer.ToCid(id).String()}
+		}, "--bootstrap peer " + denied + " is also in --deny-peer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

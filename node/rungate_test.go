@@ -13,7 +13,7 @@ import (
 func TestRunGateTakesSubmittersInTurn(t *testing.T) {
 	g := newRunGate(1)
 	ctx := context.Background()
-	hold, err := g.acquire(ctx, "flood")
+	hold, err := g.acquire(ctx, "flood", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestRunGateTakesSubmittersInTurn(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rel, err := g.acquire(ctx, sub)
+			rel, err := g.acquire(ctx, sub, false)
 			if err != nil {
 				t.Error(err)
 				return
@@ -54,7 +54,7 @@ func TestRunGateTakesSubmittersInTurn(t *testing.T) {
 	// A waiter that gives up leaves no hole and takes no slot.
 	gone, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { _, err := g.acquire(gone, "quitter"); errc <- err }()
+	go func() { _, err := g.acquire(gone, "quitter", false); errc <- err }()
 	waitFor("quitter", 1)
 	cancel()
 	if err := <-errc; err == nil {
@@ -68,12 +68,59 @@ func TestRunGateTakesSubmittersInTurn(t *testing.T) {
 		t.Fatalf("runs went %v: the honest run should come second, after one of the flood's", order)
 	}
 	// Everything released: every slot is free again.
-	if rel, err := g.acquire(ctx, "x"); err != nil || g.free != 0 {
+	if rel, err := g.acquire(ctx, "x", false); err != nil || g.free != 0 {
 		t.Fatalf("after the runs: %v, %d free", err, g.free)
 	} else {
 		rel()
 	}
-	if g.free != 1 || len(g.turn) != 0 || len(g.waiting) != 0 {
+	if g.free != 1 || len(g.turn[0])+len(g.turn[1]) != 0 || len(g.waiting) != 0 {
 		t.Fatalf("gate not back at rest: free %d, turn %v, waiting %v", g.free, g.turn, g.waiting)
+	}
+}
+
+// A flood signed by many free keys (one run each) waits behind a known
+// submitter's run, which turns per key alone would have served last (a
+// second review of 2026-12-07).
+func TestRunGateServesKnownSubmittersFirst(t *testing.T) {
+	g := newRunGate(1)
+	ctx := context.Background()
+	hold, err := g.acquire(ctx, "first", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []string
+		wg    sync.WaitGroup
+	)
+	start := func(sub string, known bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rel, err := g.acquire(ctx, sub, known)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, sub)
+			mu.Unlock()
+			rel()
+		}()
+		for deadline := time.Now().Add(5 * time.Second); g.waitingFor(sub) == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never waited", sub)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range 20 {
+		start(fmt.Sprintf("sybil%02d", i), false)
+	}
+	start("honest", true)
+	hold()
+	wg.Wait()
+	if len(order) != 21 || order[0] != "honest" {
+		t.Fatalf("grant order %v: the known submitter should go first", order)
 	}
 }

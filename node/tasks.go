@@ -472,11 +472,6 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 	if err != nil {
 		return err
 	}
-	release, err := n.runs.acquire(ctx, t.Submitter)
-	if err != nil {
-		return fmt.Errorf("waiting for a run slot: %w", err)
-	}
-	defer release()
 	n.publishProgress(t, protocol.StateRunning)
 	r := &protocol.Result{TaskID: t.ID, Type: t.Type, Executor: n.id.String(), InputHash: t.InputHash}
 	module, err := n.module(ctx, t, tt)
@@ -489,7 +484,6 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 			return fmt.Errorf("input: %w", err)
 		}
 	}
-	defer n.claimCores()() // the guest run and its proof want every core
 	prof := t.Job.Profile(tt.Profile)
 	lim := sandbox.Limits{
 		MaxMemoryPages: prof.MaxMemoryPages, Timeout: prof.MaxRuntime(), Fuel: prof.Fuel,
@@ -512,6 +506,19 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 			job.Files[p] = b
 		}
 	}
+	if tt.Verification.Kind == protocol.VerifyGroth16 {
+		// Fetched before a run slot is taken, as the module, input and
+		// files are: a stalled fetch holds no slot (runGate).
+		if err := n.ensureProvingKey(ctx, t, tt.Verification.Circuit); err != nil {
+			return err
+		}
+	}
+	release, err := n.runs.acquire(ctx, t.Submitter, n.knownSubmitter(t.Submitter))
+	if err != nil {
+		return fmt.Errorf("waiting for a run slot: %w", err)
+	}
+	defer release()
+	defer n.claimCores()() // the guest run and its proof want every core
 	out, files, st, err := n.sb.RunJob(ctx, module, input, lim, job)
 	n.met.exec.Observe(st.Wall.Seconds())
 	r.Stats = protocol.ExecStats{WallMS: st.Wall.Milliseconds(), FuelUsed: st.FuelUsed, MemoryPages: st.PeakMemoryPages, OutputBytes: st.OutputBytes}
@@ -542,9 +549,6 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 	}
 	if tt.Verification.Kind == protocol.VerifyGroth16 {
 		n.publishProgress(t, protocol.StateProving)
-		if err := n.ensureProvingKey(ctx, t, tt.Verification.Circuit); err != nil {
-			return err
-		}
 		binding := zk.Binding([]byte(t.ID), []byte(n.id.String()))
 		start := time.Now()
 		proof, err := n.prover.Prove(ctx, tt.Verification.Circuit, input, out, binding)
@@ -559,6 +563,21 @@ func (n *Node) execute(ctx context.Context, t *protocol.Task) error {
 		}
 	}
 	return n.publishResult(ctx, r)
+}
+
+// knownSubmitter reports whether this node knows a task's submitter: it
+// is this node, or a peer its table lists online (an admitted,
+// heartbeating node). Known submitters' runs go first (runGate).
+func (n *Node) knownSubmitter(submitter string) bool {
+	if submitter == n.id.String() {
+		return true
+	}
+	id, err := peer.Decode(submitter)
+	if err != nil {
+		return false
+	}
+	p, ok := n.mesh.Peer(id)
+	return ok && p.Status == protocol.StatusOnline
 }
 
 // claimCores tells the configured CoreClaimer that work wanting every

@@ -9,10 +9,10 @@ import (
 // It decides (may this key act now?) from the time it is given, so it is
 // as testable as the rest of protocol; the API and the gossip validators
 // use it. A bucket that has refilled to its burst is the same as none, so
-// it is forgotten at the next sweep, as is one idle for a minute; sweeps
-// run every fill time (burst/rate, within a second and a minute). So the
-// buckets held are the keys that acted within about two fill times, not
-// within two minutes: the gossip validators key buckets by a message's
+// it is forgotten at the next sweep (one that never refills, at rate 0,
+// after a minute idle); sweeps run every fill time (burst/rate, within a
+// second and a minute). So the buckets held are the keys that acted
+// within about two fill times: the gossip validators key buckets by a message's
 // signed origin, which anyone can make up by the thousand (a review found
 // one connection could leave a bucket per forged identity for up to two
 // minutes, in proportion to how fast it could sign). Safe for concurrent
@@ -45,8 +45,12 @@ func NewLimiter(rate, burst float64) *Limiter {
 func (l *Limiter) refill(key string, now time.Time) *bucket {
 	if now.Sub(l.swept) > l.sweepEvery {
 		for k, b := range l.buckets {
+			// Only a refilled bucket, the same as none: one forgotten
+			// while partly spent gave its key a whole burst again (a
+			// second review of 2026-12-07: the store budget of a task
+			// signer, 64 then one per 10 s, refilled after a minute).
 			idle := now.Sub(b.last)
-			if idle > time.Minute || b.tokens+idle.Seconds()*l.rate >= l.burst {
+			if l.rate > 0 && b.tokens+idle.Seconds()*l.rate >= l.burst || l.rate <= 0 && idle > time.Minute {
 				delete(l.buckets, k)
 			}
 		}

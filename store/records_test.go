@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -534,12 +535,21 @@ func TestPruneTasksObservedSoonerAndStopsAtRecent(t *testing.T) {
 	now := time.Now()
 	old := now.Add(-2 * time.Hour).UnixMilli()
 	for _, c := range []struct {
-		id     string
-		origin bool
-		cands  []string
-	}{{"own", true, nil}, {"ran", false, []string{"other", "me"}}, {"seen", false, []string{"other"}}} {
+		id        string
+		origin    bool
+		cands     []string
+		executors []string
+	}{
+		{"own", true, nil, nil},
+		{"ran", false, []string{"other", "me"}, []string{"me"}},
+		// A candidate whose turn never came did not run it: anyone can
+		// name any node a candidate (a second review of 2026-12-07).
+		{"named", false, []string{"other", "me"}, []string{"other"}},
+		{"seen", false, []string{"other"}, nil},
+	} {
 		r := newTask(c.id, old)
 		r.State, r.Origin, r.Task.Candidates, r.Task.Submitter = protocol.StateAccepted, c.origin, c.cands, "someone"
+		r.Executors = c.executors
 		r.Updated = time.UnixMilli(old)
 		if err := db.CreateTask(r); err != nil {
 			t.Fatal(err)
@@ -568,7 +578,7 @@ func TestPruneTasksObservedSoonerAndStopsAtRecent(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("prune read a record created after its cutoffs: %v", err)
 	}
-	if strings.Join(gone, ",") != "seen" {
-		t.Fatalf("pruned %v, want only the task this node observed", gone)
+	if slices.Sort(gone); strings.Join(gone, ",") != "named,seen" {
+		t.Fatalf("pruned %v, want only the tasks this node did not run", gone)
 	}
 }

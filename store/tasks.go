@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -315,12 +316,15 @@ type PruneRule struct {
 	// Before: finished tasks last updated before it.
 	Before time.Time
 	// ObservedBefore (zero: Before) applies instead to the tasks this
-	// node (Self) neither submitted nor was a candidate of: anyone can
-	// sign tasks that every node follows and stores, so those are kept a
+	// node (Self) neither submitted nor ran (a candidate whose turn never
+	// came did not run it): anyone can sign tasks that every node follows
+	// and stores, naming any node a candidate, so those are kept a
 	// shorter time.
 	ObservedBefore time.Time
 	Self           string
 	Limit          int // at most this many a call
+	// Before and ObservedBefore zero prune nothing of theirs; Before
+	// zero keeps this node's own tasks forever (--task-retention 0).
 }
 
 // PruneTasks deletes finished tasks (with their results) as rule says, at
@@ -362,7 +366,7 @@ func (tx *Tx) PruneTasks(rule PruneRule) ([]string, error) {
 			return nil, err
 		}
 		cutoff := rule.Before
-		if !r.Origin && r.Task.Submitter != rule.Self && r.Task.CandidateIndex(rule.Self) < 0 {
+		if !r.Origin && r.Task.Submitter != rule.Self && !slices.Contains(r.Executors, rule.Self) {
 			cutoff = observedBefore
 		}
 		if r.State.Terminal() && r.Updated.Before(cutoff) {
