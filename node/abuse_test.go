@@ -262,26 +262,12 @@ func TestSubmitRefusesAnInlineInputThatCannotTravel(t *testing.T) {
 func TestObservedTasksPrunedSooner(t *testing.T) {
 	tn := startTestnet(t, 2, nil)
 	n := tn.Nodes[0]
-	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	stranger, _ := peer.IDFromPrivateKey(key)
-	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	otherID, _ := peer.IDFromPrivateKey(other)
 	ctx := context.Background()
-	data := forgedMiMC(t, n, key, []string{otherID.String()}, 1, time.Second)
-	v, err := n.validateTaskMessage(ctx, stranger, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := v.(taskSeen).t.ID
-	n.onTaskMessage(mesh.Message{From: stranger, Data: data, Value: v})
 	own := submit(t, n, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"8"}`)})
 	if v := waitTask(t, n, own, 4*testLease); v.State != protocol.StateAccepted {
 		t.Fatalf("own task: %s %q", v.State, v.Reason)
 	}
-	if v := waitTask(t, n, seen, 4*testLease); !v.State.Terminal() {
-		t.Fatalf("observed task: %s", v.State)
-	}
-	time.Sleep(10 * time.Millisecond)
+	seen := observeFinishedStrangerTask(t, n)
 	n.lc.do(ctx, func() { // the loop goroutine reads the config when it prunes
 		n.cfg.ObservedTaskRetention = time.Millisecond
 		n.lc.prune()
@@ -292,4 +278,28 @@ func TestObservedTasksPrunedSooner(t *testing.T) {
 	if _, err := n.db.GetTask(own); err != nil {
 		t.Fatalf("the node's own task: %v", err)
 	}
+}
+
+// observeFinishedStrangerTask has n observe a stranger's task (a
+// candidate made up, so nobody runs it) and returns its id once it has
+// ended (at its deadline, a second on).
+func observeFinishedStrangerTask(t *testing.T, n *Node) string {
+	t.Helper()
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	stranger, _ := peer.IDFromPrivateKey(key)
+	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	otherID, _ := peer.IDFromPrivateKey(other)
+	data := forgedMiMC(t, n, key, []string{otherID.String()}, 1, time.Second)
+	v, err := n.validateTaskMessage(context.Background(), stranger, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := v.(taskSeen).t.ID
+	n.onTaskMessage(mesh.Message{From: stranger, Data: data, Value: v})
+	n.lc.do(context.Background(), func() {}) // followed and stored
+	if v := waitTask(t, n, seen, 4*testLease); !v.State.Terminal() {
+		t.Fatalf("observed task: %s", v.State)
+	}
+	time.Sleep(10 * time.Millisecond) // its last update is in the past
+	return seen
 }

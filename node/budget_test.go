@@ -202,23 +202,8 @@ func TestNamedButNeverRunTasksPrunedAsObserved(t *testing.T) {
 func TestZeroTaskRetentionStillPrunesObserved(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	n := tn.Nodes[0]
-	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	stranger, _ := peer.IDFromPrivateKey(key)
-	other, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-	otherID, _ := peer.IDFromPrivateKey(other)
 	ctx := context.Background()
-	data := forgedMiMC(t, n, key, []string{otherID.String()}, 1, time.Second)
-	v, err := n.validateTaskMessage(ctx, stranger, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := v.(taskSeen).t.ID
-	n.onTaskMessage(mesh.Message{From: stranger, Data: data, Value: v})
-	n.lc.do(ctx, func() {})
-	if v := waitTask(t, n, seen, 4*testLease); !v.State.Terminal() {
-		t.Fatalf("observed task: %s", v.State)
-	}
-	time.Sleep(10 * time.Millisecond)
+	seen := observeFinishedStrangerTask(t, n)
 	n.lc.do(ctx, func() {
 		n.cfg.TaskRetention = 0 // the operator keeps its own tasks forever
 		n.cfg.ObservedTaskRetention = time.Millisecond
