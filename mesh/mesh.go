@@ -185,6 +185,7 @@ func New(ctx context.Context, cfg Config) (*Mesh, error) {
 		}
 		m.h, m.ownHost = h, true
 	}
+	m.rememberRestoredAddrs(cfg.Restore)
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Mesh, error) {
 		m.cancel()
@@ -926,6 +927,27 @@ func (m *Mesh) findAddrs(ctx context.Context, p peer.ID) {
 		return
 	}
 	m.h.Peerstore().AddAddrs(p, ai.Addrs, peerstore.TempAddrTTL)
+}
+
+// rememberRestoredAddrs gives the peerstore, for a while, the listen
+// addresses the restored peers last announced in their signed
+// heartbeats: a restarted node can reach the peers it must (an executor
+// whose result it missed while down) before the DHT or their dials find
+// it again (a new user's walkthrough of 2026-12-07: "no addresses").
+// What it dials is still the connection gater's to allow.
+func (m *Mesh) rememberRestoredAddrs(rows []PeerInfo) {
+	for _, r := range rows {
+		if r.Heartbeat == nil || r.ID == m.h.ID() || r.Status == protocol.StatusDeleted {
+			continue
+		}
+		var addrs []ma.Multiaddr
+		for _, s := range r.Heartbeat.ListenAddrs {
+			if a, err := ma.NewMultiaddr(s); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		m.h.Peerstore().AddAddrs(r.ID, addrs, peerstore.TempAddrTTL)
+	}
 }
 
 // findPeerTimeout bounds a DHT lookup of a peer's addresses.

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/node/api"
@@ -614,5 +615,55 @@ func TestObservedSyncsCannotTakeParticipantsSlots(t *testing.T) {
 	v := waitTask(t, sub, id, 3*testLease)
 	if want := []string{a.ID().String(), b.ID().String()}; v.State != protocol.StateAccepted || !slices.Equal(v.Settled, want) {
 		t.Fatalf("task %s: %s %q settled by %v, want accepted by %v", id[:8], v.State, v.Reason, v.Settled, want)
+	}
+}
+
+// A submitter down while its task settles asks for the results at once
+// when it comes back, rather than at the next silence (a new user's
+// walkthrough of 2026-12-07 saw a restarted submitter show "proving"
+// for 25 s after the network had accepted the task): it shows the task
+// accepted before the lease the executors had would have run out.
+func TestRestartedSubmitterCatchesUpAtOnce(t *testing.T) {
+	tn := startTestnet(t, 3, nil)
+	sub, a, b := tn.Nodes[0], tn.Nodes[1], tn.Nodes[2]
+	sub.rankHook = func([]string) []string { return []string{a.ID().String(), b.ID().String()} }
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	a.tamper = func(*protocol.Result) { <-hold } // a delivers once sub is down
+	id := submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json("catch up"), Module: echoModule(t), Replicas: 2})
+	waitSeen(t, b, id)
+	cfg := sub.cfg
+	sub.Kill()
+	release()
+	if v := waitTask(t, b, id, 2*testLease); v.State != protocol.StateAccepted {
+		t.Fatalf("on b: %s %q", v.State, v.Reason)
+	}
+	back, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = back.Close(context.Background()) })
+	v, err := back.Task(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rule for a silence asks SyncLead before the lease's end: a
+	// restarted node asks SyncLead after its restart, sooner here.
+	silenceAsk := v.Created.Add(testLease - protocol.SyncLead)
+	if time.Until(silenceAsk) < protocol.SyncLead+time.Second {
+		t.Skipf("the machine took until %s before the silence's ask to get here: too late to tell", time.Until(silenceAsk))
+	}
+	for {
+		v, _ := back.Task(id)
+		if v.State == protocol.StateAccepted {
+			return
+		}
+		if time.Now().After(silenceAsk) {
+			t.Fatalf("the restarted submitter still shows %s when the silence's ask comes: it did not ask after its restart (syncs: recovered %v, error %v, none %v)", v.State,
+				testutil.ToFloat64(back.met.synced.WithLabelValues("recovered")), testutil.ToFloat64(back.met.synced.WithLabelValues("error")), testutil.ToFloat64(back.met.synced.WithLabelValues("none")))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

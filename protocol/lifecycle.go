@@ -47,6 +47,9 @@ type Lifecycle struct {
 	// restored); earlySynced that the early ask it allows was made.
 	firstAt     time.Time
 	earlySynced bool
+	// restoredAsk (zero: none) is when a lifecycle restored after a
+	// restart asks for the results it missed while down.
+	restoredAsk time.Time
 }
 
 // Delivery is one verified result as the lifecycle sees it.
@@ -270,6 +273,8 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 		for i := range e.Results {
 			l.record(&e.Results[i])
 		}
+		// SyncLead on, the node has had time to reach its peers again.
+		l.restoredAsk = now.Add(SyncLead)
 	case EvProgress:
 		out = append(out, l.progress(now, e)...)
 	case EvResult:
@@ -424,6 +429,17 @@ func (l *Lifecycle) advance(now time.Time) []Action {
 		l.answered < l.wanted && !l.gone[l.self] {
 		l.ran = true
 		out = append(out, Run{})
+	}
+	if !l.restoredAsk.IsZero() && !now.Before(l.restoredAsk) {
+		// Results may have come while this node was down: ask soon after
+		// the restart, not at the next silence (a new user's walkthrough
+		// of 2026-12-07 saw a restarted submitter show "proving" for 25 s
+		// after the task was accepted). Once; the rule below goes on as
+		// before.
+		l.restoredAsk = time.Time{}
+		if ex := l.silent(); len(ex) > 0 {
+			out = append(out, Sync{Executors: ex, Before: now.Add(SyncLead)})
+		}
 	}
 	if silence, at, early, ok := l.syncDue(); ok && !now.Before(at) {
 		if l.earlySynced = true; !early {
@@ -647,6 +663,9 @@ func (l *Lifecycle) nextWake() time.Time {
 	}
 	if _, sync, _, ok := l.syncDue(); ok && sync.Before(at) {
 		at = sync
+	}
+	if !l.restoredAsk.IsZero() && l.restoredAsk.Before(at) {
+		at = l.restoredAsk
 	}
 	return at
 }

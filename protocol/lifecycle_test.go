@@ -245,8 +245,14 @@ func TestLifecycleScripts(t *testing.T) {
 			{time.Second, EvRestored{State: StateRunning, Ran: true}, nil, []string{"run"}},
 			{2 * time.Second, out("b", "h"), nil, []string{"run"}},
 		}, StateVerifying},
+		{"restart asks soon for the results it missed, once", "sub", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{3 * time.Second, EvRestored{State: StateRunning, Results: []Delivery{{Executor: "a", Outcome: "h"}}}, []string{"wake 12:00:05.000"}, []string{"sync"}},
+			{5 * time.Second, EvTick{}, []string{"sync b"}, nil},
+			{6 * time.Second, EvTick{}, nil, []string{"sync"}},
+		}, StateRunning},
 		{"restart of a backup with no answer yet schedules its turn", "b", lcTask(g16, 1, "a", "b"), g16, []lcStep{
-			{time.Second, EvRestored{State: StateRunning}, []string{"wake 12:00:08.000"}, []string{"run"}},
+			{time.Second, EvRestored{State: StateRunning}, []string{"wake 12:00:03.000"}, []string{"run"}},
+			{3 * time.Second, EvTick{}, []string{"sync a", "wake 12:00:08.000"}, []string{"run"}},
 			{10 * time.Second, EvTick{}, []string{"run"}, nil},
 		}, StateAssigned},
 	}
