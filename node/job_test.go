@@ -93,6 +93,12 @@ func TestJobSpecArgsEnvAndLimits(t *testing.T) {
 	if len(v.Results) < 2 || string(v.Results[0].Stderr) != "note: read 6 bytes\n" {
 		t.Fatalf("the replicas' stderr (agreed on with the output): %+v", v.Results)
 	}
+	// Any node shows the job asked for (a new user's walkthrough of
+	// 2026-12-07 found no job in another node's view).
+	other, err := tn.Nodes[1].Task(id)
+	if err != nil || other.Job == nil || strings.Join(other.Job.Args, "|") != "--verbose|x y" || other.Job.Env["MODE"] != "fast" || other.Job.Limits == nil || other.Job.Limits.TimeoutMS != 15000 {
+		t.Fatalf("the job in another node's view: %+v, %v", other.Job, err)
+	}
 
 	start := time.Now()
 	id = submit(t, sub, api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: spinForever(), Replicas: 2,

@@ -116,7 +116,7 @@ func (n *Node) TaskTypes() []protocol.TaskType {
 func (n *Node) taskView(rec store.TaskRecord) api.TaskView {
 	t := rec.Task
 	v := api.TaskView{
-		TaskID: t.ID, Type: t.Type, ModuleHash: t.ModuleHash, State: rec.State, Reason: rec.Reason, Origin: rec.Origin, Submitter: t.Submitter,
+		TaskID: t.ID, Type: t.Type, ModuleHash: t.ModuleHash, Job: t.Job, State: rec.State, Reason: rec.Reason, Origin: rec.Origin, Submitter: t.Submitter,
 		Created: msTime(t.Created), Deadline: msTime(t.Deadline), Replicas: t.Replicas, Candidates: t.Candidates,
 		Executors: rec.Executors, Updated: rec.Updated, Timeline: []api.Event{},
 		Settled: rec.Settled, Failure: rec.Failure,

@@ -222,7 +222,11 @@ type TaskView struct {
 	Type   string `json:"type"`
 	// ModuleHash is the module a wasm.exec.v1 task runs (hex SHA-256):
 	// a later task may name it as "module_hash".
-	ModuleHash string             `json:"module_hash,omitempty"`
+	ModuleHash string `json:"module_hash,omitempty"`
+	// Job is a wasm.exec.v1 task's job spec (arguments, environment,
+	// files by hash, outputs, limits), as every node holds it from the
+	// signed task.
+	Job        *protocol.JobSpec  `json:"job,omitempty"`
 	State      protocol.TaskState `json:"state"`
 	Reason     string             `json:"reason,omitempty"`
 	Origin     bool               `json:"origin"`
