@@ -105,12 +105,7 @@ func TestStrangersTasksDoNotPileUpInTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cands []string
-	for range 2 {
-		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		id, _ := peer.IDFromPrivateKey(k)
-		cands = append(cands, id.String())
-	}
+	cands := madeUpPeers(2)
 	ctx := context.Background()
 	before := fileSize(t, victim.db.Path())
 	const waves = 5

@@ -40,6 +40,17 @@ func forgedTask(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 	return sealTaskMessage(t, key, task)
 }
 
+// madeUpPeers returns n peer ids of fresh keys nobody runs.
+func madeUpPeers(n int) []string {
+	var ids []string
+	for range n {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		ids = append(ids, id.String())
+	}
+	return ids
+}
+
 // sealTaskMessage gives task its id, seals it with key and encodes its
 // message for the tasks topic.
 func sealTaskMessage(t *testing.T, key crypto.PrivKey, task protocol.Task) []byte {

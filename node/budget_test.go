@@ -132,12 +132,7 @@ func TestNamedButNeverRunTasksPrunedAsObserved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cands []string
-	for range 3 {
-		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
-		id, _ := peer.IDFromPrivateKey(k)
-		cands = append(cands, id.String())
-	}
+	cands := madeUpPeers(3)
 	cands = append(cands, victim.ID().String()) // index 3: its turn is 2 leases after created
 	ctx := context.Background()
 	const sent = 2 * observedPerSubmitterBurst
