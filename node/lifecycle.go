@@ -503,7 +503,7 @@ func (d *driver) commit(id string, now time.Time, env []byte, ps []protocol.Pers
 				if p.Reason != "" && rec.Reason == "" {
 					rec.Reason = p.Reason
 				}
-				if p.Peer != "" && p.State == protocol.StateRunning && !slices.Contains(rec.Executors, p.Peer) {
+				if p.Ran && !slices.Contains(rec.Executors, p.Peer) {
 					rec.Executors = append(rec.Executors, p.Peer)
 				}
 				if s := p.Settlement; s != nil {

@@ -667,3 +667,24 @@ func TestRestartedSubmitterCatchesUpAtOnce(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Every node lists the same executors: one that starts after another's
+// result came (the task then verifying, not running) is listed too, as
+// the lifecycle's Ran says (a walkthrough of 2026-12-07 found the
+// submitter listing one of two replicas while the others listed both).
+func TestExecutorsListedWhateverTheStateTheyStartedIn(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	id := observeFinishedStrangerTask(t, n)
+	rec, err := n.db.GetTask(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := madeUpPeers(1)[0]
+	if err := n.lc.commit(id, time.Now(), nil, []protocol.Persist{{State: rec.State, Peer: late, Ran: true, Detail: "running on " + late}}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err = n.db.GetTask(id); err != nil || !slices.Contains(rec.Executors, late) {
+		t.Fatalf("an executor that started while the task was %s is not listed: %v (err %v)", rec.State, rec.Executors, err)
+	}
+}

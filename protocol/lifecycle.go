@@ -113,10 +113,13 @@ type Action interface{ isAction() }
 // timeline entry. Settlement is set when the task ends accepted or failed
 // by a quorum.
 type Persist struct {
-	State      TaskState
-	Detail     string
-	Peer       string // who caused it, if anyone
-	Reason     string // failed or canceled: why
+	State  TaskState
+	Detail string
+	Peer   string // who caused it, if anyone
+	Reason string // failed or canceled: why
+	// Ran: Peer ran the task (its progress or its result was taken),
+	// whatever the task's state: every node lists the same executors.
+	Ran        bool
 	Settlement *Settlement
 }
 
@@ -295,7 +298,7 @@ func (l *Lifecycle) Step(now time.Time, ev Event) []Action {
 		if l.state != StateVerifying {
 			l.state = StateVerifying
 		}
-		out = append(out, Persist{State: StateVerifying, Peer: d.Executor, Detail: "result from " + ShortPeer(d.Executor) + ": " + detail})
+		out = append(out, Persist{State: StateVerifying, Peer: d.Executor, Ran: true, Detail: "result from " + ShortPeer(d.Executor) + ": " + detail})
 	case EvPeerLeft:
 		i := l.task.CandidateIndex(e.Peer)
 		if i < 0 || l.gone[e.Peer] {
@@ -355,13 +358,13 @@ func (l *Lifecycle) progress(now time.Time, e EvProgress) []Action {
 	}
 	if next == StateRunning && (l.state == StateRunning || l.state == StateProving || l.state == StateVerifying) {
 		// Another executor is further along: keep the state, note the start.
-		return []Action{Persist{State: l.state, Peer: e.Executor, Detail: "running on " + ShortPeer(e.Executor)}}
+		return []Action{Persist{State: l.state, Peer: e.Executor, Ran: true, Detail: "running on " + ShortPeer(e.Executor)}}
 	}
 	if stateOrder[next] < stateOrder[l.state] {
 		return nil
 	}
 	l.state = next
-	return []Action{Persist{State: next, Peer: e.Executor, Detail: string(next) + " on " + ShortPeer(e.Executor)}}
+	return []Action{Persist{State: next, Peer: e.Executor, Ran: true, Detail: string(next) + " on " + ShortPeer(e.Executor)}}
 }
 
 // takeover is the timeline entry of candidate j's turn coming early or by

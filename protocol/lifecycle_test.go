@@ -23,6 +23,9 @@ func summarize(a Action) string {
 	switch a := a.(type) {
 	case Persist:
 		s := "persist " + string(a.State)
+		if a.Ran {
+			s += " ran by " + a.Peer
+		}
 		if a.Settlement != nil {
 			s += " settled by " + strings.Join(a.Settlement.Executors, ",")
 		}
@@ -115,6 +118,13 @@ func TestLifecycleScripts(t *testing.T) {
 			{0, EvSeen{}, []string{"persist assigned", "run", "wake 12:00:08.000"}, nil},
 			{time.Second, EvProgress{Executor: "a", State: StateRunning}, []string{"persist running"}, nil},
 			{2 * time.Second, out("a", "h1"), []string{"persist verifying", "persist accepted settled by a", "wake never"}, []string{"run"}},
+		}, StateAccepted},
+		{"every executor that ran is named, even when it starts after another's result", "observer", lcTask(rep, 2, "a", "b", "c"), rep, []lcStep{
+			{0, EvSeen{}, nil, nil},
+			{time.Second, out("a", "h1"), []string{"persist verifying ran by a: result from"}, nil},
+			{2 * time.Second, EvProgress{Executor: "b", State: StateRunning}, []string{"persist verifying ran by b: running on"}, nil},
+			{3 * time.Second, out("b", "h1"), []string{"ran by b", "accepted settled by a,b"}, nil},
+			{4 * time.Second, EvProgress{Executor: "c", State: StateRunning}, nil, []string{"ran by c"}},
 		}, StateAccepted},
 		{"backup waits for its lease, then takes over", "b", lcTask(g16, 1, "a", "b"), g16, []lcStep{
 			{0, EvSeen{}, []string{"persist assigned", "wake 12:00:08.000"}, []string{"run"}},
