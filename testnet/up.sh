@@ -18,7 +18,7 @@ if [[ ${SKIP_BUILD:-0} != 1 ]]; then
 	chmod 0700 "$BUILD_DIR/rootfs/data"
 	chmod 1777 "$BUILD_DIR/rootfs/tmp"
 	CGO_ENABLED=0 ${GO:-go} build -trimpath \
-		-ldflags "-s -w -X main.version=testnet-$(git describe --always --dirty 2>/dev/null || echo dev)" \
+		-ldflags "-s -w -X github.com/proofmesh/proofmesh/internal/buildinfo.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -X github.com/proofmesh/proofmesh/internal/buildinfo.commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
 		-o "$BUILD_DIR/proofmesh" ./cmd/proofmesh
 	echo "== building the image ${PM_IMAGE:-proofmesh-testnet:dev} (FROM scratch)"
 	# The legacy builder: it needs no buildx plugin and pulls nothing.
