@@ -316,11 +316,15 @@ Several bundles are checked together, their proofs in one batch; each bad
 one is named. Exits 0 only if every bundle verifies.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// A file that cannot be read is that bundle's failure, not the
+			// batch's: the others still get their verdicts.
 			var datas [][]byte
-			for _, a := range args {
+			readErrs := make([]error, len(args))
+			for i, a := range args {
 				data, err := readLimited(a, node.MaxBundleBytes)
 				if err != nil {
-					return err
+					readErrs[i] = err
+					continue
 				}
 				datas = append(datas, data)
 			}
@@ -348,7 +352,14 @@ one is named. Exits 0 only if every bundle verifies.`,
 				}
 				return fmt.Errorf("%s are not the ones network %s pins (%v): verify with the network's keys, or name its network.json with --network", which, net.NetworkID, err)
 			}
-			reps, errs := node.VerifyBundles(datas, net.Registry(), keys)
+			verified, verrs := node.VerifyBundles(datas, net.Registry(), keys)
+			reps, errs := make([]api.VerifyReport, len(args)), readErrs
+			for i, k := 0, 0; i < len(args); i++ {
+				if readErrs[i] == nil {
+					reps[i], errs[i] = verified[k], verrs[k]
+					k++
+				}
+			}
 			out := cmd.OutOrStdout()
 			bad := 0
 			for i, rep := range reps {
@@ -364,7 +375,7 @@ one is named. Exits 0 only if every bundle verifies.`,
 					continue
 				}
 				fmt.Fprintf(out, "trust %s\n", rep.Trust)
-				fmt.Fprintf(out, "VALID task %s (%s), output %s\n", rep.TaskID, rep.Type, rep.Output)
+				fmt.Fprintf(out, "VALID task %s (%s), %s\n", rep.TaskID, rep.Type, shownOutput(rep, net.Registry()))
 			}
 			if len(args) > 1 {
 				fmt.Fprintf(out, "%d of %d bundles verify\n", len(args)-bad, len(args))
@@ -378,6 +389,21 @@ one is named. Exits 0 only if every bundle verifies.`,
 	cmd.Flags().StringVar(&networkFile, "network", "", "network.json whose registry pins the keys (default: built-in)")
 	cmd.Flags().StringVar(&keysDir, "keys", "", "ceremony keys directory (default: the shipped keys)")
 	return cmd
+}
+
+// shownOutput is a verified bundle's output as `verify` prints it: a
+// replicated type's stdout is bytes, shown in base64 and named so (empty
+// said so); a proven type's is its JSON.
+func shownOutput(rep api.VerifyReport, reg protocol.Registry) string {
+	tt, ok := reg[rep.Type]
+	switch {
+	case !ok || tt.Verification.Kind != protocol.VerifyReplicated:
+		return "output " + rep.Output
+	case rep.Output == "":
+		return "stdout empty"
+	default:
+		return "stdout (base64) " + rep.Output
+	}
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

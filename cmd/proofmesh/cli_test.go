@@ -12,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/proofmesh/proofmesh/bootstrap"
 	"github.com/proofmesh/proofmesh/node"
+	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/store"
 )
 
@@ -64,6 +66,37 @@ func TestVerifyNamesEachBadBundle(t *testing.T) {
 	code, out, _ := runCLI(t, "verify", a, b)
 	if code != 1 || !strings.Contains(out, "FAIL  "+a) || !strings.Contains(out, "FAIL  "+b) || !strings.Contains(out, "0 of 2 bundles verify") {
 		t.Fatalf("verify: %d %q", code, out)
+	}
+}
+
+// A file that cannot be read fails that bundle only: the others still get
+// their verdicts (an operator's walkthrough of 2026-12-07 got one line, the
+// missing file's, for a batch of three).
+func TestVerifyGoesOnPastAnUnreadableFile(t *testing.T) {
+	dir := t.TempDir()
+	missing, bad := filepath.Join(dir, "missing.json"), filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"format":"proofmesh-bundle/v2","task":"","results":[]}`), 0o600)
+	code, out, _ := runCLI(t, "verify", missing, bad)
+	if code != 1 || !strings.Contains(out, "FAIL  "+missing+": open") || !strings.Contains(out, "FAIL  "+bad) || !strings.Contains(out, "0 of 2 bundles verify") {
+		t.Fatalf("verify: %d %q", code, out)
+	}
+}
+
+// A replicated type's output is its stdout, bytes: shown in base64 and
+// named so, and an empty one said to be empty; a proven type's is JSON.
+func TestVerifyShowsWhatTheOutputIs(t *testing.T) {
+	reg := bootstrap.DefaultNetwork().Registry()
+	for _, c := range []struct {
+		rep  api.VerifyReport
+		want string
+	}{
+		{api.VerifyReport{Type: "wasm.exec.v1", Output: ""}, "stdout empty"},
+		{api.VerifyReport{Type: "wasm.exec.v1", Output: "aGkK"}, "stdout (base64) aGkK"},
+		{api.VerifyReport{Type: "mimc.chain.v1", Output: `{"y":"1"}`}, `output {"y":"1"}`},
+	} {
+		if got := shownOutput(c.rep, reg); got != c.want {
+			t.Errorf("%s %q shown as %q, want %q", c.rep.Type, c.rep.Output, got, c.want)
+		}
 	}
 }
 
