@@ -432,7 +432,7 @@ Examples:
 	f.StringVar(&input, "input", "", "the input as JSON")
 	f.StringVar(&inputFile, "input-file", "", "read the input from a file ('-' for stdin)")
 	f.StringVar(&moduleFile, "module", "", "WASM module for wasm.exec.v1")
-	f.IntVar(&replicas, "replicas", 0, "executors that must run it (default: the type's)")
+	f.IntVar(&replicas, "replicas", 0, "candidates that start it at once (default: the type's); a replicated type is accepted when its quorum agrees (wasm.exec.v1: 2 in the default network), and the other runs stop")
 	f.StringArrayVar(&args, "arg", nil, "an argument for the module (repeatable; wasm.exec.v1)")
 	f.StringArrayVar(&env, "env", nil, "an environment variable NAME=VALUE for the module (repeatable; wasm.exec.v1)")
 	f.DurationVar(&timeout, "timeout", 0, "the job's time limit, at most the type's (wasm.exec.v1)")
