@@ -132,12 +132,21 @@ func validTrap(k string) bool {
 	return false
 }
 
+// TrapLabel names a trap kind for people: "trap fuel", "trap memory";
+// a guest's own trap is "trap" (not "trap trap"), its message saying which.
+func TrapLabel(kind string) string {
+	if kind == TrapGuest {
+		return "trap"
+	}
+	return "trap " + kind
+}
+
 // Summary is a one-line account of the failure for people: exit code or
 // trap, and the end of stderr.
 func (f *Failure) Summary() string {
 	what := fmt.Sprintf("exit code %d", f.ExitCode)
 	if f.Trap != TrapNone {
-		what = "trap " + f.Trap
+		what = TrapLabel(f.Trap)
 		if f.Message != "" {
 			what += " (" + f.Message + ")"
 		}

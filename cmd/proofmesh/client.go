@@ -371,7 +371,7 @@ Examples:
 				req.Env[k] = v
 			}
 			if timeout < 0 || (timeout > 0 && timeout < time.Millisecond) {
-				return fmt.Errorf("--timeout %s: want a positive duration such as 5s", timeout)
+				return fmt.Errorf("--timeout %s: want a whole number of milliseconds or more, such as 5s", timeout)
 			}
 			if timeout > 0 || fuel > 0 {
 				req.Limits = &protocol.JobLimits{TimeoutMS: timeout.Milliseconds(), Fuel: fuel}
@@ -593,7 +593,7 @@ func printLogs(w io.Writer, v api.TaskView) error {
 	for _, r := range v.Results {
 		what := fmt.Sprintf("exit code %d", r.ExitCode)
 		if r.Trap != "" {
-			what = "trap " + r.Trap
+			what = protocol.TrapLabel(r.Trap)
 		}
 		settled := ""
 		if r.Settled {
