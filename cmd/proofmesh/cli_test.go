@@ -337,3 +337,19 @@ func TestUnknownEnvironmentVariableNamed(t *testing.T) {
 		t.Fatalf("version: %d %s", code, errs)
 	}
 }
+
+// An API error is printed with its word once (a walkthrough read
+// "conflict (409): … already accepted: conflict").
+func TestAPIErrorSaysItsWordOnce(t *testing.T) {
+	for _, c := range []struct{ word, msg, want string }{
+		{"conflict", "task ab is accepted already: conflict", "conflict (409): task ab is accepted already"},
+		{"conflict", "conflict: only its submitting node can sign a cancel", "conflict (409): only its submitting node can sign a cancel"},
+		{"not_found", "not found: task deadbeef: not found", "not_found (409): task deadbeef"},
+		{"bad_request", "replicas must be positive", "bad_request (409): replicas must be positive"},
+	} {
+		e := &apiError{status: 409, body: api.Error{Error: c.word, Message: c.msg}}
+		if got := e.Error(); got != c.want {
+			t.Errorf("%q", got)
+		}
+	}
+}

@@ -71,7 +71,21 @@ type apiError struct {
 }
 
 func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (%d): %s", e.body.Error, e.status, e.body.Message)
+	return fmt.Sprintf("%s (%d): %s", e.body.Error, e.status, withoutWord(e.body.Message, e.body.Error))
+}
+
+// withoutWord drops the error word from the ends of an API message, where
+// the node's wrapped error carries it ("conflict (409): task … is failed,
+// not accepted: conflict"): the line already starts with it.
+func withoutWord(msg, word string) string {
+	w := strings.ReplaceAll(word, "_", " ")
+	if m, ok := strings.CutPrefix(msg, w+": "); ok {
+		msg = m
+	}
+	if m, ok := strings.CutSuffix(msg, ": "+w); ok {
+		msg = m
+	}
+	return msg
 }
 
 func (c *client) do(ctx context.Context, method, path string, body, out any) error {
