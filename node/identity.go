@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -78,9 +79,9 @@ func loadKey(path string) (crypto.PrivKey, error) {
 	if err := checkPrivate(path); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := readSmallFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+		return nil, err
 	}
 	key, err := crypto.UnmarshalPrivateKey(data)
 	if err != nil {
@@ -136,15 +137,44 @@ func LoadToken(dataDir string) (string, error) {
 	if err := checkPrivate(path); err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(path)
+	data, err := readSmallFile(path)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+		return "", err
 	}
 	tok := strings.TrimSpace(string(data))
 	if len(tok) < 32 {
 		return "", fmt.Errorf("%w: %s holds a token of %d characters; at least 32 are required", ErrBadKeyFile, path, len(tok))
 	}
+	// A token travels in an Authorization header: a byte that cannot
+	// (a line break inside it, a control character, non-ASCII) would make
+	// a token no client can send, with nothing said at start.
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c <= ' ' || c > '~' {
+			return "", fmt.Errorf("%w: %s: the token's byte %d is %q; a token is printable ASCII without spaces", ErrBadKeyFile, path, i, c)
+		}
+	}
 	return tok, nil
+}
+
+// maxSecretFile bounds what the identity and token files are read up to:
+// each holds well under a KiB.
+const maxSecretFile = 64 << 10
+
+// readSmallFile reads a secret file of at most maxSecretFile bytes.
+func readSmallFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadKeyFile, path, err)
+	}
+	if len(data) > maxSecretFile {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes; it is not an identity or token file", ErrBadKeyFile, path, maxSecretFile)
+	}
+	return data, nil
 }
 
 func loadOrCreateToken(path string) (string, bool, error) {

@@ -13,12 +13,20 @@ import (
 	"github.com/proofmesh/proofmesh/node/api"
 )
 
+// maxExpiryDays is the longest --expires given in days.
+const maxExpiryDays = 36500
+
 // parseExpiry accepts Go durations and whole days ("30d").
 func parseExpiry(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n <= 0 {
 			return 0, fmt.Errorf("--expires %q: want a positive number of days or a duration", s)
+		}
+		if n > maxExpiryDays {
+			// Beyond it the duration would overflow (at 106,752 days)
+			// and a key could expire in minutes.
+			return 0, fmt.Errorf("--expires %q: at most %dd (100 years); leave --expires out for a key that does not expire", s, maxExpiryDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
