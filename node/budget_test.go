@@ -143,7 +143,9 @@ func TestNamedButNeverRunTasksPrunedAsObserved(t *testing.T) {
 		now := time.Now().UnixMilli()
 		task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
 			ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: stranger.String(),
-			Created: now, Deadline: now + 1200, Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+			Created: now, Deadline: now + 4000, Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+		// 4 s to live: with 1.2 s, a loaded CI machine (2026-12-07) took
+		// longer than that between sealing a task and checking it.
 		data := sealTaskMessage(t, key, task)
 		v, err := victim.validateTaskMessage(ctx, stranger, data)
 		if err != nil {
