@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/proofmesh/proofmesh/mesh"
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/store"
@@ -358,5 +360,79 @@ func TestLeavingExecutorTakenOverAtOnce(t *testing.T) {
 	}
 	if last := v.Timeline[len(v.Timeline)-1]; last.Peer == leaver.ID().String() {
 		t.Fatal("accepted from the node that left")
+	}
+}
+
+// An executor killed while it runs: while the task waits out its lease,
+// the submitter's view says which candidate it waits for is offline here
+// and when the next one takes over (an operator's walkthrough of
+// 2026-12-07 heard nothing for the lease's 30 s).
+func TestWaitingOnADeadExecutorIsSaid(t *testing.T) {
+	t.Parallel() // waits for a failure detector
+	tn := startTestnet(t, 3, nil)
+	sub, victim := tn.Nodes[0], tn.Nodes[2]
+	sub.rankHook = putFirst(victim.ID().String())
+	id := submit(t, sub, api.SubmitRequest{Type: "mimc.chain.v1", Input: json.RawMessage(`{"x":"7"}`)})
+	waitFor(t, 2*testLease, "the victim at work", func() bool {
+		v, err := sub.Task(id)
+		return err == nil && (v.State == protocol.StateRunning || v.State == protocol.StateProving) && slices.Contains(v.Executors, victim.ID().String())
+	})
+	victim.Kill()
+	short := protocol.ShortPeer(victim.ID().String())
+	var v api.TaskView
+	waitFor(t, testLease, "the view waiting on the dead victim", func() bool {
+		v, _ = sub.Task(id)
+		return v.Waiting != "" || v.State.Terminal()
+	})
+	if !strings.Contains(v.Waiting, "candidate 0 ("+short+") is listed offline here") || !strings.Contains(v.Waiting, "candidate 1 (") || !strings.Contains(v.Waiting, "takes over at") {
+		t.Fatalf("task %s waits with %q", v.State, v.Waiting)
+	}
+	if v := waitTask(t, sub, id, 3*testLease); v.State != protocol.StateAccepted || v.Waiting != "" {
+		t.Fatalf("task %s %q, waiting %q", v.State, v.Reason, v.Waiting)
+	}
+}
+
+// The failure detector's verdict on a peer is audited as peer.down; it was
+// audited as peer.joined (found while building the test above).
+func TestDetectorsVerdictAuditedAsDown(t *testing.T) {
+	tn := startTestnet(t, 1, nil)
+	n := tn.Nodes[0]
+	p := madeUpPeers(1)[0]
+	pid, err := peer.Decode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.persistPeer(mesh.PeerInfo{ID: pid, Status: protocol.StatusOffline, DownAt: time.Now()})
+	if !auditHas(t, n, "peer.down", p) || auditHas(t, n, "peer.joined", p) {
+		t.Fatal("a peer the detector declared down is not audited as peer.down alone")
+	}
+	n.persistPeer(mesh.PeerInfo{ID: pid, Status: protocol.StatusOnline})
+	if !auditHas(t, n, "peer.joined", p) {
+		t.Fatal("a peer back online is not audited as peer.joined")
+	}
+}
+
+// auditHas reports whether n's audit log holds an entry of kind by actor.
+func auditHas(t *testing.T, n *Node, kind, actor string) bool {
+	t.Helper()
+	es, err := n.Audit(0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if e.Kind == kind && e.Actor == actor {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls cond every 20 ms until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
 	}
 }

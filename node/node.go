@@ -472,10 +472,16 @@ func (n *Node) persistPeer(p mesh.PeerInfo) {
 	if err := n.db.PutPeer(n.peerRow(p)); err != nil {
 		n.log.Warn("peer not persisted", "peer", p.ID, "err", err)
 	}
-	if p.Status == protocol.StatusDeleted {
+	switch p.Status {
+	case protocol.StatusDeleted:
 		n.audit(store.AuditEntry{Kind: "peer.left", Actor: p.ID.String(), Detail: p.LeaveReason})
 		n.onPeerLeft(p.ID)
-	} else {
+	case protocol.StatusOffline:
+		// The failure detector's verdict (a suspicion not refuted): it was
+		// audited as peer.joined until a walkthrough of 2026-12-07.
+		n.audit(store.AuditEntry{Kind: "peer.down", Actor: p.ID.String(), Detail: "failure detector: suspicion not refuted"})
+		n.onPeerDown(p.ID)
+	default:
 		// New, returned after being offline, or rejoined after a Leave.
 		n.audit(store.AuditEntry{Kind: "peer.joined", Actor: p.ID.String()})
 	}

@@ -415,6 +415,20 @@ func (n *Node) onPeerLeft(p peer.ID) {
 	})
 }
 
+// onPeerDown wakes the watchers of every live task that names p as a
+// candidate: a task view says when an executor it waits for is listed
+// offline here (TaskView.Waiting). Turns do not move: only a signed Leave
+// or the lease moves them, the same on every node.
+func (n *Node) onPeerDown(p peer.ID) {
+	n.lc.post(func() {
+		for id, lt := range n.lc.live {
+			if lt.lc.Task().CandidateIndex(p.String()) >= 0 {
+				n.lc.notify(id)
+			}
+		}
+	})
+}
+
 // replayEarly gives the messages kept for a task a second look, off the
 // loop goroutine (a result's proof is verified again).
 func (d *driver) replayEarly(id string) {

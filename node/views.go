@@ -202,8 +202,66 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 		}
 		v.Results = append(v.Results, rv)
 	}
+	if !rec.State.Terminal() {
+		v.Waiting = n.waiting(rec, results, time.Now())
+	}
 	return v, nil
 }
+
+// waiting says, while a task is open and every candidate whose turn came
+// and that has not delivered is listed offline here (this node's failure
+// detector's verdict, or heartbeats long missing), which they are, and
+// when the next candidate's turn comes: the lease, not this node's view,
+// moves turns, the same on every node, so a submitter whose executor died
+// learns why it waits and for how long (an operator's walkthrough of
+// 2026-12-07 heard nothing for the 30 s of a lease). Empty while any of
+// them is up, or this node is one.
+func (n *Node) waiting(rec store.TaskRecord, results map[string][]byte, now time.Time) string {
+	t := rec.Task
+	var down []string
+	for i, c := range t.Candidates {
+		came := i < t.Replicas || !now.Before(t.StartAt(i)) || slices.Contains(rec.Executors, c)
+		if _, delivered := results[c]; !came || delivered {
+			continue
+		}
+		if c == n.id.String() {
+			return ""
+		}
+		pid, err := peer.Decode(c)
+		if err != nil {
+			continue
+		}
+		p, ok := n.mesh.Peer(pid)
+		switch {
+		case !ok || p.Status == protocol.StatusDeleted:
+			continue // a Leave moved its turn on already
+		case p.Status != protocol.StatusOffline:
+			return "" // one at work is up
+		}
+		what := fmt.Sprintf("candidate %d (%s) is listed offline here", i, protocol.ShortPeer(c))
+		switch {
+		case !p.DownAt.IsZero():
+			what += ", declared down by this node's failure detector at " + clock(p.DownAt)
+		case !p.LastSeen.IsZero():
+			what += ", last heard at " + clock(p.LastSeen)
+		}
+		down = append(down, what)
+	}
+	if len(down) == 0 {
+		return ""
+	}
+	next := fmt.Sprintf("no candidate is left to take over: without a result the task fails at its deadline, %s", clock(time.UnixMilli(t.Deadline)))
+	for i := t.Replicas; i < len(t.Candidates); i++ {
+		if at := t.StartAt(i); at.After(now) {
+			next = fmt.Sprintf("without its result, candidate %d (%s) takes over at %s, when the lease runs out", i, protocol.ShortPeer(t.Candidates[i]), clock(at))
+			break
+		}
+	}
+	return strings.Join(down, "; ") + "; " + next
+}
+
+// clock is a time of day as task views show it.
+func clock(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
 
 // Watch signals every change of a task.
 func (n *Node) Watch(id string) (<-chan struct{}, func(), error) {

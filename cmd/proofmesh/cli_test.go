@@ -353,3 +353,32 @@ func TestAPIErrorSaysItsWordOnce(t *testing.T) {
 		}
 	}
 }
+
+// submit prints what the task waits for when the node says (an executor
+// listed offline, and when the next candidate takes over), and nothing
+// for the event that says it waits no more.
+func TestSubmitPrintsWhatTheTaskWaitsFor(t *testing.T) {
+	note := "candidate 0 (abcdefgh) is listed offline here; without its result, candidate 1 (ijklmnop) takes over at 12:00:30 UTC"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"running\",\"detail\":\"running on abcdefgh\"}\n\n")
+			_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\""+note+"\"}\n\n")
+			_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\"\"}\n\n")
+			_, _ = io.WriteString(w, "event: end\ndata: {\"task_id\":\"abcdef0123456789\",\"state\":\"accepted\",\"output\":{\"y\":\"1\"},\"timeline\":[]}\n\n")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
+	_, _, errs := runCLI(t, "submit", "--api", strings.TrimPrefix(srv.URL, "http://"), "--type", "mimc.chain.v1", "--input", `{"x":"1"}`)
+	if strings.Count(errs, "waiting") != 1 || !strings.Contains(errs, "waiting   "+note) {
+		t.Fatalf("submit's progress:\n%s", errs)
+	}
+}

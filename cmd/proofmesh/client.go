@@ -132,12 +132,14 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 }
 
 // watch follows a task's server-sent events, calling onEvent for each
-// timeline entry, until the task ends; it returns the final task.
+// timeline entry and onWaiting for each new account of the offline
+// executors it waits for (TaskView.Waiting; "" when it no longer does),
+// until the task ends; it returns the final task.
 // errStreamEnded is a task's event stream closed before its end: the node
 // went away.
 var errStreamEnded = errors.New("event stream ended before the task did")
 
-func (c *client) watch(ctx context.Context, id string, onEvent func(api.Event)) (api.TaskView, error) {
+func (c *client) watch(ctx context.Context, id string, onEvent, onWaiting func(api.Event)) (api.TaskView, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/tasks/"+id+"/events", nil)
 	if err != nil {
 		return api.TaskView{}, err
@@ -166,6 +168,11 @@ func (c *client) watch(ctx context.Context, id string, onEvent func(api.Event)) 
 				var e api.Event
 				if json.Unmarshal(data, &e) == nil && onEvent != nil {
 					onEvent(e)
+				}
+			case "waiting":
+				var e api.Event
+				if json.Unmarshal(data, &e) == nil && onWaiting != nil {
+					onWaiting(e)
 				}
 			case "end":
 				var t api.TaskView
@@ -488,6 +495,10 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 	}
 	final, err := c.watch(ctx, res.TaskID, func(e api.Event) {
 		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), e.State, e.Detail)
+	}, func(e api.Event) {
+		if e.Detail != "" {
+			fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), "waiting", e.Detail)
+		}
 	})
 	if err != nil {
 		var ne *net.OpError
@@ -601,6 +612,9 @@ func printLogs(w io.Writer, v api.TaskView) error {
 		fmt.Fprintf(w, ": %s", cell(v.Reason))
 	}
 	fmt.Fprintln(w)
+	if v.Waiting != "" {
+		fmt.Fprintf(w, "waiting: %s\n", v.Waiting)
+	}
 	if len(v.Results) == 0 {
 		fmt.Fprintln(w, "no executor has reported yet")
 	}

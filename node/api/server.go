@@ -645,7 +645,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	sent := 0
+	sent, waiting := 0, ""
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -656,6 +656,11 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		for ; sent < len(t.Timeline); sent++ {
 			b, _ := json.Marshal(t.Timeline[sent])
 			fmt.Fprintf(w, "event: state\ndata: %s\n\n", b)
+		}
+		if t.Waiting != waiting {
+			waiting = t.Waiting
+			b, _ := json.Marshal(Event{State: t.State, Time: time.Now().UTC(), Detail: t.Waiting})
+			fmt.Fprintf(w, "event: waiting\ndata: %s\n\n", b)
 		}
 		if t.State.Terminal() {
 			b, _ := json.Marshal(t)

@@ -250,9 +250,15 @@ type TaskView struct {
 	Files []protocol.OutputFile `json:"files,omitempty"`
 	// Results are what each executor reported (GET /api/v1/tasks/{id}
 	// only): what `proofmesh logs` shows.
-	Results  []ResultView `json:"results,omitempty"`
-	Timeline []Event      `json:"timeline"`
-	Updated  time.Time    `json:"updated"`
+	Results []ResultView `json:"results,omitempty"`
+	// Waiting (GET /api/v1/tasks/{id} of an open task only) names the
+	// candidates whose turn came, that have not delivered and that this
+	// node lists offline, and when the next candidate takes over (turns
+	// move by the lease, or at once on a signed Leave); empty otherwise.
+	// The events stream sends it as a "waiting" event when it changes.
+	Waiting  string    `json:"waiting,omitempty"`
+	Timeline []Event   `json:"timeline"`
+	Updated  time.Time `json:"updated"`
 }
 
 // ResultView is one executor's signed report on a task, as people read

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/proofmesh/proofmesh/protocol"
+)
+
+// waitingBackend serves one task whose view the test steps through.
+type waitingBackend struct {
+	nopBackend
+	mu    sync.Mutex
+	views []TaskView
+	ch    chan struct{}
+}
+
+func (b *waitingBackend) Task(id string) (TaskView, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.views[0], nil
+}
+
+func (b *waitingBackend) next() {
+	b.mu.Lock()
+	b.views = b.views[1:]
+	b.mu.Unlock()
+	b.ch <- struct{}{}
+}
+
+func (b *waitingBackend) Watch(string) (<-chan struct{}, func(), error) {
+	return b.ch, func() {}, nil
+}
+
+// A task's event stream says what it waits for when that changes, once,
+// as a "waiting" event (clients that do not know it skip it), and says
+// so again when it no longer waits.
+func TestEventStreamSaysWhatTheTaskWaitsFor(t *testing.T) {
+	note := "candidate 0 (abcdefgh) is listed offline here; without its result, candidate 1 (ijklmnop) takes over at 12:00:30 UTC"
+	b := &waitingBackend{ch: make(chan struct{}), views: []TaskView{
+		{TaskID: "t1", State: protocol.StateRunning},
+		{TaskID: "t1", State: protocol.StateRunning, Waiting: note},
+		{TaskID: "t1", State: protocol.StateRunning, Waiting: note},
+		{TaskID: "t1", State: protocol.StateRunning},
+		{TaskID: "t1", State: protocol.StateAccepted},
+	}}
+	addr, _ := serve(t, b, DefaultConfig())
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/tasks/t1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	go func() {
+		for range 4 {
+			b.next()
+		}
+	}()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(body)
+	if n := strings.Count(got, "event: waiting"); n != 2 || strings.Count(got, note) != 1 || !strings.Contains(got, "event: end") {
+		t.Fatalf("%d waiting events (want the note once, then its end); stream:\n%s", n, got)
+	}
+}
