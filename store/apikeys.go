@@ -33,8 +33,8 @@ func validPrefix(p string) bool {
 
 // PutAPIKey stores a new key; ErrExists if the prefix is taken.
 func (tx *Tx) PutAPIKey(k APIKey) error {
-	if !validPrefix(k.Prefix) || !isHexHash(k.Hash) {
-		return fmt.Errorf("api key %q: malformed prefix or hash", k.Prefix)
+	if err := k.check(); err != nil {
+		return err
 	}
 	b, err := tx.bucket(bucketAPIKeys)
 	if err != nil {
@@ -63,11 +63,38 @@ func (tx *Tx) GetAPIKey(prefix string) (APIKey, error) {
 	if v == nil {
 		return APIKey{}, fmt.Errorf("api key %s: %w", prefix, ErrNotFound)
 	}
+	return decodeAPIKey([]byte(prefix), v)
+}
+
+// decodeAPIKey reads the record stored under key, keeping PutAPIKey's
+// promises: a key under its own prefix, a hex SHA-256, a scope the node
+// knows. A damaged or edited store file otherwise handed the API a key of
+// scope "root", or another key's record (found by a fuzz target).
+func decodeAPIKey(key, v []byte) (APIKey, error) {
 	var k APIKey
 	if err := json.Unmarshal(v, &k); err != nil {
-		return APIKey{}, corrupt(bucketAPIKeys, []byte(prefix), err)
+		return APIKey{}, corrupt(bucketAPIKeys, key, err)
+	}
+	if err := k.check(); err != nil {
+		return APIKey{}, corrupt(bucketAPIKeys, key, err)
+	}
+	if k.Prefix != string(key) {
+		return APIKey{}, corrupt(bucketAPIKeys, key, fmt.Errorf("the record is key %q's", k.Prefix))
 	}
 	return k, nil
+}
+
+// check is what every stored key holds to.
+func (k APIKey) check() error {
+	switch {
+	case !validPrefix(k.Prefix):
+		return fmt.Errorf("malformed prefix %q", k.Prefix)
+	case !isHexHash(k.Hash):
+		return fmt.Errorf("api key %s: malformed hash", k.Prefix)
+	case k.Scope != "read" && k.Scope != "submit" && k.Scope != "admin":
+		return fmt.Errorf("api key %s: scope %q is not read, submit or admin", k.Prefix, k.Scope)
+	}
+	return nil
 }
 
 // ListAPIKeys returns every key, by prefix.
@@ -78,9 +105,9 @@ func (tx *Tx) ListAPIKeys() ([]APIKey, error) {
 	}
 	out := []APIKey{}
 	err = b.ForEach(func(key, v []byte) error {
-		var k APIKey
-		if err := json.Unmarshal(v, &k); err != nil {
-			return corrupt(bucketAPIKeys, key, err)
+		k, err := decodeAPIKey(key, v)
+		if err != nil {
+			return err
 		}
 		out = append(out, k)
 		return nil
