@@ -406,6 +406,10 @@ func shownOutput(rep api.VerifyReport, reg protocol.Registry) string {
 	}
 }
 
+// maxCheckpointBytes bounds a checkpoint file: its JSON is a few hundred
+// bytes.
+const maxCheckpointBytes = 64 << 10
+
 func readLimited(path string, limit int64) ([]byte, error) {
 	var r io.Reader = os.Stdin
 	if path != "-" {
@@ -668,12 +672,14 @@ each must name an entry the chain holds, with the same hash.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var envs [][]byte
 			for _, f := range checkpoints {
-				raw, err := os.ReadFile(f)
+				raw, err := readLimited(f, maxCheckpointBytes)
 				if err != nil {
-					return err
+					return fmt.Errorf("checkpoint %s: %w", f, err)
 				}
+				// Strict: a key given twice shows a person the first value
+				// while the decoder keeps the last.
 				var cp api.AuditCheckpoint
-				if err := json.Unmarshal(raw, &cp); err != nil || len(cp.Envelope) == 0 {
+				if err := protocol.DecodeWire(raw, maxCheckpointBytes, &cp); err != nil || len(cp.Envelope) == 0 {
 					return fmt.Errorf("checkpoint %s: not the JSON of proofmesh audit checkpoint (%v)", f, err)
 				}
 				// What a person reads must be what is signed.
@@ -681,9 +687,9 @@ each must name an entry the chain holds, with the same hash.`,
 				if err != nil {
 					return fmt.Errorf("checkpoint %s: its signature does not verify: %v", f, err)
 				}
-				if signed.NodeID != cp.NodeID || signed.Seq != cp.Seq || signed.Hash != cp.Hash {
-					return fmt.Errorf("checkpoint %s: its visible fields (node %s, entry %d, hash %s) differ from what is signed (node %s, entry %d, hash %s): it was edited",
-						f, cp.NodeID, cp.Seq, cp.Hash, signed.NodeID, signed.Seq, signed.Hash)
+				if signed.NodeID != cp.NodeID || signed.Seq != cp.Seq || signed.Hash != cp.Hash || !cp.Time.Equal(time.UnixMilli(signed.Time)) {
+					return fmt.Errorf("checkpoint %s: its visible fields (node %s, entry %d, hash %s, time %s) differ from what is signed (node %s, entry %d, hash %s, time %s): it was edited",
+						f, cp.NodeID, cp.Seq, cp.Hash, cp.Time.UTC().Format(time.RFC3339Nano), signed.NodeID, signed.Seq, signed.Hash, time.UnixMilli(signed.Time).UTC().Format(time.RFC3339Nano))
 				}
 				envs = append(envs, cp.Envelope)
 			}
