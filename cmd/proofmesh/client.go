@@ -128,7 +128,10 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		*raw = data
 		return nil
 	}
-	return json.Unmarshal(data, out)
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: the node's answer (%d bytes) is not what was asked for: %w", method, path, len(data), err)
+	}
+	return nil
 }
 
 // watch follows a task's server-sent events, calling onEvent for each
@@ -175,9 +178,16 @@ func (c *client) watch(ctx context.Context, id string, onEvent, onWaiting func(a
 					onWaiting(e)
 				}
 			case "end":
+				// The end of this task, and an end: anything else is not
+				// taken for a result.
 				var t api.TaskView
-				err := json.Unmarshal(data, &t)
-				return t, err
+				if err := json.Unmarshal(data, &t); err != nil {
+					return api.TaskView{}, fmt.Errorf("events of %s: the end event is not a task: %w", id, err)
+				}
+				if t.TaskID != id || !t.State.Terminal() {
+					return api.TaskView{}, fmt.Errorf("events of %s: the end event is task %q in state %q, not this task ended", id, cell(t.TaskID), cell(string(t.State)))
+				}
+				return t, nil
 			}
 		}
 	}
@@ -494,10 +504,10 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		}
 	}
 	final, err := c.watch(ctx, res.TaskID, func(e api.Event) {
-		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), e.State, e.Detail)
+		fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), cell(string(e.State)), cell(e.Detail))
 	}, func(e api.Event) {
 		if e.Detail != "" {
-			fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), "waiting", e.Detail)
+			fmt.Fprintf(progress, "  %6.2fs  %-9s %s\n", e.Time.Sub(start).Seconds(), "waiting", cell(e.Detail))
 		}
 	})
 	if err != nil {
@@ -522,7 +532,7 @@ func submitAndFollow(ctx context.Context, c *client, req api.SubmitRequest, out,
 		}
 	}
 	if final.State != protocol.StateAccepted {
-		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, final.Reason)
+		fmt.Fprintf(progress, "task %s %s: %s\n", res.TaskID, final.State, cell(final.Reason))
 		return exitError{1}
 	}
 	if o.outputDir != "" {
