@@ -132,8 +132,8 @@ func TestJobSpecRefusals(t *testing.T) {
 		{api.SubmitRequest{Type: "wasm.exec.v1", Input: b64json(""), Module: echoModule(t), Outputs: []string{"/out/../x"}}, "not a file path under /out"},
 	} {
 		_, err := sub.Submit(t.Context(), c.req)
-		if !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want %q", c.want, err, c.want)
+		if !errors.Is(err, protocol.ErrBadInput) || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "job spec: ") {
+			t.Errorf("%s: %v, want %q, said to be the job spec's", c.want, err, c.want)
 		}
 	}
 }

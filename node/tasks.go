@@ -68,11 +68,13 @@ func (n *Node) Submit(ctx context.Context, req api.SubmitRequest) (string, error
 	}
 	if len(req.Args) > 0 || len(req.Env) > 0 || req.Limits != nil || len(req.Files) > 0 || len(req.Outputs) > 0 {
 		t.Job = &protocol.JobSpec{Args: req.Args, Env: req.Env, Limits: req.Limits, Outputs: req.Outputs}
+		// "job spec:" first: the sentinel says "invalid task input", and a
+		// walkthrough read an --output path's refusal as the input's.
 		if t.Job.Files, err = n.jobFiles(tt, req.Files); err != nil {
-			return "", err
+			return "", fmt.Errorf("job spec: %w", err)
 		}
 		if err := protocol.CheckJob(t.Job, tt); err != nil {
-			return "", err
+			return "", fmt.Errorf("job spec: %w", err)
 		}
 	}
 	if len(input) <= protocol.MaxInlineInput {

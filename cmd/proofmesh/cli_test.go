@@ -382,3 +382,29 @@ func TestSubmitPrintsWhatTheTaskWaitsFor(t *testing.T) {
 		t.Fatalf("submit's progress:\n%s", errs)
 	}
 }
+
+// --input '' is an empty input, not a missing one (a walkthrough had to
+// give --input-file /dev/null).
+func TestSubmitTakesAnEmptyInput(t *testing.T) {
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
+	}))
+	defer srv.Close()
+	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
+	dir := t.TempDir()
+	mod := filepath.Join(dir, "m.wasm")
+	if err := os.WriteFile(mod, []byte("\x00asm"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI(t, "submit", "--api", strings.TrimPrefix(srv.URL, "http://"), "--detach", "--type", "wasm.exec.v1", "--module", mod, "--input", "")
+	if code != 0 || !strings.Contains(string(got), `"input":""`) {
+		t.Fatalf("submit --input '': %d %s; sent %s", code, errs, got)
+	}
+	if code, _, errs := runCLI(t, "submit", "--type", "wasm.exec.v1", "--module", mod, "--input", "", "--input-file", mod); code == 0 || !strings.Contains(errs, "not both") {
+		t.Fatalf("--input '' with --input-file: %d %s", code, errs)
+	}
+}

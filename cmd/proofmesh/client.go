@@ -429,10 +429,11 @@ Examples:
 				return errors.New("--output-dir needs --output /out/PATH for each file to collect")
 			}
 			var raw []byte
+			given := cmd.Flags().Changed("input") // --input '' is an empty input
 			switch {
-			case input != "" && inputFile != "":
+			case given && inputFile != "":
 				return errors.New("give --input or --input-file, not both")
-			case input != "":
+			case given:
 				raw = []byte(input)
 			case inputFile != "":
 				if raw, err = readLimited(inputFile, 16<<20); err != nil {
@@ -460,7 +461,7 @@ Examples:
 	cf.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&typ, "type", "", "task type (see GET /api/v1/task-types)")
-	f.StringVar(&input, "input", "", "the input as JSON")
+	f.StringVar(&input, "input", "", "the input as JSON (wasm.exec.v1: its bytes as given; --input '' is an empty input)")
 	f.StringVar(&inputFile, "input-file", "", "read the input from a file ('-' for stdin)")
 	f.StringVar(&moduleFile, "module", "", "WASM module for wasm.exec.v1")
 	f.IntVar(&replicas, "replicas", 0, "candidates that start it at once (default: the type's); a replicated type is accepted when its quorum agrees (wasm.exec.v1: 2 in the default network), and the other runs stop")
