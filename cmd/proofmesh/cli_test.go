@@ -383,7 +383,7 @@ func TestSubmitPrintsWhatTheTaskWaitsFor(t *testing.T) {
 	}
 }
 
-// --input '' is an empty input, not a missing one (a walkthrough had to
+// An empty --input is an empty input, not a missing one (a walkthrough had to
 // give --input-file /dev/null).
 func TestSubmitTakesAnEmptyInput(t *testing.T) {
 	var got []byte

@@ -168,7 +168,7 @@ func FuzzAPIRequest(f *testing.F) {
 				t.Fatalf("key request %+v reached the backend; DecodeStrict: %+v, %v", *b.keyReq, again, err)
 			}
 		}
-		if b.verified != nil && len(b.verified) > MaxBodyBytes {
+		if len(b.verified) > MaxBodyBytes {
 			t.Fatalf("verify body of %d bytes reached the backend", len(b.verified))
 		}
 	})
