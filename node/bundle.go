@@ -27,7 +27,8 @@ var ErrBadBundle = errors.New("bundle does not verify")
 // its submitting node signed it (whose id is the hash of its content, so
 // the input, the candidates and the schedule are bound to it) and the
 // executors' signed results that settled it (one for groth16 types, the
-// quorum for replicated ones).
+// quorum for replicated ones; for a failed task, the equal failure
+// reports that confirmed the failure).
 type Bundle struct {
 	Format  string   `json:"format"`
 	Task    []byte   `json:"task"` // the submitter's sealed task envelope
@@ -93,7 +94,7 @@ func VerifyBundles(datas [][]byte, reg protocol.Registry, keys *zk.KeySet) ([]ap
 	for i := range reps {
 		reps[i].Valid = errs[i] == nil
 		if !reps[i].Valid {
-			reps[i].Output, reps[i].Trust = "", ""
+			reps[i].Output, reps[i].Trust, reps[i].Failure = "", "", nil
 		}
 	}
 	return reps, errs
@@ -147,7 +148,8 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 	var (
 		output    []byte
 		outcome   string
-		positions []int // of the executors in the task's candidate list
+		failure   *protocol.Failure // the reports' failure: a failed task's bundle
+		positions []int             // of the executors in the task's candidate list
 		proofs    []pendingProof
 	)
 	seen := map[string]bool{}
@@ -165,18 +167,15 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 		if err := checkResultAgainstTask(r, t, tt); err != nil {
 			return nil, fmt.Errorf("result %d: %v", i, err)
 		}
-		if r.Failure != nil {
-			return nil, fmt.Errorf("result %d is a failure report, not an output", i)
-		}
-		// The whole outcome (output, stderr, output files), as the
-		// lifecycle counts agreement, not stdout alone (a review of
-		// 2026-12-07).
+		// The whole outcome (output, stderr, output files; or the
+		// failure report), as the lifecycle counts agreement, not stdout
+		// alone (a review of 2026-12-07).
 		if i > 0 && r.Outcome() != outcome {
-			return nil, fmt.Errorf("results disagree: outcome %s and %s (output, stderr or output files differ)", outcome, r.Outcome())
+			return nil, fmt.Errorf("results disagree: outcome %s and %s (output, stderr, output files or failure report differ)", outcome, r.Outcome())
 		}
-		output, outcome = r.Output, r.Outcome()
+		output, outcome, failure = r.Output, r.Outcome(), r.Failure
 		positions = append(positions, t.CandidateIndex(r.Executor))
-		if tt.Verification.Kind == protocol.VerifyGroth16 {
+		if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil {
 			binding, err := proofStatement(tt, r)
 			if err != nil {
 				return nil, fmt.Errorf("result %d: %v", i, err)
@@ -184,6 +183,9 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 			rep.Checks = append(rep.Checks, fmt.Sprintf("result %d: public inputs are the input, the output and the binding H(task ‖ executor)", i))
 			proofs = append(proofs, pendingProof{tt.Verification.Circuit, i, zk.BatchItem{Proof: r.Proof, Input: r.Input, Output: r.Output, Binding: binding}})
 		}
+	}
+	if failure != nil {
+		return nil, checkFailureBundle(t, tt, len(b.Results), positions, failure, rep)
 	}
 	if tt.Verification.Kind == protocol.VerifyReplicated {
 		if len(b.Results) < tt.Verification.Quorum {
@@ -209,6 +211,27 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 		rep.Output = string(output)
 	}
 	return proofs, nil
+}
+
+// checkFailureBundle checks the bundle of a failed task: as many equal
+// failure reports, by distinct candidates, as the lifecycle needs to
+// confirm a failure (the type's quorum for replicated types, two for
+// groth16 ones: one lying report cannot fail a task), and fills rep.
+func checkFailureBundle(t *protocol.Task, tt protocol.TaskType, n int, positions []int, f *protocol.Failure, rep *api.VerifyReport) error {
+	need := 2
+	if tt.Verification.Kind == protocol.VerifyReplicated {
+		need = tt.Verification.Quorum
+	}
+	if n < need {
+		return fmt.Errorf("%d equal failure reports; type %s needs %d to confirm a failure", n, t.Type, need)
+	}
+	slices.Sort(positions)
+	rep.Checks = append(rep.Checks, fmt.Sprintf("%d executors report the same failure: %s", n, f.Summary()))
+	rep.Failure = f
+	rep.Trust = fmt.Sprintf("a failure, not proven: %d candidates (positions %v of %d, chosen by node %s) signed the same report; "+
+		"one lying report cannot fail a task, %d colluding candidates can",
+		n, positions, len(t.Candidates), t.Submitter, need)
+	return nil
 }
 
 // checkResultAgainstTask checks what a result must share with its task.

@@ -109,6 +109,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("output shown %q (injected %v), want the text %q", out, injected, payload)
 	}
 
+	// A module that fails: its confirmed failure has a bundle, which the
+	// node verifies as a failure.
+	failing := filepath.Join(t.TempDir(), "fail.wasm")
+	if err := os.WriteFile(failing, exitWithStderr(3, "input rejected\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("submit a failing wasm.exec.v1 module", chromedp.Evaluate(`location.hash = '#/submit/wasm.exec.v1'`, nil),
+		chromedp.WaitVisible(`#submit-module`), chromedp.SetUploadFiles(`#submit-module`, []string{failing}, chromedp.ByQuery),
+		chromedp.SetValue(`#submit-input`, "x", chromedp.ByQuery), chromedp.Click(`#submit-button`),
+		chromedp.WaitVisible(`#progress .trust.bad`), uitest.WaitText(`#progress .trust.bad`, "exit code 3"))
+	run("the failure's bundle verified", chromedp.Click(`#submitted a`), chromedp.WaitVisible(`#verify`),
+		chromedp.Click(`#verify`), uitest.WaitText(`#verify-verdict`, "bundle valid: a confirmed failure"))
+
 	// The task list, the audit chain, and back to the network with its
 	// chart for the screenshot.
 	run("tasks", chromedp.Click(`#nav a[data-view=tasks]`), chromedp.WaitVisible(fmt.Sprintf(`#tasks tr[data-task=%q]`, id)),

@@ -256,6 +256,15 @@ func TestDeterministicFailureReachesSubmitterInSeconds(t *testing.T) {
 			t.Fatalf("node %s: %s", n.ID(), got.State)
 		}
 	}
+	// The confirmed failure can be audited offline: its bundle holds the
+	// equal signed reports.
+	bun, err := sub.Bundle(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyBundle(bun, sub.reg, sub.keys); err != nil || !rep.Valid || rep.Failure == nil || rep.Failure.ExitCode != 3 {
+		t.Fatalf("the failure's bundle: %v %+v", err, rep)
+	}
 }
 
 // Every node follows the task: after the node it was submitted to dies,

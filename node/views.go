@@ -281,7 +281,15 @@ func (n *Node) Bundle(id string) ([]byte, error) {
 		return nil, err
 	}
 	id = rec.Task.ID
-	if rec.State != protocol.StateAccepted {
+	switch {
+	case rec.State == protocol.StateAccepted:
+	case rec.State == protocol.StateFailed && rec.Failure != nil && len(rec.Settled) > 0:
+		// A failure its executors confirmed: their equal signed reports
+		// are the bundle (an operator's walkthrough of 2026-12-07 could
+		// not audit a confirmed failure offline).
+	case rec.State == protocol.StateFailed:
+		return nil, fmt.Errorf("task %s failed (%s) with no failure report its executors confirmed: there is nothing signed to audit: %w", id, rec.Reason, api.ErrConflict)
+	default:
 		return nil, fmt.Errorf("task %s is %s, not accepted: %w", id, rec.State, api.ErrConflict)
 	}
 	results, err := n.db.Results(id)

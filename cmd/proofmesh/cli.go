@@ -312,8 +312,10 @@ content (input, candidates, schedule), each executor's signature, that each
 executor was a distinct candidate, the binding of task and executor, and the
 Groth16 proof under the network's pinned verifying key (or, for replicated
 types, that a quorum agrees, and a plain statement of what that rests on).
-Several bundles are checked together, their proofs in one batch; each bad
-one is named. Exits 0 only if every bundle verifies.`,
+A failed task's bundle holds the equal failure reports that confirmed it,
+and verifies as a failure. Several bundles are checked together, their
+proofs in one batch; each bad one is named. Exits 0 only if every bundle
+verifies.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// A file that cannot be read is that bundle's failure, not the
@@ -375,6 +377,10 @@ one is named. Exits 0 only if every bundle verifies.`,
 					continue
 				}
 				fmt.Fprintf(out, "trust %s\n", rep.Trust)
+				if rep.Failure != nil {
+					fmt.Fprintf(out, "VALID failure of task %s (%s): %s\n", rep.TaskID, rep.Type, cell(rep.Failure.Summary()))
+					continue
+				}
 				fmt.Fprintf(out, "VALID task %s (%s), %s\n", rep.TaskID, rep.Type, shownOutput(rep, net.Registry()))
 			}
 			if len(args) > 1 {

@@ -282,7 +282,10 @@ type VerifyReport struct {
 	Type      string   `json:"type,omitempty"`
 	Executors []string `json:"executors,omitempty"`
 	Output    string   `json:"output,omitempty"`
-	Checks    []string `json:"checks"`
+	// Failure is set for the bundle of a failed task: the failure report
+	// its executors agree on (Output is then empty).
+	Failure *protocol.Failure `json:"failure,omitempty"`
+	Checks  []string          `json:"checks"`
 	// Trust says plainly what a valid result rests on: a proof, or
 	// replicas chosen by the submitting node.
 	Trust string `json:"trust,omitempty"`

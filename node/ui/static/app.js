@@ -409,23 +409,7 @@ function renderResult(box, t, tt) {
         return el('li', {}, el('span', { class: 'mono' }, f.path), ' ', el('span', { class: 'muted' }, f.size + ' bytes, sha256 ' + String(f.hash).slice(0, 12) + '…'), ' ', b);
       })));
     }
-    const dl = el('button', { type: 'button', id: 'bundle' }, 'download bundle');
-    const verify = el('button', { type: 'button', id: 'verify' }, 'verify');
-    const report = el('div', { id: 'verify-report' });
-    on(dl, 'click', () => api.download(path + '/bundle', 'bundle-' + t.task_id.slice(0, 12) + '.json').catch((err) => report.append(errorBox(err))));
-    on(verify, 'click', async () => {
-      verify.disabled = true;
-      clear(report).append(el('p', { class: 'muted' }, 'verifying…'));
-      try {
-        const bundle = await (await api.request('GET', path + '/bundle')).text();
-        const resp = await fetchVerify(bundle);
-        renderReport(report, resp);
-      } catch (err) {
-        clear(report).append(errorBox(err));
-      }
-      verify.disabled = false;
-    });
-    box.append(el('p', {}, dl, ' ', verify, el('span', { class: 'muted' }, ' (the signed task, results and proof, for `proofmesh verify` offline)')), report);
+    bundleButtons(box, path, t, ' (the signed task, results and proof, for `proofmesh verify` offline)');
   } else {
     box.append(el('p', { class: 'trust bad' }, badge(t.state), ' ', t.reason || ''));
     if (t.failure) {
@@ -434,6 +418,11 @@ function renderResult(box, t, tt) {
         el('dt', {}, 'exit code'), el('dd', {}, String(f.exit_code ?? '')),
         el('dt', {}, 'trap'), el('dd', {}, String(f.trap || '')),
         el('dt', {}, 'stderr'), el('dd', {}, el('pre', {}, decodeText(f.stderr) ?? ''))));
+      // A failure its executors confirmed has a bundle: their equal
+      // signed reports.
+      if (t.settled && t.settled.length > 0) {
+        bundleButtons(box, path, t, ' (the signed task and the failure reports that confirmed it, for `proofmesh verify` offline)');
+      }
     }
   }
   if (t.results && t.results.length > 0) {
@@ -444,6 +433,28 @@ function renderResult(box, t, tt) {
         el('td', { class: 'num' }, String(r.fuel_used || 0)), el('td', {}, r.settled ? '✓' : ''),
         el('td', {}, r.stderr ? el('pre', { class: 'stderr' }, decodeText(r.stderr) ?? '(binary)') : ''))), { class: 'grid' }));
   }
+}
+
+// bundleButtons appends a task's "download bundle" and "verify" buttons
+// and the place of the verify report to box.
+function bundleButtons(box, path, t, what) {
+  const dl = el('button', { type: 'button', id: 'bundle' }, 'download bundle');
+  const verify = el('button', { type: 'button', id: 'verify' }, 'verify');
+  const report = el('div', { id: 'verify-report' });
+  on(dl, 'click', () => api.download(path + '/bundle', 'bundle-' + t.task_id.slice(0, 12) + '.json').catch((err) => report.append(errorBox(err))));
+  on(verify, 'click', async () => {
+    verify.disabled = true;
+    clear(report).append(el('p', { class: 'muted' }, 'verifying…'));
+    try {
+      const bundle = await (await api.request('GET', path + '/bundle')).text();
+      const resp = await fetchVerify(bundle);
+      renderReport(report, resp);
+    } catch (err) {
+      clear(report).append(errorBox(err));
+    }
+    verify.disabled = false;
+  });
+  box.append(el('p', {}, dl, ' ', verify, el('span', { class: 'muted' }, what)), report);
 }
 
 async function fetchVerify(bundle) {
@@ -458,7 +469,7 @@ async function fetchVerify(bundle) {
 
 function renderReport(box, rep) {
   clear(box).append(el('p', { class: 'trust ' + (rep.valid ? 'ok' : 'bad'), id: 'verify-verdict' },
-    rep.valid ? '✓ bundle valid' : '✗ bundle invalid', rep.error ? ': ' + rep.error : ''),
+    rep.valid ? (rep.failure ? '✓ bundle valid: a confirmed failure' : '✓ bundle valid') : '✗ bundle invalid', rep.error ? ': ' + rep.error : ''),
   rep.trust ? el('p', {}, rep.trust) : '',
   el('ul', { class: 'checks' }, (rep.checks || []).map((c) => el('li', {}, c))));
 }
