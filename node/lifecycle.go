@@ -589,7 +589,15 @@ func (d *driver) startRun(lt *liveTask) {
 	go func() {
 		defer d.n.wg.Done()
 		defer cancel()
-		if err := d.n.execute(ctx, t); err != nil && d.n.ctx.Err() == nil {
+		err := d.n.execute(ctx, t)
+		switch {
+		case err == nil, d.n.ctx.Err() != nil:
+		case errors.Is(ctx.Err(), context.Canceled):
+			// Stopped: settled, canceled or handed on, which the Stop
+			// logged with its reason; not a failure (a walkthrough saw a
+			// WARN "context canceled" for every cancel).
+			d.n.log.Debug("run stopped", "task", short(t.ID), "err", err)
+		default:
 			d.n.met.execFailed.WithLabelValues(execFailReason(err)).Inc()
 			d.n.log.Warn("task execution failed", "task", short(t.ID), "type", t.Type, "err", err)
 		}

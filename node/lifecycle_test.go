@@ -351,6 +351,14 @@ func TestCancelStopsTheTaskEverywhere(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// A stopped run is not a failed one: no execution failure counted
+	// (nor logged as a WARN "context canceled", as a walkthrough saw).
+	time.Sleep(300 * time.Millisecond) // the runs' goroutines end after their slots
+	for _, n := range tn.Nodes {
+		if c := testutil.CollectAndCount(n.met.execFailed); c != 0 {
+			t.Errorf("node %s counted %d kinds of execution failure for a canceled run", n.ID(), c)
+		}
+	}
 }
 
 // Empty input works for every type that takes raw bytes, inline.
