@@ -1,10 +1,12 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -506,4 +508,49 @@ func TestKeeperKeepsTheCauseThroughDialBackoff(t *testing.T) {
 	if f.Attempts < 3 || !strings.Contains(f.Err.Error(), "peer id mismatch") {
 		t.Fatalf("failure after %d attempts: %v", f.Attempts, f.Err)
 	}
+}
+
+// A bootstrap peer that stays unreachable is warned about at attempts 1,
+// 2, 4, 8, …, not at every retry (a walkthrough's log had a WARN for
+// each); every attempt is still logged at debug.
+func TestKeeperWarnsLessAndLess(t *testing.T) {
+	d := &flakyDialer{failUntil: 1 << 30}
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	k := Start(d, []peer.AddrInfo{{ID: "p"}}, Backoff{Base: time.Millisecond, Max: time.Millisecond, Factor: 2, Check: time.Millisecond}, log)
+	deadline := time.Now().Add(5 * time.Second)
+	for d.dials() < 20 {
+		if time.Now().After(deadline) {
+			t.Fatal("fewer than 20 dials")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	k.Stop()
+	warns, debugs := strings.Count(buf.String(), "level=WARN"), strings.Count(buf.String(), "level=DEBUG msg=\"bootstrap peer unreachable\"")
+	n := d.dials()
+	want := 0
+	for a := 1; a <= n; a *= 2 {
+		want++
+	}
+	if warns != want || warns+debugs != n {
+		t.Fatalf("%d attempts: %d warnings (want %d) and %d debug lines\n%s", n, warns, want, debugs, buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -204,5 +204,13 @@ func (k *Keeper) dial(ctx context.Context, ai peer.AddrInfo) {
 	k.attempts[ai.ID]++
 	wait := k.b.delay(k.attempts[ai.ID], rand.Float64)
 	k.next[ai.ID] = time.Now().Add(wait)
-	k.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "attempt", k.attempts[ai.ID], "retry_in", wait.Round(time.Millisecond), "err", f.Err)
+	// A warning at attempts 1, 2, 4, 8, …, the others at debug: a peer
+	// down for a day does not fill the log (a walkthrough saw a WARN per
+	// retry); the node's problems list (bootstrap_unreachable) says it
+	// all along.
+	level := slog.LevelDebug
+	if n := k.attempts[ai.ID]; n&(n-1) == 0 {
+		level = slog.LevelWarn
+	}
+	k.log.Log(context.Background(), level, "bootstrap peer unreachable", "peer", ai.ID, "attempt", k.attempts[ai.ID], "retry_in", wait.Round(time.Millisecond), "err", f.Err)
 }
