@@ -94,7 +94,7 @@ func VerifyBundles(datas [][]byte, reg protocol.Registry, keys *zk.KeySet) ([]ap
 	for i := range reps {
 		reps[i].Valid = errs[i] == nil
 		if !reps[i].Valid {
-			reps[i].Output, reps[i].Trust, reps[i].Failure = "", "", nil
+			reps[i].Output, reps[i].Trust, reps[i].Outcome, reps[i].Failure = "", "", "", nil
 		}
 	}
 	return reps, errs
@@ -173,7 +173,17 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 		if i > 0 && r.Outcome() != outcome {
 			return nil, fmt.Errorf("results disagree: outcome %s and %s (output, stderr, output files or failure report differ)", outcome, r.Outcome())
 		}
-		output, outcome, failure = r.Output, r.Outcome(), r.Failure
+		output, outcome = r.Output, r.Outcome()
+		if r.Failure != nil {
+			// The message is a report's own words, outside the outcome
+			// the reports agree on: shown only if all of them say it,
+			// as the lifecycle keeps it (a review of 2026-12-07).
+			f := *r.Failure
+			if i > 0 && (failure == nil || failure.Message != f.Message) {
+				f.Message = ""
+			}
+			failure = &f
+		}
 		positions = append(positions, t.CandidateIndex(r.Executor))
 		if tt.Verification.Kind == protocol.VerifyGroth16 && r.Failure == nil {
 			binding, err := proofStatement(tt, r)
@@ -187,6 +197,7 @@ func checkBundle(data []byte, reg protocol.Registry, rep *api.VerifyReport) ([]p
 	if failure != nil {
 		return nil, checkFailureBundle(t, tt, len(b.Results), positions, failure, rep)
 	}
+	rep.Outcome = "output"
 	if tt.Verification.Kind == protocol.VerifyReplicated {
 		if len(b.Results) < tt.Verification.Quorum {
 			return nil, fmt.Errorf("%d agreeing results; type %s needs a quorum of %d", len(b.Results), t.Type, tt.Verification.Quorum)
@@ -227,7 +238,7 @@ func checkFailureBundle(t *protocol.Task, tt protocol.TaskType, n int, positions
 	}
 	slices.Sort(positions)
 	rep.Checks = append(rep.Checks, fmt.Sprintf("%d executors report the same failure: %s", n, f.Summary()))
-	rep.Failure = f
+	rep.Outcome, rep.Failure = "failure", f
 	rep.Trust = fmt.Sprintf("a failure, not proven: %d candidates (positions %v of %d, chosen by node %s) signed the same report; "+
 		"one lying report cannot fail a task, %d colluding candidates can",
 		n, positions, len(t.Candidates), t.Submitter, need)

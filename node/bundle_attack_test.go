@@ -77,7 +77,7 @@ func TestBundleResultsAgreeOnTheWholeOutcome(t *testing.T) {
 		t.Fatalf("results that differ in stderr verify as a quorum: %+v", rep)
 	}
 	rep, err := VerifyBundle(bundle([2]string{"w", "w"}, [2]int{3, 2}), reg, nil)
-	if err != nil || !rep.Valid {
+	if err != nil || !rep.Valid || rep.Outcome != "output" || rep.Failure != nil {
 		t.Fatalf("agreeing backups: %v %+v", err, rep)
 	}
 	if !strings.Contains(rep.Trust, "positions [2 3] of 4; 0 of the 2 that start at once") {

@@ -41,7 +41,7 @@ func TestFailureBundleVerifiesOnlyAsConfirmed(t *testing.T) {
 	}
 	exit3 := &protocol.Failure{ExitCode: 3, Stderr: []byte("input rejected")}
 	rep, err := VerifyBundle(bundle(seal(0, exit3, ""), seal(1, exit3, "")), reg, nil)
-	if err != nil || !rep.Valid || rep.Failure == nil || rep.Failure.ExitCode != 3 || rep.Output != "" ||
+	if err != nil || !rep.Valid || rep.Outcome != "failure" || rep.Failure == nil || rep.Failure.ExitCode != 3 || rep.Output != "" ||
 		!strings.Contains(rep.Trust, "a failure, not proven: 2 candidates (positions [0 1] of 3") {
 		t.Fatalf("confirmed failure: %v %+v", err, rep)
 	}

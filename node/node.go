@@ -472,18 +472,24 @@ func (n *Node) persistPeer(p mesh.PeerInfo) {
 	if err := n.db.PutPeer(n.peerRow(p)); err != nil {
 		n.log.Warn("peer not persisted", "peer", p.ID, "err", err)
 	}
-	switch p.Status {
-	case protocol.StatusDeleted:
+	switch {
+	case p.Status == protocol.StatusDeleted:
 		n.audit(store.AuditEntry{Kind: "peer.left", Actor: p.ID.String(), Detail: p.LeaveReason})
 		n.onPeerLeft(p.ID)
-	case protocol.StatusOffline:
+	case p.Status == protocol.StatusOffline && !p.DownAt.IsZero():
 		// The failure detector's verdict (a suspicion not refuted): it was
 		// audited as peer.joined until a walkthrough of 2026-12-07.
 		n.audit(store.AuditEntry{Kind: "peer.down", Actor: p.ID.String(), Detail: "failure detector: suspicion not refuted"})
-		n.onPeerDown(p.ID)
+		n.wakeTasksOf(p.ID)
+	case p.Status == protocol.StatusOffline:
+		// No down mark: a probe answered and cleared it, while the last
+		// heartbeat is still old enough to list the peer offline.
+		n.audit(store.AuditEntry{Kind: "peer.up", Actor: p.ID.String(), Detail: "failure detector: probe answered"})
+		n.wakeTasksOf(p.ID)
 	default:
 		// New, returned after being offline, or rejoined after a Leave.
 		n.audit(store.AuditEntry{Kind: "peer.joined", Actor: p.ID.String()})
+		n.wakeTasksOf(p.ID)
 	}
 }
 

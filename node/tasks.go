@@ -417,11 +417,12 @@ func (n *Node) onPeerLeft(p peer.ID) {
 	})
 }
 
-// onPeerDown wakes the watchers of every live task that names p as a
-// candidate: a task view says when an executor it waits for is listed
-// offline here (TaskView.Waiting). Turns do not move: only a signed Leave
-// or the lease moves them, the same on every node.
-func (n *Node) onPeerDown(p peer.ID) {
+// wakeTasksOf wakes the watchers of every live task that names p as a
+// candidate, when p goes down or comes back: a task view says when an
+// executor it waits for is listed offline here (TaskView.Waiting). Turns
+// do not move: only a signed Leave or the lease moves them, the same on
+// every node.
+func (n *Node) wakeTasksOf(p peer.ID) {
 	n.lc.post(func() {
 		for id, lt := range n.lc.live {
 			if lt.lc.Task().CandidateIndex(p.String()) >= 0 {

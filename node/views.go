@@ -218,10 +218,24 @@ func (n *Node) Task(id string) (api.TaskView, error) {
 // them is up, or this node is one.
 func (n *Node) waiting(rec store.TaskRecord, results map[string][]byte, now time.Time) string {
 	t := rec.Task
+	// A candidate's turn came: at the start, by its schedule, or early (a
+	// Leave before it: its takeover is in the timeline, or it ran).
+	came := func(i int) bool {
+		c := t.Candidates[i]
+		return i < t.Replicas || !now.Before(t.StartAt(i)) || slices.Contains(rec.Executors, c) ||
+			slices.ContainsFunc(rec.Timeline, func(e store.Event) bool { return protocol.IsTakeover(e.State, e.Peer, e.Detail) && e.Peer == c })
+	}
+	left := func(c string) bool {
+		pid, err := peer.Decode(c)
+		if err != nil {
+			return false
+		}
+		p, ok := n.mesh.Peer(pid)
+		return ok && p.Status == protocol.StatusDeleted
+	}
 	var down []string
 	for i, c := range t.Candidates {
-		came := i < t.Replicas || !now.Before(t.StartAt(i)) || slices.Contains(rec.Executors, c)
-		if _, delivered := results[c]; !came || delivered {
+		if _, delivered := results[c]; !came(i) || delivered {
 			continue
 		}
 		if c == n.id.String() {
@@ -252,6 +266,11 @@ func (n *Node) waiting(rec store.TaskRecord, results map[string][]byte, now time
 	}
 	next := fmt.Sprintf("no candidate is left to take over: without a result the task fails at its deadline, %s", clock(time.UnixMilli(t.Deadline)))
 	for i := t.Replicas; i < len(t.Candidates); i++ {
+		// The next whose turn is to come: not one that came early, nor
+		// one that left (the lifecycle starts neither).
+		if came(i) || left(t.Candidates[i]) {
+			continue
+		}
 		if at := t.StartAt(i); at.After(now) {
 			next = fmt.Sprintf("without its result, candidate %d (%s) takes over at %s, when the lease runs out", i, protocol.ShortPeer(t.Candidates[i]), clock(at))
 			break

@@ -367,12 +367,21 @@ func (l *Lifecycle) progress(now time.Time, e EvProgress) []Action {
 	return []Action{Persist{State: next, Peer: e.Executor, Ran: true, Detail: string(next) + " on " + ShortPeer(e.Executor)}}
 }
 
+// takeoverPrefix begins the detail of every takeover entry (takeover).
+const takeoverPrefix = "candidate "
+
+// IsTakeover reports whether a timeline entry (state, peer, detail) is a
+// takeover: candidate peer's turn came, early or by its lease.
+func IsTakeover(state TaskState, peer, detail string) bool {
+	return state == StateAssigned && peer != "" && strings.HasPrefix(detail, takeoverPrefix)
+}
+
 // takeover is the timeline entry of candidate j's turn coming early or by
 // its lease.
 func (l *Lifecycle) takeover(j int) Action {
 	l.state = StateAssigned
 	return Persist{State: StateAssigned, Peer: l.task.Candidates[j],
-		Detail: fmt.Sprintf("candidate %d (%s) takes over: %s", j, ShortPeer(l.task.Candidates[j]), l.why[j])}
+		Detail: fmt.Sprintf(takeoverPrefix+"%d (%s) takes over: %s", j, ShortPeer(l.task.Candidates[j]), l.why[j])}
 }
 
 // activate starts the turn of the next candidate whose turn has not come;

@@ -326,3 +326,28 @@ func TestLifecycleSameOnEveryNode(t *testing.T) {
 		}
 	}
 }
+
+// IsTakeover tells a takeover entry from the task's first assignment,
+// which also has state assigned and a peer (the submitter).
+func TestIsTakeover(t *testing.T) {
+	g16 := gpuType()
+	g16.SLO.LeaseMS = lease.Milliseconds()
+	l := NewLifecycle("x", lcTask(g16, 1, "a", "b"), g16)
+	var first, later []Persist
+	for _, a := range l.Step(t0, EvSeen{}) {
+		if p, ok := a.(Persist); ok {
+			first = append(first, p)
+		}
+	}
+	for _, a := range l.Step(t0.Add(lease), EvTick{}) {
+		if p, ok := a.(Persist); ok {
+			later = append(later, p)
+		}
+	}
+	if len(first) != 1 || IsTakeover(first[0].State, first[0].Peer, first[0].Detail) {
+		t.Fatalf("the first assignment: %+v", first)
+	}
+	if len(later) != 1 || !IsTakeover(later[0].State, later[0].Peer, later[0].Detail) || later[0].Peer != "b" {
+		t.Fatalf("candidate b's takeover: %+v", later)
+	}
+}

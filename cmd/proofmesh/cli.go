@@ -368,15 +368,17 @@ verifies.`,
 				if len(args) > 1 {
 					fmt.Fprintf(out, "== %s\n", args[i])
 				}
+				// Checks and trust quote the bundle (a failure report's
+				// words): through cell, as every outside string.
 				for _, c := range rep.Checks {
-					fmt.Fprintf(out, "ok    %s\n", c)
+					fmt.Fprintf(out, "ok    %s\n", cell(c))
 				}
 				if errs[i] != nil {
-					fmt.Fprintf(out, "FAIL  %s: %v\n", args[i], errs[i])
+					fmt.Fprintf(out, "FAIL  %s: %s\n", args[i], cell(errs[i].Error()))
 					bad++
 					continue
 				}
-				fmt.Fprintf(out, "trust %s\n", rep.Trust)
+				fmt.Fprintf(out, "trust %s\n", cell(rep.Trust))
 				if rep.Failure != nil {
 					fmt.Fprintf(out, "VALID failure of task %s (%s): %s\n", rep.TaskID, rep.Type, cell(rep.Failure.Summary()))
 					continue

@@ -624,7 +624,7 @@ func printLogs(w io.Writer, v api.TaskView) error {
 	}
 	fmt.Fprintln(w)
 	if v.Waiting != "" {
-		fmt.Fprintf(w, "waiting: %s\n", v.Waiting)
+		fmt.Fprintf(w, "waiting: %s\n", cell(v.Waiting))
 	}
 	if len(v.Results) == 0 {
 		fmt.Fprintln(w, "no executor has reported yet")

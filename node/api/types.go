@@ -282,8 +282,10 @@ type VerifyReport struct {
 	Type      string   `json:"type,omitempty"`
 	Executors []string `json:"executors,omitempty"`
 	Output    string   `json:"output,omitempty"`
-	// Failure is set for the bundle of a failed task: the failure report
-	// its executors agree on (Output is then empty).
+	// Outcome says what a valid bundle shows: "output" (an accepted
+	// task), or "failure" (a failure its executors confirmed; Failure is
+	// the report they agree on, and Output is empty).
+	Outcome string            `json:"outcome,omitempty"`
 	Failure *protocol.Failure `json:"failure,omitempty"`
 	Checks  []string          `json:"checks"`
 	// Trust says plainly what a valid result rests on: a proof, or
