@@ -392,23 +392,32 @@ func TestWaitingOnADeadExecutorIsSaid(t *testing.T) {
 	}
 }
 
-// The failure detector's verdict on a peer is audited as peer.down; it was
-// audited as peer.joined (found while building the test above).
-func TestDetectorsVerdictAuditedAsDown(t *testing.T) {
+// What the mesh reports of a peer is audited as what it is: the failure
+// detector's verdict as peer.down (it was audited as peer.joined, found
+// while building the test above); a probe answered for a peer whose
+// heartbeats are old (markUp: no down mark, status still offline) as
+// peer.up, not peer.down (a review of 2026-12-07); a return as peer.joined.
+func TestPeerEventsAuditedAsWhatTheyAre(t *testing.T) {
 	tn := startTestnet(t, 1, nil)
 	n := tn.Nodes[0]
-	p := madeUpPeers(1)[0]
-	pid, err := peer.Decode(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.persistPeer(mesh.PeerInfo{ID: pid, Status: protocol.StatusOffline, DownAt: time.Now()})
-	if !auditHas(t, n, "peer.down", p) || auditHas(t, n, "peer.joined", p) {
-		t.Fatal("a peer the detector declared down is not audited as peer.down alone")
-	}
-	n.persistPeer(mesh.PeerInfo{ID: pid, Status: protocol.StatusOnline})
-	if !auditHas(t, n, "peer.joined", p) {
-		t.Fatal("a peer back online is not audited as peer.joined")
+	for _, c := range []struct {
+		info      mesh.PeerInfo
+		want, not string
+	}{
+		{mesh.PeerInfo{Status: protocol.StatusOffline, DownAt: time.Now()}, "peer.down", "peer.joined"},
+		{mesh.PeerInfo{Status: protocol.StatusOffline, LastSeen: time.Now().Add(-time.Minute), Interval: time.Second}, "peer.up", "peer.down"},
+		{mesh.PeerInfo{Status: protocol.StatusOnline}, "peer.joined", "peer.down"},
+	} {
+		p := madeUpPeers(1)[0]
+		pid, err := peer.Decode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.info.ID = pid
+		n.persistPeer(c.info)
+		if !auditHas(t, n, c.want, p) || auditHas(t, n, c.not, p) {
+			t.Errorf("%s (down mark %v) not audited as %s alone", c.info.Status, !c.info.DownAt.IsZero(), c.want)
+		}
 	}
 }
 

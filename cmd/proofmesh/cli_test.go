@@ -280,25 +280,14 @@ func TestSubmitNamesMissingTypeAndModule(t *testing.T) {
 // and where the task can still be followed (a new user's walkthrough of
 // 2026-12-07 saw a bare "unexpected EOF").
 func TestSubmitNamesALostNode(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks":
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusAccepted)
-			_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
-		case strings.HasSuffix(r.URL.Path, "/events"):
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"assigned\"}\n\n")
-			w.(http.Flusher).Flush()
-			conn, _, err := w.(http.Hijacker).Hijack() // the node dies
-			if err == nil {
-				_ = conn.Close()
-			}
-		default:
-			http.NotFound(w, r)
+	srv := fakeSubmitNode(t, func(w http.ResponseWriter) {
+		_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"assigned\"}\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := w.(http.Hijacker).Hijack() // the node dies
+		if err == nil {
+			_ = conn.Close()
 		}
-	}))
-	defer srv.Close()
+	})
 	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
 	code, _, errs := runCLI(t, "submit", "--api", strings.TrimPrefix(srv.URL, "http://"), "--type", "mimc.chain.v1", "--input", `{"x":"1"}`)
 	if code == 0 || !strings.Contains(errs, "lost the node at "+srv.URL+" while following task abcdef0123456789") ||
@@ -359,23 +348,12 @@ func TestAPIErrorSaysItsWordOnce(t *testing.T) {
 // for the event that says it waits no more.
 func TestSubmitPrintsWhatTheTaskWaitsFor(t *testing.T) {
 	note := "candidate 0 (abcdefgh) is listed offline here; without its result, candidate 1 (ijklmnop) takes over at 12:00:30 UTC"
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks":
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusAccepted)
-			_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
-		case strings.HasSuffix(r.URL.Path, "/events"):
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"running\",\"detail\":\"running on abcdefgh\"}\n\n")
-			_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\""+note+"\"}\n\n")
-			_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\"\"}\n\n")
-			_, _ = io.WriteString(w, "event: end\ndata: {\"task_id\":\"abcdef0123456789\",\"state\":\"accepted\",\"output\":{\"y\":\"1\"},\"timeline\":[]}\n\n")
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
+	srv := fakeSubmitNode(t, func(w http.ResponseWriter) {
+		_, _ = io.WriteString(w, "event: state\ndata: {\"state\":\"running\",\"detail\":\"running on abcdefgh\"}\n\n")
+		_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\""+note+"\"}\n\n")
+		_, _ = io.WriteString(w, "event: waiting\ndata: {\"state\":\"running\",\"detail\":\"\"}\n\n")
+		_, _ = io.WriteString(w, "event: end\ndata: {\"task_id\":\"abcdef0123456789\",\"state\":\"accepted\",\"output\":{\"y\":\"1\"},\"timeline\":[]}\n\n")
+	})
 	t.Setenv("PROOFMESH_API_TOKEN", strings.Repeat("t", 64))
 	_, _, errs := runCLI(t, "submit", "--api", strings.TrimPrefix(srv.URL, "http://"), "--type", "mimc.chain.v1", "--input", `{"x":"1"}`)
 	if strings.Count(errs, "waiting") != 1 || !strings.Contains(errs, "waiting   "+note) {
@@ -407,4 +385,25 @@ func TestSubmitTakesAnEmptyInput(t *testing.T) {
 	if code, _, errs := runCLI(t, "submit", "--type", "wasm.exec.v1", "--module", mod, "--input", "", "--input-file", mod); code == 0 || !strings.Contains(errs, "not both") {
 		t.Fatalf("--input '' with --input-file: %d %s", code, errs)
 	}
+}
+
+// fakeSubmitNode is a node's API that takes a submission as task
+// abcdef0123456789 and answers its event stream with events; it stops
+// when the test ends.
+func fakeSubmitNode(t *testing.T, events func(w http.ResponseWriter)) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, `{"task_id":"abcdef0123456789"}`)
+		case strings.HasSuffix(r.URL.Path, "/events"):
+			w.Header().Set("Content-Type", "text/event-stream")
+			events(w)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
