@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/proofmesh/proofmesh/node/api"
 	"github.com/proofmesh/proofmesh/node/ui/uitest"
+	"github.com/proofmesh/proofmesh/protocol"
 	"github.com/proofmesh/proofmesh/tasks"
 )
 
@@ -137,6 +139,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", path)
 	}
+
+	// An executor killed at work: the progress says what the task waits
+	// for, which candidate is offline and when the next takes over.
+	victim := tn.Nodes[2]
+	n.rankHook = putFirst(victim.ID().String())
+	var waitID string
+	run("submit a task its first candidate will not finish", chromedp.Evaluate(`location.hash = '#/submit/mimc.chain.v1'`, nil),
+		chromedp.WaitVisible(`#submit-input`), chromedp.SetValue(`#submit-input`, `{"x": "7"}`, chromedp.ByQuery),
+		chromedp.Click(`#submit-button`), chromedp.WaitVisible(`#submitted a`), chromedp.Text(`#submitted a`, &waitID, chromedp.ByQuery))
+	waitFor(t, testLease, "the victim at work", func() bool {
+		v, err := n.Task(waitID)
+		return err == nil && slices.Contains(v.Executors, victim.ID().String())
+	})
+	victim.Kill()
+	run("the wait said", uitest.WaitText(`#progress #waiting`, "candidate 0 ("+protocol.ShortPeer(victim.ID().String())+") is listed offline here"))
 
 	// A bad token, in a fresh tab (its own sessionStorage).
 	bad, badLogs := uitest.Tab(t, ctx)

@@ -633,6 +633,10 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 // events streams a task's timeline as server-sent events: one "state"
 // event per timeline entry (those already there first), and an "end"
 // event when the task is accepted or failed.
+// WaitingRefresh is how often a task's event stream recomputes the task's
+// view for its "waiting" event, besides the task's own changes.
+const WaitingRefresh = 2 * time.Second
+
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ch, stop, err := s.b.Watch(id)
@@ -648,6 +652,12 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	sent, waiting := 0, ""
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
+	// The task's view also changes without an event of the task: its
+	// Waiting note follows the peer table (a candidate gone offline by
+	// its heartbeats' age wakes nothing). Recomputed every WaitingRefresh
+	// (streams are capped: MaxStreams reads per WaitingRefresh at most).
+	refresh := time.NewTicker(WaitingRefresh)
+	defer refresh.Stop()
 	for {
 		t, err := s.b.Task(id)
 		if err != nil {
@@ -682,6 +692,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-keepalive.C:
 			_, _ = io.WriteString(w, ": keepalive\n\n")
+		case <-refresh.C:
 		}
 	}
 }

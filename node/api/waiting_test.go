@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/proofmesh/proofmesh/protocol"
 )
@@ -67,5 +69,42 @@ func TestEventStreamSaysWhatTheTaskWaitsFor(t *testing.T) {
 	got := string(body)
 	if n := strings.Count(got, "event: waiting"); n != 2 || strings.Count(got, note) != 1 || !strings.Contains(got, "event: end") {
 		t.Fatalf("%d waiting events (want the note once, then its end); stream:\n%s", n, got)
+	}
+}
+
+// The waiting note follows the peer table, which wakes no task watcher
+// when a candidate goes offline by its heartbeats' age: the stream
+// recomputes the view every WaitingRefresh and says it then.
+func TestEventStreamSaysWhatTheTaskWaitsForUnwoken(t *testing.T) {
+	note := "candidate 0 (abcdefgh) is listed offline here"
+	b := &waitingBackend{ch: make(chan struct{}), views: []TaskView{
+		{TaskID: "t1", State: protocol.StateRunning},
+		{TaskID: "t1", State: protocol.StateRunning, Waiting: note},
+	}}
+	addr, _ := serve(t, b, DefaultConfig())
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/tasks/t1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b.mu.Lock()
+	b.views = b.views[1:] // the peer table moved; no watcher woken
+	b.mu.Unlock()
+	got := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), note) {
+				got <- sc.Text()
+				return
+			}
+		}
+	}()
+	select {
+	case <-got:
+	case <-time.After(3 * WaitingRefresh):
+		t.Fatalf("no waiting event within %s of the view's change", 3*WaitingRefresh)
 	}
 }

@@ -345,6 +345,10 @@ function renderTaskHead(head, t) {
 function followTask(id, ol, result, signal, onEnd) {
   const types = taskTypes().catch(() => ({}));
   const note = el('p', { class: 'muted' });
+  // What the task waits for, when every candidate at work is listed
+  // offline here (the stream's "waiting" event; empty when it no longer
+  // waits).
+  const waiting = el('p', { class: 'trust', id: 'waiting' });
   let shown = 0, ended = false;
   const open = () => {
     let seen = 0;
@@ -358,8 +362,16 @@ function followTask(id, ol, result, signal, onEnd) {
           badge(data.state), ' ',
           data.peer ? idCell(data.peer) : '', ' ',
           data.detail ? el('span', { class: 'detail' }, data.detail) : ''));
+      } else if (name === 'waiting') {
+        if (data.detail) {
+          waiting.textContent = '⏳ waiting: ' + data.detail;
+          ol.after(waiting);
+        } else {
+          waiting.remove();
+        }
       } else if (name === 'end') {
         ended = true;
+        waiting.remove();
         types.then((ts) => {
           if (signal.aborted) return;
           renderResult(result, data, ts[data.type]);
