@@ -630,13 +630,14 @@ func (s *server) task(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
-// events streams a task's timeline as server-sent events: one "state"
-// event per timeline entry (those already there first), and an "end"
-// event when the task is accepted or failed.
 // WaitingRefresh is how often a task's event stream recomputes the task's
 // view for its "waiting" event, besides the task's own changes.
 const WaitingRefresh = 2 * time.Second
 
+// events streams a task's timeline as server-sent events: one "state"
+// event per timeline entry (those already there first), a "waiting" event
+// whenever TaskView.Waiting changes (its detail empty when the task no
+// longer waits), and an "end" event when the task is accepted or failed.
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	ch, stop, err := s.b.Watch(id)
