@@ -41,6 +41,18 @@ func forgedMiMC(t *testing.T, n *Node, key crypto.PrivKey, cands []string, i int
 	return sealTaskMessage(t, key, task)
 }
 
+// strangerWasmTask is an unsigned wasm.exec.v1 task of 2 replicas by
+// submitter, naming cands, with a random inline input of size bytes and a
+// module nobody holds, living life from now.
+func strangerWasmTask(tt protocol.TaskType, submitter string, size int, cands []string, life time.Duration) protocol.Task {
+	input := make([]byte, size)
+	_, _ = rand.Read(input)
+	now := time.Now().UnixMilli()
+	return protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
+		ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: submitter,
+		Created: now, Deadline: now + life.Milliseconds(), Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
+}
+
 // Conscription: any key can sign a task naming any node as its first
 // candidate, and the node runs it (a module run and a Groth16 proof for
 // the typed types). A review of 2026-12-07 had one stranger's key queue
@@ -113,13 +125,9 @@ func TestStrangersTasksDoNotPileUpInTheStore(t *testing.T) {
 	start := time.Now()
 	for w := range waves {
 		for range maxObservedPerSubmitter {
-			input := make([]byte, 48<<10) // the most a task message carries is below MaxInlineInput (see TestSubmitRefusesAnInlineInputThatCannotTravel)
-			_, _ = rand.Read(input)
-			now := time.Now().UnixMilli()
-			task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
-				ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: stranger.String(),
-				Created: now, Deadline: now + 1200, Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
-			data := sealTaskMessage(t, key, task)
+			// 48 KiB: the most a task message carries is below MaxInlineInput
+			// (see TestSubmitRefusesAnInlineInputThatCannotTravel).
+			data := sealTaskMessage(t, key, strangerWasmTask(tt, stranger.String(), 48<<10, cands, 1200*time.Millisecond))
 			v, err := victim.validateTaskMessage(ctx, stranger, data)
 			if err != nil {
 				t.Fatalf("wave %d: forged task refused: %v", w, err)

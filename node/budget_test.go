@@ -138,15 +138,9 @@ func TestNamedButNeverRunTasksPrunedAsObserved(t *testing.T) {
 	const sent = 2 * observedPerSubmitterBurst
 	start := time.Now()
 	for i := range sent {
-		input := make([]byte, 32<<10)
-		_, _ = rand.Read(input)
-		now := time.Now().UnixMilli()
-		task := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
-			ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: stranger.String(),
-			Created: now, Deadline: now + 4000, Replicas: 2, Candidates: cands, LeaseMS: tt.SLO.LeaseMS}
 		// 4 s to live: with 1.2 s, a loaded CI machine (2026-12-07) took
 		// longer than that between sealing a task and checking it.
-		data := sealTaskMessage(t, key, task)
+		data := sealTaskMessage(t, key, strangerWasmTask(tt, stranger.String(), 32<<10, cands, 4*time.Second))
 		v, err := victim.validateTaskMessage(ctx, stranger, data)
 		if err != nil {
 			t.Fatalf("task %d refused: %v", i, err)
@@ -247,18 +241,13 @@ func TestStoreBudgetCountsWhatTheStoreHolds(t *testing.T) {
 	// A large task: 48 KiB input.
 	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	sub, _ := peer.IDFromPrivateKey(key)
-	input := make([]byte, 48<<10)
-	_, _ = rand.Read(input)
-	now := time.Now().UnixMilli()
-	big := protocol.Task{Type: tt.ID, Input: input, InputHash: protocol.HashHex(input), InputSize: len(input),
-		ModuleHash: protocol.HashHex([]byte("none")), ModuleSize: 100, Submitter: sub.String(),
-		Created: now, Deadline: now + 1200, Replicas: 2, Candidates: []string{otherID.String(), sub.String()}, LeaseMS: tt.SLO.LeaseMS}
-	envBig, recBig := follow(key, big)
+	envBig, recBig := follow(key, strangerWasmTask(tt, sub.String(), 48<<10, []string{otherID.String(), sub.String()}, 1200*time.Millisecond))
 	// The smallest task: mimc, one candidate.
 	key2, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	sub2, _ := peer.IDFromPrivateKey(key2)
 	mt, _ := n.reg.Lookup("mimc.chain.v1")
 	in := []byte(`{"x":"1"}`)
+	now := time.Now().UnixMilli()
 	small := protocol.Task{Type: mt.ID, Input: in, InputHash: protocol.HashHex(in), InputSize: len(in), Submitter: sub2.String(),
 		Created: now, Deadline: now + 1200, Replicas: 1, Candidates: []string{otherID.String()}, LeaseMS: mt.SLO.LeaseMS}
 	envSmall, recSmall := follow(key2, small)

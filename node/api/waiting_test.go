@@ -50,13 +50,7 @@ func TestEventStreamSaysWhatTheTaskWaitsFor(t *testing.T) {
 		{TaskID: "t1", State: protocol.StateAccepted},
 	}}
 	addr, _ := serve(t, b, DefaultConfig())
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/tasks/t1/events", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := openEvents(t, addr, "t1")
 	go func() {
 		for range 4 {
 			b.next()
@@ -82,13 +76,7 @@ func TestEventStreamSaysWhatTheTaskWaitsForUnwoken(t *testing.T) {
 		{TaskID: "t1", State: protocol.StateRunning, Waiting: note},
 	}}
 	addr, _ := serve(t, b, DefaultConfig())
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/tasks/t1/events", nil)
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := openEvents(t, addr, "t1")
 	b.mu.Lock()
 	b.views = b.views[1:] // the peer table moved; no watcher woken
 	b.mu.Unlock()
@@ -107,4 +95,18 @@ func TestEventStreamSaysWhatTheTaskWaitsForUnwoken(t *testing.T) {
 	case <-time.After(3 * WaitingRefresh):
 		t.Fatalf("no waiting event within %s of the view's change", 3*WaitingRefresh)
 	}
+}
+
+// openEvents opens task id's event stream on the API at addr, with the
+// admin token; it is closed when the test ends.
+func openEvents(t *testing.T, addr, id string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v1/tasks/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
 }
